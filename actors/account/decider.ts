@@ -1,0 +1,154 @@
+/**
+ * Account: applies allocations to positions and cash, exactly.
+ *
+ * Idempotent per block order: it keeps the last applied fill seq of each
+ * block order; an allocation at or below it is a duplicate and changes
+ * nothing. Each allocation names the previous fill seq that allocated to this
+ * account (`prevSeq`); if that is not the last one applied, an earlier
+ * allocation was lost in flight and this one is refused as a GAP (nothing
+ * persisted), so the block order re-delivers in order.
+ */
+import { cashDelta, type Side } from '../domain/money.ts';
+import { assertNever, invariant } from '../errors.ts';
+
+export interface AccountDef {
+  accountId: string;
+  cashMinor: bigint;
+  positions: Record<string, bigint>;
+}
+
+export interface Allocation {
+  blockOrderId: string;
+  fillSeq: number;
+  prevSeq: number;
+  securityId: string;
+  side: Side;
+  quantity: bigint;
+  price: bigint;
+}
+
+export const AllocationRejection = {
+  InsufficientPosition: 'INSUFFICIENT_POSITION',
+} as const;
+export type AllocationRejection = (typeof AllocationRejection)[keyof typeof AllocationRejection];
+
+export type AccountEvent =
+  | { type: 'AccountOpened'; def: AccountDef; atMs: number }
+  | { type: 'AllocationApplied'; allocation: Allocation; cashDeltaMinor: bigint; atMs: number }
+  | { type: 'AllocationRejected'; allocation: Allocation; reason: AllocationRejection; detail: string; atMs: number };
+
+export type AccountState =
+  | { status: 'Empty' }
+  | {
+      status: 'Open';
+      accountId: string;
+      cashMinor: bigint;
+      positions: Record<string, bigint>;
+      lastSeqByOrder: Record<string, number>;
+      rejected: number;
+    };
+
+export type AccountCommand =
+  | { type: 'Open'; def: AccountDef; nowMs: number }
+  | { type: 'Apply'; allocation: Allocation; nowMs: number };
+
+export const ApplyOutcome = {
+  Applied: 'APPLIED',
+  Rejected: 'REJECTED',
+  Duplicate: 'DUPLICATE',
+  Gap: 'GAP',
+  NotOpen: 'NOT_OPEN',
+  AlreadyOpen: 'ALREADY_OPEN',
+  Opened: 'OPENED',
+} as const;
+export type ApplyOutcome = (typeof ApplyOutcome)[keyof typeof ApplyOutcome];
+
+export interface Decision {
+  outcome: ApplyOutcome;
+  events: AccountEvent[];
+}
+
+export const initialState = (): AccountState => ({ status: 'Empty' });
+
+export function decide(command: AccountCommand, state: AccountState): Decision {
+  switch (command.type) {
+    case 'Open':
+      if (state.status !== 'Empty') return { outcome: ApplyOutcome.AlreadyOpen, events: [] };
+      for (const [securityId, qty] of Object.entries(command.def.positions)) {
+        invariant(qty >= 0n, `opening position of ${command.def.accountId} in ${securityId} is negative`);
+      }
+      return { outcome: ApplyOutcome.Opened, events: [{ type: 'AccountOpened', def: command.def, atMs: command.nowMs }] };
+    case 'Apply': {
+      if (state.status === 'Empty') return { outcome: ApplyOutcome.NotOpen, events: [] };
+      const a = command.allocation;
+      invariant(a.quantity > 0n, `allocation quantity must be positive, got ${a.quantity}`);
+      invariant(a.prevSeq < a.fillSeq, `prevSeq ${a.prevSeq} must precede fillSeq ${a.fillSeq}`);
+      const last = state.lastSeqByOrder[a.blockOrderId] ?? 0;
+      if (a.fillSeq <= last) return { outcome: ApplyOutcome.Duplicate, events: [] };
+      if (a.prevSeq !== last) return { outcome: ApplyOutcome.Gap, events: [] };
+      const position = state.positions[a.securityId] ?? 0n;
+      if (a.side === 'SELL' && position < a.quantity) {
+        return {
+          outcome: ApplyOutcome.Rejected,
+          events: [
+            {
+              type: 'AllocationRejected',
+              allocation: a,
+              reason: AllocationRejection.InsufficientPosition,
+              detail: `sell of ${a.quantity} exceeds position ${position} in ${a.securityId}`,
+              atMs: command.nowMs,
+            },
+          ],
+        };
+      }
+      return {
+        outcome: ApplyOutcome.Applied,
+        events: [
+          { type: 'AllocationApplied', allocation: a, cashDeltaMinor: cashDelta(a.side, a.quantity, a.price), atMs: command.nowMs },
+        ],
+      };
+    }
+    default:
+      return assertNever(command, 'account command');
+  }
+}
+
+export function evolve(state: AccountState, event: AccountEvent): AccountState {
+  switch (event.type) {
+    case 'AccountOpened':
+      invariant(state.status === 'Empty', 'AccountOpened on an open account');
+      return {
+        status: 'Open',
+        accountId: event.def.accountId,
+        cashMinor: event.def.cashMinor,
+        positions: { ...event.def.positions },
+        lastSeqByOrder: {},
+        rejected: 0,
+      };
+    case 'AllocationApplied': {
+      invariant(state.status === 'Open', 'AllocationApplied before AccountOpened');
+      const a = event.allocation;
+      const signedQty = a.side === 'BUY' ? a.quantity : -a.quantity;
+      const position = (state.positions[a.securityId] ?? 0n) + signedQty;
+      invariant(position >= 0n, `position of ${state.accountId} in ${a.securityId} would go negative`);
+      invariant(event.cashDeltaMinor === cashDelta(a.side, a.quantity, a.price), 'cash delta does not match the allocation');
+      return {
+        ...state,
+        cashMinor: state.cashMinor + event.cashDeltaMinor,
+        positions: { ...state.positions, [a.securityId]: position },
+        lastSeqByOrder: { ...state.lastSeqByOrder, [a.blockOrderId]: a.fillSeq },
+      };
+    }
+    case 'AllocationRejected': {
+      invariant(state.status === 'Open', 'AllocationRejected before AccountOpened');
+      const a = event.allocation;
+      return {
+        ...state,
+        lastSeqByOrder: { ...state.lastSeqByOrder, [a.blockOrderId]: a.fillSeq },
+        rejected: state.rejected + 1,
+      };
+    }
+    default:
+      return assertNever(event, 'account event');
+  }
+}

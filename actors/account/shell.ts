@@ -1,0 +1,121 @@
+/**
+ * The account actor shell: persists the decider's event, then replies to the
+ * block order that delivered the allocation. No business rule lives here.
+ */
+import { tell, type PersistentBehavior, type ShellContext } from '../../system/actor-kit.ts';
+import { InvariantError, assertNever } from '../errors.ts';
+import type { AccountMessage, AllocationObserver, Clock, ReferencePort } from '../protocol.ts';
+import type { AccountView } from '../views.ts';
+import { ApplyOutcome, decide, evolve, initialState, type AccountDef, type AccountEvent, type AccountState } from './decider.ts';
+
+export const ACCOUNT_KIND = 'account';
+
+export interface AccountDeps {
+  reference: ReferencePort;
+  clock: Clock;
+  observer: AllocationObserver;
+}
+
+const EVENT_TYPES: ReadonlySet<string> = new Set(['AccountOpened', 'AllocationApplied', 'AllocationRejected']);
+
+type Ctx = ShellContext<AccountMessage, AccountEvent>;
+
+export function accountBehavior(deps: AccountDeps): PersistentBehavior<AccountState, AccountMessage, AccountEvent> {
+  async function persistAll(state: AccountState, events: AccountEvent[], ctx: Ctx): Promise<AccountState> {
+    let next = state;
+    for (const event of events) {
+      await ctx.persist(event);
+      next = evolve(next, event);
+    }
+    return next;
+  }
+
+  return {
+    kind: ACCOUNT_KIND,
+    initialState,
+    evolve,
+    eventType: (event) => event.type,
+    decodeEvent(data) {
+      const type = (data as { type?: unknown }).type;
+      if (typeof type !== 'string' || !EVENT_TYPES.has(type)) throw new InvariantError(`unknown account event ${String(type)}`);
+      return data as AccountEvent;
+    },
+    encodeSnapshot: (state) => state,
+    decodeSnapshot: (data) => data as AccountState,
+
+    async receive(initial, message, ctx) {
+      let state = initial;
+      switch (message.type) {
+        case 'ApplyAllocation': {
+          const a = message.allocation;
+          const reply = { blockOrderId: a.blockOrderId, fillSeq: a.fillSeq, accountId: ctx.id };
+          if (state.status === 'Empty') {
+            const def = await deps.reference.account(ctx.id);
+            if (!def) {
+              tell(message.replyTo, { type: 'AllocationNotApplied', ...reply, reason: `no account ${ctx.id}` });
+              return state;
+            }
+            state = await persistAll(state, decide({ type: 'Open', def, nowMs: deps.clock.nowMs() }, state).events, ctx);
+          }
+          const decision = decide({ type: 'Apply', allocation: a, nowMs: deps.clock.nowMs() }, state);
+          state = await persistAll(state, decision.events, ctx);
+          for (let i = 0; i < decision.events.length; i++) deps.observer.accountEventPersisted();
+          switch (decision.outcome) {
+            case ApplyOutcome.Applied:
+            case ApplyOutcome.Rejected:
+            case ApplyOutcome.Duplicate:
+              tell(message.replyTo, { type: 'AllocationSettled', ...reply, outcome: decision.outcome });
+              return state;
+            case ApplyOutcome.Gap:
+            case ApplyOutcome.NotOpen:
+              tell(message.replyTo, { type: 'AllocationNotApplied', ...reply, reason: decision.outcome });
+              return state;
+            case ApplyOutcome.Opened:
+            case ApplyOutcome.AlreadyOpen:
+              throw new InvariantError(`Apply cannot yield ${decision.outcome}`);
+            default:
+              return assertNever(decision.outcome, 'apply outcome');
+          }
+        }
+        case 'GetView': {
+          if (state.status === 'Open') {
+            tell(message.replyTo, { type: 'View', view: toView(state, ctx.journalSeq) });
+            return state;
+          }
+          const def = await deps.reference.account(ctx.id);
+          tell(message.replyTo, def ? { type: 'View', view: unopenedView(def) } : { type: 'NotFound' });
+          return state;
+        }
+        default:
+          return assertNever(message, 'account message');
+      }
+    },
+  };
+}
+
+const strings = (record: Record<string, bigint>): Record<string, string> =>
+  Object.fromEntries(Object.entries(record).map(([k, v]) => [k, v.toString()]));
+
+function toView(state: Extract<AccountState, { status: 'Open' }>, journalSeq: number): AccountView {
+  return {
+    accountId: state.accountId,
+    opened: true,
+    cashMinor: state.cashMinor.toString(),
+    positions: strings(state.positions),
+    lastAppliedSeqByOrder: { ...state.lastSeqByOrder },
+    rejectedAllocations: state.rejected,
+    journalSeq,
+  };
+}
+
+function unopenedView(def: AccountDef): AccountView {
+  return {
+    accountId: def.accountId,
+    opened: false,
+    cashMinor: def.cashMinor.toString(),
+    positions: strings(def.positions),
+    lastAppliedSeqByOrder: {},
+    rejectedAllocations: 0,
+    journalSeq: 0,
+  };
+}

@@ -1,0 +1,269 @@
+/**
+ * Block order: one per security and side. Takes its fills in sequence order
+ * and allocates each one to its accounts, pro-rata in whole lots.
+ *
+ * Pure: `decide(command, state) → decision` and `evolve(state, event) → state`.
+ * Delivery tracking (which account confirmed which line) is volatile: it is
+ * rebuilt as "nothing confirmed after the watermark" on recovery, and the
+ * shell re-delivers those lines. Accounts are idempotent, so re-delivering a
+ * little too much is harmless; the persisted watermark guarantees nothing is
+ * lost.
+ */
+import { allocateFill, type AllocationLine } from '../domain/allocation.ts';
+import type { Side } from '../domain/money.ts';
+import { assertNever, invariant } from '../errors.ts';
+
+export interface Target {
+  accountId: string;
+  quantity: bigint;
+}
+
+export interface BlockOrderDef {
+  blockOrderId: string;
+  securityId: string;
+  side: Side;
+  tradeDate: string;
+  lotSize: bigint;
+  /** Sorted by accountId: the allocation's tie-break rotation depends on this order. */
+  targets: Target[];
+}
+
+export interface Fill {
+  fillId: string;
+  blockOrderId: string;
+  /** 1, 2, 3, ... within the block order. */
+  seq: number;
+  quantity: bigint;
+  /** Fixed point, PRICE_DECIMALS. */
+  price: bigint;
+  venue: string;
+  executedAtMs: number;
+}
+
+export type BlockOrderEvent =
+  | { type: 'BlockOrderOpened'; def: BlockOrderDef; atMs: number }
+  | { type: 'FillAllocated'; fill: Fill; lines: AllocationLine[]; atMs: number }
+  | { type: 'AllocationsConfirmed'; throughSeq: number; atMs: number };
+
+export interface PendingLine {
+  accountId: string;
+  quantity: bigint;
+  /** The previous fill seq that allocated to this account (0 = none): lets the account detect a gap. */
+  prevSeq: number;
+  settled: boolean;
+}
+
+export interface PendingFill {
+  seq: number;
+  price: bigint;
+  lines: PendingLine[];
+}
+
+export type BlockOrderState =
+  | { status: 'Empty' }
+  | {
+      status: 'Open';
+      def: BlockOrderDef;
+      allocated: Record<string, bigint>;
+      filledQuantity: bigint;
+      /** Σ quantity × price over fills, for the VWAP. */
+      filledNotional: bigint;
+      fills: number;
+      lastFillSeq: number;
+      fillIds: Record<string, number>;
+      lastSeqByAccount: Record<string, number>;
+      /** Fills after the watermark, oldest first. */
+      pending: PendingFill[];
+      confirmedThroughSeq: number;
+    };
+
+export type OpenState = Extract<BlockOrderState, { status: 'Open' }>;
+
+export type BlockOrderCommand =
+  | { type: 'Open'; def: BlockOrderDef; nowMs: number }
+  | { type: 'AllocateFill'; fill: Fill; nowMs: number }
+  | { type: 'ConfirmProgress'; nowMs: number };
+
+export const FillRejection = {
+  UnknownBlockOrder: 'UNKNOWN_BLOCK_ORDER',
+  WrongBlockOrder: 'WRONG_BLOCK_ORDER',
+  OutOfOrder: 'OUT_OF_ORDER',
+  Overfill: 'OVERFILL',
+  NonPositiveQuantity: 'NON_POSITIVE_QUANTITY',
+  NonPositivePrice: 'NON_POSITIVE_PRICE',
+  AlreadyOpen: 'ALREADY_OPEN',
+} as const;
+export type FillRejection = (typeof FillRejection)[keyof typeof FillRejection];
+
+export type Decision =
+  | { outcome: 'Accepted'; events: BlockOrderEvent[] }
+  | { outcome: 'Duplicate'; reason: string; events: [] }
+  | { outcome: 'Rejected'; reason: FillRejection; detail: string; events: [] };
+
+const accepted = (...events: BlockOrderEvent[]): Decision => ({ outcome: 'Accepted', events });
+const rejected = (reason: FillRejection, detail: string): Decision => ({ outcome: 'Rejected', reason, detail, events: [] });
+
+export const initialState = (): BlockOrderState => ({ status: 'Empty' });
+
+export function totalTarget(def: BlockOrderDef): bigint {
+  return def.targets.reduce((sum, t) => sum + t.quantity, 0n);
+}
+
+export function decide(command: BlockOrderCommand, state: BlockOrderState): Decision {
+  switch (command.type) {
+    case 'Open': {
+      if (state.status !== 'Empty') return rejected(FillRejection.AlreadyOpen, 'block order is already open');
+      const def = command.def;
+      invariant(def.lotSize > 0n, 'lot size must be positive');
+      invariant(def.targets.length > 0, `block order ${def.blockOrderId} has no targets`);
+      for (const t of def.targets) {
+        invariant(t.quantity > 0n, `target of ${t.accountId} must be positive`);
+      }
+      return accepted({ type: 'BlockOrderOpened', def, atMs: command.nowMs });
+    }
+    case 'AllocateFill': {
+      const { fill } = command;
+      if (state.status === 'Empty') return rejected(FillRejection.UnknownBlockOrder, `no block order ${fill.blockOrderId}`);
+      if (fill.blockOrderId !== state.def.blockOrderId) {
+        return rejected(FillRejection.WrongBlockOrder, `fill is for ${fill.blockOrderId}`);
+      }
+      const seenSeq = state.fillIds[fill.fillId];
+      if (seenSeq !== undefined) return { outcome: 'Duplicate', reason: `fillId already applied as seq ${seenSeq}`, events: [] };
+      if (fill.seq <= state.lastFillSeq) {
+        return { outcome: 'Duplicate', reason: `seq ${fill.seq} already applied`, events: [] };
+      }
+      if (fill.seq !== state.lastFillSeq + 1) {
+        return rejected(FillRejection.OutOfOrder, `expected seq ${state.lastFillSeq + 1}, got ${fill.seq}`);
+      }
+      if (fill.quantity <= 0n) return rejected(FillRejection.NonPositiveQuantity, 'quantity must be > 0');
+      if (fill.price <= 0n) return rejected(FillRejection.NonPositivePrice, 'price must be > 0');
+      const result = allocateFill({
+        lotSize: state.def.lotSize,
+        fillQuantity: fill.quantity,
+        fillSeq: fill.seq,
+        accounts: state.def.targets.map((t) => ({
+          accountId: t.accountId,
+          remaining: t.quantity - (state.allocated[t.accountId] ?? 0n),
+        })),
+      });
+      if (!result.ok) {
+        // An empty order or an overfill: the fill is rejected whole.
+        return rejected(FillRejection.Overfill, result.detail);
+      }
+      return accepted({ type: 'FillAllocated', fill, lines: result.lines, atMs: command.nowMs });
+    }
+    case 'ConfirmProgress': {
+      if (state.status === 'Empty') return accepted();
+      const through = settledThrough(state);
+      return through > state.confirmedThroughSeq
+        ? accepted({ type: 'AllocationsConfirmed', throughSeq: through, atMs: command.nowMs })
+        : accepted();
+    }
+    default:
+      return assertNever(command, 'block order command');
+  }
+}
+
+/** The highest fill seq such that it and every fill before it are settled by all their accounts. */
+export function settledThrough(state: OpenState): number {
+  let through = state.confirmedThroughSeq;
+  for (const p of state.pending) {
+    if (!p.lines.every((l) => l.settled)) break;
+    through = p.seq;
+  }
+  return through;
+}
+
+export function evolve(state: BlockOrderState, event: BlockOrderEvent): BlockOrderState {
+  switch (event.type) {
+    case 'BlockOrderOpened':
+      invariant(state.status === 'Empty', 'BlockOrderOpened on an open block order');
+      return {
+        status: 'Open',
+        def: event.def,
+        allocated: {},
+        filledQuantity: 0n,
+        filledNotional: 0n,
+        fills: 0,
+        lastFillSeq: 0,
+        fillIds: {},
+        lastSeqByAccount: {},
+        pending: [],
+        confirmedThroughSeq: 0,
+      };
+    case 'FillAllocated': {
+      invariant(state.status === 'Open', 'FillAllocated before BlockOrderOpened');
+      const { fill, lines } = event;
+      invariant(fill.seq === state.lastFillSeq + 1, `fill seq ${fill.seq} after ${state.lastFillSeq}`);
+      // Conservation: the parts sum exactly to the fill.
+      const sum = lines.reduce((s, l) => s + l.quantity, 0n);
+      invariant(sum === fill.quantity, `allocation of fill ${fill.fillId} sums to ${sum}, not ${fill.quantity}`);
+      const allocated = { ...state.allocated };
+      const lastSeqByAccount = { ...state.lastSeqByAccount };
+      const pendingLines: PendingLine[] = [];
+      for (const line of lines) {
+        allocated[line.accountId] = (allocated[line.accountId] ?? 0n) + line.quantity;
+        pendingLines.push({
+          accountId: line.accountId,
+          quantity: line.quantity,
+          prevSeq: lastSeqByAccount[line.accountId] ?? 0,
+          settled: false,
+        });
+        lastSeqByAccount[line.accountId] = fill.seq;
+      }
+      return {
+        ...state,
+        allocated,
+        lastSeqByAccount,
+        filledQuantity: state.filledQuantity + fill.quantity,
+        filledNotional: state.filledNotional + fill.quantity * fill.price,
+        fills: state.fills + 1,
+        lastFillSeq: fill.seq,
+        fillIds: { ...state.fillIds, [fill.fillId]: fill.seq },
+        pending: [...state.pending, { seq: fill.seq, price: fill.price, lines: pendingLines }],
+      };
+    }
+    case 'AllocationsConfirmed': {
+      invariant(state.status === 'Open', 'AllocationsConfirmed before BlockOrderOpened');
+      invariant(event.throughSeq <= state.lastFillSeq, 'confirmation beyond the last fill');
+      if (event.throughSeq <= state.confirmedThroughSeq) return state;
+      return {
+        ...state,
+        confirmedThroughSeq: event.throughSeq,
+        pending: state.pending.filter((p) => p.seq > event.throughSeq),
+      };
+    }
+    default:
+      return assertNever(event, 'block order event');
+  }
+}
+
+/**
+ * Volatile: records that `accountId` has settled (applied, or durably
+ * rejected) its line of fill `seq`. Returns the same state when nothing
+ * changes. Unknown lines are ignored: a late reply to an old redelivery.
+ */
+export function markSettled(state: BlockOrderState, seq: number, accountId: string): { state: BlockOrderState; fillSettled: boolean } {
+  if (state.status !== 'Open') return { state, fillSettled: false };
+  const index = state.pending.findIndex((p) => p.seq === seq);
+  const fill = state.pending[index];
+  if (!fill) return { state, fillSettled: false };
+  const line = fill.lines.find((l) => l.accountId === accountId);
+  if (!line || line.settled) return { state, fillSettled: false };
+  const lines = fill.lines.map((l) => (l === line ? { ...l, settled: true } : l));
+  const pending = [...state.pending];
+  pending[index] = { ...fill, lines };
+  return { state: { ...state, pending }, fillSettled: lines.every((l) => l.settled) };
+}
+
+/** Unsettled lines, oldest first, optionally for one account. */
+export function unsettledLines(state: BlockOrderState, accountId?: string): Array<PendingLine & { seq: number }> {
+  if (state.status !== 'Open') return [];
+  const out: Array<PendingLine & { seq: number }> = [];
+  for (const p of state.pending) {
+    for (const l of p.lines) {
+      if (!l.settled && (accountId === undefined || l.accountId === accountId)) out.push({ ...l, seq: p.seq });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,247 @@
+/**
+ * The block-order actor shell: persists the decider's events, then delivers
+ * allocations to accounts, then replies. No business rule lives here.
+ */
+import { tell, type PersistentBehavior, type ShellContext } from '../../system/actor-kit.ts';
+import { formatPrice, vwap } from '../domain/money.ts';
+import { InvariantError, assertNever } from '../errors.ts';
+import type { AccountDirectory, AllocationObserver, BlockOrderMessage, Clock, ReferencePort } from '../protocol.ts';
+import { BlockOrderStatus, type BlockOrderView } from '../views.ts';
+import {
+  decide,
+  evolve,
+  FillRejection,
+  initialState,
+  markSettled,
+  totalTarget,
+  unsettledLines,
+  type BlockOrderDef,
+  type BlockOrderEvent,
+  type BlockOrderState,
+} from './decider.ts';
+
+export const BLOCK_ORDER_KIND = 'block-order';
+
+/** Domain state plus delivery bookkeeping that is never journaled. */
+export interface BlockOrderShellState {
+  d: BlockOrderState;
+  /** After a (re)start, unsettled lines are re-delivered once, on the first live message. */
+  redelivered: boolean;
+  /** Consecutive failed deliveries per account, for backoff and the retry bound. */
+  attempts: Record<string, number>;
+}
+
+export interface BlockOrderDeps {
+  reference: ReferencePort;
+  accounts: AccountDirectory;
+  clock: Clock;
+  observer: AllocationObserver;
+  redeliveryAttemptsMax: number;
+  redeliveryBackoffMs: number;
+}
+
+const EVENT_TYPES: ReadonlySet<string> = new Set(['BlockOrderOpened', 'FillAllocated', 'AllocationsConfirmed']);
+
+type Ctx = ShellContext<BlockOrderMessage, BlockOrderEvent>;
+
+export function blockOrderBehavior(deps: BlockOrderDeps): PersistentBehavior<BlockOrderShellState, BlockOrderMessage, BlockOrderEvent> {
+  async function persistAll(state: BlockOrderShellState, events: BlockOrderEvent[], ctx: Ctx): Promise<BlockOrderShellState> {
+    let d = state.d;
+    for (const event of events) {
+      await ctx.persist(event);
+      d = evolve(d, event);
+    }
+    return { ...state, d };
+  }
+
+  async function ensureOpen(state: BlockOrderShellState, ctx: Ctx): Promise<BlockOrderShellState | undefined> {
+    if (state.d.status === 'Open') return state;
+    const def = await deps.reference.blockOrder(ctx.id);
+    if (!def) return undefined;
+    const decision = decide({ type: 'Open', def, nowMs: deps.clock.nowMs() }, state.d);
+    return persistAll(state, decision.events, ctx);
+  }
+
+  /** Sends every unsettled line, optionally only of one fill or one account, oldest first. */
+  function deliver(state: BlockOrderShellState, ctx: Ctx, only: { seq?: number; accountId?: string } = {}): void {
+    if (state.d.status !== 'Open') return;
+    const def = state.d.def;
+    for (const fill of state.d.pending) {
+      if (only.seq !== undefined && fill.seq !== only.seq) continue;
+      for (const line of fill.lines) {
+        if (line.settled || (only.accountId !== undefined && line.accountId !== only.accountId)) continue;
+        deps.accounts.send(line.accountId, {
+          type: 'ApplyAllocation',
+          accountId: line.accountId,
+          allocation: {
+            blockOrderId: def.blockOrderId,
+            fillSeq: fill.seq,
+            prevSeq: line.prevSeq,
+            securityId: def.securityId,
+            side: def.side,
+            quantity: line.quantity,
+            price: fill.price,
+          },
+          replyTo: ctx.self,
+        });
+      }
+    }
+  }
+
+  function redeliverOnce(state: BlockOrderShellState, ctx: Ctx): BlockOrderShellState {
+    if (state.redelivered) return state;
+    deliver(state, ctx);
+    return { ...state, redelivered: true };
+  }
+
+  function retryLater(state: BlockOrderShellState, accountId: string, ctx: Ctx): BlockOrderShellState {
+    const attempts = (state.attempts[accountId] ?? 0) + 1;
+    if (attempts > deps.redeliveryAttemptsMax) {
+      // Crash: the supervisor resets us and recovery re-delivers everything unsettled.
+      throw new InvariantError(`${ctx.id}: account ${accountId} refused ${attempts - 1} deliveries in a row`);
+    }
+    ctx.scheduleSelf({ type: 'Redeliver', accountId }, deps.redeliveryBackoffMs * 2 ** (attempts - 1));
+    return { ...state, attempts: { ...state.attempts, [accountId]: attempts } };
+  }
+
+  return {
+    kind: BLOCK_ORDER_KIND,
+    initialState: () => ({ d: initialState(), redelivered: false, attempts: {} }),
+    evolve: (state, event) => ({ ...state, d: evolve(state.d, event) }),
+    eventType: (event) => event.type,
+    decodeEvent(data) {
+      const type = (data as { type?: unknown }).type;
+      if (typeof type !== 'string' || !EVENT_TYPES.has(type)) throw new InvariantError(`unknown block order event ${String(type)}`);
+      return data as BlockOrderEvent;
+    },
+    encodeSnapshot: (state) => state.d,
+    decodeSnapshot: (data) => ({ d: data as BlockOrderState, redelivered: false, attempts: {} }),
+
+    async receive(initial, message, ctx) {
+      let state = initial;
+      switch (message.type) {
+        case 'AllocateFill': {
+          const opened = await ensureOpen(state, ctx);
+          if (!opened) {
+            tell(message.replyTo, { type: 'Rejected', reason: FillRejection.UnknownBlockOrder, detail: `no block order ${ctx.id}` });
+            return state;
+          }
+          state = redeliverOnce(opened, ctx);
+          const decision = decide({ type: 'AllocateFill', fill: message.fill, nowMs: deps.clock.nowMs() }, state.d);
+          switch (decision.outcome) {
+            case 'Accepted': {
+              state = await persistAll(state, decision.events, ctx);
+              const allocated = decision.events[0];
+              if (allocated?.type !== 'FillAllocated') throw new InvariantError('an accepted fill must yield FillAllocated');
+              deliver(state, ctx, { seq: allocated.fill.seq });
+              tell(message.replyTo, { type: 'Allocated', seq: allocated.fill.seq, lines: allocated.lines.length });
+              return state;
+            }
+            case 'Duplicate':
+              tell(message.replyTo, { type: 'Duplicate', reason: decision.reason });
+              return state;
+            case 'Rejected':
+              tell(message.replyTo, { type: 'Rejected', reason: decision.reason, detail: decision.detail });
+              return state;
+            default:
+              return assertNever(decision, 'decision');
+          }
+        }
+        case 'AllocationSettled': {
+          state = redeliverOnce(state, ctx);
+          const settled = markSettled(state.d, message.fillSeq, message.accountId);
+          state = { ...state, d: settled.state };
+          if (state.attempts[message.accountId]) {
+            const { [message.accountId]: _cleared, ...rest } = state.attempts;
+            state = { ...state, attempts: rest };
+          }
+          if (!settled.fillSettled) return state;
+          deps.observer.fillSettled(ctx.id, message.fillSeq, deps.clock.nowMs());
+          const decision = decide({ type: 'ConfirmProgress', nowMs: deps.clock.nowMs() }, state.d);
+          return persistAll(state, decision.events, ctx);
+        }
+        case 'AllocationNotApplied':
+          return retryLater(redeliverOnce(state, ctx), message.accountId, ctx);
+        case 'Failed': {
+          // An account could not take a delivery (crashed, mailbox full, stopped).
+          const command = message.command as { type?: string; accountId?: string } | undefined;
+          if (command?.type !== 'ApplyAllocation' || typeof command.accountId !== 'string') return state;
+          return retryLater(redeliverOnce(state, ctx), command.accountId, ctx);
+        }
+        case 'Redeliver':
+          state = redeliverOnce(state, ctx);
+          deliver(state, ctx, { accountId: message.accountId });
+          return state;
+        case 'Wake':
+          state = redeliverOnce(state, ctx);
+          tell(message.replyTo, { type: 'Awake', pendingLines: unsettledLines(state.d).length });
+          return state;
+        case 'GetView': {
+          if (state.d.status === 'Open') {
+            tell(message.replyTo, { type: 'View', view: toView(state.d, ctx.journalSeq) });
+            return state;
+          }
+          const def = await deps.reference.blockOrder(ctx.id);
+          tell(message.replyTo, def ? { type: 'View', view: unopenedView(def) } : { type: 'NotFound' });
+          return state;
+        }
+        default:
+          return assertNever(message, 'block order message');
+      }
+    },
+  };
+
+}
+
+function statusOf(filled: bigint, target: bigint): BlockOrderView['status'] {
+  if (filled === 0n) return BlockOrderStatus.New;
+  return filled >= target ? BlockOrderStatus.Filled : BlockOrderStatus.PartiallyFilled;
+}
+
+function toView(state: Extract<BlockOrderState, { status: 'Open' }>, journalSeq: number): BlockOrderView {
+  const def = state.def;
+  const target = totalTarget(def);
+  const v = vwap(state.filledNotional, state.filledQuantity);
+  return {
+    blockOrderId: def.blockOrderId,
+    securityId: def.securityId,
+    side: def.side,
+    tradeDate: def.tradeDate,
+    lotSize: def.lotSize.toString(),
+    status: statusOf(state.filledQuantity, target),
+    targetQuantity: target.toString(),
+    filledQuantity: state.filledQuantity.toString(),
+    fills: state.fills,
+    lastFillSeq: state.lastFillSeq,
+    vwapPrice: v === null ? null : formatPrice(v),
+    accounts: def.targets.map((t) => ({
+      accountId: t.accountId,
+      targetQuantity: t.quantity.toString(),
+      allocatedQuantity: (state.allocated[t.accountId] ?? 0n).toString(),
+    })),
+    confirmedThroughSeq: state.confirmedThroughSeq,
+    unconfirmedLines: unsettledLines(state).length,
+    journalSeq,
+  };
+}
+
+function unopenedView(def: BlockOrderDef): BlockOrderView {
+  const target = totalTarget(def);
+  return {
+    blockOrderId: def.blockOrderId,
+    securityId: def.securityId,
+    side: def.side,
+    tradeDate: def.tradeDate,
+    lotSize: def.lotSize.toString(),
+    status: BlockOrderStatus.New,
+    targetQuantity: target.toString(),
+    filledQuantity: '0',
+    fills: 0,
+    lastFillSeq: 0,
+    vwapPrice: null,
+    accounts: def.targets.map((t) => ({ accountId: t.accountId, targetQuantity: t.quantity.toString(), allocatedQuantity: '0' })),
+    confirmedThroughSeq: 0,
+    unconfirmedLines: 0,
+    journalSeq: 0,
+  };
+}

@@ -1,0 +1,62 @@
+/**
+ * Messages between actors and from the outside, and the ports the shells use.
+ * Every command carries its reply target; every path replies.
+ */
+import type { Failed, Ref } from '../system/actor-kit.ts';
+import type { AccountDef, Allocation } from './account/decider.ts';
+import type { BlockOrderDef, Fill, FillRejection } from './block-order/decider.ts';
+import type { AccountView, BlockOrderView } from './views.ts';
+
+export type ViewReply<V> = { type: 'View'; view: V } | { type: 'NotFound' } | Failed;
+
+export type AllocateFillReply =
+  | { type: 'Allocated'; seq: number; lines: number }
+  | { type: 'Duplicate'; reason: string }
+  | { type: 'Rejected'; reason: FillRejection; detail: string }
+  | Failed;
+
+/** Outcomes an account reports for an allocation it has settled durably (or already had). */
+export type SettledOutcome = 'APPLIED' | 'REJECTED' | 'DUPLICATE';
+
+export type AllocationReply =
+  | { type: 'AllocationSettled'; blockOrderId: string; fillSeq: number; accountId: string; outcome: SettledOutcome }
+  | { type: 'AllocationNotApplied'; blockOrderId: string; fillSeq: number; accountId: string; reason: string }
+  | Failed;
+
+export type BlockOrderMessage =
+  | { type: 'AllocateFill'; fill: Fill; replyTo: Ref<AllocateFillReply> }
+  | { type: 'Redeliver'; accountId: string; replyTo?: undefined }
+  | { type: 'Wake'; replyTo: Ref<{ type: 'Awake'; pendingLines: number } | Failed> }
+  | { type: 'GetView'; replyTo: Ref<ViewReply<BlockOrderView>> }
+  | (AllocationReply & { replyTo?: undefined });
+
+export type AccountMessage =
+  | { type: 'ApplyAllocation'; accountId: string; allocation: Allocation; replyTo: Ref<AllocationReply> }
+  | { type: 'GetView'; replyTo: Ref<ViewReply<AccountView>> };
+
+/** Reference data: what rebalancing decided. Read once per actor, then journaled. */
+export interface ReferencePort {
+  blockOrder(id: string): Promise<BlockOrderDef | undefined>;
+  account(id: string): Promise<AccountDef | undefined>;
+}
+
+export interface Clock {
+  nowMs(): number;
+}
+
+/** Observations for simulations and benchmarks; must be cheap and never throw. */
+export interface AllocationObserver {
+  /** Every line of fill `seq` is durable on its account. */
+  fillSettled(blockOrderId: string, seq: number, atMs: number): void;
+  accountEventPersisted(): void;
+}
+
+export const noopObserver: AllocationObserver = {
+  fillSettled: () => {},
+  accountEventPersisted: () => {},
+};
+
+/** Sends to an account actor by id (the block order does not hold account refs). */
+export interface AccountDirectory {
+  send(accountId: string, message: AccountMessage): void;
+}

@@ -1,0 +1,78 @@
+/**
+ * JSON-ready views of live actor state, as the inspection API returns them.
+ * Exact integers (quantities, cash, prices) are decimal strings: JSON numbers
+ * are binary floats and would lose precision.
+ */
+
+export interface AccountView {
+  accountId: string;
+  /** false until the account's first event; the view then shows reference data. */
+  opened: boolean;
+  /** Cash in minor units (e.g. cents), as a decimal integer string. */
+  cashMinor: string;
+  /** Position per security id, in shares, as decimal integer strings. */
+  positions: Record<string, string>;
+  /** Last applied fill sequence number per block order id. */
+  lastAppliedSeqByOrder: Record<string, number>;
+  /** Number of allocations rejected (e.g. a sell beyond the position). */
+  rejectedAllocations: number;
+  /** Sequence number of the last journal event of this actor (0 = none). */
+  journalSeq: number;
+}
+
+export const BlockOrderStatus = {
+  /** Known from reference data, no fill yet. */
+  New: 'NEW',
+  PartiallyFilled: 'PARTIALLY_FILLED',
+  Filled: 'FILLED',
+} as const;
+export type BlockOrderStatus = (typeof BlockOrderStatus)[keyof typeof BlockOrderStatus];
+
+export interface BlockOrderAccountView {
+  accountId: string;
+  targetQuantity: string;
+  allocatedQuantity: string;
+}
+
+export interface BlockOrderView {
+  blockOrderId: string;
+  securityId: string;
+  side: 'BUY' | 'SELL';
+  tradeDate: string;
+  lotSize: string;
+  status: BlockOrderStatus;
+  targetQuantity: string;
+  filledQuantity: string;
+  fills: number;
+  /** Last fill sequence number applied (0 = none). */
+  lastFillSeq: number;
+  /** Volume-weighted average price as a decimal string with 6 fraction digits, rounded half-even; null before any fill. */
+  vwapPrice: string | null;
+  accounts: BlockOrderAccountView[];
+  /** All allocations of fills up to this sequence are confirmed by their accounts. */
+  confirmedThroughSeq: number;
+  /** Allocation lines delivered but not yet confirmed. */
+  unconfirmedLines: number;
+  journalSeq: number;
+}
+
+export interface ReadinessCheck {
+  ok: boolean;
+  detail?: string;
+}
+
+export interface Readiness {
+  ready: boolean;
+  checks: { database: ReadinessCheck; nats: ReadinessCheck; consumer: ReadinessCheck };
+  /** Actors stopped by a supervisor after repeated crashes, by path. */
+  stoppedActors: string[];
+}
+
+/** What the API needs from the running system. */
+export interface InspectionPort {
+  /** undefined when no such account exists (404). */
+  account(id: string): Promise<AccountView | undefined>;
+  /** undefined when no such block order exists (404). */
+  blockOrder(id: string): Promise<BlockOrderView | undefined>;
+  readiness(): Promise<Readiness>;
+}

@@ -1,0 +1,72 @@
+/**
+ * The inspection API: read-only HTTP views of live actor state plus probes.
+ *
+ *   GET /accounts/:id       200 AccountView     | 404
+ *   GET /block-orders/:id   200 BlockOrderView  | 404
+ *   GET /healthz            200 { status: 'ok' }
+ *   GET /readyz             200 Readiness       | 503 Readiness
+ *
+ * Errors always have a JSON ErrorBody (see api/errors.ts).
+ */
+import Fastify from 'fastify';
+import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { InspectionPort } from '../actors/views.ts';
+import { frameworkErrors, registerErrorHandling } from './errors.ts';
+import { inspectionPlugin } from './plugins/inspection.ts';
+import accountRoutes from './routes/accounts.ts';
+import blockOrderRoutes from './routes/block-orders.ts';
+import healthRoutes from './routes/health.ts';
+
+export type { ErrorBody } from './schemas.ts';
+
+export interface ApiDeps {
+  inspection: InspectionPort;
+}
+
+export interface ApiOptions {
+  /** Passed to fastify (pino options or true); default false (silent). */
+  logger?: FastifyServerOptions['logger'];
+}
+
+/** Builds the app, not yet listening: call `listen()`, or `inject()` in tests. */
+export async function buildApp(deps: ApiDeps, options: ApiOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: options.logger ?? false,
+    // Only GET routes: any request body is unexpected, keep it small.
+    bodyLimit: 16 * 1024,
+    // Slow-client protection when no proxy sits in front.
+    connectionTimeout: 30_000,
+    requestTimeout: 10_000,
+    // Longer than common load-balancer idle timeouts (60 s), so the LB closes first.
+    keepAliveTimeout: 72_000,
+    // Answer 503 (not a hung request) if an actor ask outlives every timeout of its own.
+    handlerTimeout: 15_000,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    // Router errors (bad URL encoding, over-long parameter) get the same JSON error body.
+    frameworkErrors,
+    routerOptions: {
+      // Well above the 64-char id limit, so a too-long id gets the schema's 400 naming the
+      // field; only absurd lengths get the router's 414.
+      maxParamLength: 256,
+      ignoreTrailingSlash: false,
+      caseSensitive: true,
+    },
+    ajv: {
+      customOptions: {
+        allErrors: false, // first error only: cheaper, and no DoS through huge error lists
+        coerceTypes: false,
+        removeAdditional: false,
+        useDefaults: false,
+      },
+    },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  registerErrorHandling(app);
+  await app.register(inspectionPlugin, { port: deps.inspection });
+  await app.register(accountRoutes);
+  await app.register(blockOrderRoutes);
+  await app.register(healthRoutes);
+  return app;
+}

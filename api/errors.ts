@@ -1,0 +1,140 @@
+/**
+ * The API's only error handler and its not-found handler. Every error reply
+ * is built here, as a JSON ErrorBody:
+ *   - request validation (fastify schema) and ValidationError -> 400 with field and rule
+ *   - actor timeout / stopped / mailbox full                   -> 503 (messages are safe)
+ *   - fastify's own client errors (bad JSON, body too large...) -> their 4xx status
+ *   - anything else, INVARIANT included                         -> 500 with no detail
+ */
+import { STATUS_CODES } from 'node:http';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { BlockfillError, ErrorCode, ValidationError } from '../actors/errors.ts';
+import type { ErrorBody } from './schemas.ts';
+
+/** Thrown by routes when the port has no such entity. */
+export class ResourceNotFoundError extends Error {
+  constructor(kind: string, id: string) {
+    super(`${kind} ${id} not found`);
+    this.name = 'ResourceNotFoundError';
+  }
+}
+
+const UNAVAILABLE: ReadonlySet<string> = new Set([
+  ErrorCode.ActorTimeout,
+  ErrorCode.ActorStopped,
+  ErrorCode.MailboxFull,
+]);
+
+/** Router errors whose message repeats the (possibly huge) URL. */
+const ECHOES_URL: ReadonlySet<string> = new Set(['FST_ERR_BAD_URL', 'FST_ERR_MAX_PARAM_LENGTH']);
+
+/** 404 -> "NOT_FOUND", 413 -> "PAYLOAD_TOO_LARGE". */
+function statusName(statusCode: number): string {
+  return (STATUS_CODES[statusCode] ?? 'ERROR').toUpperCase().replace(/[^A-Z0-9]+/g, '_');
+}
+
+function body(statusCode: number, message: string, extra?: Partial<ErrorBody>): ErrorBody {
+  return { error: statusName(statusCode), message, ...extra, statusCode };
+}
+
+/** One schema validation failure, in the shape both Ajv and TypeBox report. */
+interface SchemaIssue {
+  instancePath?: string;
+  message?: string;
+  params?: Record<string, unknown>;
+}
+
+/** "/a/0/b" -> "a.0.b" (JSON pointer unescaped); a missing property is named by Ajv in params. */
+function fieldOf(issue: SchemaIssue, context: string): string {
+  const path = (issue.instancePath ?? '')
+    .split('/')
+    .filter((s) => s !== '')
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const named = issue.params?.missingProperty ?? issue.params?.additionalProperty;
+  if (typeof named === 'string') path.push(named);
+  return path.length > 0 ? path.join('.') : context;
+}
+
+function validationBody(error: FastifyError): ErrorBody {
+  const context = error.validationContext ?? 'request';
+  const issue: SchemaIssue = error.validation?.[0] ?? {};
+  const field = fieldOf(issue, context);
+  const rule = issue.message ?? 'is invalid';
+  return body(400, `${context} field "${field}" ${rule}`, { field, rule });
+}
+
+function toReply(error: unknown, request: FastifyRequest): ErrorBody {
+  if (error instanceof ResourceNotFoundError) {
+    return body(404, error.message);
+  }
+  if (error instanceof ValidationError) {
+    request.log.info({ err: error }, 'rejected invalid input');
+    return body(400, error.message, { field: error.field, rule: error.rule });
+  }
+  if (error instanceof BlockfillError && UNAVAILABLE.has(error.code)) {
+    request.log.warn({ err: error }, 'actor unavailable');
+    return { error: error.code, message: error.message, statusCode: 503 };
+  }
+  if (error instanceof Error) {
+    const fe = error as FastifyError;
+    if (fe.validation) {
+      const reply = validationBody(fe);
+      request.log.info(
+        { field: reply.field, rule: reply.rule },
+        'request failed schema validation',
+      );
+      return reply;
+    }
+    // Fastify's own errors carry a safe message and a meaningful status:
+    // bad or empty JSON body (400), body too large (413), handler timeout (503)...
+    const status = fe.statusCode;
+    if (
+      typeof fe.code === 'string' &&
+      fe.code.startsWith('FST_') &&
+      typeof status === 'number' &&
+      ((status >= 400 && status < 500) || status === 503)
+    ) {
+      request.log.info({ code: fe.code }, 'request rejected');
+      return body(
+        status,
+        ECHOES_URL.has(fe.code) ? (STATUS_CODES[status] ?? 'bad URL') : fe.message,
+      );
+    }
+  }
+  request.log.error({ err: error }, 'unhandled error');
+  return body(500, 'internal error', { error: 'INTERNAL' });
+}
+
+/**
+ * Error bodies are serialized here, not by the route's response schemas
+ * (a route's 503 may be a Readiness, for instance).
+ */
+function sendError(reply: FastifyReply, payload: ErrorBody): void {
+  void reply
+    .code(payload.statusCode)
+    .type('application/json; charset=utf-8')
+    .serializer(JSON.stringify)
+    .send(payload);
+}
+
+/**
+ * For fastify's `frameworkErrors` option: errors raised by the router before
+ * any route or handler exists (bad URL encoding, over-long path parameter).
+ */
+export function frameworkErrors(
+  error: FastifyError,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): void {
+  sendError(reply, toReply(error, request));
+}
+
+/** Installs the error and not-found handlers. Call on the root instance, before routes. */
+export function registerErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((error: unknown, request, reply) => {
+    sendError(reply, toReply(error, request));
+  });
+  app.setNotFoundHandler((request, reply) => {
+    sendError(reply, body(404, `route ${request.method} ${request.url} not found`));
+  });
+}

@@ -1,0 +1,127 @@
+/**
+ * TypeBox schemas of the inspection API. Response schemas are compiled by
+ * fastify into serializers: they keep responses fast and drop any property
+ * that is not declared here, so internal state cannot leak by accident.
+ * The type-level checks at the bottom keep them identical to the views.
+ */
+import { Type } from 'typebox';
+import type { Static } from 'typebox';
+import { BlockOrderStatus } from '../actors/views.ts';
+import type {
+  AccountView,
+  BlockOrderAccountView,
+  BlockOrderView,
+  Readiness,
+  ReadinessCheck,
+} from '../actors/views.ts';
+
+export const ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
+
+export const IdParams = Type.Object(
+  { id: Type.String({ pattern: ID_PATTERN }) },
+  { additionalProperties: false },
+);
+
+/** Exact integer as a decimal string (JSON numbers would lose precision). */
+const DecimalInteger = Type.String({ pattern: '^-?(0|[1-9][0-9]*)$' });
+/** A price: fixed point with exactly 6 fraction digits, e.g. "187.123456". */
+const Price = Type.String({ pattern: '^-?(0|[1-9][0-9]*)\\.[0-9]{6}$' });
+const Seq = Type.Integer({ minimum: 0 });
+const Count = Type.Integer({ minimum: 0 });
+
+export const AccountViewSchema = Type.Object(
+  {
+    accountId: Type.String(),
+    opened: Type.Boolean(),
+    cashMinor: DecimalInteger,
+    positions: Type.Record(Type.String(), DecimalInteger),
+    lastAppliedSeqByOrder: Type.Record(Type.String(), Seq),
+    rejectedAllocations: Count,
+    journalSeq: Seq,
+  },
+  { additionalProperties: false },
+);
+
+const BlockOrderAccountViewSchema = Type.Object(
+  {
+    accountId: Type.String(),
+    targetQuantity: DecimalInteger,
+    allocatedQuantity: DecimalInteger,
+  },
+  { additionalProperties: false },
+);
+
+export const BlockOrderViewSchema = Type.Object(
+  {
+    blockOrderId: Type.String(),
+    securityId: Type.String(),
+    side: Type.Union([Type.Literal('BUY'), Type.Literal('SELL')]),
+    tradeDate: Type.String(),
+    lotSize: DecimalInteger,
+    status: Type.Union([
+      Type.Literal(BlockOrderStatus.New),
+      Type.Literal(BlockOrderStatus.PartiallyFilled),
+      Type.Literal(BlockOrderStatus.Filled),
+    ]),
+    targetQuantity: DecimalInteger,
+    filledQuantity: DecimalInteger,
+    fills: Count,
+    lastFillSeq: Seq,
+    vwapPrice: Type.Union([Price, Type.Null()]),
+    accounts: Type.Array(BlockOrderAccountViewSchema),
+    confirmedThroughSeq: Seq,
+    unconfirmedLines: Count,
+    journalSeq: Seq,
+  },
+  { additionalProperties: false },
+);
+
+const ReadinessCheckSchema = Type.Object(
+  { ok: Type.Boolean(), detail: Type.Optional(Type.String()) },
+  { additionalProperties: false },
+);
+
+export const ReadinessSchema = Type.Object(
+  {
+    ready: Type.Boolean(),
+    checks: Type.Object(
+      {
+        database: ReadinessCheckSchema,
+        nats: ReadinessCheckSchema,
+        consumer: ReadinessCheckSchema,
+      },
+      { additionalProperties: false },
+    ),
+    stoppedActors: Type.Array(Type.String()),
+  },
+  { additionalProperties: false },
+);
+
+export const HealthSchema = Type.Object(
+  { status: Type.Literal('ok') },
+  { additionalProperties: false },
+);
+
+export const ErrorBodySchema = Type.Object(
+  {
+    error: Type.String(),
+    message: Type.String(),
+    field: Type.Optional(Type.String()),
+    rule: Type.Optional(Type.String()),
+    statusCode: Type.Integer(),
+  },
+  { additionalProperties: false },
+);
+export type ErrorBody = Static<typeof ErrorBodySchema>;
+
+// Compile-time proof that each schema describes exactly its view type.
+type Equal<A, B> =
+  (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+type Assert<T extends true> = T;
+type _SchemasMatchViews = [
+  Assert<Equal<Static<typeof AccountViewSchema>, AccountView>>,
+  Assert<Equal<Static<typeof BlockOrderAccountViewSchema>, BlockOrderAccountView>>,
+  Assert<Equal<Static<typeof BlockOrderViewSchema>, BlockOrderView>>,
+  Assert<Equal<Static<typeof ReadinessCheckSchema>, ReadinessCheck>>,
+  Assert<Equal<Static<typeof ReadinessSchema>, Readiness>>,
+];

@@ -1,0 +1,96 @@
+/**
+ * The database handle: MikroORM 7 on PostgreSQL or CockroachDB (both speak the
+ * PostgreSQL wire protocol). Every write transaction runs SERIALIZABLE and is
+ * retried on SQLSTATE 40001.
+ */
+import { MikroORM } from '@mikro-orm/postgresql';
+import { CompiledQuery, type Kysely, type Transaction } from 'kysely';
+import { entities } from './entities.ts';
+import { retrySerializable, type RetryPolicy } from './retry.ts';
+
+export interface DatabaseOptions {
+  url: string;
+  poolMax: number;
+  retriesMax: number;
+  retryBackoffMs: number;
+}
+
+export type Row = object;
+export type Query = <R extends Row = Row>(sql: string, params?: readonly unknown[]) => Promise<R[]>;
+
+export class Database {
+  readonly orm: MikroORM;
+  readonly retry: RetryPolicy;
+  #serializationRetries = 0;
+
+  private constructor(orm: MikroORM, options: DatabaseOptions) {
+    this.orm = orm;
+    this.retry = {
+      retriesMax: options.retriesMax,
+      backoffBaseMs: options.retryBackoffMs,
+      onRetry: () => {
+        this.#serializationRetries++;
+      },
+    };
+  }
+
+  static async open(options: DatabaseOptions): Promise<Database> {
+    const orm = await MikroORM.init({
+      clientUrl: options.url,
+      entities,
+      pool: { min: 0, max: options.poolMax },
+      debug: false,
+      allowGlobalContext: false,
+      ensureDatabase: false,
+      discovery: { warnWhenNoEntities: false },
+    });
+    return new Database(orm, options);
+  }
+
+  /** How many 40001 retries this process has made; exposed for tests and metrics. */
+  get serializationRetries(): number {
+    return this.#serializationRetries;
+  }
+
+  /**
+   * The hot paths (journal, snapshots, replay) use MikroORM's own Kysely client
+   * with real bind parameters: MikroORM's `execute` inlines values into the SQL
+   * text, which is slow for large multi-row inserts of binary payloads.
+   * Placeholders are PostgreSQL style: $1, $2, ...
+   */
+  get #client(): Kysely<unknown> {
+    return this.orm.em.getConnection().getClient();
+  }
+
+  /** One statement in its own implicit transaction. */
+  async query<T extends Row = Row>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
+    const result = await this.#client.executeQuery<T>(CompiledQuery.raw(sql, [...params]));
+    return result.rows as T[];
+  }
+
+  /**
+   * Runs `work` in a SERIALIZABLE transaction and retries the whole
+   * transaction on 40001. `work` must be safe to run more than once.
+   */
+  serializable<T>(work: (q: Query) => Promise<T>): Promise<T> {
+    return retrySerializable(this.retry, () =>
+      this.#client
+        .transaction()
+        .setIsolationLevel('serializable')
+        .execute((trx: Transaction<unknown>) =>
+          work(async <R extends Row = Row>(sql: string, params: readonly unknown[] = []) => {
+            const result = await trx.executeQuery<R>(CompiledQuery.raw(sql, [...params]));
+            return result.rows as R[];
+          }),
+        ),
+    );
+  }
+
+  async ping(): Promise<void> {
+    await this.query('SELECT 1');
+  }
+
+  async close(): Promise<void> {
+    await this.orm.close(true);
+  }
+}

@@ -1,0 +1,344 @@
+/**
+ * The journal: a nact persistence engine on the `journal` and `snapshots`
+ * tables, with group commit.
+ *
+ * Group commit: `persist()` calls from many actors queue up and are written
+ * as one multi-row INSERT. A batch is flushed when it reaches
+ * `batchEventsMax` events or `flushIntervalMs` after its first event,
+ * whichever comes first; while a flush is in flight the next batch gathers,
+ * and up to `flushesInFlightMax` flushes run at once. A caller's promise
+ * resolves only after the transaction holding its event has committed.
+ *
+ * Two writers for one actor: the INSERT uses ON CONFLICT DO NOTHING and
+ * RETURNING, so a row that already exists is reported back to its caller as a
+ * JournalConflictError (the actor resets and recovers) and never overwritten.
+ */
+import type { Database } from './db.ts';
+
+export interface StoredEvent {
+  eventType: string;
+  payload: Uint8Array;
+}
+
+/** The shape nact hands to `persist` (its PersistedEvent). */
+export interface PersistedEventLike {
+  data: StoredEvent;
+  sequenceNumber: number;
+  key: string;
+}
+
+/** The shape nact hands to `takeSnapshot` and reads back from `latestSnapshot`. */
+export interface PersistedSnapshotLike {
+  data: Uint8Array;
+  sequenceNumber: number;
+  key: string;
+  createdAt: number;
+}
+
+export interface ReplayedEvent {
+  data: StoredEvent;
+  sequenceNumber: number;
+  key: string;
+  createdAt: number;
+  tags: string[];
+  isDeleted: false;
+}
+
+export interface JournalOptions {
+  batchEventsMax: number;
+  flushIntervalMs: number;
+  flushesInFlightMax: number;
+  pendingEventsMax: number;
+  replayPageEvents: number;
+  recoveryConcurrencyMax: number;
+}
+
+export class JournalConflictError extends Error {
+  readonly code = 'JOURNAL_CONFLICT';
+  constructor(key: string, sequenceNr: number) {
+    super(`journal already holds ${key}#${sequenceNr}: another writer owns this actor`);
+    this.name = 'JournalConflictError';
+  }
+}
+
+export class JournalOverloadedError extends Error {
+  readonly code = 'JOURNAL_OVERLOADED';
+  constructor(pendingEventsMax: number) {
+    super(`journal has ${pendingEventsMax} events waiting to be written (its bound)`);
+    this.name = 'JournalOverloadedError';
+  }
+}
+
+export class JournalGapError extends Error {
+  readonly code = 'JOURNAL_GAP';
+  constructor(key: string, expected: number, found: number) {
+    super(`journal of ${key} jumps from #${expected - 1} to #${found}`);
+    this.name = 'JournalGapError';
+  }
+}
+
+export class JournalClosedError extends Error {
+  readonly code = 'JOURNAL_CLOSED';
+  constructor() {
+    super('journal is closed');
+    this.name = 'JournalClosedError';
+  }
+}
+
+interface Pending {
+  key: string;
+  sequenceNr: number;
+  eventType: string;
+  payload: Uint8Array;
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
+export interface JournalStats {
+  events: number;
+  batches: number;
+  batchEventsLargest: number;
+  conflicts: number;
+}
+
+/** A counting semaphore: bounds concurrent recoveries. */
+class Semaphore {
+  #available: number;
+  #waiters: Array<() => void> = [];
+  constructor(permits: number) {
+    this.#available = permits;
+  }
+  async acquire(): Promise<void> {
+    if (this.#available > 0) {
+      this.#available--;
+      return;
+    }
+    await new Promise<void>((resolve) => this.#waiters.push(resolve));
+  }
+  release(): void {
+    const next = this.#waiters.shift();
+    if (next) next();
+    else this.#available++;
+  }
+}
+
+export class SqlJournal {
+  readonly #db: Database;
+  readonly #options: JournalOptions;
+  #queue: Pending[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  #flushesInFlight = 0;
+  #idleWaiters: Array<() => void> = [];
+  #closed = false;
+  readonly #recoveries: Semaphore;
+  /** Keys holding a recovery permit between latestSnapshot() and the end of replay. */
+  readonly #recoveryPermits = new Set<string>();
+  readonly stats: JournalStats = { events: 0, batches: 0, batchEventsLargest: 0, conflicts: 0 };
+
+  constructor(db: Database, options: JournalOptions) {
+    if (options.batchEventsMax < 1 || options.batchEventsMax > 10_000) {
+      throw new RangeError('batchEventsMax must be within 1..10000 (4 bind parameters per event)');
+    }
+    this.#db = db;
+    this.#options = options;
+    this.#recoveries = new Semaphore(options.recoveryConcurrencyMax);
+  }
+
+  persist(event: PersistedEventLike): Promise<void> {
+    if (this.#closed) return Promise.reject(new JournalClosedError());
+    if (this.#queue.length >= this.#options.pendingEventsMax) {
+      return Promise.reject(new JournalOverloadedError(this.#options.pendingEventsMax));
+    }
+    if (!Number.isSafeInteger(event.sequenceNumber) || event.sequenceNumber < 1) {
+      return Promise.reject(new RangeError(`invalid sequence number ${event.sequenceNumber} for ${event.key}`));
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.#queue.push({
+        key: event.key,
+        sequenceNr: event.sequenceNumber,
+        eventType: event.data.eventType,
+        payload: event.data.payload,
+        resolve,
+        reject,
+      });
+      if (this.#queue.length >= this.#options.batchEventsMax) this.#pump();
+      else if (this.#timer === undefined && this.#flushesInFlight === 0) {
+        this.#timer = setTimeout(() => {
+          this.#timer = undefined;
+          this.#pump();
+        }, this.#options.flushIntervalMs);
+      }
+    });
+  }
+
+  #pump(): void {
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    while (this.#flushesInFlight < this.#options.flushesInFlightMax && this.#queue.length > 0) {
+      const batch = this.#queue.splice(0, this.#options.batchEventsMax);
+      this.#flushesInFlight++;
+      void this.#write(batch).finally(() => {
+        this.#flushesInFlight--;
+        // Group commit: whatever queued up during this flush goes out now.
+        if (this.#queue.length > 0) this.#pump();
+        else if (this.#flushesInFlight === 0) this.#notifyIdle();
+      });
+    }
+  }
+
+  async #write(batch: Pending[]): Promise<void> {
+    // One actor has at most one persist in flight; two entries for one row
+    // in a batch mean two writers. The first wins the batch, the rest fail.
+    const rows: Pending[] = [];
+    const seen = new Set<string>();
+    for (const p of batch) {
+      const id = `${p.key}\u0000${p.sequenceNr}`;
+      if (seen.has(id)) {
+        this.stats.conflicts++;
+        p.reject(new JournalConflictError(p.key, p.sequenceNr));
+      } else {
+        seen.add(id);
+        rows.push(p);
+      }
+    }
+    const params: unknown[] = [];
+    const values: string[] = [];
+    for (const r of rows) {
+      const i = params.length;
+      values.push(`($${i + 1}, $${i + 2}, $${i + 3}, $${i + 4})`);
+      params.push(r.key, r.sequenceNr, r.eventType, r.payload);
+    }
+    const sql =
+      `INSERT INTO journal (persistence_key, sequence_nr, event_type, payload) VALUES ${values.join(', ')} ` +
+      `ON CONFLICT (persistence_key, sequence_nr) DO NOTHING RETURNING persistence_key, sequence_nr`;
+    let inserted: Set<string>;
+    try {
+      const result = await this.#db.serializable((q) =>
+        q<{ persistence_key: string; sequence_nr: string | number }>(sql, params),
+      );
+      inserted = new Set(result.map((row) => `${row.persistence_key}\u0000${Number(row.sequence_nr)}`));
+    } catch (error) {
+      const failure = error instanceof Error ? error : new Error(String(error));
+      for (const r of rows) r.reject(failure);
+      return;
+    }
+    this.stats.batches++;
+    this.stats.batchEventsLargest = Math.max(this.stats.batchEventsLargest, rows.length);
+    for (const r of rows) {
+      if (inserted.has(`${r.key}\u0000${r.sequenceNr}`)) {
+        this.stats.events++;
+        r.resolve();
+      } else {
+        this.stats.conflicts++;
+        r.reject(new JournalConflictError(r.key, r.sequenceNr));
+      }
+    }
+  }
+
+  #notifyIdle(): void {
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Resolves when every queued event has been written (or failed). */
+  async drain(): Promise<void> {
+    if (this.#queue.length === 0 && this.#flushesInFlight === 0) return;
+    const idle = new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+    this.#pump();
+    await idle;
+  }
+
+  async close(): Promise<void> {
+    await this.drain();
+    this.#closed = true;
+  }
+
+  async latestSnapshot(key: string): Promise<PersistedSnapshotLike | undefined> {
+    await this.#recoveries.acquire();
+    this.#recoveryPermits.add(key);
+    try {
+      const rows = await this.#db.query<{ sequence_nr: string; payload: Buffer; created_at: Date }>(
+        'SELECT sequence_nr, payload, created_at FROM snapshots WHERE persistence_key = $1',
+        [key],
+      );
+      const row = rows[0];
+      if (!row) return undefined;
+      return {
+        data: row.payload,
+        sequenceNumber: Number(row.sequence_nr),
+        key,
+        createdAt: row.created_at.getTime(),
+      };
+    } catch (error) {
+      this.releaseRecovery(key);
+      throw error;
+    }
+  }
+
+  /** Releases the recovery permit of `key` if it holds one (also called when a recovery crashes). */
+  releaseRecovery(key: string): void {
+    if (this.#recoveryPermits.delete(key)) this.#recoveries.release();
+  }
+
+  async takeSnapshot(snapshot: PersistedSnapshotLike): Promise<void> {
+    await this.#db.serializable((q) =>
+      q(
+        `INSERT INTO snapshots (persistence_key, sequence_nr, payload) VALUES ($1, $2, $3)
+         ON CONFLICT (persistence_key) DO UPDATE
+           SET sequence_nr = excluded.sequence_nr, payload = excluded.payload, created_at = now()
+           WHERE snapshots.sequence_nr < excluded.sequence_nr`,
+        [snapshot.key, snapshot.sequenceNumber, snapshot.data],
+      ),
+    );
+  }
+
+  /**
+   * Events of `key` after `offset`, read in pages. nact consumes them through
+   * `reduce`; replay stops early when the reducer yields undefined (nact's
+   * signal that the actor's supervisor stopped the recovery).
+   */
+  events(key: string, offset: number) {
+    const pageSize = this.#options.replayPageEvents;
+    const readPage = (after: number) =>
+      this.#db.query<{ sequence_nr: string; event_type: string; payload: Buffer; created_at: Date }>(
+        `SELECT sequence_nr, event_type, payload, created_at FROM journal
+         WHERE persistence_key = $1 AND sequence_nr > $2 ORDER BY sequence_nr LIMIT $3`,
+        [key, after, pageSize],
+      );
+    return {
+      reduce: async <A>(
+        reducer: (acc: A | Promise<A>, event: ReplayedEvent, index: number) => A | Promise<A>,
+        initial: A | Promise<A>,
+      ): Promise<A> => {
+        try {
+          let acc = await initial;
+          let after = offset;
+          let index = 0;
+          for (;;) {
+            const page = await readPage(after);
+            for (const row of page) {
+              const sequenceNumber = Number(row.sequence_nr);
+              if (sequenceNumber !== after + 1) throw new JournalGapError(key, after + 1, sequenceNumber);
+              after = sequenceNumber;
+              acc = await reducer(acc, {
+                data: { eventType: row.event_type, payload: row.payload },
+                sequenceNumber,
+                key,
+                createdAt: row.created_at.getTime(),
+                tags: [],
+                isDeleted: false,
+              }, index++);
+              if (acc === undefined) return acc;
+            }
+            if (page.length < pageSize) return acc;
+          }
+        } finally {
+          this.releaseRecovery(key);
+        }
+      },
+    };
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * `npm run demo`: the main job. Seeds a realistic scenario (by default 2,000
+ * accounts, 200 block orders, 50,000 fills), runs it through JetStream and the
+ * actors on the local services, checks every invariant exactly, prints
+ * throughput and latency. Exits 0 only if every invariant holds.
+ *
+ *   npm run demo -- [--json] [--fills N] [--accounts N] [--orders N] [--seed N] [--keep]
+ */
+import { parseArgs } from './cli.ts';
+import { runScenario } from './run.ts';
+
+const args = parseArgs(process.argv.slice(2), {
+  json: 'boolean',
+  fills: 'number',
+  accounts: 'number',
+  orders: 'number',
+  securities: 'number',
+  seed: 'number',
+  keep: 'boolean',
+});
+const json = args.json === true;
+const say = (line: string) => (json ? process.stderr : process.stdout).write(`${line}\n`);
+
+const result = await runScenario({
+  scenario: {
+    ...(typeof args.fills === 'number' ? { fills: args.fills } : {}),
+    ...(typeof args.accounts === 'number' ? { accounts: args.accounts } : {}),
+    ...(typeof args.orders === 'number' ? { blockOrders: args.orders } : {}),
+    ...(typeof args.securities === 'number' ? { securities: args.securities } : {}),
+    ...(typeof args.seed === 'number' ? { seed: args.seed } : {}),
+  },
+  namespace: 'DEMO',
+  databaseName: 'blockfill_demo',
+  keepDatabase: args.keep === true,
+  publishInFlightMax: 256,
+  settleTimeoutMs: 600_000,
+  checkInvariants: true,
+  env: process.env,
+  progress: say,
+}).catch((error: Error) => {
+  say(`demo failed: ${error.message}`);
+  if (json) process.stdout.write(`${JSON.stringify({ invariantsOk: false, error: error.message })}\n`);
+  process.exit(1);
+});
+
+const inv = result.invariants;
+say('');
+say(`fills allocated           ${result.fills}`);
+say(`allocation lines          ${inv?.allocationLines ?? '-'}`);
+say(`account events (durable)  ${result.accountEvents}`);
+say(`elapsed                   ${(result.elapsedMs / 1000).toFixed(2)} s (publishing took ${(result.publishMs / 1000).toFixed(2)} s)`);
+say(`throughput                ${result.fillsPerSec} fills/s, ${result.accountEventsPerSec} account events/s`);
+say(`latency publish -> all allocations durable: p50 ${result.latencyMs.p50} ms, p90 ${result.latencyMs.p90} ms, p99 ${result.latencyMs.p99} ms, max ${result.latencyMs.max} ms`);
+say(`journal                   ${result.journal.events} events in ${result.journal.batches} batches (largest ${result.journal.batchEventsLargest}), ${result.journal.conflicts} conflicts`);
+say(`consumer                  ${result.consumer.acked} acked, ${result.consumer.duplicates} duplicates, ${result.consumer.nakked} nakked, ${result.consumer.deadLettered} dead-lettered; actor crashes ${result.actorCrashes}`);
+if (inv) {
+  say(`invariants                ${inv.ok ? 'ALL HOLD' : 'VIOLATED'} (${inv.checks} exact checks; ${inv.rejectedAllocations} allocations rejected by accounts)`);
+  for (const v of inv.violations) say(`  violation: ${v}`);
+}
+if (json) {
+  process.stdout.write(
+    `${JSON.stringify({
+      invariantsOk: result.invariantsOk,
+      fills: result.fills,
+      accountEvents: result.accountEvents,
+      fillsPerSec: result.fillsPerSec,
+      accountEventsPerSec: result.accountEventsPerSec,
+      latencyMs: { p50: result.latencyMs.p50, p99: result.latencyMs.p99 },
+    })}\n`,
+  );
+}
+process.exit(result.invariantsOk ? 0 : 1);

@@ -1,0 +1,177 @@
+/**
+ * Exact checks of the books after a run, from the journal (decoded
+ * independently of the actors) and from the live actors through the API.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { AccountEvent } from '../actors/account/decider.ts';
+import type { BlockOrderEvent, Fill } from '../actors/block-order/decider.ts';
+import { cashDelta } from '../actors/domain/money.ts';
+import type { AccountView, BlockOrderView } from '../actors/views.ts';
+import { decodeVersioned } from '../persistence/codec.ts';
+import type { Database } from '../persistence/db.ts';
+import type { SeedData } from '../persistence/reference.ts';
+
+export interface InvariantReport {
+  ok: boolean;
+  checks: number;
+  violations: string[];
+  fills: number;
+  allocationLines: number;
+  accountEvents: number;
+  rejectedAllocations: number;
+}
+
+interface JournalRow {
+  persistence_key: string;
+  sequence_nr: string;
+  payload: Buffer;
+}
+
+export async function* readJournal(db: Database, prefix: string, pageRows = 20_000): AsyncGenerator<{ key: string; seq: number; event: unknown }> {
+  let key = prefix;
+  let seq = 0;
+  for (;;) {
+    const rows = await db.query<JournalRow>(
+      `SELECT persistence_key, sequence_nr, payload FROM journal
+       WHERE (persistence_key, sequence_nr) > ($1, $2) AND persistence_key LIKE $3
+       ORDER BY persistence_key, sequence_nr LIMIT $4`,
+      [key, seq, `${prefix}%`, pageRows],
+    );
+    for (const r of rows) yield { key: r.persistence_key, seq: Number(r.sequence_nr), event: decodeVersioned(r.payload, r.persistence_key) };
+    const last = rows.at(-1);
+    if (!last || rows.length < pageRows) return;
+    key = last.persistence_key;
+    seq = Number(last.sequence_nr);
+  }
+}
+
+export async function checkInvariants(args: {
+  db: Database;
+  app: FastifyInstance;
+  seed: SeedData;
+  fillsByOrder: Map<string, Fill[]>;
+  /** Ids in this run (a shared database may hold other runs). */
+  idPrefix: string;
+}): Promise<InvariantReport> {
+  const { db, app, seed, fillsByOrder } = args;
+  const violations: string[] = [];
+  let checks = 0;
+  const check = (condition: boolean, message: () => string) => {
+    checks++;
+    if (!condition && violations.length < 50) violations.push(message());
+  };
+
+  const orders = new Map(seed.blockOrders.map((o) => [o.id, o]));
+  const lotOf = new Map(seed.securities.map((s) => [s.id, s.lotSize]));
+  // Expected per-account deltas, derived from the block orders' journals.
+  const expectedLines = new Map<string, { blockOrderId: string; seq: number; accountId: string; quantity: bigint; price: bigint; side: 'BUY' | 'SELL'; securityId: string }>();
+  let fills = 0;
+  let allocationLines = 0;
+
+  const allocatedByOrder = new Map<string, Map<string, bigint>>();
+  for await (const { key, event } of readJournal(db, `block-order-${args.idPrefix}`)) {
+    const e = event as BlockOrderEvent;
+    const id = key.slice('block-order-'.length);
+    const order = orders.get(id);
+    if (!order) continue;
+    if (e.type !== 'FillAllocated') continue;
+    fills++;
+    const published = fillsByOrder.get(id)?.[e.fill.seq - 1];
+    check(published !== undefined && published.fillId === e.fill.fillId && published.quantity === e.fill.quantity && published.price === e.fill.price, () => `${id} seq ${e.fill.seq}: journaled fill differs from the published one`);
+    const sum = e.lines.reduce((s, l) => s + l.quantity, 0n);
+    check(sum === e.fill.quantity, () => `${id} seq ${e.fill.seq}: lines sum to ${sum}, fill is ${e.fill.quantity}`);
+    const allocated = allocatedByOrder.get(id) ?? new Map<string, bigint>();
+    allocatedByOrder.set(id, allocated);
+    for (const l of e.lines) {
+      allocationLines++;
+      check(l.quantity > 0n, () => `${id} seq ${e.fill.seq}: non-positive line for ${l.accountId}`);
+      allocated.set(l.accountId, (allocated.get(l.accountId) ?? 0n) + l.quantity);
+      const lineKey = `${id}|${e.fill.seq}|${l.accountId}`;
+      check(!expectedLines.has(lineKey), () => `${lineKey}: allocated twice`);
+      expectedLines.set(lineKey, { blockOrderId: id, seq: e.fill.seq, accountId: l.accountId, quantity: l.quantity, price: e.fill.price, side: order.side, securityId: order.securityId });
+    }
+  }
+
+  for (const order of seed.blockOrders) {
+    const published = fillsByOrder.get(order.id) ?? [];
+    const publishedQty = published.reduce((s, f) => s + f.quantity, 0n);
+    const allocated = allocatedByOrder.get(order.id) ?? new Map<string, bigint>();
+    const allocatedQty = [...allocated.values()].reduce((s, q) => s + q, 0n);
+    check(allocatedQty === publishedQty, () => `${order.id}: allocated ${allocatedQty}, fills total ${publishedQty}`);
+    for (const t of order.targets) {
+      check((allocated.get(t.accountId) ?? 0n) <= t.quantity, () => `${order.id}: ${t.accountId} allocated beyond its target`);
+    }
+    const lot = lotOf.get(order.securityId) ?? 1n;
+    check(lot > 0n, () => `${order.id}: no lot size`);
+  }
+
+  // Accounts: every expected line applied exactly once (or durably rejected), nothing else.
+  const applied = new Set<string>();
+  const deltas = new Map<string, { cash: bigint; positions: Map<string, bigint> }>();
+  let accountEvents = 0;
+  let rejectedAllocations = 0;
+  for await (const { key, event } of readJournal(db, `account-${args.idPrefix}`)) {
+    const e = event as AccountEvent;
+    const accountId = key.slice('account-'.length);
+    if (e.type === 'AccountOpened') continue;
+    accountEvents++;
+    const a = e.allocation;
+    const lineKey = `${a.blockOrderId}|${a.fillSeq}|${accountId}`;
+    check(!applied.has(lineKey), () => `${lineKey}: applied twice`);
+    applied.add(lineKey);
+    const expected = expectedLines.get(lineKey);
+    check(expected !== undefined && expected.quantity === a.quantity && expected.price === a.price, () => `${lineKey}: applied allocation matches no allocated line`);
+    if (e.type === 'AllocationRejected') {
+      rejectedAllocations++;
+      continue;
+    }
+    const d = deltas.get(accountId) ?? { cash: 0n, positions: new Map<string, bigint>() };
+    deltas.set(accountId, d);
+    d.cash += cashDelta(a.side, a.quantity, a.price);
+    d.positions.set(a.securityId, (d.positions.get(a.securityId) ?? 0n) + (a.side === 'BUY' ? a.quantity : -a.quantity));
+  }
+  for (const lineKey of expectedLines.keys()) check(applied.has(lineKey), () => `${lineKey}: allocated but never applied`);
+
+  // The live actors, through the API, agree with the journal-derived books.
+  const concurrency = 64;
+  const accountsToCheck = seed.accounts;
+  for (let i = 0; i < accountsToCheck.length; i += concurrency) {
+    await Promise.all(
+      accountsToCheck.slice(i, i + concurrency).map(async (account) => {
+        const res = await app.inject({ method: 'GET', url: `/accounts/${account.id}` });
+        check(res.statusCode === 200, () => `GET /accounts/${account.id}: ${res.statusCode}`);
+        if (res.statusCode !== 200) return;
+        const view = res.json<AccountView>();
+        const d = deltas.get(account.id);
+        const expectedCash = account.openingCashMinor + (d?.cash ?? 0n);
+        check(BigInt(view.cashMinor) === expectedCash, () => `${account.id}: cash ${view.cashMinor}, expected ${expectedCash}`);
+        const securities = new Set([...Object.keys(account.positions), ...(d ? d.positions.keys() : [])]);
+        for (const s of securities) {
+          const expected = (account.positions[s] ?? 0n) + (d?.positions.get(s) ?? 0n);
+          check(BigInt(view.positions[s] ?? '0') === expected, () => `${account.id}: position in ${s} is ${view.positions[s]}, expected ${expected}`);
+          check(expected >= 0n, () => `${account.id}: negative position in ${s}`);
+        }
+      }),
+    );
+  }
+  for (let i = 0; i < seed.blockOrders.length; i += concurrency) {
+    await Promise.all(
+      seed.blockOrders.slice(i, i + concurrency).map(async (order) => {
+        const res = await app.inject({ method: 'GET', url: `/block-orders/${order.id}` });
+        check(res.statusCode === 200, () => `GET /block-orders/${order.id}: ${res.statusCode}`);
+        if (res.statusCode !== 200) return;
+        const view = res.json<BlockOrderView>();
+        const published = fillsByOrder.get(order.id) ?? [];
+        const publishedQty = published.reduce((s, f) => s + f.quantity, 0n);
+        check(BigInt(view.filledQuantity) === publishedQty, () => `${order.id}: API filled ${view.filledQuantity}, published ${publishedQty}`);
+        check(view.fills === published.length, () => `${order.id}: API shows ${view.fills} fills, published ${published.length}`);
+        check(view.unconfirmedLines === 0 && view.confirmedThroughSeq === view.lastFillSeq, () => `${order.id}: ${view.unconfirmedLines} lines unconfirmed`);
+        const allocated = allocatedByOrder.get(order.id) ?? new Map<string, bigint>();
+        for (const a of view.accounts) {
+          check(BigInt(a.allocatedQuantity) === (allocated.get(a.accountId) ?? 0n), () => `${order.id}: API allocation of ${a.accountId} differs from the journal`);
+        }
+      }),
+    );
+  }
+  return { ok: violations.length === 0, checks, violations, fills, allocationLines, accountEvents, rejectedAllocations };
+}

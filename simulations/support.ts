@@ -1,0 +1,75 @@
+/**
+ * Isolation for runs that must not share state: a fresh database per run and
+ * per-namespace JetStream streams, both removable afterwards.
+ */
+import type { JetStreamManager } from '@nats-io/jetstream';
+import { streamNames } from '../system/config.ts';
+import { Database } from '../persistence/db.ts';
+
+export function withDatabaseName(url: string, name: string): string {
+  const u = new URL(url);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+export function databaseNameOf(url: string): string {
+  return decodeURIComponent(new URL(url).pathname.replace(/^\//, '')) || 'postgres';
+}
+
+const SAFE_NAME = /^[a-z][a-z0-9_]{0,62}$/;
+
+async function withMaintenance<T>(url: string, work: (db: Database) => Promise<T>): Promise<T> {
+  // PostgreSQL has `postgres`; CockroachDB has `defaultdb`.
+  let lastError: unknown;
+  for (const maintenance of ['postgres', 'defaultdb']) {
+    let db: Database | undefined;
+    try {
+      db = await Database.open({ url: withDatabaseName(url, maintenance), poolMax: 2, retriesMax: 3, retryBackoffMs: 10 });
+      await db.ping();
+    } catch (error) {
+      lastError = error;
+      await db?.close().catch(() => undefined);
+      continue;
+    }
+    try {
+      return await work(db);
+    } finally {
+      await db.close();
+    }
+  }
+  throw lastError;
+}
+
+async function dropIn(db: Database, name: string): Promise<void> {
+  try {
+    // PostgreSQL 13+: also ends sessions a crashed earlier run left behind.
+    await db.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  } catch {
+    // CockroachDB has no WITH (FORCE); its DROP DATABASE cascades.
+    await db.query(`DROP DATABASE IF EXISTS ${name}`);
+  }
+}
+
+/** Drops (if present) and creates database `name` on the server of `url`; returns its URL. */
+export async function freshDatabase(url: string, name: string): Promise<string> {
+  if (!SAFE_NAME.test(name)) throw new Error(`unsafe database name ${name}`);
+  await withMaintenance(url, async (db) => {
+    await dropIn(db, name);
+    await db.query(`CREATE DATABASE ${name}`);
+  });
+  return withDatabaseName(url, name);
+}
+
+export async function dropDatabase(url: string, name: string): Promise<void> {
+  if (!SAFE_NAME.test(name)) throw new Error(`unsafe database name ${name}`);
+  await withMaintenance(url, (db) => dropIn(db, name));
+}
+
+export async function deleteStreams(jsm: JetStreamManager, namespace: string): Promise<void> {
+  const names = streamNames({ namespace });
+  for (const stream of [names.executions, names.deadLetter]) {
+    await jsm.streams.delete(stream).catch((error: Error) => {
+      if (error.name !== 'StreamNotFoundError') throw error;
+    });
+  }
+}

@@ -1,0 +1,298 @@
+/**
+ * A small typed layer over nact 7.6.2 (unmaintained, weakly typed).
+ *
+ * - `Ref<M>` is an actor reference that only accepts messages of type M.
+ * - `PersistentBehavior` describes an event-sourced actor: `receive` handles a
+ *   live command and persists events; `evolve` replays one journaled event.
+ * - `EntityHost` owns every actor of one kind under one supervisor actor: it
+ *   spawns an actor on its first message, lets nact passivate it after an idle
+ *   period, and respawns it (recovering from snapshot + journal) on its next.
+ * - Supervision: a crashed actor is reset (it recovers from snapshot and
+ *   journal) after an exponential backoff; more than `crashesMax` crashes in
+ *   `windowMs` stop it, and it is reported by `stoppedActors()` until restart.
+ *   A failed persist always crashes the actor: nact has already advanced its
+ *   sequence number, so resuming would leave a hole. Never resume.
+ */
+import nact from 'nact';
+import systemMap from 'nact/lib/system-map.js';
+import { ActorStoppedError, ActorTimeoutError, MailboxFullError } from '../actors/errors.ts';
+import type { Logger } from './log.ts';
+
+declare const messageType: unique symbol;
+/** A reference that accepts messages of type M (a phantom type over nact's ref). */
+export type Ref<M> = { readonly [messageType]?: (m: M) => void };
+
+/** The one reply every command can get when it could not be handled. */
+export interface Failed {
+  type: 'Failed';
+  code: string;
+  message: string;
+  /** The command that failed, so the sender can retry it. */
+  command?: unknown;
+}
+
+/** Commands that carry a reply target. Every path must reply to it. */
+export interface Replyable {
+  replyTo?: Ref<Failed> | Ref<never>;
+}
+
+export function tell<M>(ref: Ref<M>, message: M): void {
+  nact.dispatch(ref as never, message);
+}
+
+export async function ask<M, R>(ref: Ref<M>, build: (replyTo: Ref<R>) => M, timeoutMs: number, label: string): Promise<R> {
+  try {
+    return (await nact.query(ref as never, (temp: unknown) => build(temp as Ref<R>), timeoutMs)) as R;
+  } catch (error) {
+    if (error instanceof Error && error.message === 'Query Timeout') throw new ActorTimeoutError(label, timeoutMs);
+    throw error;
+  }
+}
+
+export interface ShellContext<C, E> {
+  readonly id: string;
+  readonly self: Ref<C>;
+  /** Sequence number of the last journaled event (0 = none). */
+  readonly journalSeq: number;
+  /** Appends one event to the journal; resolves once it is durable. */
+  persist(event: E): Promise<void>;
+  /** Sends a message to this actor later (timers are owned by the host and bounded). */
+  scheduleSelf(message: C, delayMs: number): void;
+}
+
+export interface PersistentBehavior<S, C extends Replyable, E> {
+  /** Persistence keys are `${kind}-${id}`. */
+  readonly kind: string;
+  initialState(id: string): S;
+  evolve(state: S, event: E): S;
+  receive(state: S, command: C, ctx: ShellContext<C, E>): Promise<S>;
+  eventType(event: E): string;
+  /** Validates a decoded event; throws on anything it does not know. */
+  decodeEvent(data: unknown): E;
+  encodeSnapshot(state: S): unknown;
+  decodeSnapshot(data: unknown): S;
+}
+
+export interface Codec {
+  encode(data: unknown): Uint8Array;
+  decode(bytes: Uint8Array, what: string): unknown;
+}
+
+export interface SupervisionOptions {
+  crashesMax: number;
+  windowMs: number;
+  backoffMinMs: number;
+  backoffMaxMs: number;
+}
+
+export interface HostOptions {
+  idleMs: number;
+  mailboxMax: number;
+  snapshotEveryEvents: number;
+  scheduledMax: number;
+  supervision: SupervisionOptions;
+}
+
+/** What the journal must offer the host beyond nact's engine interface. */
+export interface RecoveryPermits {
+  releaseRecovery(key: string): void;
+}
+
+interface NactState<S> {
+  s: S;
+  seq: number;
+}
+
+interface ConcreteActor {
+  stopped: boolean;
+  mailbox: { length: number };
+  children: Map<string, ConcreteActor>;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+export class ActorSystem {
+  readonly ref: unknown;
+  readonly name: string;
+  constructor(engine: object, name: string) {
+    this.ref = (nact.start as (...args: unknown[]) => unknown)({ name }, nact.configurePersistence(engine as never));
+    this.name = name;
+  }
+  stop(): void {
+    nact.stop(this.ref as never);
+  }
+}
+
+export class EntityHost<S, C extends Replyable, E> {
+  readonly #system: ActorSystem;
+  readonly #behavior: PersistentBehavior<S, C, E>;
+  readonly #options: HostOptions;
+  readonly #codec: Codec;
+  readonly #permits: RecoveryPermits;
+  readonly #log: Logger;
+  readonly #supervisorRef: unknown;
+  readonly #crashes = new Map<string, number[]>();
+  readonly #stopped = new Map<string, string>();
+  readonly #timers = new Set<NodeJS.Timeout>();
+  #closed = false;
+  crashCount = 0;
+
+  constructor(
+    system: ActorSystem,
+    behavior: PersistentBehavior<S, C, E>,
+    deps: { codec: Codec; permits: RecoveryPermits; log: Logger },
+    options: HostOptions,
+  ) {
+    this.#system = system;
+    this.#behavior = behavior;
+    this.#options = options;
+    this.#codec = deps.codec;
+    this.#permits = deps.permits;
+    this.#log = deps.log;
+    // The supervisor actor exists for the tree: its children are the entities.
+    this.#supervisorRef = nact.spawnStateless(system.ref as never, () => undefined, `${behavior.kind}s`);
+  }
+
+  get kind(): string {
+    return this.#behavior.kind;
+  }
+
+  #supervisor(): ConcreteActor {
+    const concrete = systemMap.find(this.#system.name, this.#supervisorRef) as ConcreteActor | undefined;
+    if (!concrete) throw new Error(`supervisor ${this.#behavior.kind}s is gone`);
+    return concrete;
+  }
+
+  /** Actors stopped after repeated crashes: `kind/id` with the last error. */
+  stoppedActors(): string[] {
+    return [...this.#stopped.entries()].map(([id, why]) => `${this.#behavior.kind}/${id}: ${why}`);
+  }
+
+  liveActors(): number {
+    return this.#supervisor().children.size;
+  }
+
+  /** The live reference for `id`, spawning (and so recovering) the actor if needed. */
+  refFor(id: string): Ref<C> {
+    if (this.#stopped.has(id)) throw new ActorStoppedError(`${this.#behavior.kind}/${id}`);
+    const supervisor = this.#supervisor();
+    const existing = supervisor.children.get(id);
+    if (existing && !existing.stopped) {
+      if (existing.mailbox.length >= this.#options.mailboxMax) {
+        throw new MailboxFullError(`${this.#behavior.kind}/${id}`, this.#options.mailboxMax);
+      }
+      return (existing as unknown as { reference: Ref<C> }).reference;
+    }
+    return this.#spawn(id);
+  }
+
+  /** Delivers `command` to actor `id`; if it cannot be delivered, replies Failed to its replyTo. */
+  send(id: string, command: C): void {
+    let ref: Ref<C>;
+    try {
+      ref = this.refFor(id);
+    } catch (error) {
+      const e = error as Error & { code?: string };
+      if (command.replyTo) {
+        tell(command.replyTo as Ref<Failed>, { type: 'Failed', code: e.code ?? 'UNDELIVERABLE', message: e.message, command });
+      }
+      return;
+    }
+    tell(ref, command);
+  }
+
+  ask<R>(id: string, build: (replyTo: Ref<R>) => C, timeoutMs: number): Promise<R> {
+    return ask(this.refFor(id), build, timeoutMs, `${this.#behavior.kind}/${id}`);
+  }
+
+  #spawn(id: string): Ref<C> {
+    const behavior = this.#behavior;
+    const codec = this.#codec;
+    const key = `${behavior.kind}-${id}`;
+    const host = this;
+    const f = async function (state: NactState<S>, message: unknown, ctx: { recovering?: boolean; self: Ref<C>; persist: (m: unknown) => Promise<void> }): Promise<NactState<S>> {
+      if (ctx.recovering) {
+        return { s: behavior.evolve(state.s, message as E), seq: state.seq + 1 };
+      }
+      const command = message as C;
+      let seq = state.seq;
+      const shellCtx: ShellContext<C, E> = {
+        id,
+        self: ctx.self,
+        get journalSeq() {
+          return seq;
+        },
+        persist: async (event: E) => {
+          await ctx.persist(event);
+          seq++;
+        },
+        scheduleSelf: (msg: C, delayMs: number) => host.#schedule(ctx.self, msg, delayMs),
+      };
+      try {
+        const next = await behavior.receive(state.s, command, shellCtx);
+        return { s: next, seq };
+      } catch (error) {
+        // Every path replies: the sender learns of the failure before the reset.
+        const e = error as Error & { code?: string };
+        if (command.replyTo) {
+          tell(command.replyTo as Ref<Failed>, { type: 'Failed', code: e.code ?? 'ACTOR_CRASHED', message: e.message, command });
+        }
+        throw error;
+      }
+    };
+    const ref = nact.spawnPersistent(this.#supervisorRef as never, f as never, key, id, {
+      initialStateFunc: () => ({ s: behavior.initialState(id), seq: 0 }),
+      shutdownAfter: this.#options.idleMs,
+      snapshotEvery: this.#options.snapshotEveryEvents,
+      encoder: (event: E) => ({ eventType: behavior.eventType(event), payload: codec.encode(event) }),
+      decoder: (data: { eventType: string; payload: Uint8Array }) =>
+        behavior.decodeEvent(codec.decode(data.payload, `event ${key}`)),
+      snapshotEncoder: (state: NactState<S>) => codec.encode({ s: behavior.encodeSnapshot(state.s), seq: state.seq }),
+      snapshotDecoder: (bytes: Uint8Array) => {
+        const decoded = codec.decode(bytes, `snapshot ${key}`) as { s: unknown; seq: number };
+        return { s: behavior.decodeSnapshot(decoded.s), seq: decoded.seq };
+      },
+      onCrash: (msg: unknown, error: Error, ctx: { reset: symbol; stop: symbol }) => this.#onCrash(id, key, msg, error, ctx),
+    } as never);
+    return ref as Ref<C>;
+  }
+
+  async #onCrash(id: string, key: string, _msg: unknown, error: Error, ctx: { reset: symbol; stop: symbol }): Promise<symbol> {
+    this.crashCount++;
+    this.#permits.releaseRecovery(key);
+    const now = Date.now();
+    const recent = (this.#crashes.get(id) ?? []).filter((t) => now - t < this.#options.supervision.windowMs);
+    recent.push(now);
+    this.#crashes.set(id, recent);
+    const { crashesMax, backoffMinMs, backoffMaxMs } = this.#options.supervision;
+    if (recent.length > crashesMax || this.#closed) {
+      if (!this.#closed) {
+        this.#stopped.set(id, `${error.name}: ${error.message}`);
+        this.#log.error('actor stopped after repeated crashes', { actor: `${this.#behavior.kind}/${id}`, crashes: recent.length, error });
+      }
+      return ctx.stop;
+    }
+    const backoffMs = Math.min(backoffMaxMs, backoffMinMs * 2 ** (recent.length - 1));
+    this.#log.warn('actor crashed; resetting from snapshot and journal', { actor: `${this.#behavior.kind}/${id}`, backoffMs, error });
+    await sleep(backoffMs);
+    return ctx.reset;
+  }
+
+  #schedule(ref: Ref<C>, message: C, delayMs: number): void {
+    if (this.#closed) return;
+    if (this.#timers.size >= this.#options.scheduledMax) {
+      throw new Error(`${this.#behavior.kind}: ${this.#options.scheduledMax} timers pending (its bound)`);
+    }
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      tell(ref, message);
+    }, delayMs);
+    this.#timers.add(timer);
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers.clear();
+  }
+}

@@ -1,0 +1,162 @@
+/**
+ * All configuration in one place: environment variables with defaults and
+ * validation. An invalid value stops start-up with a message naming the variable.
+ */
+
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID';
+  readonly variable: string;
+  constructor(variable: string, rule: string, value: string) {
+    super(`invalid configuration: ${variable}=${JSON.stringify(value)}: ${rule}`);
+    this.name = 'ConfigError';
+    this.variable = variable;
+  }
+}
+
+export interface Config {
+  databaseUrl: string;
+  dbPoolMax: number;
+  dbRetriesMax: number;
+  dbRetryBackoffMs: number;
+  natsServers: string[];
+  /** Empty for production names (EXECUTIONS); tests use a unique namespace per run. */
+  namespace: string;
+  partitions: number;
+  consumerInFlightMax: number;
+  consumerMaxAckPending: number;
+  consumerAckWaitMs: number;
+  consumerDeliveriesMax: number;
+  consumerNakDelayMs: number;
+  journalBatchEventsMax: number;
+  journalFlushIntervalMs: number;
+  journalFlushesInFlightMax: number;
+  journalPendingEventsMax: number;
+  replayPageEvents: number;
+  snapshotEveryEvents: number;
+  recoveryConcurrencyMax: number;
+  actorIdleMs: number;
+  actorAskTimeoutMs: number;
+  actorMailboxMax: number;
+  supervisorCrashesMax: number;
+  supervisorWindowMs: number;
+  supervisorBackoffMinMs: number;
+  supervisorBackoffMaxMs: number;
+  redeliveryAttemptsMax: number;
+  redeliveryBackoffMs: number;
+  httpHost: string;
+  httpPort: number;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+type Env = Record<string, string | undefined>;
+
+function str(env: Env, name: string, fallback: string, rule?: { re: RegExp; text: string }): string {
+  const raw = env[name];
+  const value = raw === undefined || raw === '' ? fallback : raw;
+  if (rule && !rule.re.test(value)) throw new ConfigError(name, rule.text, value);
+  return value;
+}
+
+function int(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!/^\d+$/.test(raw)) throw new ConfigError(name, 'must be a whole number', raw);
+  const value = Number(raw);
+  if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}`, raw);
+  return value;
+}
+
+function url(env: Env, name: string, fallback: string, protocols: string[]): string {
+  const value = str(env, name, fallback);
+  for (const part of value.split(',')) {
+    let parsed: URL;
+    try {
+      parsed = new URL(part.trim());
+    } catch {
+      throw new ConfigError(name, 'must be a URL (or comma-separated URLs)', value);
+    }
+    if (!protocols.includes(parsed.protocol)) {
+      throw new ConfigError(name, `protocol must be one of ${protocols.join(', ')}`, value);
+    }
+  }
+  return value;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export function loadConfig(env: Env = process.env): Config {
+  const logLevel = str(env, 'LOG_LEVEL', 'info');
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`, logLevel);
+  }
+  const journalBatchEventsMax = int(env, 'JOURNAL_BATCH_EVENTS_MAX', 2000, 1, 10_000);
+  const config: Config = {
+    databaseUrl: url(env, 'DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/blockfill', [
+      'postgres:',
+      'postgresql:',
+    ]),
+    dbPoolMax: int(env, 'DB_POOL_MAX', 8, 2, 256),
+    dbRetriesMax: int(env, 'DB_RETRIES_MAX', 8, 0, 100),
+    dbRetryBackoffMs: int(env, 'DB_RETRY_BACKOFF_MS', 5, 1, 10_000),
+    natsServers: url(env, 'NATS_URL', 'nats://127.0.0.1:4222', ['nats:', 'tls:'])
+      .split(',')
+      .map((s) => s.trim()),
+    namespace: str(env, 'BLOCKFILL_NAMESPACE', '', {
+      re: /^([A-Za-z][A-Za-z0-9_]{0,31})?$/,
+      text: 'must be empty or a letter followed by up to 31 letters, digits or _',
+    }),
+    partitions: int(env, 'PARTITIONS', 4, 1, 256),
+    consumerInFlightMax: int(env, 'CONSUMER_IN_FLIGHT_MAX', 2000, 1, 100_000),
+    consumerMaxAckPending: int(env, 'CONSUMER_MAX_ACK_PENDING', 4000, 1, 1_000_000),
+    consumerAckWaitMs: int(env, 'CONSUMER_ACK_WAIT_MS', 30_000, 1_000, 3_600_000),
+    consumerDeliveriesMax: int(env, 'CONSUMER_DELIVERIES_MAX', 20, 1, 1_000),
+    consumerNakDelayMs: int(env, 'CONSUMER_NAK_DELAY_MS', 200, 0, 60_000),
+    journalBatchEventsMax,
+    journalFlushIntervalMs: int(env, 'JOURNAL_FLUSH_INTERVAL_MS', 2, 0, 1_000),
+    journalFlushesInFlightMax: int(env, 'JOURNAL_FLUSHES_IN_FLIGHT_MAX', 3, 1, 64),
+    journalPendingEventsMax: int(env, 'JOURNAL_PENDING_EVENTS_MAX', 200_000, 1, 10_000_000),
+    replayPageEvents: int(env, 'REPLAY_PAGE_EVENTS', 500, 1, 100_000),
+    snapshotEveryEvents: int(env, 'SNAPSHOT_EVERY_EVENTS', 100, 1, 1_000_000),
+    recoveryConcurrencyMax: int(env, 'RECOVERY_CONCURRENCY_MAX', 64, 1, 10_000),
+    actorIdleMs: int(env, 'ACTOR_IDLE_MS', 120_000, 10, 86_400_000),
+    actorAskTimeoutMs: int(env, 'ACTOR_ASK_TIMEOUT_MS', 10_000, 10, 600_000),
+    actorMailboxMax: int(env, 'ACTOR_MAILBOX_MAX', 20_000, 1, 10_000_000),
+    supervisorCrashesMax: int(env, 'SUPERVISOR_CRASHES_MAX', 5, 1, 1_000),
+    supervisorWindowMs: int(env, 'SUPERVISOR_WINDOW_MS', 60_000, 1, 86_400_000),
+    supervisorBackoffMinMs: int(env, 'SUPERVISOR_BACKOFF_MIN_MS', 10, 0, 60_000),
+    supervisorBackoffMaxMs: int(env, 'SUPERVISOR_BACKOFF_MAX_MS', 2_000, 0, 600_000),
+    redeliveryAttemptsMax: int(env, 'REDELIVERY_ATTEMPTS_MAX', 10, 1, 1_000),
+    redeliveryBackoffMs: int(env, 'REDELIVERY_BACKOFF_MS', 50, 1, 60_000),
+    httpHost: str(env, 'HOST', '127.0.0.1'),
+    httpPort: int(env, 'PORT', 3000, 0, 65_535),
+    logLevel: logLevel as Config['logLevel'],
+  };
+  if (config.supervisorBackoffMinMs > config.supervisorBackoffMaxMs) {
+    throw new ConfigError(
+      'SUPERVISOR_BACKOFF_MIN_MS',
+      'must not exceed SUPERVISOR_BACKOFF_MAX_MS',
+      String(config.supervisorBackoffMinMs),
+    );
+  }
+  if (config.journalPendingEventsMax < config.journalBatchEventsMax) {
+    throw new ConfigError(
+      'JOURNAL_PENDING_EVENTS_MAX',
+      'must be at least JOURNAL_BATCH_EVENTS_MAX',
+      String(config.journalPendingEventsMax),
+    );
+  }
+  return config;
+}
+
+/** JetStream names derived from the namespace, so concurrent test runs never share a stream. */
+export function streamNames(config: Pick<Config, 'namespace'>) {
+  const ns = config.namespace;
+  const subjectRoot = ns ? `${ns.toLowerCase()}.executions` : 'executions';
+  return {
+    executions: ns ? `${ns}_EXECUTIONS` : 'EXECUTIONS',
+    deadLetter: ns ? `${ns}_EXECUTIONS_DLQ` : 'EXECUTIONS_DLQ',
+    subjectRoot,
+    dlqSubjectRoot: ns ? `${ns.toLowerCase()}.dlq.executions` : 'dlq.executions',
+    durablePrefix: ns ? `${ns}_ALLOCATOR` : 'ALLOCATOR',
+  };
+}

@@ -1,0 +1,92 @@
+/**
+ * The wire format of a fill on JetStream: msgpack, with a schema version.
+ * Decoding validates every field and names the field and the rule it broke,
+ * so a bad message can go to the dead-letter stream with a precise reason.
+ */
+import type { Fill } from '../actors/block-order/decider.ts';
+import { INT64_MAX } from '../actors/domain/money.ts';
+import { packPlain, unpackPlain } from '../persistence/codec.ts';
+
+export const FILL_WIRE_VERSION = 1;
+export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export interface WireFill {
+  v: number;
+  fillId: string;
+  blockOrderId: string;
+  seq: number;
+  quantity: bigint;
+  price: bigint;
+  venue: string;
+  executedAtMs: number;
+}
+
+export type DecodeResult = { ok: true; fill: Fill } | { ok: false; reason: 'DECODE_FAILED' | 'INVALID_FIELD'; field: string; rule: string };
+
+export function encodeFill(fill: Fill): Uint8Array {
+  const wire: WireFill = { v: FILL_WIRE_VERSION, ...fill };
+  return packPlain(wire);
+}
+
+/** FNV-1a, 32 bit: a stable hash, the same in every process and release. */
+export function partitionOf(blockOrderId: string, partitions: number): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < blockOrderId.length; i++) {
+    hash ^= blockOrderId.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash % partitions;
+}
+
+export function fillSubject(subjectRoot: string, blockOrderId: string, partitions: number): string {
+  return `${subjectRoot}.${partitionOf(blockOrderId, partitions)}.${blockOrderId}`;
+}
+
+const bad = (field: string, rule: string): DecodeResult => ({ ok: false, reason: 'INVALID_FIELD', field, rule });
+
+function exactInteger(value: unknown): bigint | undefined {
+  if (typeof value === 'bigint') return value;
+  if (typeof value === 'number' && Number.isSafeInteger(value)) return BigInt(value);
+  return undefined;
+}
+
+export function decodeFill(bytes: Uint8Array, subject: string, subjectRoot: string, partitions: number): DecodeResult {
+  let raw: unknown;
+  try {
+    raw = unpackPlain(bytes);
+  } catch (error) {
+    return { ok: false, reason: 'DECODE_FAILED', field: '(message)', rule: `must be msgpack: ${(error as Error).message}` };
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return bad('(message)', 'must be a msgpack map');
+  const m = raw as Record<string, unknown>;
+  if (m.v !== FILL_WIRE_VERSION) return bad('v', `must be schema version ${FILL_WIRE_VERSION}`);
+  if (typeof m.fillId !== 'string' || !ID_PATTERN.test(m.fillId)) return bad('fillId', `must be a string matching ${ID_PATTERN.source}`);
+  if (typeof m.blockOrderId !== 'string' || !ID_PATTERN.test(m.blockOrderId)) {
+    return bad('blockOrderId', `must be a string matching ${ID_PATTERN.source}`);
+  }
+  const expected = fillSubject(subjectRoot, m.blockOrderId, partitions);
+  if (subject !== expected) return bad('blockOrderId', `must match the subject (expected subject ${expected})`);
+  if (typeof m.seq !== 'number' || !Number.isSafeInteger(m.seq) || m.seq < 1) return bad('seq', 'must be an integer >= 1');
+  const quantity = exactInteger(m.quantity);
+  if (quantity === undefined) return bad('quantity', 'must be an integer (never a float)');
+  if (quantity <= 0n || quantity > INT64_MAX) return bad('quantity', 'must be > 0 and fit in 64 bits');
+  const price = exactInteger(m.price);
+  if (price === undefined) return bad('price', 'must be an integer in fixed point, 6 decimals (never a float)');
+  if (price <= 0n || price > INT64_MAX) return bad('price', 'must be > 0 and fit in 64 bits');
+  if (typeof m.venue !== 'string' || m.venue.length < 1 || m.venue.length > 32) return bad('venue', 'must be a string of 1 to 32 characters');
+  if (typeof m.executedAtMs !== 'number' || !Number.isSafeInteger(m.executedAtMs) || m.executedAtMs < 0) {
+    return bad('executedAtMs', 'must be epoch milliseconds, an integer >= 0');
+  }
+  return {
+    ok: true,
+    fill: {
+      fillId: m.fillId,
+      blockOrderId: m.blockOrderId,
+      seq: m.seq,
+      quantity,
+      price,
+      venue: m.venue,
+      executedAtMs: m.executedAtMs,
+    },
+  };
+}

@@ -1,0 +1,292 @@
+/**
+ * JetStream topology and ingestion.
+ *
+ * Stream EXECUTIONS (file storage) holds fills on `executions.<partition>.<blockOrderId>`;
+ * publishers set Nats-Msg-Id to the fillId, so a re-published fill is dropped
+ * by the server within the duplicate window (and by the block order after it).
+ * One durable pull consumer per partition (NATS 2.9: one filter subject each).
+ *
+ * Delivery: a message is acked only after its block order replied, which it
+ * does after the fill's event is durable. A message that cannot be decoded or
+ * validated, or that the block order rejects for good, goes to the
+ * dead-letter stream with its reason and original bytes, and is then acked.
+ */
+import {
+  AckPolicy,
+  DeliverPolicy,
+  DiscardPolicy,
+  jetstream,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+  type ConsumerMessages,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+} from '@nats-io/jetstream';
+import { connect, headers, nanos, type NatsConnection } from '@nats-io/transport-node';
+import type { Fill } from '../actors/block-order/decider.ts';
+import type { AllocateFillReply } from '../actors/protocol.ts';
+import { streamNames, type Config } from './config.ts';
+import { decodeFill, encodeFill, fillSubject } from './fill-wire.ts';
+import type { Logger } from './log.ts';
+
+export type StreamNames = ReturnType<typeof streamNames>;
+
+export async function connectNats(servers: string[], name: string): Promise<NatsConnection> {
+  return connect({
+    servers,
+    name,
+    noAsyncTraces: true,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 500,
+    timeout: 5_000,
+    pingInterval: 10_000,
+  });
+}
+
+const DUPLICATE_WINDOW_MS = 120_000;
+
+/** Creates or updates the streams; idempotent. */
+export async function ensureStreams(jsm: JetStreamManager, names: StreamNames): Promise<void> {
+  const streams = [
+    { name: names.executions, subjects: [`${names.subjectRoot}.*.*`] },
+    { name: names.deadLetter, subjects: [`${names.dlqSubjectRoot}.>`] },
+  ];
+  for (const s of streams) {
+    const config = {
+      name: s.name,
+      subjects: s.subjects,
+      storage: StorageType.File,
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
+      duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+      num_replicas: 1,
+    };
+    try {
+      await jsm.streams.info(s.name);
+      await jsm.streams.update(s.name, config);
+    } catch (error) {
+      if ((error as { name?: string }).name !== 'StreamNotFoundError') throw error;
+      await jsm.streams.add(config);
+    }
+  }
+}
+
+export async function ensureConsumers(jsm: JetStreamManager, names: StreamNames, config: Config): Promise<string[]> {
+  const durables: string[] = [];
+  for (let p = 0; p < config.partitions; p++) {
+    const durable = `${names.durablePrefix}_P${p}`;
+    await jsm.consumers.add(names.executions, {
+      durable_name: durable,
+      filter_subject: `${names.subjectRoot}.${p}.*`,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: nanos(config.consumerAckWaitMs),
+      max_ack_pending: config.consumerMaxAckPending,
+      // We enforce our own bound and dead-letter past it; the server's would drop silently.
+      max_deliver: -1,
+    });
+    durables.push(durable);
+  }
+  return durables;
+}
+
+export interface Publisher {
+  publishFill(fill: Fill): Promise<void>;
+}
+
+export function fillPublisher(js: JetStreamClient, names: StreamNames, partitions: number): Publisher {
+  return {
+    async publishFill(fill) {
+      await js.publish(fillSubject(names.subjectRoot, fill.blockOrderId, partitions), encodeFill(fill), {
+        msgID: fill.fillId,
+        expect: { streamName: names.executions },
+      });
+    },
+  };
+}
+
+export const DeadLetterHeader = {
+  Reason: 'Blockfill-Reason',
+  Field: 'Blockfill-Field',
+  Rule: 'Blockfill-Rule',
+  Detail: 'Blockfill-Detail',
+  OriginalSubject: 'Blockfill-Original-Subject',
+  OriginalSequence: 'Blockfill-Original-Sequence',
+} as const;
+
+export interface ConsumerStats {
+  acked: number;
+  duplicates: number;
+  deadLettered: number;
+  nakked: number;
+}
+
+export interface FillConsumerDeps {
+  js: JetStreamClient;
+  names: StreamNames;
+  config: Config;
+  log: Logger;
+  allocate(fill: Fill): Promise<AllocateFillReply>;
+}
+
+class Slots {
+  #free: number;
+  #waiters: Array<() => void> = [];
+  #idle: Array<() => void> = [];
+  readonly #size: number;
+  constructor(size: number) {
+    this.#free = size;
+    this.#size = size;
+  }
+  async acquire(): Promise<void> {
+    if (this.#free > 0) {
+      this.#free--;
+      return;
+    }
+    await new Promise<void>((resolve) => this.#waiters.push(resolve));
+  }
+  release(): void {
+    const next = this.#waiters.shift();
+    if (next) return next();
+    this.#free++;
+    if (this.#free === this.#size) for (const w of this.#idle.splice(0)) w();
+  }
+  async idle(): Promise<void> {
+    if (this.#free === this.#size) return;
+    await new Promise<void>((resolve) => this.#idle.push(resolve));
+  }
+}
+
+export class FillConsumer {
+  readonly #deps: FillConsumerDeps;
+  readonly #slots: Slots;
+  readonly #iterators: ConsumerMessages[] = [];
+  readonly #loops: Promise<void>[] = [];
+  #running = false;
+  readonly stats: ConsumerStats = { acked: 0, duplicates: 0, deadLettered: 0, nakked: 0 };
+
+  constructor(deps: FillConsumerDeps) {
+    this.#deps = deps;
+    this.#slots = new Slots(deps.config.consumerInFlightMax);
+  }
+
+  get running(): boolean {
+    return this.#running;
+  }
+
+  async start(durables: string[]): Promise<void> {
+    const perPartitionBuffer = Math.max(1, Math.ceil(this.#deps.config.consumerInFlightMax / durables.length));
+    for (const durable of durables) {
+      const consumer = await this.#deps.js.consumers.get(this.#deps.names.executions, durable);
+      const messages = await consumer.consume({ max_messages: perPartitionBuffer, expires: 5_000 });
+      this.#iterators.push(messages);
+      this.#loops.push(this.#loop(messages, durable));
+    }
+    this.#running = true;
+  }
+
+  async #loop(messages: ConsumerMessages, durable: string): Promise<void> {
+    try {
+      for await (const m of messages) {
+        await this.#slots.acquire();
+        // #handle dispatches to the actor synchronously, so per-order order is kept.
+        void this.#handle(m).finally(() => this.#slots.release());
+      }
+    } catch (error) {
+      this.#deps.log.error('consumer loop ended', { durable, error });
+      this.#running = false;
+    }
+  }
+
+  async #handle(m: JsMsg): Promise<void> {
+    const { config, names } = this.#deps;
+    try {
+      const decoded = decodeFill(m.data, m.subject, names.subjectRoot, config.partitions);
+      if (!decoded.ok) {
+        await this.#deadLetter(m, decoded.reason, { field: decoded.field, rule: decoded.rule });
+        return;
+      }
+      const reply = await this.#deps.allocate(decoded.fill).catch((error: Error & { code?: string }) => ({
+        type: 'Failed' as const,
+        code: error.code ?? 'ASK_FAILED',
+        message: error.message,
+      }));
+      switch (reply.type) {
+        case 'Allocated':
+          this.stats.acked++;
+          m.ack();
+          return;
+        case 'Duplicate':
+          this.stats.duplicates++;
+          m.ack();
+          return;
+        case 'Rejected':
+          if (reply.reason === 'OUT_OF_ORDER') return this.#retry(m, reply.reason, reply.detail);
+          await this.#deadLetter(m, reply.reason, { detail: reply.detail });
+          return;
+        case 'Failed':
+          return this.#retry(m, reply.code, reply.message);
+        default: {
+          const never: never = reply;
+          throw new Error(`unexpected reply ${JSON.stringify(never)}`);
+        }
+      }
+    } catch (error) {
+      this.#deps.log.error('fill handling failed; will be redelivered', { subject: m.subject, error });
+      this.stats.nakked++;
+      m.nak(config.consumerNakDelayMs);
+    }
+  }
+
+  async #retry(m: JsMsg, reason: string, detail: string): Promise<void> {
+    if (m.info.deliveryCount >= this.#deps.config.consumerDeliveriesMax) {
+      await this.#deadLetter(m, 'DELIVERIES_EXHAUSTED', { detail: `${reason}: ${detail}` });
+      return;
+    }
+    this.stats.nakked++;
+    m.nak(this.#deps.config.consumerNakDelayMs * Math.min(m.info.deliveryCount, 10));
+  }
+
+  async #deadLetter(m: JsMsg, reason: string, info: { field?: string; rule?: string; detail?: string }): Promise<void> {
+    const h = headers();
+    h.set(DeadLetterHeader.Reason, reason);
+    if (info.field) h.set(DeadLetterHeader.Field, info.field);
+    if (info.rule) h.set(DeadLetterHeader.Rule, info.rule.slice(0, 500));
+    if (info.detail) h.set(DeadLetterHeader.Detail, info.detail.slice(0, 500));
+    h.set(DeadLetterHeader.OriginalSubject, m.subject);
+    h.set(DeadLetterHeader.OriginalSequence, String(m.seq));
+    const names = this.#deps.names;
+    await this.#deps.js.publish(`${names.dlqSubjectRoot}.${reason.toLowerCase()}`, m.data, {
+      headers: h,
+      // Re-dead-lettering the same message (after a crash before the ack) is deduplicated.
+      msgID: `${names.executions}:${m.seq}`,
+      expect: { streamName: names.deadLetter },
+    });
+    this.stats.deadLettered++;
+    this.#deps.log.warn('fill dead-lettered', { subject: m.subject, seq: m.seq, reason, ...info });
+    m.ack();
+  }
+
+  /** Stops pulling, waits for every in-flight fill to be answered (and acked). */
+  async stop(): Promise<void> {
+    this.#running = false;
+    for (const it of this.#iterators) it.stop();
+    await Promise.allSettled(this.#loops);
+    await this.#slots.idle();
+  }
+}
+
+export interface NatsHandles {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+}
+
+export async function openJetStream(config: Config, name: string): Promise<NatsHandles> {
+  const nc = await connectNats(config.natsServers, name);
+  const jsm = await jetstreamManager(nc, { timeout: 10_000 });
+  const js = jetstream(nc, { timeout: 10_000 });
+  return { nc, js, jsm };
+}

@@ -1,0 +1,364 @@
+/**
+ * Inspection API over app.inject, against an in-memory InspectionPort.
+ * (End-to-end tests against the running system live elsewhere.)
+ */
+import assert from 'node:assert/strict';
+import t from 'tap';
+import { buildApp } from '../api/app.ts';
+import type { ErrorBody } from '../api/app.ts';
+import {
+  ActorStoppedError,
+  ActorTimeoutError,
+  InvariantError,
+  MailboxFullError,
+  ValidationError,
+} from '../actors/errors.ts';
+import type { AccountView, BlockOrderView, InspectionPort, Readiness } from '../actors/views.ts';
+
+const ID_RULE = 'must match pattern "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"';
+
+class InMemoryInspection implements InspectionPort {
+  readonly accounts = new Map<string, AccountView>();
+  readonly blockOrders = new Map<string, BlockOrderView>();
+  state: Readiness = readiness(true);
+  /** When set, every port call rejects with it. */
+  failure: Error | undefined;
+  readonly calls: string[] = [];
+
+  async account(id: string): Promise<AccountView | undefined> {
+    this.calls.push(`account:${id}`);
+    if (this.failure) throw this.failure;
+    return this.accounts.get(id);
+  }
+
+  async blockOrder(id: string): Promise<BlockOrderView | undefined> {
+    this.calls.push(`blockOrder:${id}`);
+    if (this.failure) throw this.failure;
+    return this.blockOrders.get(id);
+  }
+
+  async readiness(): Promise<Readiness> {
+    this.calls.push('readiness');
+    if (this.failure) throw this.failure;
+    return this.state;
+  }
+}
+
+function readiness(ready: boolean): Readiness {
+  return {
+    ready,
+    checks: {
+      database: { ok: true },
+      nats: ready ? { ok: true } : { ok: false, detail: 'connection refused' },
+      consumer: { ok: ready },
+    },
+    stoppedActors: ready ? [] : ['/accounts/ACC-7'],
+  };
+}
+
+const account: AccountView = {
+  accountId: 'ACC-1',
+  opened: true,
+  // Beyond Number.MAX_SAFE_INTEGER: any float round trip would change the digits.
+  cashMinor: '-123456789012345678901234567',
+  positions: { US0378331005: '9007199254740993', 'SEC.B': '0' },
+  lastAppliedSeqByOrder: { 'BO-1': 42 },
+  rejectedAllocations: 1,
+  journalSeq: 17,
+};
+
+const filledOrder: BlockOrderView = {
+  blockOrderId: 'BO-1',
+  securityId: 'US0378331005',
+  side: 'BUY',
+  tradeDate: '2025-03-14',
+  lotSize: '100',
+  status: 'PARTIALLY_FILLED',
+  targetQuantity: '90071992547409930',
+  filledQuantity: '9007199254740993',
+  fills: 3,
+  lastFillSeq: 3,
+  vwapPrice: '187123456789.012345',
+  accounts: [
+    {
+      accountId: 'ACC-1',
+      targetQuantity: '60071992547409930',
+      allocatedQuantity: '6007199254740993',
+    },
+    {
+      accountId: 'ACC-2',
+      targetQuantity: '30000000000000000',
+      allocatedQuantity: '3000000000000000',
+    },
+  ],
+  confirmedThroughSeq: 2,
+  unconfirmedLines: 2,
+  journalSeq: 9,
+};
+
+const newOrder: BlockOrderView = {
+  ...filledOrder,
+  blockOrderId: 'BO-2',
+  side: 'SELL',
+  status: 'NEW',
+  filledQuantity: '0',
+  fills: 0,
+  lastFillSeq: 0,
+  vwapPrice: null,
+  accounts: [],
+  confirmedThroughSeq: 0,
+  unconfirmedLines: 0,
+  journalSeq: 0,
+};
+
+async function setup(t: { teardown(fn: () => unknown): void }, logLines?: string[]) {
+  const port = new InMemoryInspection();
+  port.accounts.set(account.accountId, account);
+  port.blockOrders.set(filledOrder.blockOrderId, filledOrder);
+  port.blockOrders.set(newOrder.blockOrderId, newOrder);
+  const logger = logLines
+    ? { level: 'info', stream: { write: (line: string) => void logLines.push(line) } }
+    : false;
+  const app = await buildApp({ inspection: port }, { logger });
+  t.teardown(() => app.close());
+  return { app, port };
+}
+
+/** Parses an error reply, failing the test unless it is declared and valid JSON. */
+function errorBody(res: { headers: Record<string, unknown>; body: string }): ErrorBody {
+  assert.match(String(res.headers['content-type']), /^application\/json/);
+  return JSON.parse(res.body) as ErrorBody;
+}
+
+t.test('GET /accounts/:id returns the view, exact integer strings intact', async (t) => {
+  const { app, port } = await setup(t);
+  const res = await app.inject({ method: 'GET', url: '/accounts/ACC-1' });
+  t.equal(res.statusCode, 200);
+  t.match(res.headers['content-type'], /^application\/json/);
+  t.same(res.json(), account);
+  t.ok(res.body.includes('"cashMinor":"-123456789012345678901234567"'), 'cash is a JSON string');
+  t.ok(res.body.includes('"US0378331005":"9007199254740993"'), 'position is a JSON string');
+  t.same(port.calls, ['account:ACC-1']);
+});
+
+t.test('GET /block-orders/:id returns the view, with and without a VWAP', async (t) => {
+  const { app } = await setup(t);
+  const filled = await app.inject({ method: 'GET', url: '/block-orders/BO-1' });
+  t.equal(filled.statusCode, 200);
+  t.same(filled.json(), filledOrder);
+  t.ok(filled.body.includes('"vwapPrice":"187123456789.012345"'));
+  t.ok(filled.body.includes('"allocatedQuantity":"6007199254740993"'));
+
+  const fresh = await app.inject({ method: 'GET', url: '/block-orders/BO-2' });
+  t.equal(fresh.statusCode, 200);
+  t.same(fresh.json(), newOrder);
+  t.ok(fresh.body.includes('"vwapPrice":null'));
+});
+
+t.test('response schemas drop properties the views do not declare', async (t) => {
+  const { app, port } = await setup(t);
+  port.accounts.set('LEAKY', {
+    ...account,
+    accountId: 'LEAKY',
+    internalMailbox: ['secret'],
+  } as AccountView);
+  port.blockOrders.set('LEAKY', {
+    ...filledOrder,
+    blockOrderId: 'LEAKY',
+    accounts: [
+      { ...filledOrder.accounts[0]!, password: 'hunter2' } as BlockOrderView['accounts'][0],
+    ],
+  });
+  const a = await app.inject({ method: 'GET', url: '/accounts/LEAKY' });
+  t.equal(a.statusCode, 200);
+  t.notOk(a.body.includes('internalMailbox'));
+  const b = await app.inject({ method: 'GET', url: '/block-orders/LEAKY' });
+  t.equal(b.statusCode, 200);
+  t.notOk(b.body.includes('hunter2'));
+  t.same(b.json().accounts, [filledOrder.accounts[0]]);
+});
+
+t.test('unknown ids are 404 with a JSON body', async (t) => {
+  const { app, port } = await setup(t);
+  for (const [url, kind] of [
+    ['/accounts/NOPE', 'account'],
+    ['/block-orders/NOPE', 'block order'],
+  ] as const) {
+    const res = await app.inject({ method: 'GET', url });
+    t.equal(res.statusCode, 404, url);
+    t.same(errorBody(res), {
+      error: 'NOT_FOUND',
+      message: `${kind} NOPE not found`,
+      statusCode: 404,
+    });
+  }
+  t.same(port.calls, ['account:NOPE', 'blockOrder:NOPE'], 'the port was asked');
+});
+
+t.test(
+  'malformed ids are 400 naming field "id" and the rule; the port is not called',
+  async (t) => {
+    const { app, port } = await setup(t);
+    const cases = [
+      encodeURIComponent('bad id!'),
+      'a'.repeat(65),
+      '.hidden',
+      encodeURIComponent('a/b'),
+    ];
+    for (const prefix of ['/accounts/', '/block-orders/']) {
+      for (const id of cases) {
+        const res = await app.inject({ method: 'GET', url: prefix + id });
+        t.equal(res.statusCode, 400, prefix + id);
+        const body = errorBody(res);
+        t.equal(body.error, 'BAD_REQUEST');
+        t.equal(body.field, 'id');
+        t.equal(body.rule, ID_RULE);
+        t.ok(body.message.includes('"id"') && body.message.includes(ID_RULE), body.message);
+        t.equal(body.statusCode, 400);
+      }
+    }
+    t.same(port.calls, []);
+  },
+);
+
+t.test('an id of exactly 64 characters is accepted', async (t) => {
+  const { app, port } = await setup(t);
+  const id = 'A' + 'b'.repeat(63);
+  const res = await app.inject({ method: 'GET', url: `/accounts/${id}` });
+  t.equal(res.statusCode, 404);
+  t.same(port.calls, [`account:${id}`]);
+});
+
+t.test('router errors (absurdly long parameter) still get the JSON error body', async (t) => {
+  const { app, port } = await setup(t);
+  const id = 'a'.repeat(300);
+  const res = await app.inject({ method: 'GET', url: `/accounts/${id}` });
+  t.equal(res.statusCode, 414);
+  t.same(errorBody(res), { error: 'URI_TOO_LONG', message: 'URI Too Long', statusCode: 414 });
+  t.same(port.calls, []);
+});
+
+t.test('a ValidationError from the port is 400 with its field and rule', async (t) => {
+  const { app, port } = await setup(t);
+  port.failure = new ValidationError('tradeDate', 'must be an ISO date');
+  const res = await app.inject({ method: 'GET', url: '/block-orders/BO-1' });
+  t.equal(res.statusCode, 400);
+  t.same(errorBody(res), {
+    error: 'BAD_REQUEST',
+    message: 'tradeDate: must be an ISO date',
+    field: 'tradeDate',
+    rule: 'must be an ISO date',
+    statusCode: 400,
+  });
+});
+
+t.test('unavailable actors are 503 with their (safe) message', async (t) => {
+  const { app, port } = await setup(t);
+  for (const failure of [
+    new ActorTimeoutError('/accounts/ACC-1', 500),
+    new ActorStoppedError('/accounts/ACC-1'),
+    new MailboxFullError('/accounts/ACC-1', 1000),
+  ]) {
+    port.failure = failure;
+    const res = await app.inject({ method: 'GET', url: '/accounts/ACC-1' });
+    t.equal(res.statusCode, 503, failure.name);
+    t.same(errorBody(res), {
+      error: failure.code,
+      message: failure.message,
+      statusCode: 503,
+    });
+  }
+});
+
+t.test('other errors are 500 without details, and the real error is logged', async (t) => {
+  const logLines: string[] = [];
+  const { app, port } = await setup(t, logLines);
+  for (const failure of [
+    new Error('connect ECONNREFUSED postgres://blockfill:s3cret@db'),
+    new InvariantError('allocated 7 > target 5 for BO-1/s3cret'),
+  ]) {
+    port.failure = failure;
+    logLines.length = 0;
+    const res = await app.inject({ method: 'GET', url: '/block-orders/BO-1' });
+    t.equal(res.statusCode, 500, failure.name);
+    t.same(errorBody(res), { error: 'INTERNAL', message: 'internal error', statusCode: 500 });
+    t.notOk(res.body.includes('s3cret'), 'no detail in the body');
+    const logged = logLines.map(
+      (l) => JSON.parse(l) as { level: number; err?: { message?: string } },
+    );
+    t.ok(
+      logged.some((l) => l.level === 50 && l.err?.message === failure.message),
+      'logged at error level with the real message',
+    );
+  }
+});
+
+t.test('GET /healthz is 200 without touching the port', async (t) => {
+  const { app, port } = await setup(t);
+  port.failure = new ActorTimeoutError('/system', 1);
+  port.state = readiness(false);
+  const res = await app.inject({ method: 'GET', url: '/healthz' });
+  t.equal(res.statusCode, 200);
+  t.same(res.json(), { status: 'ok' });
+  t.same(port.calls, []);
+});
+
+t.test('GET /readyz is 200 when ready, 503 with the same body when not', async (t) => {
+  const { app, port } = await setup(t);
+  const ok = await app.inject({ method: 'GET', url: '/readyz' });
+  t.equal(ok.statusCode, 200);
+  t.same(ok.json(), readiness(true));
+
+  port.state = readiness(false);
+  const notReady = await app.inject({ method: 'GET', url: '/readyz' });
+  t.equal(notReady.statusCode, 503);
+  t.match(notReady.headers['content-type'], /^application\/json/);
+  t.same(notReady.json(), readiness(false));
+});
+
+t.test('GET /readyz when readiness itself fails: 503 error body, not a Readiness', async (t) => {
+  const { app, port } = await setup(t);
+  port.failure = new ActorTimeoutError('/system/readiness', 200);
+  const res = await app.inject({ method: 'GET', url: '/readyz' });
+  t.equal(res.statusCode, 503);
+  t.same(errorBody(res), {
+    error: 'ACTOR_TIMEOUT',
+    message: port.failure.message,
+    statusCode: 503,
+  });
+});
+
+t.test('unknown routes are 404 with a JSON body', async (t) => {
+  const { app, port } = await setup(t);
+  for (const [method, url] of [
+    ['GET', '/nope'],
+    ['GET', '/accounts'],
+    ['DELETE', '/accounts/ACC-1'],
+  ] as const) {
+    const res = await app.inject({ method, url });
+    t.equal(res.statusCode, 404, `${method} ${url}`);
+    t.same(errorBody(res), {
+      error: 'NOT_FOUND',
+      message: `route ${method} ${url} not found`,
+      statusCode: 404,
+    });
+  }
+  t.same(port.calls, []);
+});
+
+t.test('a malformed JSON body is 400 with a JSON body', async (t) => {
+  const { app } = await setup(t);
+  // The API has no body routes; add one to exercise the root error handler.
+  app.post('/probe', async () => ({ reached: true }));
+  const res = await app.inject({
+    method: 'POST',
+    url: '/probe',
+    headers: { 'content-type': 'application/json' },
+    payload: '{"not": json',
+  });
+  t.equal(res.statusCode, 400);
+  const body = errorBody(res);
+  t.equal(body.error, 'BAD_REQUEST');
+  t.equal(body.statusCode, 400);
+  t.match(body.message, /not valid JSON/);
+});
