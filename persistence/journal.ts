@@ -99,6 +99,8 @@ export interface JournalStats {
   batches: number;
   batchEventsLargest: number;
   conflicts: number;
+  /** Sum over batches of the time from sending the INSERT to its commit. */
+  flushMsTotal: number;
 }
 
 /** A counting semaphore: bounds concurrent recoveries. */
@@ -133,7 +135,7 @@ export class SqlJournal {
   readonly #recoveries: Semaphore;
   /** Keys holding a recovery permit between latestSnapshot() and the end of replay. */
   readonly #recoveryPermits = new Set<string>();
-  readonly stats: JournalStats = { events: 0, batches: 0, batchEventsLargest: 0, conflicts: 0 };
+  readonly stats: JournalStats = { events: 0, batches: 0, batchEventsLargest: 0, conflicts: 0, flushMsTotal: 0 };
 
   constructor(db: Database, options: JournalOptions) {
     if (options.batchEventsMax < 1 || options.batchEventsMax > 10_000) {
@@ -214,6 +216,7 @@ export class SqlJournal {
       `INSERT INTO journal (persistence_key, sequence_nr, event_type, payload) VALUES ${values.join(', ')} ` +
       `ON CONFLICT (persistence_key, sequence_nr) DO NOTHING RETURNING persistence_key, sequence_nr`;
     let inserted: Set<string>;
+    const startedMs = performance.now();
     try {
       const result = await this.#db.serializable((q) =>
         q<{ persistence_key: string; sequence_nr: string | number }>(sql, params),
@@ -225,6 +228,7 @@ export class SqlJournal {
       return;
     }
     this.stats.batches++;
+    this.stats.flushMsTotal += performance.now() - startedMs;
     this.stats.batchEventsLargest = Math.max(this.stats.batchEventsLargest, rows.length);
     for (const r of rows) {
       if (inserted.has(`${r.key}\u0000${r.sequenceNr}`)) {

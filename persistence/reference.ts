@@ -14,41 +14,112 @@ export interface SeedData {
   blockOrders: Array<{ id: string; securityId: string; side: 'BUY' | 'SELL'; tradeDate: string; targets: Array<{ accountId: string; quantity: bigint }> }>;
 }
 
+/**
+ * Coalesces the lookups made in one turn of the event loop into one query:
+ * thousands of actors start at once in a burst, and a query each would
+ * dominate start-up. `keysMax` bounds the IN list.
+ */
+class LookupBatcher<V> {
+  readonly #load: (ids: string[]) => Promise<Map<string, V>>;
+  readonly #keysMax: number;
+  #waiting = new Map<string, Array<{ resolve: (v: V | undefined) => void; reject: (e: unknown) => void }>>();
+  #scheduled = false;
+
+  constructor(load: (ids: string[]) => Promise<Map<string, V>>, keysMax: number) {
+    this.#load = load;
+    this.#keysMax = keysMax;
+  }
+
+  get(id: string): Promise<V | undefined> {
+    return new Promise((resolve, reject) => {
+      const waiters = this.#waiting.get(id);
+      if (waiters) waiters.push({ resolve, reject });
+      else this.#waiting.set(id, [{ resolve, reject }]);
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        setImmediate(() => this.#flush());
+      }
+    });
+  }
+
+  #flush(): void {
+    this.#scheduled = false;
+    const all = this.#waiting;
+    this.#waiting = new Map();
+    const ids = [...all.keys()];
+    for (let i = 0; i < ids.length; i += this.#keysMax) {
+      const chunk = ids.slice(i, i + this.#keysMax);
+      this.#load(chunk).then(
+        (found) => {
+          for (const id of chunk) for (const w of all.get(id) ?? []) w.resolve(found.get(id));
+        },
+        (error: unknown) => {
+          for (const id of chunk) for (const w of all.get(id) ?? []) w.reject(error);
+        },
+      );
+    }
+  }
+}
+
 export class SqlReferenceData implements ReferencePort {
   readonly #db: Database;
-  constructor(db: Database) {
+  readonly #orders: LookupBatcher<BlockOrderDef>;
+  readonly #accounts: LookupBatcher<AccountDef>;
+
+  constructor(db: Database, keysMax = 500) {
     this.#db = db;
+    this.#orders = new LookupBatcher((ids) => this.#loadOrders(ids), keysMax);
+    this.#accounts = new LookupBatcher((ids) => this.#loadAccounts(ids), keysMax);
   }
 
-  async blockOrder(id: string): Promise<BlockOrderDef | undefined> {
+  blockOrder(id: string): Promise<BlockOrderDef | undefined> {
+    return this.#orders.get(id);
+  }
+
+  account(id: string): Promise<AccountDef | undefined> {
+    return this.#accounts.get(id);
+  }
+
+  async #loadOrders(ids: string[]): Promise<Map<string, BlockOrderDef>> {
     const em = this.#db.orm.em.fork();
-    const order = await em.findOne(BlockOrder, { id });
-    if (!order) return undefined;
-    const [security, targets] = await Promise.all([
-      em.findOneOrFail(Security, { id: order.securityId }),
-      em.find(BlockOrderTarget, { blockOrderId: id }, { orderBy: { accountId: 'asc' } }),
+    const orders = await em.find(BlockOrder, { id: { $in: ids } });
+    const securityIds = [...new Set(orders.map((o) => o.securityId))];
+    const [securities, targets] = await Promise.all([
+      em.find(Security, { id: { $in: securityIds } }),
+      em.find(BlockOrderTarget, { blockOrderId: { $in: ids } }, { orderBy: { blockOrderId: 'asc', accountId: 'asc' } }),
     ]);
-    if (order.side !== 'BUY' && order.side !== 'SELL') throw new Error(`block order ${id} has side ${order.side}`);
-    return {
-      blockOrderId: order.id,
-      securityId: order.securityId,
-      side: order.side,
-      tradeDate: order.tradeDate,
-      lotSize: security.lotSize,
-      targets: targets.map((t) => ({ accountId: t.accountId, quantity: t.quantity })),
-    };
+    const lotSizes = new Map(securities.map((s) => [s.id, s.lotSize]));
+    const out = new Map<string, BlockOrderDef>();
+    for (const order of orders) {
+      if (order.side !== 'BUY' && order.side !== 'SELL') throw new Error(`block order ${order.id} has side ${order.side}`);
+      const lotSize = lotSizes.get(order.securityId);
+      if (lotSize === undefined) throw new Error(`block order ${order.id}: unknown security ${order.securityId}`);
+      out.set(order.id, {
+        blockOrderId: order.id,
+        securityId: order.securityId,
+        side: order.side,
+        tradeDate: order.tradeDate,
+        lotSize,
+        targets: [],
+      });
+    }
+    for (const t of targets) out.get(t.blockOrderId)?.targets.push({ accountId: t.accountId, quantity: t.quantity });
+    return out;
   }
 
-  async account(id: string): Promise<AccountDef | undefined> {
+  async #loadAccounts(ids: string[]): Promise<Map<string, AccountDef>> {
     const em = this.#db.orm.em.fork();
-    const account = await em.findOne(Account, { id });
-    if (!account) return undefined;
-    const positions = await em.find(AccountPosition, { accountId: id });
-    return {
-      accountId: account.id,
-      cashMinor: account.openingCashMinor,
-      positions: Object.fromEntries(positions.map((p) => [p.securityId, p.openingQuantity])),
-    };
+    const [accounts, positions] = await Promise.all([
+      em.find(Account, { id: { $in: ids } }),
+      em.find(AccountPosition, { accountId: { $in: ids } }),
+    ]);
+    const out = new Map<string, AccountDef>();
+    for (const a of accounts) out.set(a.id, { accountId: a.id, cashMinor: a.openingCashMinor, positions: {} });
+    for (const p of positions) {
+      const def = out.get(p.accountId);
+      if (def) def.positions[p.securityId] = p.openingQuantity;
+    }
+    return out;
   }
 }
 

@@ -38,7 +38,7 @@ export interface RunResult {
   latencyMs: { p50: number; p90: number; p99: number; max: number };
   elapsedMs: number;
   publishMs: number;
-  journal: { events: number; batches: number; batchEventsLargest: number; conflicts: number };
+  journal: { events: number; batches: number; batchEventsLargest: number; conflicts: number; flushMsTotal: number };
   consumer: { acked: number; duplicates: number; deadLettered: number; nakked: number };
   actorCrashes: number;
   config: Pick<Config, 'partitions' | 'journalBatchEventsMax' | 'journalFlushIntervalMs' | 'consumerInFlightMax' | 'snapshotEveryEvents'>;

@@ -102,8 +102,9 @@ export function generateScenario(overrides: Partial<ScenarioOptions> = {}): Scen
       .map((ai) => {
         const account = accounts[ai];
         if (!account) throw new Error('no account');
-        // Enough lots that the order can take its share of fills.
-        const lots = BigInt(int(Math.max(5, Math.ceil(fillCount / n)), Math.max(10, Math.ceil((fillCount * 4) / n))));
+        // A realistic rebalance: each account's target is hundreds of lots,
+        // so a typical partial fill gives most accounts a lot or two.
+        const lots = BigInt(int(Math.max(5, Math.ceil(fillCount / 2)), Math.max(10, fillCount * 3)));
         const quantity = lots * security.lotSize;
         if (side === 'SELL') {
           account.positions[security.id] = (account.positions[security.id] ?? 0n) + quantity + BigInt(int(0, 50)) * security.lotSize;

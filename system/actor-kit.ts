@@ -49,13 +49,22 @@ export async function ask<M, R>(ref: Ref<M>, build: (replyTo: Ref<R>) => M, time
   }
 }
 
+/**
+ * What a behavior may do while it handles a command. Events are staged and
+ * effects deferred: the host persists every staged event of the batch, waits
+ * until they are durable, and only then runs the effects (replies, deliveries)
+ * in order. If persisting fails, no effect runs: every command of the batch
+ * gets a Failed reply and the actor resets.
+ */
 export interface ShellContext<C, E> {
   readonly id: string;
   readonly self: Ref<C>;
-  /** Sequence number of the last journaled event (0 = none). */
+  /** Sequence number of the last event, staged ones included (0 = none). */
   readonly journalSeq: number;
-  /** Appends one event to the journal; resolves once it is durable. */
-  persist(event: E): Promise<void>;
+  /** Stages one event for the journal. */
+  persist(event: E): void;
+  /** Runs `effect` once every staged event is durable. */
+  effect(effect: () => void): void;
   /** Sends a message to this actor later (timers are owned by the host and bounded). */
   scheduleSelf(message: C, delayMs: number): void;
 }
@@ -65,7 +74,10 @@ export interface PersistentBehavior<S, C extends Replyable, E> {
   readonly kind: string;
   initialState(id: string): S;
   evolve(state: S, event: E): S;
-  receive(state: S, command: C, ctx: ShellContext<C, E>): Promise<S>;
+  /** May await reads (e.g. reference data) but never persistence: it stages. */
+  receive(state: S, command: C, ctx: ShellContext<C, E>): S | Promise<S>;
+  /** After the last command of a batch, before persisting: e.g. to stage a watermark. */
+  endOfBatch?(state: S, ctx: ShellContext<C, E>): S;
   eventType(event: E): string;
   /** Validates a decoded event; throws on anything it does not know. */
   decodeEvent(data: unknown): E;
@@ -87,6 +99,8 @@ export interface SupervisionOptions {
 
 export interface HostOptions {
   idleMs: number;
+  /** Consecutive queued commands handled (and persisted) together, at most. */
+  batchCommandsMax: number;
   mailboxMax: number;
   snapshotEveryEvents: number;
   scheduledMax: number;
@@ -105,7 +119,7 @@ interface NactState<S> {
 
 interface ConcreteActor {
   stopped: boolean;
-  mailbox: { length: number };
+  mailbox: { length: number; shift(): { message: unknown } | undefined };
   children: Map<string, ConcreteActor>;
 }
 
@@ -210,35 +224,59 @@ export class EntityHost<S, C extends Replyable, E> {
     const codec = this.#codec;
     const key = `${behavior.kind}-${id}`;
     const host = this;
-    const f = async function (state: NactState<S>, message: unknown, ctx: { recovering?: boolean; self: Ref<C>; persist: (m: unknown) => Promise<void> }): Promise<NactState<S>> {
+    const batchMax = this.#options.batchCommandsMax;
+    const systemName = this.#system.name;
+    const f = async function (
+      state: NactState<S>,
+      message: unknown,
+      ctx: { recovering?: boolean; self: Ref<C>; persist: (m: unknown) => Promise<void> },
+    ): Promise<NactState<S>> {
       if (ctx.recovering) {
         return { s: behavior.evolve(state.s, message as E), seq: state.seq + 1 };
       }
-      const command = message as C;
-      let seq = state.seq;
+      // Mailbox batching: take the commands already queued behind this one,
+      // so one journal write (one commit wait) serves them all.
+      const batch = [message as C];
+      const concrete = systemMap.find(systemName, ctx.self) as ConcreteActor | undefined;
+      while (concrete && batch.length < batchMax && concrete.mailbox.length > 0) {
+        const next = concrete.mailbox.shift();
+        if (next) batch.push(next.message as C);
+      }
+      const staged: E[] = [];
+      const effects: Array<() => void> = [];
       const shellCtx: ShellContext<C, E> = {
         id,
         self: ctx.self,
         get journalSeq() {
-          return seq;
+          return state.seq + staged.length;
         },
-        persist: async (event: E) => {
-          await ctx.persist(event);
-          seq++;
+        persist: (event: E) => {
+          staged.push(event);
+        },
+        effect: (effect: () => void) => {
+          effects.push(effect);
         },
         scheduleSelf: (msg: C, delayMs: number) => host.#schedule(ctx.self, msg, delayMs),
       };
+      let s = state.s;
       try {
-        const next = await behavior.receive(state.s, command, shellCtx);
-        return { s: next, seq };
+        for (const command of batch) s = await behavior.receive(s, command, shellCtx);
+        if (behavior.endOfBatch) s = behavior.endOfBatch(s, shellCtx);
+        // nact numbers the events synchronously, so they queue in order and
+        // usually share one multi-row INSERT.
+        if (staged.length > 0) await Promise.all(staged.map((event) => ctx.persist(event)));
       } catch (error) {
-        // Every path replies: the sender learns of the failure before the reset.
+        // Every path replies: each sender learns of the failure before the reset.
         const e = error as Error & { code?: string };
-        if (command.replyTo) {
-          tell(command.replyTo as Ref<Failed>, { type: 'Failed', code: e.code ?? 'ACTOR_CRASHED', message: e.message, command });
+        for (const command of batch) {
+          if (command.replyTo) {
+            tell(command.replyTo as Ref<Failed>, { type: 'Failed', code: e.code ?? 'ACTOR_CRASHED', message: e.message, command });
+          }
         }
         throw error;
       }
+      for (const effect of effects) effect();
+      return { s, seq: state.seq + staged.length };
     };
     const ref = nact.spawnPersistent(this.#supervisorRef as never, f as never, key, id, {
       initialStateFunc: () => ({ s: behavior.initialState(id), seq: 0 }),

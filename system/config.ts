@@ -37,6 +37,7 @@ export interface Config {
   actorIdleMs: number;
   actorAskTimeoutMs: number;
   actorMailboxMax: number;
+  actorBatchCommandsMax: number;
   supervisorCrashesMax: number;
   supervisorWindowMs: number;
   supervisorBackoffMinMs: number;
@@ -121,6 +122,7 @@ export function loadConfig(env: Env = process.env): Config {
     actorIdleMs: int(env, 'ACTOR_IDLE_MS', 120_000, 10, 86_400_000),
     actorAskTimeoutMs: int(env, 'ACTOR_ASK_TIMEOUT_MS', 10_000, 10, 600_000),
     actorMailboxMax: int(env, 'ACTOR_MAILBOX_MAX', 20_000, 1, 10_000_000),
+    actorBatchCommandsMax: int(env, 'ACTOR_BATCH_COMMANDS_MAX', 256, 1, 10_000),
     supervisorCrashesMax: int(env, 'SUPERVISOR_CRASHES_MAX', 5, 1, 1_000),
     supervisorWindowMs: int(env, 'SUPERVISOR_WINDOW_MS', 60_000, 1, 86_400_000),
     supervisorBackoffMinMs: int(env, 'SUPERVISOR_BACKOFF_MIN_MS', 10, 0, 60_000),

@@ -116,6 +116,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     const system = new ActorSystem(journal, `blockfill-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
     const hostOptions = {
       idleMs: config.actorIdleMs,
+      batchCommandsMax: config.actorBatchCommandsMax,
       mailboxMax: config.actorMailboxMax,
       snapshotEveryEvents: config.snapshotEveryEvents,
       scheduledMax: 100_000,

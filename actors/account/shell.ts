@@ -2,7 +2,7 @@
  * The account actor shell: persists the decider's event, then replies to the
  * block order that delivered the allocation. No business rule lives here.
  */
-import { tell, type PersistentBehavior, type ShellContext } from '../../system/actor-kit.ts';
+import { tell, type PersistentBehavior, type Ref, type ShellContext } from '../../system/actor-kit.ts';
 import { InvariantError, assertNever } from '../errors.ts';
 import type { AccountMessage, AllocationObserver, Clock, ReferencePort } from '../protocol.ts';
 import type { AccountView } from '../views.ts';
@@ -21,10 +21,11 @@ const EVENT_TYPES: ReadonlySet<string> = new Set(['AccountOpened', 'AllocationAp
 type Ctx = ShellContext<AccountMessage, AccountEvent>;
 
 export function accountBehavior(deps: AccountDeps): PersistentBehavior<AccountState, AccountMessage, AccountEvent> {
-  async function persistAll(state: AccountState, events: AccountEvent[], ctx: Ctx): Promise<AccountState> {
+  function stage(state: AccountState, events: AccountEvent[], ctx: Ctx): AccountState {
     let next = state;
     for (const event of events) {
-      await ctx.persist(event);
+      ctx.persist(event);
+      if (event.type !== 'AccountOpened') ctx.effect(() => deps.observer.accountEventPersisted());
       next = evolve(next, event);
     }
     return next;
@@ -52,23 +53,22 @@ export function accountBehavior(deps: AccountDeps): PersistentBehavior<AccountSt
           if (state.status === 'Empty') {
             const def = await deps.reference.account(ctx.id);
             if (!def) {
-              tell(message.replyTo, { type: 'AllocationNotApplied', ...reply, reason: `no account ${ctx.id}` });
+              respond(ctx, message.replyTo, { type: 'AllocationNotApplied', ...reply, reason: `no account ${ctx.id}` });
               return state;
             }
-            state = await persistAll(state, decide({ type: 'Open', def, nowMs: deps.clock.nowMs() }, state).events, ctx);
+            state = stage(state, decide({ type: 'Open', def, nowMs: deps.clock.nowMs() }, state).events, ctx);
           }
           const decision = decide({ type: 'Apply', allocation: a, nowMs: deps.clock.nowMs() }, state);
-          state = await persistAll(state, decision.events, ctx);
-          for (let i = 0; i < decision.events.length; i++) deps.observer.accountEventPersisted();
+          state = stage(state, decision.events, ctx);
           switch (decision.outcome) {
             case ApplyOutcome.Applied:
             case ApplyOutcome.Rejected:
             case ApplyOutcome.Duplicate:
-              tell(message.replyTo, { type: 'AllocationSettled', ...reply, outcome: decision.outcome });
+              respond(ctx, message.replyTo, { type: 'AllocationSettled', ...reply, outcome: decision.outcome });
               return state;
             case ApplyOutcome.Gap:
             case ApplyOutcome.NotOpen:
-              tell(message.replyTo, { type: 'AllocationNotApplied', ...reply, reason: decision.outcome });
+              respond(ctx, message.replyTo, { type: 'AllocationNotApplied', ...reply, reason: decision.outcome });
               return state;
             case ApplyOutcome.Opened:
             case ApplyOutcome.AlreadyOpen:
@@ -79,11 +79,11 @@ export function accountBehavior(deps: AccountDeps): PersistentBehavior<AccountSt
         }
         case 'GetView': {
           if (state.status === 'Open') {
-            tell(message.replyTo, { type: 'View', view: toView(state, ctx.journalSeq) });
+            respond(ctx, message.replyTo, { type: 'View', view: toView(state, ctx.journalSeq) });
             return state;
           }
           const def = await deps.reference.account(ctx.id);
-          tell(message.replyTo, def ? { type: 'View', view: unopenedView(def) } : { type: 'NotFound' });
+          respond(ctx, message.replyTo, def ? { type: 'View', view: unopenedView(def) } : { type: 'NotFound' });
           return state;
         }
         default:
@@ -91,6 +91,10 @@ export function accountBehavior(deps: AccountDeps): PersistentBehavior<AccountSt
       }
     },
   };
+}
+
+function respond<R>(ctx: Ctx, to: Ref<R>, message: R): void {
+  ctx.effect(() => tell(to, message));
 }
 
 const strings = (record: Record<string, bigint>): Record<string, string> =>

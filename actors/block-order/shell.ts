@@ -2,7 +2,7 @@
  * The block-order actor shell: persists the decider's events, then delivers
  * allocations to accounts, then replies. No business rule lives here.
  */
-import { tell, type PersistentBehavior, type ShellContext } from '../../system/actor-kit.ts';
+import { tell, type PersistentBehavior, type Ref, type ShellContext } from '../../system/actor-kit.ts';
 import { formatPrice, vwap } from '../domain/money.ts';
 import { InvariantError, assertNever } from '../errors.ts';
 import type { AccountDirectory, AllocationObserver, BlockOrderMessage, Clock, ReferencePort } from '../protocol.ts';
@@ -45,10 +45,10 @@ const EVENT_TYPES: ReadonlySet<string> = new Set(['BlockOrderOpened', 'FillAlloc
 type Ctx = ShellContext<BlockOrderMessage, BlockOrderEvent>;
 
 export function blockOrderBehavior(deps: BlockOrderDeps): PersistentBehavior<BlockOrderShellState, BlockOrderMessage, BlockOrderEvent> {
-  async function persistAll(state: BlockOrderShellState, events: BlockOrderEvent[], ctx: Ctx): Promise<BlockOrderShellState> {
+  function stage(state: BlockOrderShellState, events: BlockOrderEvent[], ctx: Ctx): BlockOrderShellState {
     let d = state.d;
     for (const event of events) {
-      await ctx.persist(event);
+      ctx.persist(event);
       d = evolve(d, event);
     }
     return { ...state, d };
@@ -59,7 +59,7 @@ export function blockOrderBehavior(deps: BlockOrderDeps): PersistentBehavior<Blo
     const def = await deps.reference.blockOrder(ctx.id);
     if (!def) return undefined;
     const decision = decide({ type: 'Open', def, nowMs: deps.clock.nowMs() }, state.d);
-    return persistAll(state, decision.events, ctx);
+    return stage(state, decision.events, ctx);
   }
 
   /** Sends every unsettled line, optionally only of one fill or one account, oldest first. */
@@ -70,8 +70,8 @@ export function blockOrderBehavior(deps: BlockOrderDeps): PersistentBehavior<Blo
       if (only.seq !== undefined && fill.seq !== only.seq) continue;
       for (const line of fill.lines) {
         if (line.settled || (only.accountId !== undefined && line.accountId !== only.accountId)) continue;
-        deps.accounts.send(line.accountId, {
-          type: 'ApplyAllocation',
+        const message = {
+          type: 'ApplyAllocation' as const,
           accountId: line.accountId,
           allocation: {
             blockOrderId: def.blockOrderId,
@@ -83,7 +83,8 @@ export function blockOrderBehavior(deps: BlockOrderDeps): PersistentBehavior<Blo
             price: fill.price,
           },
           replyTo: ctx.self,
-        });
+        };
+        ctx.effect(() => deps.accounts.send(line.accountId, message));
       }
     }
   }
@@ -117,31 +118,38 @@ export function blockOrderBehavior(deps: BlockOrderDeps): PersistentBehavior<Blo
     encodeSnapshot: (state) => state.d,
     decodeSnapshot: (data) => ({ d: data as BlockOrderState, redelivered: false, attempts: {} }),
 
+    // The watermark rides along with whatever the batch persists anyway;
+    // it may lag, which only means a little more re-delivery after a crash.
+    endOfBatch(state, ctx) {
+      const decision = decide({ type: 'ConfirmProgress', nowMs: deps.clock.nowMs() }, state.d);
+      return stage(state, decision.events, ctx);
+    },
+
     async receive(initial, message, ctx) {
       let state = initial;
       switch (message.type) {
         case 'AllocateFill': {
           const opened = await ensureOpen(state, ctx);
           if (!opened) {
-            tell(message.replyTo, { type: 'Rejected', reason: FillRejection.UnknownBlockOrder, detail: `no block order ${ctx.id}` });
+            reply(ctx, message.replyTo, { type: 'Rejected', reason: FillRejection.UnknownBlockOrder, detail: `no block order ${ctx.id}` });
             return state;
           }
           state = redeliverOnce(opened, ctx);
           const decision = decide({ type: 'AllocateFill', fill: message.fill, nowMs: deps.clock.nowMs() }, state.d);
           switch (decision.outcome) {
             case 'Accepted': {
-              state = await persistAll(state, decision.events, ctx);
+              state = stage(state, decision.events, ctx);
               const allocated = decision.events[0];
               if (allocated?.type !== 'FillAllocated') throw new InvariantError('an accepted fill must yield FillAllocated');
               deliver(state, ctx, { seq: allocated.fill.seq });
-              tell(message.replyTo, { type: 'Allocated', seq: allocated.fill.seq, lines: allocated.lines.length });
+              reply(ctx, message.replyTo, { type: 'Allocated', seq: allocated.fill.seq, lines: allocated.lines.length });
               return state;
             }
             case 'Duplicate':
-              tell(message.replyTo, { type: 'Duplicate', reason: decision.reason });
+              reply(ctx, message.replyTo, { type: 'Duplicate', reason: decision.reason });
               return state;
             case 'Rejected':
-              tell(message.replyTo, { type: 'Rejected', reason: decision.reason, detail: decision.detail });
+              reply(ctx, message.replyTo, { type: 'Rejected', reason: decision.reason, detail: decision.detail });
               return state;
             default:
               return assertNever(decision, 'decision');
@@ -155,10 +163,9 @@ export function blockOrderBehavior(deps: BlockOrderDeps): PersistentBehavior<Blo
             const { [message.accountId]: _cleared, ...rest } = state.attempts;
             state = { ...state, attempts: rest };
           }
-          if (!settled.fillSettled) return state;
-          deps.observer.fillSettled(ctx.id, message.fillSeq, deps.clock.nowMs());
-          const decision = decide({ type: 'ConfirmProgress', nowMs: deps.clock.nowMs() }, state.d);
-          return persistAll(state, decision.events, ctx);
+          // The account made its line durable before replying: the fill is done when all lines are.
+          if (settled.fillSettled) deps.observer.fillSettled(ctx.id, message.fillSeq, deps.clock.nowMs());
+          return state;
         }
         case 'AllocationNotApplied':
           return retryLater(redeliverOnce(state, ctx), message.accountId, ctx);
@@ -174,15 +181,15 @@ export function blockOrderBehavior(deps: BlockOrderDeps): PersistentBehavior<Blo
           return state;
         case 'Wake':
           state = redeliverOnce(state, ctx);
-          tell(message.replyTo, { type: 'Awake', pendingLines: unsettledLines(state.d).length });
+          reply(ctx, message.replyTo, { type: 'Awake', pendingLines: unsettledLines(state.d).length });
           return state;
         case 'GetView': {
           if (state.d.status === 'Open') {
-            tell(message.replyTo, { type: 'View', view: toView(state.d, ctx.journalSeq) });
+            reply(ctx, message.replyTo, { type: 'View', view: toView(state.d, ctx.journalSeq) });
             return state;
           }
           const def = await deps.reference.blockOrder(ctx.id);
-          tell(message.replyTo, def ? { type: 'View', view: unopenedView(def) } : { type: 'NotFound' });
+          reply(ctx, message.replyTo, def ? { type: 'View', view: unopenedView(def) } : { type: 'NotFound' });
           return state;
         }
         default:
@@ -191,6 +198,10 @@ export function blockOrderBehavior(deps: BlockOrderDeps): PersistentBehavior<Blo
     },
   };
 
+}
+
+function reply<R>(ctx: Ctx, to: Ref<R>, message: R): void {
+  ctx.effect(() => tell(to, message));
 }
 
 function statusOf(filled: bigint, target: bigint): BlockOrderView['status'] {
