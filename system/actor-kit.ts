@@ -119,6 +119,7 @@ interface NactState<S> {
 
 interface ConcreteActor {
   stopped: boolean;
+  stop(): void;
   mailbox: { length: number; shift(): { message: unknown } | undefined };
   children: Map<string, ConcreteActor>;
 }
@@ -328,9 +329,13 @@ export class EntityHost<S, C extends Replyable, E> {
     this.#timers.add(timer);
   }
 
+  /** Cancels timers and stops every actor of this kind (their passivation timers with them). */
   close(): void {
     this.#closed = true;
     for (const t of this.#timers) clearTimeout(t);
     this.#timers.clear();
+    // nact's own recursive stop misses grandchildren, so stop them here.
+    const supervisor = systemMap.find(this.#system.name, this.#supervisorRef) as ConcreteActor | undefined;
+    if (supervisor) for (const child of [...supervisor.children.values()]) child.stop();
   }
 }

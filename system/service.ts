@@ -209,20 +209,29 @@ export async function startService(config: Config, options: ServiceOptions = {})
     await consumer.start(durables);
     log.info('blockfill started', { partitions: config.partitions, stream: names.executions, http: options.listen ? `${config.httpHost}:${config.httpPort}` : 'inject-only' });
 
+    // Each step runs even if an earlier one failed (e.g. the database is gone):
+    // a half-stopped service would keep timers and sockets alive.
+    const step = async (name: string, work: () => unknown) => {
+      try {
+        await work();
+      } catch (error) {
+        log.warn('shutdown step failed', { step: name, error });
+      }
+    };
     let stopping: Promise<void> | undefined;
     const stop = () =>
       (stopping ??= (async () => {
         // Stop taking fills; every fill in flight is answered (its event durable) and acked.
-        await consumer.stop();
-        await journal.drain();
-        await nats.nc.flush().catch(() => undefined);
-        await app.close();
+        await step('consumer', () => consumer.stop());
+        await step('journal drain', () => journal.drain());
+        await step('nats flush', () => nats.nc.flush());
+        await step('http', () => app.close());
         accounts.close();
         blockOrders.close();
         system.stop();
-        await journal.close();
-        await nats.nc.close();
-        await db.close();
+        await step('journal close', () => journal.close());
+        await step('nats close', () => nats.nc.close());
+        await step('database close', () => db.close());
         log.info('blockfill stopped', { ...consumer.stats });
       })());
 
