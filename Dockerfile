@@ -7,8 +7,10 @@ ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000
 WORKDIR /app
 
 # Dependencies first, so this layer is cached until the lockfile changes.
+# npm install, not npm ci: the lockfile is made on a registry mirror that lacks
+# msgpackr's optional native packages for other platforms, which npm ci rejects.
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev && npm cache clean --force
+RUN npm install --omit=dev --no-audit --no-fund && npm cache clean --force
 
 COPY . .
 

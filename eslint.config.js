@@ -5,7 +5,10 @@ export default tseslint.config(
   ...tseslint.configs.recommended,
   {
     rules: {
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
+      ],
       'no-restricted-syntax': [
         'error',
         { selector: 'TSEnumDeclaration', message: 'Use const objects, not enums.' },
@@ -18,12 +21,24 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: ['**/system/**', '**/persistence/**', '**/api/**', 'nact', '@nats-io/*', '@mikro-orm/*'] },
+        {
+          patterns: [
+            '**/system/**',
+            '**/persistence/**',
+            '**/api/**',
+            'nact',
+            '@nats-io/*',
+            '@mikro-orm/*',
+          ],
+        },
       ],
       'no-restricted-syntax': [
         'error',
         { selector: "NewExpression[callee.name='Date']", message: 'Inject the time.' },
-        { selector: "CallExpression[callee.object.name='Date'][callee.property.name='now']", message: 'Inject the time.' },
+        {
+          selector: "CallExpression[callee.object.name='Date'][callee.property.name='now']",
+          message: 'Inject the time.',
+        },
       ],
     },
   },

@@ -34,7 +34,10 @@ export class ActorTimeoutError extends BlockfillError {
 
 export class ActorStoppedError extends BlockfillError {
   constructor(actor: string) {
-    super(ErrorCode.ActorStopped, `actor ${actor} was stopped by its supervisor after repeated crashes`);
+    super(
+      ErrorCode.ActorStopped,
+      `actor ${actor} was stopped by its supervisor after repeated crashes`,
+    );
     this.name = 'ActorStoppedError';
   }
 }
@@ -71,5 +74,7 @@ export function invariant(condition: unknown, message: string): asserts conditio
 
 /** Exhaustiveness check for discriminated unions. */
 export function assertNever(value: never, what = 'value'): never {
-  throw new InvariantError(`unexpected ${what}: ${JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`);
+  throw new InvariantError(
+    `unexpected ${what}: ${JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`,
+  );
 }

@@ -19,8 +19,20 @@ export type AllocateFillReply =
 export type SettledOutcome = 'APPLIED' | 'REJECTED' | 'DUPLICATE';
 
 export type AllocationReply =
-  | { type: 'AllocationSettled'; blockOrderId: string; fillSeq: number; accountId: string; outcome: SettledOutcome }
-  | { type: 'AllocationNotApplied'; blockOrderId: string; fillSeq: number; accountId: string; reason: string }
+  | {
+      type: 'AllocationSettled';
+      blockOrderId: string;
+      fillSeq: number;
+      accountId: string;
+      outcome: SettledOutcome;
+    }
+  | {
+      type: 'AllocationNotApplied';
+      blockOrderId: string;
+      fillSeq: number;
+      accountId: string;
+      reason: string;
+    }
   | Failed;
 
 export type BlockOrderMessage =
@@ -31,7 +43,12 @@ export type BlockOrderMessage =
   | (AllocationReply & { replyTo?: undefined });
 
 export type AccountMessage =
-  | { type: 'ApplyAllocation'; accountId: string; allocation: Allocation; replyTo: Ref<AllocationReply> }
+  | {
+      type: 'ApplyAllocation';
+      accountId: string;
+      allocation: Allocation;
+      replyTo: Ref<AllocationReply>;
+    }
   | { type: 'GetView'; replyTo: Ref<ViewReply<AccountView>> };
 
 /** Reference data: what rebalancing decided. Read once per actor, then journaled. */

@@ -23,7 +23,9 @@ const packr = new Packr({
 export class SchemaVersionError extends Error {
   readonly code = 'SCHEMA_VERSION_UNKNOWN';
   constructor(version: unknown, what: string) {
-    super(`${what} has schema version ${String(version)}; this build reads ${[...SUPPORTED_VERSIONS].join(', ')}`);
+    super(
+      `${what} has schema version ${String(version)}; this build reads ${[...SUPPORTED_VERSIONS].join(', ')}`,
+    );
     this.name = 'SchemaVersionError';
   }
 }
@@ -53,7 +55,12 @@ export function decodeVersioned(bytes: Uint8Array, what: string): unknown {
   } catch (error) {
     throw new DecodeError(what, error);
   }
-  if (typeof envelope !== 'object' || envelope === null || !('v' in envelope) || !('d' in envelope)) {
+  if (
+    typeof envelope !== 'object' ||
+    envelope === null ||
+    !('v' in envelope) ||
+    !('d' in envelope)
+  ) {
     throw new SchemaVersionError(undefined, what);
   }
   const { v, d } = envelope as Envelope;

@@ -135,7 +135,13 @@ export class SqlJournal {
   readonly #recoveries: Semaphore;
   /** Keys holding a recovery permit between latestSnapshot() and the end of replay. */
   readonly #recoveryPermits = new Set<string>();
-  readonly stats: JournalStats = { events: 0, batches: 0, batchEventsLargest: 0, conflicts: 0, flushMsTotal: 0 };
+  readonly stats: JournalStats = {
+    events: 0,
+    batches: 0,
+    batchEventsLargest: 0,
+    conflicts: 0,
+    flushMsTotal: 0,
+  };
 
   constructor(db: Database, options: JournalOptions) {
     if (options.batchEventsMax < 1 || options.batchEventsMax > 10_000) {
@@ -152,7 +158,9 @@ export class SqlJournal {
       return Promise.reject(new JournalOverloadedError(this.#options.pendingEventsMax));
     }
     if (!Number.isSafeInteger(event.sequenceNumber) || event.sequenceNumber < 1) {
-      return Promise.reject(new RangeError(`invalid sequence number ${event.sequenceNumber} for ${event.key}`));
+      return Promise.reject(
+        new RangeError(`invalid sequence number ${event.sequenceNumber} for ${event.key}`),
+      );
     }
     return new Promise<void>((resolve, reject) => {
       this.#queue.push({
@@ -221,7 +229,9 @@ export class SqlJournal {
       const result = await this.#db.serializable((q) =>
         q<{ persistence_key: string; sequence_nr: string | number }>(sql, params),
       );
-      inserted = new Set(result.map((row) => `${row.persistence_key}\u0000${Number(row.sequence_nr)}`));
+      inserted = new Set(
+        result.map((row) => `${row.persistence_key}\u0000${Number(row.sequence_nr)}`),
+      );
     } catch (error) {
       const failure = error instanceof Error ? error : new Error(String(error));
       for (const r of rows) r.reject(failure);
@@ -307,7 +317,12 @@ export class SqlJournal {
   events(key: string, offset: number) {
     const pageSize = this.#options.replayPageEvents;
     const readPage = (after: number) =>
-      this.#db.query<{ sequence_nr: string; event_type: string; payload: Buffer; created_at: Date }>(
+      this.#db.query<{
+        sequence_nr: string;
+        event_type: string;
+        payload: Buffer;
+        created_at: Date;
+      }>(
         `SELECT sequence_nr, event_type, payload, created_at FROM journal
          WHERE persistence_key = $1 AND sequence_nr > $2 ORDER BY sequence_nr LIMIT $3`,
         [key, after, pageSize],
@@ -325,16 +340,21 @@ export class SqlJournal {
             const page = await readPage(after);
             for (const row of page) {
               const sequenceNumber = Number(row.sequence_nr);
-              if (sequenceNumber !== after + 1) throw new JournalGapError(key, after + 1, sequenceNumber);
+              if (sequenceNumber !== after + 1)
+                throw new JournalGapError(key, after + 1, sequenceNumber);
               after = sequenceNumber;
-              acc = await reducer(acc, {
-                data: { eventType: row.event_type, payload: row.payload },
-                sequenceNumber,
-                key,
-                createdAt: row.created_at.getTime(),
-                tags: [],
-                isDeleted: false,
-              }, index++);
+              acc = await reducer(
+                acc,
+                {
+                  data: { eventType: row.event_type, payload: row.payload },
+                  sequenceNumber,
+                  key,
+                  createdAt: row.created_at.getTime(),
+                  tags: [],
+                  isDeleted: false,
+                },
+                index++,
+              );
               if (acc === undefined) return acc;
             }
             if (page.length < pageSize) return acc;

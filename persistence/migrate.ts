@@ -7,7 +7,10 @@
 import type { Database } from './db.ts';
 import { migrations as allMigrations, type Migration } from './migrations/index.ts';
 
-export async function migrate(db: Database, migrations: Migration[] = allMigrations): Promise<number[]> {
+export async function migrate(
+  db: Database,
+  migrations: Migration[] = allMigrations,
+): Promise<number[]> {
   await db.serializable((q) =>
     q(`CREATE TABLE IF NOT EXISTS schema_migrations (
       version INT NOT NULL PRIMARY KEY,
@@ -18,10 +21,15 @@ export async function migrate(db: Database, migrations: Migration[] = allMigrati
   const applied: number[] = [];
   for (const migration of [...migrations].sort((a, b) => a.version - b.version)) {
     const didApply = await db.serializable(async (q) => {
-      const rows = await q('SELECT version FROM schema_migrations WHERE version = $1', [migration.version]);
+      const rows = await q('SELECT version FROM schema_migrations WHERE version = $1', [
+        migration.version,
+      ]);
       if (rows.length > 0) return false;
       for (const statement of migration.statements) await q(statement);
-      await q('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [migration.version, migration.name]);
+      await q('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [
+        migration.version,
+        migration.name,
+      ]);
       return true;
     });
     if (didApply) applied.push(migration.version);

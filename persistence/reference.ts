@@ -10,8 +10,19 @@ import { Account, AccountPosition, BlockOrder, BlockOrderTarget, Security } from
 
 export interface SeedData {
   securities: Array<{ id: string; ticker: string; lotSize: bigint }>;
-  accounts: Array<{ id: string; name: string; openingCashMinor: bigint; positions: Record<string, bigint> }>;
-  blockOrders: Array<{ id: string; securityId: string; side: 'BUY' | 'SELL'; tradeDate: string; targets: Array<{ accountId: string; quantity: bigint }> }>;
+  accounts: Array<{
+    id: string;
+    name: string;
+    openingCashMinor: bigint;
+    positions: Record<string, bigint>;
+  }>;
+  blockOrders: Array<{
+    id: string;
+    securityId: string;
+    side: 'BUY' | 'SELL';
+    tradeDate: string;
+    targets: Array<{ accountId: string; quantity: bigint }>;
+  }>;
 }
 
 /**
@@ -22,7 +33,10 @@ export interface SeedData {
 class LookupBatcher<V> {
   readonly #load: (ids: string[]) => Promise<Map<string, V>>;
   readonly #keysMax: number;
-  #waiting = new Map<string, Array<{ resolve: (v: V | undefined) => void; reject: (e: unknown) => void }>>();
+  #waiting = new Map<
+    string,
+    Array<{ resolve: (v: V | undefined) => void; reject: (e: unknown) => void }>
+  >();
   #scheduled = false;
 
   constructor(load: (ids: string[]) => Promise<Map<string, V>>, keysMax: number) {
@@ -86,14 +100,20 @@ export class SqlReferenceData implements ReferencePort {
     const securityIds = [...new Set(orders.map((o) => o.securityId))];
     const [securities, targets] = await Promise.all([
       em.find(Security, { id: { $in: securityIds } }),
-      em.find(BlockOrderTarget, { blockOrderId: { $in: ids } }, { orderBy: { blockOrderId: 'asc', accountId: 'asc' } }),
+      em.find(
+        BlockOrderTarget,
+        { blockOrderId: { $in: ids } },
+        { orderBy: { blockOrderId: 'asc', accountId: 'asc' } },
+      ),
     ]);
     const lotSizes = new Map(securities.map((s) => [s.id, s.lotSize]));
     const out = new Map<string, BlockOrderDef>();
     for (const order of orders) {
-      if (order.side !== 'BUY' && order.side !== 'SELL') throw new Error(`block order ${order.id} has side ${order.side}`);
+      if (order.side !== 'BUY' && order.side !== 'SELL')
+        throw new Error(`block order ${order.id} has side ${order.side}`);
       const lotSize = lotSizes.get(order.securityId);
-      if (lotSize === undefined) throw new Error(`block order ${order.id}: unknown security ${order.securityId}`);
+      if (lotSize === undefined)
+        throw new Error(`block order ${order.id}: unknown security ${order.securityId}`);
       out.set(order.id, {
         blockOrderId: order.id,
         securityId: order.securityId,
@@ -103,7 +123,8 @@ export class SqlReferenceData implements ReferencePort {
         targets: [],
       });
     }
-    for (const t of targets) out.get(t.blockOrderId)?.targets.push({ accountId: t.accountId, quantity: t.quantity });
+    for (const t of targets)
+      out.get(t.blockOrderId)?.targets.push({ accountId: t.accountId, quantity: t.quantity });
     return out;
   }
 
@@ -114,7 +135,8 @@ export class SqlReferenceData implements ReferencePort {
       em.find(AccountPosition, { accountId: { $in: ids } }),
     ]);
     const out = new Map<string, AccountDef>();
-    for (const a of accounts) out.set(a.id, { accountId: a.id, cashMinor: a.openingCashMinor, positions: {} });
+    for (const a of accounts)
+      out.set(a.id, { accountId: a.id, cashMinor: a.openingCashMinor, positions: {} });
     for (const p of positions) {
       const def = out.get(p.accountId);
       if (def) def.positions[p.securityId] = p.openingQuantity;
@@ -124,24 +146,48 @@ export class SqlReferenceData implements ReferencePort {
 }
 
 /** Inserts reference data in one transaction, in chunks (bounded statement size). */
-export async function seedReferenceData(db: Database, data: SeedData, chunkRowsMax = 1000): Promise<void> {
+export async function seedReferenceData(
+  db: Database,
+  data: SeedData,
+  chunkRowsMax = 1000,
+): Promise<void> {
   const em = db.orm.em.fork();
   const chunks = <T>(rows: T[]): T[][] => {
     const out: T[][] = [];
     for (let i = 0; i < rows.length; i += chunkRowsMax) out.push(rows.slice(i, i + chunkRowsMax));
     return out;
   };
-  await em.transactional(async (tx) => {
-    for (const c of chunks(data.securities)) await tx.insertMany(Security, c);
-    for (const c of chunks(data.accounts.map((a) => ({ id: a.id, name: a.name, openingCashMinor: a.openingCashMinor })))) {
-      await tx.insertMany(Account, c);
-    }
-    const positions = data.accounts.flatMap((a) =>
-      Object.entries(a.positions).map(([securityId, openingQuantity]) => ({ accountId: a.id, securityId, openingQuantity })),
-    );
-    for (const c of chunks(positions)) await tx.insertMany(AccountPosition, c);
-    for (const c of chunks(data.blockOrders.map(({ targets: _t, ...o }) => o))) await tx.insertMany(BlockOrder, c);
-    const targets = data.blockOrders.flatMap((o) => o.targets.map((t) => ({ blockOrderId: o.id, accountId: t.accountId, quantity: t.quantity })));
-    for (const c of chunks(targets)) await tx.insertMany(BlockOrderTarget, c);
-  }, { isolationLevel: 'serializable' });
+  await em.transactional(
+    async (tx) => {
+      for (const c of chunks(data.securities)) await tx.insertMany(Security, c);
+      for (const c of chunks(
+        data.accounts.map((a) => ({
+          id: a.id,
+          name: a.name,
+          openingCashMinor: a.openingCashMinor,
+        })),
+      )) {
+        await tx.insertMany(Account, c);
+      }
+      const positions = data.accounts.flatMap((a) =>
+        Object.entries(a.positions).map(([securityId, openingQuantity]) => ({
+          accountId: a.id,
+          securityId,
+          openingQuantity,
+        })),
+      );
+      for (const c of chunks(positions)) await tx.insertMany(AccountPosition, c);
+      for (const c of chunks(data.blockOrders.map(({ targets: _t, ...o }) => o)))
+        await tx.insertMany(BlockOrder, c);
+      const targets = data.blockOrders.flatMap((o) =>
+        o.targets.map((t) => ({
+          blockOrderId: o.id,
+          accountId: t.accountId,
+          quantity: t.quantity,
+        })),
+      );
+      for (const c of chunks(targets)) await tx.insertMany(BlockOrderTarget, c);
+    },
+    { isolationLevel: 'serializable' },
+  );
 }

@@ -32,7 +32,10 @@ export interface RetryPolicy {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-export async function retrySerializable<T>(policy: RetryPolicy, attempt: () => Promise<T>): Promise<T> {
+export async function retrySerializable<T>(
+  policy: RetryPolicy,
+  attempt: () => Promise<T>,
+): Promise<T> {
   for (let n = 0; ; n++) {
     try {
       return await attempt();

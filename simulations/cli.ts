@@ -1,12 +1,20 @@
 /** Tiny argument parsing for the simulation scripts: --name value, --flag. */
-export function parseArgs(argv: string[], spec: Record<string, 'number' | 'string' | 'boolean'>): Record<string, number | string | boolean> {
+export function parseArgs(
+  argv: string[],
+  spec: Record<string, 'number' | 'string' | 'boolean'>,
+): Record<string, number | string | boolean> {
   const out: Record<string, number | string | boolean> = {};
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? '';
     if (!arg.startsWith('--')) throw new Error(`unexpected argument ${arg}`);
     const name = arg.slice(2);
     const kind = spec[name];
-    if (!kind) throw new Error(`unknown option --${name}; known: ${Object.keys(spec).map((k) => `--${k}`).join(' ')}`);
+    if (!kind)
+      throw new Error(
+        `unknown option --${name}; known: ${Object.keys(spec)
+          .map((k) => `--${k}`)
+          .join(' ')}`,
+      );
     if (kind === 'boolean') {
       out[name] = true;
       continue;
@@ -15,7 +23,8 @@ export function parseArgs(argv: string[], spec: Record<string, 'number' | 'strin
     if (value === undefined) throw new Error(`--${name} needs a value`);
     if (kind === 'number') {
       const n = Number(value);
-      if (!Number.isSafeInteger(n) || n < 0) throw new Error(`--${name} must be a whole number, got ${value}`);
+      if (!Number.isSafeInteger(n) || n < 0)
+        throw new Error(`--${name} must be a whole number, got ${value}`);
       out[name] = n;
     } else out[name] = value;
   }

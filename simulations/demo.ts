@@ -39,7 +39,8 @@ const result = await runScenario({
   progress: say,
 }).catch((error: Error) => {
   say(`demo failed: ${error.message}`);
-  if (json) process.stdout.write(`${JSON.stringify({ invariantsOk: false, error: error.message })}\n`);
+  if (json)
+    process.stdout.write(`${JSON.stringify({ invariantsOk: false, error: error.message })}\n`);
   process.exit(1);
 });
 
@@ -48,13 +49,25 @@ say('');
 say(`fills allocated           ${result.fills}`);
 say(`allocation lines          ${inv?.allocationLines ?? '-'}`);
 say(`account events (durable)  ${result.accountEvents}`);
-say(`elapsed                   ${(result.elapsedMs / 1000).toFixed(2)} s (publishing took ${(result.publishMs / 1000).toFixed(2)} s)`);
-say(`throughput                ${result.fillsPerSec} fills/s, ${result.accountEventsPerSec} account events/s`);
-say(`latency publish -> all allocations durable: p50 ${result.latencyMs.p50} ms, p90 ${result.latencyMs.p90} ms, p99 ${result.latencyMs.p99} ms, max ${result.latencyMs.max} ms`);
-say(`journal                   ${result.journal.events} events in ${result.journal.batches} batches (largest ${result.journal.batchEventsLargest}, mean commit ${(result.journal.flushMsTotal / Math.max(1, result.journal.batches)).toFixed(1)} ms), ${result.journal.conflicts} conflicts`);
-say(`consumer                  ${result.consumer.acked} acked, ${result.consumer.duplicates} duplicates, ${result.consumer.nakked} nakked, ${result.consumer.deadLettered} dead-lettered; actor crashes ${result.actorCrashes}`);
+say(
+  `elapsed                   ${(result.elapsedMs / 1000).toFixed(2)} s (publishing took ${(result.publishMs / 1000).toFixed(2)} s)`,
+);
+say(
+  `throughput                ${result.fillsPerSec} fills/s, ${result.accountEventsPerSec} account events/s`,
+);
+say(
+  `latency publish -> all allocations durable: p50 ${result.latencyMs.p50} ms, p90 ${result.latencyMs.p90} ms, p99 ${result.latencyMs.p99} ms, max ${result.latencyMs.max} ms`,
+);
+say(
+  `journal                   ${result.journal.events} events in ${result.journal.batches} batches (largest ${result.journal.batchEventsLargest}, mean commit ${(result.journal.flushMsTotal / Math.max(1, result.journal.batches)).toFixed(1)} ms), ${result.journal.conflicts} conflicts`,
+);
+say(
+  `consumer                  ${result.consumer.acked} acked, ${result.consumer.duplicates} duplicates, ${result.consumer.nakked} nakked, ${result.consumer.deadLettered} dead-lettered; actor crashes ${result.actorCrashes}`,
+);
 if (inv) {
-  say(`invariants                ${inv.ok ? 'ALL HOLD' : 'VIOLATED'} (${inv.checks} exact checks; ${inv.rejectedAllocations} allocations rejected by accounts)`);
+  say(
+    `invariants                ${inv.ok ? 'ALL HOLD' : 'VIOLATED'} (${inv.checks} exact checks; ${inv.rejectedAllocations} allocations rejected by accounts)`,
+  );
   for (const v of inv.violations) say(`  violation: ${v}`);
 }
 if (json) {

@@ -27,7 +27,11 @@ interface JournalRow {
   payload: Buffer;
 }
 
-export async function* readJournal(db: Database, prefix: string, pageRows = 20_000): AsyncGenerator<{ key: string; seq: number; event: unknown }> {
+export async function* readJournal(
+  db: Database,
+  prefix: string,
+  pageRows = 20_000,
+): AsyncGenerator<{ key: string; seq: number; event: unknown }> {
   let key = prefix;
   let seq = 0;
   for (;;) {
@@ -37,7 +41,12 @@ export async function* readJournal(db: Database, prefix: string, pageRows = 20_0
        ORDER BY persistence_key, sequence_nr LIMIT $4`,
       [key, seq, `${prefix}%`, pageRows],
     );
-    for (const r of rows) yield { key: r.persistence_key, seq: Number(r.sequence_nr), event: decodeVersioned(r.payload, r.persistence_key) };
+    for (const r of rows)
+      yield {
+        key: r.persistence_key,
+        seq: Number(r.sequence_nr),
+        event: decodeVersioned(r.payload, r.persistence_key),
+      };
     const last = rows.at(-1);
     if (!last || rows.length < pageRows) return;
     key = last.persistence_key;
@@ -64,7 +73,18 @@ export async function checkInvariants(args: {
   const orders = new Map(seed.blockOrders.map((o) => [o.id, o]));
   const lotOf = new Map(seed.securities.map((s) => [s.id, s.lotSize]));
   // Expected per-account deltas, derived from the block orders' journals.
-  const expectedLines = new Map<string, { blockOrderId: string; seq: number; accountId: string; quantity: bigint; price: bigint; side: 'BUY' | 'SELL'; securityId: string }>();
+  const expectedLines = new Map<
+    string,
+    {
+      blockOrderId: string;
+      seq: number;
+      accountId: string;
+      quantity: bigint;
+      price: bigint;
+      side: 'BUY' | 'SELL';
+      securityId: string;
+    }
+  >();
   let fills = 0;
   let allocationLines = 0;
 
@@ -77,9 +97,18 @@ export async function checkInvariants(args: {
     if (e.type !== 'FillAllocated') continue;
     fills++;
     const published = fillsByOrder.get(id)?.[e.fill.seq - 1];
-    check(published !== undefined && published.fillId === e.fill.fillId && published.quantity === e.fill.quantity && published.price === e.fill.price, () => `${id} seq ${e.fill.seq}: journaled fill differs from the published one`);
+    check(
+      published !== undefined &&
+        published.fillId === e.fill.fillId &&
+        published.quantity === e.fill.quantity &&
+        published.price === e.fill.price,
+      () => `${id} seq ${e.fill.seq}: journaled fill differs from the published one`,
+    );
     const sum = e.lines.reduce((s, l) => s + l.quantity, 0n);
-    check(sum === e.fill.quantity, () => `${id} seq ${e.fill.seq}: lines sum to ${sum}, fill is ${e.fill.quantity}`);
+    check(
+      sum === e.fill.quantity,
+      () => `${id} seq ${e.fill.seq}: lines sum to ${sum}, fill is ${e.fill.quantity}`,
+    );
     const allocated = allocatedByOrder.get(id) ?? new Map<string, bigint>();
     allocatedByOrder.set(id, allocated);
     for (const l of e.lines) {
@@ -88,7 +117,15 @@ export async function checkInvariants(args: {
       allocated.set(l.accountId, (allocated.get(l.accountId) ?? 0n) + l.quantity);
       const lineKey = `${id}|${e.fill.seq}|${l.accountId}`;
       check(!expectedLines.has(lineKey), () => `${lineKey}: allocated twice`);
-      expectedLines.set(lineKey, { blockOrderId: id, seq: e.fill.seq, accountId: l.accountId, quantity: l.quantity, price: e.fill.price, side: order.side, securityId: order.securityId });
+      expectedLines.set(lineKey, {
+        blockOrderId: id,
+        seq: e.fill.seq,
+        accountId: l.accountId,
+        quantity: l.quantity,
+        price: e.fill.price,
+        side: order.side,
+        securityId: order.securityId,
+      });
     }
   }
 
@@ -97,9 +134,15 @@ export async function checkInvariants(args: {
     const publishedQty = published.reduce((s, f) => s + f.quantity, 0n);
     const allocated = allocatedByOrder.get(order.id) ?? new Map<string, bigint>();
     const allocatedQty = [...allocated.values()].reduce((s, q) => s + q, 0n);
-    check(allocatedQty === publishedQty, () => `${order.id}: allocated ${allocatedQty}, fills total ${publishedQty}`);
+    check(
+      allocatedQty === publishedQty,
+      () => `${order.id}: allocated ${allocatedQty}, fills total ${publishedQty}`,
+    );
     for (const t of order.targets) {
-      check((allocated.get(t.accountId) ?? 0n) <= t.quantity, () => `${order.id}: ${t.accountId} allocated beyond its target`);
+      check(
+        (allocated.get(t.accountId) ?? 0n) <= t.quantity,
+        () => `${order.id}: ${t.accountId} allocated beyond its target`,
+      );
     }
     const lot = lotOf.get(order.securityId) ?? 1n;
     check(lot > 0n, () => `${order.id}: no lot size`);
@@ -120,7 +163,10 @@ export async function checkInvariants(args: {
     check(!applied.has(lineKey), () => `${lineKey}: applied twice`);
     applied.add(lineKey);
     const expected = expectedLines.get(lineKey);
-    check(expected !== undefined && expected.quantity === a.quantity && expected.price === a.price, () => `${lineKey}: applied allocation matches no allocated line`);
+    check(
+      expected !== undefined && expected.quantity === a.quantity && expected.price === a.price,
+      () => `${lineKey}: applied allocation matches no allocated line`,
+    );
     if (e.type === 'AllocationRejected') {
       rejectedAllocations++;
       continue;
@@ -128,9 +174,13 @@ export async function checkInvariants(args: {
     const d = deltas.get(accountId) ?? { cash: 0n, positions: new Map<string, bigint>() };
     deltas.set(accountId, d);
     d.cash += cashDelta(a.side, a.quantity, a.price);
-    d.positions.set(a.securityId, (d.positions.get(a.securityId) ?? 0n) + (a.side === 'BUY' ? a.quantity : -a.quantity));
+    d.positions.set(
+      a.securityId,
+      (d.positions.get(a.securityId) ?? 0n) + (a.side === 'BUY' ? a.quantity : -a.quantity),
+    );
   }
-  for (const lineKey of expectedLines.keys()) check(applied.has(lineKey), () => `${lineKey}: allocated but never applied`);
+  for (const lineKey of expectedLines.keys())
+    check(applied.has(lineKey), () => `${lineKey}: allocated but never applied`);
 
   // The live actors, through the API, agree with the journal-derived books.
   const concurrency = 64;
@@ -144,11 +194,20 @@ export async function checkInvariants(args: {
         const view = res.json<AccountView>();
         const d = deltas.get(account.id);
         const expectedCash = account.openingCashMinor + (d?.cash ?? 0n);
-        check(BigInt(view.cashMinor) === expectedCash, () => `${account.id}: cash ${view.cashMinor}, expected ${expectedCash}`);
-        const securities = new Set([...Object.keys(account.positions), ...(d ? d.positions.keys() : [])]);
+        check(
+          BigInt(view.cashMinor) === expectedCash,
+          () => `${account.id}: cash ${view.cashMinor}, expected ${expectedCash}`,
+        );
+        const securities = new Set([
+          ...Object.keys(account.positions),
+          ...(d ? d.positions.keys() : []),
+        ]);
         for (const s of securities) {
           const expected = (account.positions[s] ?? 0n) + (d?.positions.get(s) ?? 0n);
-          check(BigInt(view.positions[s] ?? '0') === expected, () => `${account.id}: position in ${s} is ${view.positions[s]}, expected ${expected}`);
+          check(
+            BigInt(view.positions[s] ?? '0') === expected,
+            () => `${account.id}: position in ${s} is ${view.positions[s]}, expected ${expected}`,
+          );
           check(expected >= 0n, () => `${account.id}: negative position in ${s}`);
         }
       }),
@@ -163,15 +222,35 @@ export async function checkInvariants(args: {
         const view = res.json<BlockOrderView>();
         const published = fillsByOrder.get(order.id) ?? [];
         const publishedQty = published.reduce((s, f) => s + f.quantity, 0n);
-        check(BigInt(view.filledQuantity) === publishedQty, () => `${order.id}: API filled ${view.filledQuantity}, published ${publishedQty}`);
-        check(view.fills === published.length, () => `${order.id}: API shows ${view.fills} fills, published ${published.length}`);
-        check(view.unconfirmedLines === 0 && view.confirmedThroughSeq === view.lastFillSeq, () => `${order.id}: ${view.unconfirmedLines} lines unconfirmed`);
+        check(
+          BigInt(view.filledQuantity) === publishedQty,
+          () => `${order.id}: API filled ${view.filledQuantity}, published ${publishedQty}`,
+        );
+        check(
+          view.fills === published.length,
+          () => `${order.id}: API shows ${view.fills} fills, published ${published.length}`,
+        );
+        check(
+          view.unconfirmedLines === 0 && view.confirmedThroughSeq === view.lastFillSeq,
+          () => `${order.id}: ${view.unconfirmedLines} lines unconfirmed`,
+        );
         const allocated = allocatedByOrder.get(order.id) ?? new Map<string, bigint>();
         for (const a of view.accounts) {
-          check(BigInt(a.allocatedQuantity) === (allocated.get(a.accountId) ?? 0n), () => `${order.id}: API allocation of ${a.accountId} differs from the journal`);
+          check(
+            BigInt(a.allocatedQuantity) === (allocated.get(a.accountId) ?? 0n),
+            () => `${order.id}: API allocation of ${a.accountId} differs from the journal`,
+          );
         }
       }),
     );
   }
-  return { ok: violations.length === 0, checks, violations, fills, allocationLines, accountEvents, rejectedAllocations };
+  return {
+    ok: violations.length === 0,
+    checks,
+    violations,
+    fills,
+    allocationLines,
+    accountEvents,
+    rejectedAllocations,
+  };
 }

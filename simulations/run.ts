@@ -22,6 +22,8 @@ export interface RunOptions {
   databaseName: string;
   keepDatabase: boolean;
   publishInFlightMax: number;
+  /** Fills per second; absent = as fast as JetStream takes them (a flood). */
+  publishRatePerSec?: number;
   settleTimeoutMs: number;
   checkInvariants: boolean;
   env: Record<string, string | undefined>;
@@ -38,10 +40,23 @@ export interface RunResult {
   latencyMs: { p50: number; p90: number; p99: number; max: number };
   elapsedMs: number;
   publishMs: number;
-  journal: { events: number; batches: number; batchEventsLargest: number; conflicts: number; flushMsTotal: number };
+  journal: {
+    events: number;
+    batches: number;
+    batchEventsLargest: number;
+    conflicts: number;
+    flushMsTotal: number;
+  };
   consumer: { acked: number; duplicates: number; deadLettered: number; nakked: number };
   actorCrashes: number;
-  config: Pick<Config, 'partitions' | 'journalBatchEventsMax' | 'journalFlushIntervalMs' | 'consumerInFlightMax' | 'snapshotEveryEvents'>;
+  config: Pick<
+    Config,
+    | 'partitions'
+    | 'journalBatchEventsMax'
+    | 'journalFlushIntervalMs'
+    | 'consumerInFlightMax'
+    | 'snapshotEveryEvents'
+  >;
 }
 
 export const monotonicClock: Clock = { nowMs: () => performance.timeOrigin + performance.now() };
@@ -56,11 +71,18 @@ export async function runScenario(options: RunOptions): Promise<RunResult> {
   const base = loadConfig(options.env);
   const scenario = generateScenario(options.scenario);
   const fillTotal = scenario.publishOrder.length;
-  options.progress(`scenario: ${scenario.seed.securities.length} securities, ${scenario.seed.accounts.length} accounts, ${scenario.seed.blockOrders.length} block orders, ${fillTotal} fills`);
+  options.progress(
+    `scenario: ${scenario.seed.securities.length} securities, ${scenario.seed.accounts.length} accounts, ${scenario.seed.blockOrders.length} block orders, ${fillTotal} fills`,
+  );
 
   const databaseUrl = await freshDatabase(base.databaseUrl, options.databaseName);
   const config: Config = { ...base, databaseUrl, namespace: options.namespace };
-  const seedDb = await Database.open({ url: databaseUrl, poolMax: 2, retriesMax: config.dbRetriesMax, retryBackoffMs: config.dbRetryBackoffMs });
+  const seedDb = await Database.open({
+    url: databaseUrl,
+    poolMax: 2,
+    retriesMax: config.dbRetriesMax,
+    retryBackoffMs: config.dbRetryBackoffMs,
+  });
   try {
     await migrate(seedDb);
     await seedReferenceData(seedDb, scenario.seed);
@@ -98,34 +120,50 @@ export async function runScenario(options: RunOptions): Promise<RunResult> {
     await nats.nc.close();
   }
 
-  const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, { service: 'blockfill' });
+  const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, {
+    service: 'blockfill',
+  });
   const service = await startService(config, { observer, clock: monotonicClock, log });
   try {
     const startedAt = monotonicClock.nowMs();
-    // Publish with a bounded number of unacknowledged publishes.
+    // Publish with a bounded number of unacknowledged publishes; launches
+    // happen in stream order, so each order's fills reach JetStream in sequence.
     let next = 0;
-    const publishWorker = async () => {
+    const inFlight = new Set<Promise<void>>();
+    const rate = options.publishRatePerSec;
+    const publishAll = async () => {
       while (next < fillTotal) {
-        const fill = scenario.publishOrder[next++];
-        if (!fill) return;
+        const fill = scenario.publishOrder[next];
+        if (!fill) break;
+        if (rate !== undefined) {
+          const dueMs = startedAt + (next * 1000) / rate;
+          const waitMs = dueMs - monotonicClock.nowMs();
+          if (waitMs > 1) await new Promise((resolve) => setTimeout(resolve, waitMs));
+        }
+        next++;
         publishedAt.set(`${fill.blockOrderId}#${fill.seq}`, monotonicClock.nowMs());
-        await service.publisher.publishFill(fill);
+        const p = service.publisher.publishFill(fill).finally(() => inFlight.delete(p));
+        inFlight.add(p);
+        if (inFlight.size >= options.publishInFlightMax) await Promise.race(inFlight);
       }
+      await Promise.all(inFlight);
     };
-    // One worker per partition-ish keeps per-order publish order: a single worker
-    // would be safest, so workers take fills strictly in sequence and each
-    // order's fills are far apart in the interleaved stream.
-    const workers = Array.from({ length: Math.max(1, options.publishInFlightMax) }, publishWorker);
     const progressTimer = setInterval(() => {
-      options.progress(`  published ${Math.min(next, fillTotal)}/${fillTotal}, settled ${settled}, account events ${accountEvents}`);
+      options.progress(
+        `  published ${Math.min(next, fillTotal)}/${fillTotal}, settled ${settled}, account events ${accountEvents}`,
+      );
     }, 2_000);
     let publishMs = 0;
     try {
-      await Promise.all(workers);
+      await publishAll();
       publishMs = monotonicClock.nowMs() - startedAt;
-      const timeout = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), options.settleTimeoutMs).unref());
+      const timeout = new Promise<'timeout'>((resolve) =>
+        setTimeout(() => resolve('timeout'), options.settleTimeoutMs).unref(),
+      );
       if ((await Promise.race([allSettled.then(() => 'done' as const), timeout])) === 'timeout') {
-        throw new Error(`only ${settled}/${fillTotal} fills settled within ${options.settleTimeoutMs} ms`);
+        throw new Error(
+          `only ${settled}/${fillTotal} fills settled within ${options.settleTimeoutMs} ms`,
+        );
       }
     } finally {
       clearInterval(progressTimer);
@@ -138,7 +176,13 @@ export async function runScenario(options: RunOptions): Promise<RunResult> {
     let invariants: InvariantReport | undefined;
     if (options.checkInvariants) {
       options.progress('checking invariants against the journal and the live actors ...');
-      invariants = await checkInvariants({ db: service.db, app: service.app, seed: scenario.seed, fillsByOrder: scenario.fillsByOrder, idPrefix: scenario.options.idPrefix });
+      invariants = await checkInvariants({
+        db: service.db,
+        app: service.app,
+        seed: scenario.seed,
+        fillsByOrder: scenario.fillsByOrder,
+        idPrefix: scenario.options.idPrefix,
+      });
     }
     latencies.sort((a, b) => a - b);
     const seconds = elapsedMs / 1000;
@@ -149,7 +193,12 @@ export async function runScenario(options: RunOptions): Promise<RunResult> {
       accountEvents,
       fillsPerSec: Math.round(settled / seconds),
       accountEventsPerSec: Math.round(accountEvents / seconds),
-      latencyMs: { p50: percentile(latencies, 50), p90: percentile(latencies, 90), p99: percentile(latencies, 99), max: percentile(latencies, 100) },
+      latencyMs: {
+        p50: percentile(latencies, 50),
+        p90: percentile(latencies, 90),
+        p99: percentile(latencies, 99),
+        max: percentile(latencies, 100),
+      },
       elapsedMs: Math.round(elapsedMs),
       publishMs: Math.round(publishMs),
       journal: { ...service.journal.stats },
@@ -183,7 +232,8 @@ async function waitForConfirmations(db: Database, timeoutMs: number): Promise<vo
        WHERE j.event_type = 'FillAllocated'`,
     );
     if (Number(rows[0]?.n ?? 0) === 0) return;
-    if (Date.now() > deadline) throw new Error(`${rows[0]?.n} block orders still have unconfirmed allocations`);
+    if (Date.now() > deadline)
+      throw new Error(`${rows[0]?.n} block orders still have unconfirmed allocations`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }

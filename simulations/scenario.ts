@@ -86,7 +86,8 @@ export function generateScenario(overrides: Partial<ScenarioOptions> = {}): Scen
   const weightSum = weights.reduce((a, b) => a + b, 0);
   const fillBudget = weights.map((w) => Math.max(1, Math.floor((o.fills * w) / weightSum)));
   let assigned = fillBudget.reduce((a, b) => a + b, 0);
-  for (let i = 0; assigned < o.fills; i = (i + 1) % o.blockOrders, assigned++) fillBudget[i] = (fillBudget[i] ?? 0) + 1;
+  for (let i = 0; assigned < o.fills; i = (i + 1) % o.blockOrders, assigned++)
+    fillBudget[i] = (fillBudget[i] ?? 0) + 1;
 
   for (let b = 0; b < o.blockOrders; b++) {
     const secIndex = int(0, o.securities - 1);
@@ -104,10 +105,15 @@ export function generateScenario(overrides: Partial<ScenarioOptions> = {}): Scen
         if (!account) throw new Error('no account');
         // A realistic rebalance: each account's target is hundreds of lots,
         // so a typical partial fill gives most accounts a lot or two.
-        const lots = BigInt(int(Math.max(5, Math.ceil(fillCount / 2)), Math.max(10, fillCount * 3)));
+        const lots = BigInt(
+          int(Math.max(5, Math.ceil(fillCount / 2)), Math.max(10, fillCount * 3)),
+        );
         const quantity = lots * security.lotSize;
         if (side === 'SELL') {
-          account.positions[security.id] = (account.positions[security.id] ?? 0n) + quantity + BigInt(int(0, 50)) * security.lotSize;
+          account.positions[security.id] =
+            (account.positions[security.id] ?? 0n) +
+            quantity +
+            BigInt(int(0, 50)) * security.lotSize;
         }
         return { accountId: account.id, quantity };
       })

@@ -24,7 +24,12 @@ async function withMaintenance<T>(url: string, work: (db: Database) => Promise<T
   for (const maintenance of ['postgres', 'defaultdb']) {
     let db: Database | undefined;
     try {
-      db = await Database.open({ url: withDatabaseName(url, maintenance), poolMax: 2, retriesMax: 3, retryBackoffMs: 10 });
+      db = await Database.open({
+        url: withDatabaseName(url, maintenance),
+        poolMax: 2,
+        retriesMax: 3,
+        retryBackoffMs: 10,
+      });
       await db.ping();
     } catch (error) {
       lastError = error;

@@ -40,11 +40,21 @@ export function tell<M>(ref: Ref<M>, message: M): void {
   nact.dispatch(ref as never, message);
 }
 
-export async function ask<M, R>(ref: Ref<M>, build: (replyTo: Ref<R>) => M, timeoutMs: number, label: string): Promise<R> {
+export async function ask<M, R>(
+  ref: Ref<M>,
+  build: (replyTo: Ref<R>) => M,
+  timeoutMs: number,
+  label: string,
+): Promise<R> {
   try {
-    return (await nact.query(ref as never, (temp: unknown) => build(temp as Ref<R>), timeoutMs)) as R;
+    return (await nact.query(
+      ref as never,
+      (temp: unknown) => build(temp as Ref<R>),
+      timeoutMs,
+    )) as R;
   } catch (error) {
-    if (error instanceof Error && error.message === 'Query Timeout') throw new ActorTimeoutError(label, timeoutMs);
+    if (error instanceof Error && error.message === 'Query Timeout')
+      throw new ActorTimeoutError(label, timeoutMs);
     throw error;
   }
 }
@@ -130,7 +140,10 @@ export class ActorSystem {
   readonly ref: unknown;
   readonly name: string;
   constructor(engine: object, name: string) {
-    this.ref = (nact.start as (...args: unknown[]) => unknown)({ name }, nact.configurePersistence(engine as never));
+    this.ref = (nact.start as (...args: unknown[]) => unknown)(
+      { name },
+      nact.configurePersistence(engine as never),
+    );
     this.name = name;
   }
   stop(): void {
@@ -165,7 +178,11 @@ export class EntityHost<S, C extends Replyable, E> {
     this.#permits = deps.permits;
     this.#log = deps.log;
     // The supervisor actor exists for the tree: its children are the entities.
-    this.#supervisorRef = nact.spawnStateless(system.ref as never, () => undefined, `${behavior.kind}s`);
+    this.#supervisorRef = nact.spawnStateless(
+      system.ref as never,
+      () => undefined,
+      `${behavior.kind}s`,
+    );
   }
 
   get kind(): string {
@@ -173,7 +190,8 @@ export class EntityHost<S, C extends Replyable, E> {
   }
 
   #supervisor(): ConcreteActor {
-    const concrete = systemMap.find(this.#system.name, this.#supervisorRef) as ConcreteActor | undefined;
+    const concrete = systemMap.find(this.#system.name, this.#supervisorRef) as
+      ConcreteActor | undefined;
     if (!concrete) throw new Error(`supervisor ${this.#behavior.kind}s is gone`);
     return concrete;
   }
@@ -209,7 +227,12 @@ export class EntityHost<S, C extends Replyable, E> {
     } catch (error) {
       const e = error as Error & { code?: string };
       if (command.replyTo) {
-        tell(command.replyTo as Ref<Failed>, { type: 'Failed', code: e.code ?? 'UNDELIVERABLE', message: e.message, command });
+        tell(command.replyTo as Ref<Failed>, {
+          type: 'Failed',
+          code: e.code ?? 'UNDELIVERABLE',
+          message: e.message,
+          command,
+        });
       }
       return;
     }
@@ -224,7 +247,7 @@ export class EntityHost<S, C extends Replyable, E> {
     const behavior = this.#behavior;
     const codec = this.#codec;
     const key = `${behavior.kind}-${id}`;
-    const host = this;
+    const schedule = (ref: Ref<C>, msg: C, delayMs: number) => this.#schedule(ref, msg, delayMs);
     const batchMax = this.#options.batchCommandsMax;
     const systemName = this.#system.name;
     const f = async function (
@@ -257,7 +280,7 @@ export class EntityHost<S, C extends Replyable, E> {
         effect: (effect: () => void) => {
           effects.push(effect);
         },
-        scheduleSelf: (msg: C, delayMs: number) => host.#schedule(ctx.self, msg, delayMs),
+        scheduleSelf: (msg: C, delayMs: number) => schedule(ctx.self, msg, delayMs),
       };
       let s = state.s;
       try {
@@ -271,7 +294,12 @@ export class EntityHost<S, C extends Replyable, E> {
         const e = error as Error & { code?: string };
         for (const command of batch) {
           if (command.replyTo) {
-            tell(command.replyTo as Ref<Failed>, { type: 'Failed', code: e.code ?? 'ACTOR_CRASHED', message: e.message, command });
+            tell(command.replyTo as Ref<Failed>, {
+              type: 'Failed',
+              code: e.code ?? 'ACTOR_CRASHED',
+              message: e.message,
+              command,
+            });
           }
         }
         throw error;
@@ -283,36 +311,57 @@ export class EntityHost<S, C extends Replyable, E> {
       initialStateFunc: () => ({ s: behavior.initialState(id), seq: 0 }),
       shutdownAfter: this.#options.idleMs,
       snapshotEvery: this.#options.snapshotEveryEvents,
-      encoder: (event: E) => ({ eventType: behavior.eventType(event), payload: codec.encode(event) }),
+      encoder: (event: E) => ({
+        eventType: behavior.eventType(event),
+        payload: codec.encode(event),
+      }),
       decoder: (data: { eventType: string; payload: Uint8Array }) =>
         behavior.decodeEvent(codec.decode(data.payload, `event ${key}`)),
-      snapshotEncoder: (state: NactState<S>) => codec.encode({ s: behavior.encodeSnapshot(state.s), seq: state.seq }),
+      snapshotEncoder: (state: NactState<S>) =>
+        codec.encode({ s: behavior.encodeSnapshot(state.s), seq: state.seq }),
       snapshotDecoder: (bytes: Uint8Array) => {
         const decoded = codec.decode(bytes, `snapshot ${key}`) as { s: unknown; seq: number };
         return { s: behavior.decodeSnapshot(decoded.s), seq: decoded.seq };
       },
-      onCrash: (msg: unknown, error: Error, ctx: { reset: symbol; stop: symbol }) => this.#onCrash(id, key, msg, error, ctx),
+      onCrash: (msg: unknown, error: Error, ctx: { reset: symbol; stop: symbol }) =>
+        this.#onCrash(id, key, msg, error, ctx),
     } as never);
     return ref as Ref<C>;
   }
 
-  async #onCrash(id: string, key: string, _msg: unknown, error: Error, ctx: { reset: symbol; stop: symbol }): Promise<symbol> {
+  async #onCrash(
+    id: string,
+    key: string,
+    _msg: unknown,
+    error: Error,
+    ctx: { reset: symbol; stop: symbol },
+  ): Promise<symbol> {
     this.crashCount++;
     this.#permits.releaseRecovery(key);
     const now = Date.now();
-    const recent = (this.#crashes.get(id) ?? []).filter((t) => now - t < this.#options.supervision.windowMs);
+    const recent = (this.#crashes.get(id) ?? []).filter(
+      (t) => now - t < this.#options.supervision.windowMs,
+    );
     recent.push(now);
     this.#crashes.set(id, recent);
     const { crashesMax, backoffMinMs, backoffMaxMs } = this.#options.supervision;
     if (recent.length > crashesMax || this.#closed) {
       if (!this.#closed) {
         this.#stopped.set(id, `${error.name}: ${error.message}`);
-        this.#log.error('actor stopped after repeated crashes', { actor: `${this.#behavior.kind}/${id}`, crashes: recent.length, error });
+        this.#log.error('actor stopped after repeated crashes', {
+          actor: `${this.#behavior.kind}/${id}`,
+          crashes: recent.length,
+          error,
+        });
       }
       return ctx.stop;
     }
     const backoffMs = Math.min(backoffMaxMs, backoffMinMs * 2 ** (recent.length - 1));
-    this.#log.warn('actor crashed; resetting from snapshot and journal', { actor: `${this.#behavior.kind}/${id}`, backoffMs, error });
+    this.#log.warn('actor crashed; resetting from snapshot and journal', {
+      actor: `${this.#behavior.kind}/${id}`,
+      backoffMs,
+      error,
+    });
     await sleep(backoffMs);
     return ctx.reset;
   }
@@ -320,7 +369,9 @@ export class EntityHost<S, C extends Replyable, E> {
   #schedule(ref: Ref<C>, message: C, delayMs: number): void {
     if (this.#closed) return;
     if (this.#timers.size >= this.#options.scheduledMax) {
-      throw new Error(`${this.#behavior.kind}: ${this.#options.scheduledMax} timers pending (its bound)`);
+      throw new Error(
+        `${this.#behavior.kind}: ${this.#options.scheduledMax} timers pending (its bound)`,
+      );
     }
     const timer = setTimeout(() => {
       this.#timers.delete(timer);
@@ -335,7 +386,8 @@ export class EntityHost<S, C extends Replyable, E> {
     for (const t of this.#timers) clearTimeout(t);
     this.#timers.clear();
     // nact's own recursive stop misses grandchildren, so stop them here.
-    const supervisor = systemMap.find(this.#system.name, this.#supervisorRef) as ConcreteActor | undefined;
+    const supervisor = systemMap.find(this.#system.name, this.#supervisorRef) as
+      ConcreteActor | undefined;
     if (supervisor) for (const child of [...supervisor.children.values()]) child.stop();
   }
 }

@@ -51,7 +51,12 @@ export interface Config {
 
 type Env = Record<string, string | undefined>;
 
-function str(env: Env, name: string, fallback: string, rule?: { re: RegExp; text: string }): string {
+function str(
+  env: Env,
+  name: string,
+  fallback: string,
+  rule?: { re: RegExp; text: string },
+): string {
   const raw = env[name];
   const value = raw === undefined || raw === '' ? fallback : raw;
   if (rule && !rule.re.test(value)) throw new ConfigError(name, rule.text, value);
@@ -63,7 +68,8 @@ function int(env: Env, name: string, fallback: number, min: number, max: number)
   if (raw === undefined || raw === '') return fallback;
   if (!/^\d+$/.test(raw)) throw new ConfigError(name, 'must be a whole number', raw);
   const value = Number(raw);
-  if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}`, raw);
+  if (value < min || value > max)
+    throw new ConfigError(name, `must be between ${min} and ${max}`, raw);
   return value;
 }
 

@@ -21,7 +21,9 @@ export interface WireFill {
   executedAtMs: number;
 }
 
-export type DecodeResult = { ok: true; fill: Fill } | { ok: false; reason: 'DECODE_FAILED' | 'INVALID_FIELD'; field: string; rule: string };
+export type DecodeResult =
+  | { ok: true; fill: Fill }
+  | { ok: false; reason: 'DECODE_FAILED' | 'INVALID_FIELD'; field: string; rule: string };
 
 export function encodeFill(fill: Fill): Uint8Array {
   const wire: WireFill = { v: FILL_WIRE_VERSION, ...fill };
@@ -42,7 +44,12 @@ export function fillSubject(subjectRoot: string, blockOrderId: string, partition
   return `${subjectRoot}.${partitionOf(blockOrderId, partitions)}.${blockOrderId}`;
 }
 
-const bad = (field: string, rule: string): DecodeResult => ({ ok: false, reason: 'INVALID_FIELD', field, rule });
+const bad = (field: string, rule: string): DecodeResult => ({
+  ok: false,
+  reason: 'INVALID_FIELD',
+  field,
+  rule,
+});
 
 function exactInteger(value: unknown): bigint | undefined {
   if (typeof value === 'bigint') return value;
@@ -50,31 +57,52 @@ function exactInteger(value: unknown): bigint | undefined {
   return undefined;
 }
 
-export function decodeFill(bytes: Uint8Array, subject: string, subjectRoot: string, partitions: number): DecodeResult {
+export function decodeFill(
+  bytes: Uint8Array,
+  subject: string,
+  subjectRoot: string,
+  partitions: number,
+): DecodeResult {
   let raw: unknown;
   try {
     raw = unpackPlain(bytes);
   } catch (error) {
-    return { ok: false, reason: 'DECODE_FAILED', field: '(message)', rule: `must be msgpack: ${(error as Error).message}` };
+    return {
+      ok: false,
+      reason: 'DECODE_FAILED',
+      field: '(message)',
+      rule: `must be msgpack: ${(error as Error).message}`,
+    };
   }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return bad('(message)', 'must be a msgpack map');
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    return bad('(message)', 'must be a msgpack map');
   const m = raw as Record<string, unknown>;
   if (m.v !== FILL_WIRE_VERSION) return bad('v', `must be schema version ${FILL_WIRE_VERSION}`);
-  if (typeof m.fillId !== 'string' || !ID_PATTERN.test(m.fillId)) return bad('fillId', `must be a string matching ${ID_PATTERN.source}`);
+  if (typeof m.fillId !== 'string' || !ID_PATTERN.test(m.fillId))
+    return bad('fillId', `must be a string matching ${ID_PATTERN.source}`);
   if (typeof m.blockOrderId !== 'string' || !ID_PATTERN.test(m.blockOrderId)) {
     return bad('blockOrderId', `must be a string matching ${ID_PATTERN.source}`);
   }
   const expected = fillSubject(subjectRoot, m.blockOrderId, partitions);
-  if (subject !== expected) return bad('blockOrderId', `must match the subject (expected subject ${expected})`);
-  if (typeof m.seq !== 'number' || !Number.isSafeInteger(m.seq) || m.seq < 1) return bad('seq', 'must be an integer >= 1');
+  if (subject !== expected)
+    return bad('blockOrderId', `must match the subject (expected subject ${expected})`);
+  if (typeof m.seq !== 'number' || !Number.isSafeInteger(m.seq) || m.seq < 1)
+    return bad('seq', 'must be an integer >= 1');
   const quantity = exactInteger(m.quantity);
   if (quantity === undefined) return bad('quantity', 'must be an integer (never a float)');
-  if (quantity <= 0n || quantity > INT64_MAX) return bad('quantity', 'must be > 0 and fit in 64 bits');
+  if (quantity <= 0n || quantity > INT64_MAX)
+    return bad('quantity', 'must be > 0 and fit in 64 bits');
   const price = exactInteger(m.price);
-  if (price === undefined) return bad('price', 'must be an integer in fixed point, 6 decimals (never a float)');
+  if (price === undefined)
+    return bad('price', 'must be an integer in fixed point, 6 decimals (never a float)');
   if (price <= 0n || price > INT64_MAX) return bad('price', 'must be > 0 and fit in 64 bits');
-  if (typeof m.venue !== 'string' || m.venue.length < 1 || m.venue.length > 32) return bad('venue', 'must be a string of 1 to 32 characters');
-  if (typeof m.executedAtMs !== 'number' || !Number.isSafeInteger(m.executedAtMs) || m.executedAtMs < 0) {
+  if (typeof m.venue !== 'string' || m.venue.length < 1 || m.venue.length > 32)
+    return bad('venue', 'must be a string of 1 to 32 characters');
+  if (
+    typeof m.executedAtMs !== 'number' ||
+    !Number.isSafeInteger(m.executedAtMs) ||
+    m.executedAtMs < 0
+  ) {
     return bad('executedAtMs', 'must be epoch milliseconds, an integer >= 0');
   }
   return {

@@ -73,7 +73,11 @@ export async function ensureStreams(jsm: JetStreamManager, names: StreamNames): 
   }
 }
 
-export async function ensureConsumers(jsm: JetStreamManager, names: StreamNames, config: Config): Promise<string[]> {
+export async function ensureConsumers(
+  jsm: JetStreamManager,
+  names: StreamNames,
+  config: Config,
+): Promise<string[]> {
   const durables: string[] = [];
   for (let p = 0; p < config.partitions; p++) {
     const durable = `${names.durablePrefix}_P${p}`;
@@ -96,13 +100,21 @@ export interface Publisher {
   publishFill(fill: Fill): Promise<void>;
 }
 
-export function fillPublisher(js: JetStreamClient, names: StreamNames, partitions: number): Publisher {
+export function fillPublisher(
+  js: JetStreamClient,
+  names: StreamNames,
+  partitions: number,
+): Publisher {
   return {
     async publishFill(fill) {
-      await js.publish(fillSubject(names.subjectRoot, fill.blockOrderId, partitions), encodeFill(fill), {
-        msgID: fill.fillId,
-        expect: { streamName: names.executions },
-      });
+      await js.publish(
+        fillSubject(names.subjectRoot, fill.blockOrderId, partitions),
+        encodeFill(fill),
+        {
+          msgID: fill.fillId,
+          expect: { streamName: names.executions },
+        },
+      );
     },
   };
 }
@@ -177,7 +189,10 @@ export class FillConsumer {
   }
 
   async start(durables: string[]): Promise<void> {
-    const perPartitionBuffer = Math.max(1, Math.ceil(this.#deps.config.consumerInFlightMax / durables.length));
+    const perPartitionBuffer = Math.max(
+      1,
+      Math.ceil(this.#deps.config.consumerInFlightMax / durables.length),
+    );
     for (const durable of durables) {
       const consumer = await this.#deps.js.consumers.get(this.#deps.names.executions, durable);
       const messages = await consumer.consume({ max_messages: perPartitionBuffer, expires: 5_000 });
@@ -208,11 +223,13 @@ export class FillConsumer {
         await this.#deadLetter(m, decoded.reason, { field: decoded.field, rule: decoded.rule });
         return;
       }
-      const reply = await this.#deps.allocate(decoded.fill).catch((error: Error & { code?: string }) => ({
-        type: 'Failed' as const,
-        code: error.code ?? 'ASK_FAILED',
-        message: error.message,
-      }));
+      const reply = await this.#deps
+        .allocate(decoded.fill)
+        .catch((error: Error & { code?: string }) => ({
+          type: 'Failed' as const,
+          code: error.code ?? 'ASK_FAILED',
+          message: error.message,
+        }));
       switch (reply.type) {
         case 'Allocated':
           this.stats.acked++;
@@ -234,7 +251,10 @@ export class FillConsumer {
         }
       }
     } catch (error) {
-      this.#deps.log.error('fill handling failed; will be redelivered', { subject: m.subject, error });
+      this.#deps.log.error('fill handling failed; will be redelivered', {
+        subject: m.subject,
+        error,
+      });
       this.stats.nakked++;
       m.nak(config.consumerNakDelayMs);
     }
@@ -249,7 +269,11 @@ export class FillConsumer {
     m.nak(this.#deps.config.consumerNakDelayMs * Math.min(m.info.deliveryCount, 10));
   }
 
-  async #deadLetter(m: JsMsg, reason: string, info: { field?: string; rule?: string; detail?: string }): Promise<void> {
+  async #deadLetter(
+    m: JsMsg,
+    reason: string,
+    info: { field?: string; rule?: string; detail?: string },
+  ): Promise<void> {
     const h = headers();
     h.set(DeadLetterHeader.Reason, reason);
     if (info.field) h.set(DeadLetterHeader.Field, info.field);

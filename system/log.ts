@@ -1,5 +1,13 @@
 /** A small structured logger: one JSON object per line on stderr. */
-const LEVELS = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: 100 } as const;
+const LEVELS = {
+  trace: 10,
+  debug: 20,
+  info: 30,
+  warn: 40,
+  error: 50,
+  fatal: 60,
+  silent: 100,
+} as const;
 export type LogLevel = keyof typeof LEVELS;
 
 export interface Logger {
@@ -13,7 +21,12 @@ function serialize(fields: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(fields)) {
     if (v instanceof Error) {
-      out[k] = { name: v.name, message: v.message, code: (v as { code?: unknown }).code, stack: v.stack };
+      out[k] = {
+        name: v.name,
+        message: v.message,
+        code: (v as { code?: unknown }).code,
+        stack: v.stack,
+      };
     } else if (typeof v === 'bigint') out[k] = v.toString();
     else out[k] = v;
   }
@@ -24,7 +37,9 @@ export function createLogger(level: LogLevel, base: Record<string, unknown> = {}
   const threshold = LEVELS[level];
   const write = (lvl: LogLevel, msg: string, fields: Record<string, unknown> = {}) => {
     if (LEVELS[lvl] < threshold) return;
-    process.stderr.write(`${JSON.stringify({ level: lvl, time: Date.now(), msg, ...base, ...serialize(fields) })}\n`);
+    process.stderr.write(
+      `${JSON.stringify({ level: lvl, time: Date.now(), msg, ...base, ...serialize(fields) })}\n`,
+    );
   };
   return {
     debug: (m, f) => write('debug', m, f),

@@ -9,7 +9,16 @@ import type { AccountEvent, AccountState } from '../actors/account/decider.ts';
 import type { BlockOrderEvent, Fill } from '../actors/block-order/decider.ts';
 import { blockOrderBehavior, type BlockOrderShellState } from '../actors/block-order/shell.ts';
 import { BlockfillError, ErrorCode } from '../actors/errors.ts';
-import { noopObserver, type AccountMessage, type AllocateFillReply, type AllocationObserver, type BlockOrderMessage, type Clock, type ReferencePort, type ViewReply } from '../actors/protocol.ts';
+import {
+  noopObserver,
+  type AccountMessage,
+  type AllocateFillReply,
+  type AllocationObserver,
+  type BlockOrderMessage,
+  type Clock,
+  type ReferencePort,
+  type ViewReply,
+} from '../actors/protocol.ts';
 import type { AccountView, BlockOrderView, InspectionPort, Readiness } from '../actors/views.ts';
 import { buildApp } from '../api/app.ts';
 import { decodeVersioned, encodeVersioned } from '../persistence/codec.ts';
@@ -19,7 +28,15 @@ import { migrations } from '../persistence/migrations/index.ts';
 import { SqlReferenceData } from '../persistence/reference.ts';
 import { ActorSystem, EntityHost } from './actor-kit.ts';
 import { streamNames, type Config } from './config.ts';
-import { ensureConsumers, ensureStreams, FillConsumer, fillPublisher, openJetStream, type NatsHandles, type Publisher } from './jetstream.ts';
+import {
+  ensureConsumers,
+  ensureStreams,
+  FillConsumer,
+  fillPublisher,
+  openJetStream,
+  type NatsHandles,
+  type Publisher,
+} from './jetstream.ts';
 import { createLogger, type Logger } from './log.ts';
 
 export interface ServiceOptions {
@@ -81,7 +98,9 @@ function viewOrThrow<V>(reply: ViewReply<V>): V | undefined {
       return undefined;
     case 'Failed': {
       const known = (Object.values(ErrorCode) as string[]).includes(reply.code);
-      throw known ? new BlockfillError(reply.code as ErrorCode, reply.message) : new Error(`${reply.code}: ${reply.message}`);
+      throw known
+        ? new BlockfillError(reply.code as ErrorCode, reply.message)
+        : new Error(`${reply.code}: ${reply.message}`);
     }
     default: {
       const never: never = reply;
@@ -113,7 +132,10 @@ export async function startService(config: Config, options: ServiceOptions = {})
     });
     const baseReference = new SqlReferenceData(db);
     const reference = options.reference ? options.reference(baseReference) : baseReference;
-    const system = new ActorSystem(journal, `blockfill-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
+    const system = new ActorSystem(
+      journal,
+      `blockfill-${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
+    );
     const hostOptions = {
       idleMs: config.actorIdleMs,
       batchCommandsMax: config.actorBatchCommandsMax,
@@ -127,7 +149,12 @@ export async function startService(config: Config, options: ServiceOptions = {})
         backoffMaxMs: config.supervisorBackoffMaxMs,
       },
     };
-    const accounts = new EntityHost(system, accountBehavior({ reference, clock, observer }), { codec, permits: journal, log }, hostOptions);
+    const accounts = new EntityHost(
+      system,
+      accountBehavior({ reference, clock, observer }),
+      { codec, permits: journal, log },
+      hostOptions,
+    );
     const blockOrders = new EntityHost(
       system,
       blockOrderBehavior({
@@ -144,7 +171,11 @@ export async function startService(config: Config, options: ServiceOptions = {})
 
     const timeoutMs = config.actorAskTimeoutMs;
     const allocate = (fill: Fill) =>
-      blockOrders.ask<AllocateFillReply>(fill.blockOrderId, (replyTo) => ({ type: 'AllocateFill', fill, replyTo }), timeoutMs);
+      blockOrders.ask<AllocateFillReply>(
+        fill.blockOrderId,
+        (replyTo) => ({ type: 'AllocateFill', fill, replyTo }),
+        timeoutMs,
+      );
 
     const names = streamNames(config);
     const nats = await openJetStream(config, `blockfill-${process.pid}`);
@@ -157,10 +188,22 @@ export async function startService(config: Config, options: ServiceOptions = {})
 
     const inspection: InspectionPort = {
       async account(id) {
-        return viewOrThrow(await accounts.ask<ViewReply<AccountView>>(id, (replyTo) => ({ type: 'GetView', replyTo }), timeoutMs));
+        return viewOrThrow(
+          await accounts.ask<ViewReply<AccountView>>(
+            id,
+            (replyTo) => ({ type: 'GetView', replyTo }),
+            timeoutMs,
+          ),
+        );
       },
       async blockOrder(id) {
-        return viewOrThrow(await blockOrders.ask<ViewReply<BlockOrderView>>(id, (replyTo) => ({ type: 'GetView', replyTo }), timeoutMs));
+        return viewOrThrow(
+          await blockOrders.ask<ViewReply<BlockOrderView>>(
+            id,
+            (replyTo) => ({ type: 'GetView', replyTo }),
+            timeoutMs,
+          ),
+        );
       },
       async readiness(): Promise<Readiness> {
         const database = await db.ping().then(
@@ -173,7 +216,9 @@ export async function startService(config: Config, options: ServiceOptions = {})
               (ms) => ({ ok: true, detail: `rtt ${ms.toFixed(1)} ms` }),
               (error: Error) => ({ ok: false, detail: error.message }),
             );
-        const consumerCheck = consumer.running ? { ok: true } : { ok: false, detail: 'not consuming' };
+        const consumerCheck = consumer.running
+          ? { ok: true }
+          : { ok: false, detail: 'not consuming' };
         const stoppedActors = [...accounts.stoppedActors(), ...blockOrders.stoppedActors()];
         return {
           ready: database.ok && natsCheck.ok && consumerCheck.ok && stoppedActors.length === 0,
@@ -183,7 +228,15 @@ export async function startService(config: Config, options: ServiceOptions = {})
       },
     };
 
-    const app = await buildApp({ inspection }, { logger: config.logLevel === 'silent' ? false : { level: config.logLevel === 'info' ? 'warn' : config.logLevel } });
+    const app = await buildApp(
+      { inspection },
+      {
+        logger:
+          config.logLevel === 'silent'
+            ? false
+            : { level: config.logLevel === 'info' ? 'warn' : config.logLevel },
+      },
+    );
     if (options.listen) await app.listen({ host: config.httpHost, port: config.httpPort });
 
     const wakeUnconfirmed = async (): Promise<number> => {
@@ -198,7 +251,9 @@ export async function startService(config: Config, options: ServiceOptions = {})
       const concurrency = Math.max(1, config.recoveryConcurrencyMax);
       for (let i = 0; i < ids.length; i += concurrency) {
         await Promise.all(
-          ids.slice(i, i + concurrency).map((id) => blockOrders.ask(id, (replyTo) => ({ type: 'Wake', replyTo }), timeoutMs)),
+          ids
+            .slice(i, i + concurrency)
+            .map((id) => blockOrders.ask(id, (replyTo) => ({ type: 'Wake', replyTo }), timeoutMs)),
         );
       }
       return ids.length;
@@ -207,7 +262,11 @@ export async function startService(config: Config, options: ServiceOptions = {})
     const woken = await wakeUnconfirmed();
     if (woken > 0) log.info('re-delivering unconfirmed allocations', { blockOrders: woken });
     await consumer.start(durables);
-    log.info('blockfill started', { partitions: config.partitions, stream: names.executions, http: options.listen ? `${config.httpHost}:${config.httpPort}` : 'inject-only' });
+    log.info('blockfill started', {
+      partitions: config.partitions,
+      stream: names.executions,
+      http: options.listen ? `${config.httpHost}:${config.httpPort}` : 'inject-only',
+    });
 
     // Each step runs even if an earlier one failed (e.g. the database is gone):
     // a half-stopped service would keep timers and sockets alive.
@@ -255,4 +314,3 @@ export async function startService(config: Config, options: ServiceOptions = {})
     throw error;
   }
 }
-

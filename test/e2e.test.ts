@@ -2,32 +2,55 @@ import t from 'tap';
 import type { AccountView, BlockOrderView } from '../actors/views.ts';
 import { eventually, smallSeed, startTestService } from './helpers/harness.ts';
 
-t.test('published fills become exact allocations on the accounts, visible through the API', async (t) => {
-  const { service } = await startTestService(t, { seed: smallSeed() });
-  const fills = [
-    { fillId: 'F1', blockOrderId: 'BUY1', seq: 1, quantity: 500n, price: 101_250_000n, venue: 'XNYS', executedAtMs: 1_000 },
-    { fillId: 'F2', blockOrderId: 'BUY1', seq: 2, quantity: 500n, price: 101_750_000n, venue: 'XNAS', executedAtMs: 2_000 },
-  ];
-  for (const f of fills) await service.publisher.publishFill(f);
-  const order = await eventually('BUY1 fully confirmed', async () => {
-    const res = await service.app.inject({ method: 'GET', url: '/block-orders/BUY1' });
-    const view = res.json<BlockOrderView>();
-    return view.fills === 2 && view.unconfirmedLines === 0 && view.confirmedThroughSeq === 2 ? view : undefined;
-  });
-  t.equal(order.status, 'FILLED');
-  t.equal(order.filledQuantity, '1000');
-  t.equal(order.vwapPrice, '101.500000');
-  t.same(
-    order.accounts.map((a) => [a.accountId, a.allocatedQuantity]),
-    [
-      ['A1', '600'],
-      ['A2', '300'],
-      ['A3', '100'],
-    ],
-  );
-  // A1: 300 @ 101.25 + 300 @ 101.75 (pro-rata 60 % of each fill) = 30375 + 30525 = 60900.00
-  const a1 = (await service.app.inject({ method: 'GET', url: '/accounts/A1' })).json<AccountView>();
-  t.equal(a1.positions.SEC1, '1600');
-  t.equal(a1.cashMinor, String(1_000_000_00n - 6_090_000n));
-  t.same(a1.lastAppliedSeqByOrder, { BUY1: 2 });
-});
+t.test(
+  'published fills become exact allocations on the accounts, visible through the API',
+  async (t) => {
+    const { service } = await startTestService(t, { seed: smallSeed() });
+    const fills = [
+      {
+        fillId: 'F1',
+        blockOrderId: 'BUY1',
+        seq: 1,
+        quantity: 500n,
+        price: 101_250_000n,
+        venue: 'XNYS',
+        executedAtMs: 1_000,
+      },
+      {
+        fillId: 'F2',
+        blockOrderId: 'BUY1',
+        seq: 2,
+        quantity: 500n,
+        price: 101_750_000n,
+        venue: 'XNAS',
+        executedAtMs: 2_000,
+      },
+    ];
+    for (const f of fills) await service.publisher.publishFill(f);
+    const order = await eventually('BUY1 fully confirmed', async () => {
+      const res = await service.app.inject({ method: 'GET', url: '/block-orders/BUY1' });
+      const view = res.json<BlockOrderView>();
+      return view.fills === 2 && view.unconfirmedLines === 0 && view.confirmedThroughSeq === 2
+        ? view
+        : undefined;
+    });
+    t.equal(order.status, 'FILLED');
+    t.equal(order.filledQuantity, '1000');
+    t.equal(order.vwapPrice, '101.500000');
+    t.same(
+      order.accounts.map((a) => [a.accountId, a.allocatedQuantity]),
+      [
+        ['A1', '600'],
+        ['A2', '300'],
+        ['A3', '100'],
+      ],
+    );
+    // A1: 300 @ 101.25 + 300 @ 101.75 (pro-rata 60 % of each fill) = 30375 + 30525 = 60900.00
+    const a1 = (
+      await service.app.inject({ method: 'GET', url: '/accounts/A1' })
+    ).json<AccountView>();
+    t.equal(a1.positions.SEC1, '1600');
+    t.equal(a1.cashMinor, String(1_000_000_00n - 6_090_000n));
+    t.same(a1.lastAppliedSeqByOrder, { BUY1: 2 });
+  },
+);

@@ -35,7 +35,13 @@ export type AllocationRejection = (typeof AllocationRejection)[keyof typeof Allo
 export type AccountEvent =
   | { type: 'AccountOpened'; def: AccountDef; atMs: number }
   | { type: 'AllocationApplied'; allocation: Allocation; cashDeltaMinor: bigint; atMs: number }
-  | { type: 'AllocationRejected'; allocation: Allocation; reason: AllocationRejection; detail: string; atMs: number };
+  | {
+      type: 'AllocationRejected';
+      allocation: Allocation;
+      reason: AllocationRejection;
+      detail: string;
+      atMs: number;
+    };
 
 export type AccountState =
   | { status: 'Empty' }
@@ -75,9 +81,15 @@ export function decide(command: AccountCommand, state: AccountState): Decision {
     case 'Open':
       if (state.status !== 'Empty') return { outcome: ApplyOutcome.AlreadyOpen, events: [] };
       for (const [securityId, qty] of Object.entries(command.def.positions)) {
-        invariant(qty >= 0n, `opening position of ${command.def.accountId} in ${securityId} is negative`);
+        invariant(
+          qty >= 0n,
+          `opening position of ${command.def.accountId} in ${securityId} is negative`,
+        );
       }
-      return { outcome: ApplyOutcome.Opened, events: [{ type: 'AccountOpened', def: command.def, atMs: command.nowMs }] };
+      return {
+        outcome: ApplyOutcome.Opened,
+        events: [{ type: 'AccountOpened', def: command.def, atMs: command.nowMs }],
+      };
     case 'Apply': {
       if (state.status === 'Empty') return { outcome: ApplyOutcome.NotOpen, events: [] };
       const a = command.allocation;
@@ -104,7 +116,12 @@ export function decide(command: AccountCommand, state: AccountState): Decision {
       return {
         outcome: ApplyOutcome.Applied,
         events: [
-          { type: 'AllocationApplied', allocation: a, cashDeltaMinor: cashDelta(a.side, a.quantity, a.price), atMs: command.nowMs },
+          {
+            type: 'AllocationApplied',
+            allocation: a,
+            cashDeltaMinor: cashDelta(a.side, a.quantity, a.price),
+            atMs: command.nowMs,
+          },
         ],
       };
     }
@@ -130,8 +147,14 @@ export function evolve(state: AccountState, event: AccountEvent): AccountState {
       const a = event.allocation;
       const signedQty = a.side === 'BUY' ? a.quantity : -a.quantity;
       const position = (state.positions[a.securityId] ?? 0n) + signedQty;
-      invariant(position >= 0n, `position of ${state.accountId} in ${a.securityId} would go negative`);
-      invariant(event.cashDeltaMinor === cashDelta(a.side, a.quantity, a.price), 'cash delta does not match the allocation');
+      invariant(
+        position >= 0n,
+        `position of ${state.accountId} in ${a.securityId} would go negative`,
+      );
+      invariant(
+        event.cashDeltaMinor === cashDelta(a.side, a.quantity, a.price),
+        'cash delta does not match the allocation',
+      );
       return {
         ...state,
         cashMinor: state.cashMinor + event.cashDeltaMinor,

@@ -2,11 +2,24 @@
  * The account actor shell: persists the decider's event, then replies to the
  * block order that delivered the allocation. No business rule lives here.
  */
-import { tell, type PersistentBehavior, type Ref, type ShellContext } from '../../system/actor-kit.ts';
+import {
+  tell,
+  type PersistentBehavior,
+  type Ref,
+  type ShellContext,
+} from '../../system/actor-kit.ts';
 import { InvariantError, assertNever } from '../errors.ts';
 import type { AccountMessage, AllocationObserver, Clock, ReferencePort } from '../protocol.ts';
 import type { AccountView } from '../views.ts';
-import { ApplyOutcome, decide, evolve, initialState, type AccountDef, type AccountEvent, type AccountState } from './decider.ts';
+import {
+  ApplyOutcome,
+  decide,
+  evolve,
+  initialState,
+  type AccountDef,
+  type AccountEvent,
+  type AccountState,
+} from './decider.ts';
 
 export const ACCOUNT_KIND = 'account';
 
@@ -16,11 +29,17 @@ export interface AccountDeps {
   observer: AllocationObserver;
 }
 
-const EVENT_TYPES: ReadonlySet<string> = new Set(['AccountOpened', 'AllocationApplied', 'AllocationRejected']);
+const EVENT_TYPES: ReadonlySet<string> = new Set([
+  'AccountOpened',
+  'AllocationApplied',
+  'AllocationRejected',
+]);
 
 type Ctx = ShellContext<AccountMessage, AccountEvent>;
 
-export function accountBehavior(deps: AccountDeps): PersistentBehavior<AccountState, AccountMessage, AccountEvent> {
+export function accountBehavior(
+  deps: AccountDeps,
+): PersistentBehavior<AccountState, AccountMessage, AccountEvent> {
   function stage(state: AccountState, events: AccountEvent[], ctx: Ctx): AccountState {
     let next = state;
     for (const event of events) {
@@ -38,7 +57,8 @@ export function accountBehavior(deps: AccountDeps): PersistentBehavior<AccountSt
     eventType: (event) => event.type,
     decodeEvent(data) {
       const type = (data as { type?: unknown }).type;
-      if (typeof type !== 'string' || !EVENT_TYPES.has(type)) throw new InvariantError(`unknown account event ${String(type)}`);
+      if (typeof type !== 'string' || !EVENT_TYPES.has(type))
+        throw new InvariantError(`unknown account event ${String(type)}`);
       return data as AccountEvent;
     },
     encodeSnapshot: (state) => state,
@@ -53,22 +73,41 @@ export function accountBehavior(deps: AccountDeps): PersistentBehavior<AccountSt
           if (state.status === 'Empty') {
             const def = await deps.reference.account(ctx.id);
             if (!def) {
-              respond(ctx, message.replyTo, { type: 'AllocationNotApplied', ...reply, reason: `no account ${ctx.id}` });
+              respond(ctx, message.replyTo, {
+                type: 'AllocationNotApplied',
+                ...reply,
+                reason: `no account ${ctx.id}`,
+              });
               return state;
             }
-            state = stage(state, decide({ type: 'Open', def, nowMs: deps.clock.nowMs() }, state).events, ctx);
+            state = stage(
+              state,
+              decide({ type: 'Open', def, nowMs: deps.clock.nowMs() }, state).events,
+              ctx,
+            );
           }
-          const decision = decide({ type: 'Apply', allocation: a, nowMs: deps.clock.nowMs() }, state);
+          const decision = decide(
+            { type: 'Apply', allocation: a, nowMs: deps.clock.nowMs() },
+            state,
+          );
           state = stage(state, decision.events, ctx);
           switch (decision.outcome) {
             case ApplyOutcome.Applied:
             case ApplyOutcome.Rejected:
             case ApplyOutcome.Duplicate:
-              respond(ctx, message.replyTo, { type: 'AllocationSettled', ...reply, outcome: decision.outcome });
+              respond(ctx, message.replyTo, {
+                type: 'AllocationSettled',
+                ...reply,
+                outcome: decision.outcome,
+              });
               return state;
             case ApplyOutcome.Gap:
             case ApplyOutcome.NotOpen:
-              respond(ctx, message.replyTo, { type: 'AllocationNotApplied', ...reply, reason: decision.outcome });
+              respond(ctx, message.replyTo, {
+                type: 'AllocationNotApplied',
+                ...reply,
+                reason: decision.outcome,
+              });
               return state;
             case ApplyOutcome.Opened:
             case ApplyOutcome.AlreadyOpen:
@@ -83,7 +122,11 @@ export function accountBehavior(deps: AccountDeps): PersistentBehavior<AccountSt
             return state;
           }
           const def = await deps.reference.account(ctx.id);
-          respond(ctx, message.replyTo, def ? { type: 'View', view: unopenedView(def) } : { type: 'NotFound' });
+          respond(
+            ctx,
+            message.replyTo,
+            def ? { type: 'View', view: unopenedView(def) } : { type: 'NotFound' },
+          );
           return state;
         }
         default:

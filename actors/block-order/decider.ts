@@ -101,7 +101,12 @@ export type Decision =
   | { outcome: 'Rejected'; reason: FillRejection; detail: string; events: [] };
 
 const accepted = (...events: BlockOrderEvent[]): Decision => ({ outcome: 'Accepted', events });
-const rejected = (reason: FillRejection, detail: string): Decision => ({ outcome: 'Rejected', reason, detail, events: [] });
+const rejected = (reason: FillRejection, detail: string): Decision => ({
+  outcome: 'Rejected',
+  reason,
+  detail,
+  events: [],
+});
 
 export const initialState = (): BlockOrderState => ({ status: 'Empty' });
 
@@ -112,7 +117,8 @@ export function totalTarget(def: BlockOrderDef): bigint {
 export function decide(command: BlockOrderCommand, state: BlockOrderState): Decision {
   switch (command.type) {
     case 'Open': {
-      if (state.status !== 'Empty') return rejected(FillRejection.AlreadyOpen, 'block order is already open');
+      if (state.status !== 'Empty')
+        return rejected(FillRejection.AlreadyOpen, 'block order is already open');
       const def = command.def;
       invariant(def.lotSize > 0n, 'lot size must be positive');
       invariant(def.targets.length > 0, `block order ${def.blockOrderId} has no targets`);
@@ -123,19 +129,29 @@ export function decide(command: BlockOrderCommand, state: BlockOrderState): Deci
     }
     case 'AllocateFill': {
       const { fill } = command;
-      if (state.status === 'Empty') return rejected(FillRejection.UnknownBlockOrder, `no block order ${fill.blockOrderId}`);
+      if (state.status === 'Empty')
+        return rejected(FillRejection.UnknownBlockOrder, `no block order ${fill.blockOrderId}`);
       if (fill.blockOrderId !== state.def.blockOrderId) {
         return rejected(FillRejection.WrongBlockOrder, `fill is for ${fill.blockOrderId}`);
       }
       const seenSeq = state.fillIds[fill.fillId];
-      if (seenSeq !== undefined) return { outcome: 'Duplicate', reason: `fillId already applied as seq ${seenSeq}`, events: [] };
+      if (seenSeq !== undefined)
+        return {
+          outcome: 'Duplicate',
+          reason: `fillId already applied as seq ${seenSeq}`,
+          events: [],
+        };
       if (fill.seq <= state.lastFillSeq) {
         return { outcome: 'Duplicate', reason: `seq ${fill.seq} already applied`, events: [] };
       }
       if (fill.seq !== state.lastFillSeq + 1) {
-        return rejected(FillRejection.OutOfOrder, `expected seq ${state.lastFillSeq + 1}, got ${fill.seq}`);
+        return rejected(
+          FillRejection.OutOfOrder,
+          `expected seq ${state.lastFillSeq + 1}, got ${fill.seq}`,
+        );
       }
-      if (fill.quantity <= 0n) return rejected(FillRejection.NonPositiveQuantity, 'quantity must be > 0');
+      if (fill.quantity <= 0n)
+        return rejected(FillRejection.NonPositiveQuantity, 'quantity must be > 0');
       if (fill.price <= 0n) return rejected(FillRejection.NonPositivePrice, 'price must be > 0');
       const result = allocateFill({
         lotSize: state.def.lotSize,
@@ -194,10 +210,16 @@ export function evolve(state: BlockOrderState, event: BlockOrderEvent): BlockOrd
     case 'FillAllocated': {
       invariant(state.status === 'Open', 'FillAllocated before BlockOrderOpened');
       const { fill, lines } = event;
-      invariant(fill.seq === state.lastFillSeq + 1, `fill seq ${fill.seq} after ${state.lastFillSeq}`);
+      invariant(
+        fill.seq === state.lastFillSeq + 1,
+        `fill seq ${fill.seq} after ${state.lastFillSeq}`,
+      );
       // Conservation: the parts sum exactly to the fill.
       const sum = lines.reduce((s, l) => s + l.quantity, 0n);
-      invariant(sum === fill.quantity, `allocation of fill ${fill.fillId} sums to ${sum}, not ${fill.quantity}`);
+      invariant(
+        sum === fill.quantity,
+        `allocation of fill ${fill.fillId} sums to ${sum}, not ${fill.quantity}`,
+      );
       const allocated = { ...state.allocated };
       const lastSeqByAccount = { ...state.lastSeqByAccount };
       const pendingLines: PendingLine[] = [];
@@ -243,7 +265,11 @@ export function evolve(state: BlockOrderState, event: BlockOrderEvent): BlockOrd
  * rejected) its line of fill `seq`. Returns the same state when nothing
  * changes. Unknown lines are ignored: a late reply to an old redelivery.
  */
-export function markSettled(state: BlockOrderState, seq: number, accountId: string): { state: BlockOrderState; fillSettled: boolean } {
+export function markSettled(
+  state: BlockOrderState,
+  seq: number,
+  accountId: string,
+): { state: BlockOrderState; fillSettled: boolean } {
   if (state.status !== 'Open') return { state, fillSettled: false };
   const index = state.pending.findIndex((p) => p.seq === seq);
   const fill = state.pending[index];
@@ -257,12 +283,16 @@ export function markSettled(state: BlockOrderState, seq: number, accountId: stri
 }
 
 /** Unsettled lines, oldest first, optionally for one account. */
-export function unsettledLines(state: BlockOrderState, accountId?: string): Array<PendingLine & { seq: number }> {
+export function unsettledLines(
+  state: BlockOrderState,
+  accountId?: string,
+): Array<PendingLine & { seq: number }> {
   if (state.status !== 'Open') return [];
   const out: Array<PendingLine & { seq: number }> = [];
   for (const p of state.pending) {
     for (const l of p.lines) {
-      if (!l.settled && (accountId === undefined || l.accountId === accountId)) out.push({ ...l, seq: p.seq });
+      if (!l.settled && (accountId === undefined || l.accountId === accountId))
+        out.push({ ...l, seq: p.seq });
     }
   }
   return out;

@@ -2,10 +2,21 @@
  * The block-order actor shell: persists the decider's events, then delivers
  * allocations to accounts, then replies. No business rule lives here.
  */
-import { tell, type PersistentBehavior, type Ref, type ShellContext } from '../../system/actor-kit.ts';
+import {
+  tell,
+  type PersistentBehavior,
+  type Ref,
+  type ShellContext,
+} from '../../system/actor-kit.ts';
 import { formatPrice, vwap } from '../domain/money.ts';
 import { InvariantError, assertNever } from '../errors.ts';
-import type { AccountDirectory, AllocationObserver, BlockOrderMessage, Clock, ReferencePort } from '../protocol.ts';
+import type {
+  AccountDirectory,
+  AllocationObserver,
+  BlockOrderMessage,
+  Clock,
+  ReferencePort,
+} from '../protocol.ts';
 import { BlockOrderStatus, type BlockOrderView } from '../views.ts';
 import {
   decide,
@@ -40,12 +51,22 @@ export interface BlockOrderDeps {
   redeliveryBackoffMs: number;
 }
 
-const EVENT_TYPES: ReadonlySet<string> = new Set(['BlockOrderOpened', 'FillAllocated', 'AllocationsConfirmed']);
+const EVENT_TYPES: ReadonlySet<string> = new Set([
+  'BlockOrderOpened',
+  'FillAllocated',
+  'AllocationsConfirmed',
+]);
 
 type Ctx = ShellContext<BlockOrderMessage, BlockOrderEvent>;
 
-export function blockOrderBehavior(deps: BlockOrderDeps): PersistentBehavior<BlockOrderShellState, BlockOrderMessage, BlockOrderEvent> {
-  function stage(state: BlockOrderShellState, events: BlockOrderEvent[], ctx: Ctx): BlockOrderShellState {
+export function blockOrderBehavior(
+  deps: BlockOrderDeps,
+): PersistentBehavior<BlockOrderShellState, BlockOrderMessage, BlockOrderEvent> {
+  function stage(
+    state: BlockOrderShellState,
+    events: BlockOrderEvent[],
+    ctx: Ctx,
+  ): BlockOrderShellState {
     let d = state.d;
     for (const event of events) {
       ctx.persist(event);
@@ -54,7 +75,10 @@ export function blockOrderBehavior(deps: BlockOrderDeps): PersistentBehavior<Blo
     return { ...state, d };
   }
 
-  async function ensureOpen(state: BlockOrderShellState, ctx: Ctx): Promise<BlockOrderShellState | undefined> {
+  async function ensureOpen(
+    state: BlockOrderShellState,
+    ctx: Ctx,
+  ): Promise<BlockOrderShellState | undefined> {
     if (state.d.status === 'Open') return state;
     const def = await deps.reference.blockOrder(ctx.id);
     if (!def) return undefined;
@@ -63,13 +87,18 @@ export function blockOrderBehavior(deps: BlockOrderDeps): PersistentBehavior<Blo
   }
 
   /** Sends every unsettled line, optionally only of one fill or one account, oldest first. */
-  function deliver(state: BlockOrderShellState, ctx: Ctx, only: { seq?: number; accountId?: string } = {}): void {
+  function deliver(
+    state: BlockOrderShellState,
+    ctx: Ctx,
+    only: { seq?: number; accountId?: string } = {},
+  ): void {
     if (state.d.status !== 'Open') return;
     const def = state.d.def;
     for (const fill of state.d.pending) {
       if (only.seq !== undefined && fill.seq !== only.seq) continue;
       for (const line of fill.lines) {
-        if (line.settled || (only.accountId !== undefined && line.accountId !== only.accountId)) continue;
+        if (line.settled || (only.accountId !== undefined && line.accountId !== only.accountId))
+          continue;
         const message = {
           type: 'ApplyAllocation' as const,
           accountId: line.accountId,
@@ -95,13 +124,22 @@ export function blockOrderBehavior(deps: BlockOrderDeps): PersistentBehavior<Blo
     return { ...state, redelivered: true };
   }
 
-  function retryLater(state: BlockOrderShellState, accountId: string, ctx: Ctx): BlockOrderShellState {
+  function retryLater(
+    state: BlockOrderShellState,
+    accountId: string,
+    ctx: Ctx,
+  ): BlockOrderShellState {
     const attempts = (state.attempts[accountId] ?? 0) + 1;
     if (attempts > deps.redeliveryAttemptsMax) {
       // Crash: the supervisor resets us and recovery re-delivers everything unsettled.
-      throw new InvariantError(`${ctx.id}: account ${accountId} refused ${attempts - 1} deliveries in a row`);
+      throw new InvariantError(
+        `${ctx.id}: account ${accountId} refused ${attempts - 1} deliveries in a row`,
+      );
     }
-    ctx.scheduleSelf({ type: 'Redeliver', accountId }, deps.redeliveryBackoffMs * 2 ** (attempts - 1));
+    ctx.scheduleSelf(
+      { type: 'Redeliver', accountId },
+      deps.redeliveryBackoffMs * 2 ** (attempts - 1),
+    );
     return { ...state, attempts: { ...state.attempts, [accountId]: attempts } };
   }
 
@@ -112,7 +150,8 @@ export function blockOrderBehavior(deps: BlockOrderDeps): PersistentBehavior<Blo
     eventType: (event) => event.type,
     decodeEvent(data) {
       const type = (data as { type?: unknown }).type;
-      if (typeof type !== 'string' || !EVENT_TYPES.has(type)) throw new InvariantError(`unknown block order event ${String(type)}`);
+      if (typeof type !== 'string' || !EVENT_TYPES.has(type))
+        throw new InvariantError(`unknown block order event ${String(type)}`);
       return data as BlockOrderEvent;
     },
     encodeSnapshot: (state) => state.d,
@@ -131,25 +170,41 @@ export function blockOrderBehavior(deps: BlockOrderDeps): PersistentBehavior<Blo
         case 'AllocateFill': {
           const opened = await ensureOpen(state, ctx);
           if (!opened) {
-            reply(ctx, message.replyTo, { type: 'Rejected', reason: FillRejection.UnknownBlockOrder, detail: `no block order ${ctx.id}` });
+            reply(ctx, message.replyTo, {
+              type: 'Rejected',
+              reason: FillRejection.UnknownBlockOrder,
+              detail: `no block order ${ctx.id}`,
+            });
             return state;
           }
           state = redeliverOnce(opened, ctx);
-          const decision = decide({ type: 'AllocateFill', fill: message.fill, nowMs: deps.clock.nowMs() }, state.d);
+          const decision = decide(
+            { type: 'AllocateFill', fill: message.fill, nowMs: deps.clock.nowMs() },
+            state.d,
+          );
           switch (decision.outcome) {
             case 'Accepted': {
               state = stage(state, decision.events, ctx);
               const allocated = decision.events[0];
-              if (allocated?.type !== 'FillAllocated') throw new InvariantError('an accepted fill must yield FillAllocated');
+              if (allocated?.type !== 'FillAllocated')
+                throw new InvariantError('an accepted fill must yield FillAllocated');
               deliver(state, ctx, { seq: allocated.fill.seq });
-              reply(ctx, message.replyTo, { type: 'Allocated', seq: allocated.fill.seq, lines: allocated.lines.length });
+              reply(ctx, message.replyTo, {
+                type: 'Allocated',
+                seq: allocated.fill.seq,
+                lines: allocated.lines.length,
+              });
               return state;
             }
             case 'Duplicate':
               reply(ctx, message.replyTo, { type: 'Duplicate', reason: decision.reason });
               return state;
             case 'Rejected':
-              reply(ctx, message.replyTo, { type: 'Rejected', reason: decision.reason, detail: decision.detail });
+              reply(ctx, message.replyTo, {
+                type: 'Rejected',
+                reason: decision.reason,
+                detail: decision.detail,
+              });
               return state;
             default:
               return assertNever(decision, 'decision');
@@ -164,7 +219,8 @@ export function blockOrderBehavior(deps: BlockOrderDeps): PersistentBehavior<Blo
             state = { ...state, attempts: rest };
           }
           // The account made its line durable before replying: the fill is done when all lines are.
-          if (settled.fillSettled) deps.observer.fillSettled(ctx.id, message.fillSeq, deps.clock.nowMs());
+          if (settled.fillSettled)
+            deps.observer.fillSettled(ctx.id, message.fillSeq, deps.clock.nowMs());
           return state;
         }
         case 'AllocationNotApplied':
@@ -172,7 +228,8 @@ export function blockOrderBehavior(deps: BlockOrderDeps): PersistentBehavior<Blo
         case 'Failed': {
           // An account could not take a delivery (crashed, mailbox full, stopped).
           const command = message.command as { type?: string; accountId?: string } | undefined;
-          if (command?.type !== 'ApplyAllocation' || typeof command.accountId !== 'string') return state;
+          if (command?.type !== 'ApplyAllocation' || typeof command.accountId !== 'string')
+            return state;
           return retryLater(redeliverOnce(state, ctx), command.accountId, ctx);
         }
         case 'Redeliver':
@@ -181,7 +238,10 @@ export function blockOrderBehavior(deps: BlockOrderDeps): PersistentBehavior<Blo
           return state;
         case 'Wake':
           state = redeliverOnce(state, ctx);
-          reply(ctx, message.replyTo, { type: 'Awake', pendingLines: unsettledLines(state.d).length });
+          reply(ctx, message.replyTo, {
+            type: 'Awake',
+            pendingLines: unsettledLines(state.d).length,
+          });
           return state;
         case 'GetView': {
           if (state.d.status === 'Open') {
@@ -189,7 +249,11 @@ export function blockOrderBehavior(deps: BlockOrderDeps): PersistentBehavior<Blo
             return state;
           }
           const def = await deps.reference.blockOrder(ctx.id);
-          reply(ctx, message.replyTo, def ? { type: 'View', view: unopenedView(def) } : { type: 'NotFound' });
+          reply(
+            ctx,
+            message.replyTo,
+            def ? { type: 'View', view: unopenedView(def) } : { type: 'NotFound' },
+          );
           return state;
         }
         default:
@@ -197,7 +261,6 @@ export function blockOrderBehavior(deps: BlockOrderDeps): PersistentBehavior<Blo
       }
     },
   };
-
 }
 
 function reply<R>(ctx: Ctx, to: Ref<R>, message: R): void {
@@ -209,7 +272,10 @@ function statusOf(filled: bigint, target: bigint): BlockOrderView['status'] {
   return filled >= target ? BlockOrderStatus.Filled : BlockOrderStatus.PartiallyFilled;
 }
 
-function toView(state: Extract<BlockOrderState, { status: 'Open' }>, journalSeq: number): BlockOrderView {
+function toView(
+  state: Extract<BlockOrderState, { status: 'Open' }>,
+  journalSeq: number,
+): BlockOrderView {
   const def = state.def;
   const target = totalTarget(def);
   const v = vwap(state.filledNotional, state.filledQuantity);
@@ -250,7 +316,11 @@ function unopenedView(def: BlockOrderDef): BlockOrderView {
     fills: 0,
     lastFillSeq: 0,
     vwapPrice: null,
-    accounts: def.targets.map((t) => ({ accountId: t.accountId, targetQuantity: t.quantity.toString(), allocatedQuantity: '0' })),
+    accounts: def.targets.map((t) => ({
+      accountId: t.accountId,
+      targetQuantity: t.quantity.toString(),
+      allocatedQuantity: '0',
+    })),
     confirmedThroughSeq: 0,
     unconfirmedLines: 0,
     journalSeq: 0,

@@ -42,10 +42,19 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
  * later: tap runs teardowns in registration order, so `before` lets a caller
  * stop its users of the database first). Returns its URL and an open handle.
  */
-export async function testDatabase(t: Teardown, config: Config, before: Array<() => Promise<void>> = []): Promise<{ url: string; db: Database }> {
+export async function testDatabase(
+  t: Teardown,
+  config: Config,
+  before: Array<() => Promise<void>> = [],
+): Promise<{ url: string; db: Database }> {
   const name = `bf_test_${uniqueSuffix()}`;
   const url = await freshDatabase(config.databaseUrl, name);
-  const db = await Database.open({ url, poolMax: 4, retriesMax: config.dbRetriesMax, retryBackoffMs: config.dbRetryBackoffMs });
+  const db = await Database.open({
+    url,
+    poolMax: 4,
+    retriesMax: config.dbRetriesMax,
+    retryBackoffMs: config.dbRetryBackoffMs,
+  });
   t.teardown(async () => {
     for (const cleanup of before) await cleanup().catch(() => undefined);
     await db.close().catch(() => undefined);
@@ -73,7 +82,10 @@ export interface TestService {
 }
 
 /** A migrated, seeded database plus a running service; everything is removed at teardown. */
-export async function startTestService(t: Teardown, options: TestServiceOptions = {}): Promise<TestService> {
+export async function startTestService(
+  t: Teardown,
+  options: TestServiceOptions = {},
+): Promise<TestService> {
   const base = testConfig(options.config);
   const cleanups: Array<() => Promise<void>> = [];
   const { url, db } = await testDatabase(t, base, cleanups);
@@ -87,11 +99,16 @@ export async function startTestService(t: Teardown, options: TestServiceOptions 
       ...(options.clock ? { clock: options.clock } : {}),
       ...(options.reference ? { reference: options.reference } : {}),
     });
-  const handle: TestService = { service: await start(), config, db, restart: async () => {
-    await handle.service.stop();
-    handle.service = await start();
-    return handle.service;
-  } };
+  const handle: TestService = {
+    service: await start(),
+    config,
+    db,
+    restart: async () => {
+      await handle.service.stop();
+      handle.service = await start();
+      return handle.service;
+    },
+  };
   cleanups.push(async () => {
     await handle.service.stop().catch(() => undefined);
     const nats = await openJetStream(config, 'blockfill-test-cleanup');
@@ -105,7 +122,11 @@ export async function startTestService(t: Teardown, options: TestServiceOptions 
 }
 
 /** Polls `probe` until it returns a value that is not undefined, or fails after `timeoutMs`. */
-export async function eventually<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
+export async function eventually<T>(
+  what: string,
+  probe: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 15_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -115,7 +136,8 @@ export async function eventually<T>(what: string, probe: () => Promise<T | undef
     } catch (error) {
       last = error;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
@@ -126,8 +148,18 @@ export function smallSeed(prefix = ''): SeedData {
   return {
     securities: [{ id: `${p}SEC1`, ticker: 'ACME', lotSize: 10n }],
     accounts: [
-      { id: `${p}A1`, name: 'Alpha', openingCashMinor: 1_000_000_00n, positions: { [`${p}SEC1`]: 1_000n } },
-      { id: `${p}A2`, name: 'Beta', openingCashMinor: 500_000_00n, positions: { [`${p}SEC1`]: 500n } },
+      {
+        id: `${p}A1`,
+        name: 'Alpha',
+        openingCashMinor: 1_000_000_00n,
+        positions: { [`${p}SEC1`]: 1_000n },
+      },
+      {
+        id: `${p}A2`,
+        name: 'Beta',
+        openingCashMinor: 500_000_00n,
+        positions: { [`${p}SEC1`]: 500n },
+      },
       { id: `${p}A3`, name: 'Gamma', openingCashMinor: 250_000_00n, positions: {} },
       { id: `${p}A4`, name: 'Delta', openingCashMinor: 0n, positions: { [`${p}SEC1`]: 20n } },
     ],
