@@ -15,7 +15,12 @@
  */
 import nact from 'nact';
 import systemMap from 'nact/lib/system-map.js';
-import { ActorStoppedError, ActorTimeoutError, MailboxFullError } from '../actors/errors.ts';
+import {
+  ActorStoppedError,
+  ActorTimeoutError,
+  ErrorCode,
+  MailboxFullError,
+} from '../actors/errors.ts';
 import type { Logger } from './log.ts';
 
 declare const messageType: unique symbol;
@@ -334,7 +339,7 @@ export class EntityHost<S, C extends Replyable, E> {
     key: string,
     _msg: unknown,
     error: Error,
-    ctx: { reset: symbol; stop: symbol },
+    ctx: { reset: symbol; stop: symbol; mailbox?: Array<{ message: unknown }> },
   ): Promise<symbol> {
     this.crashCount++;
     this.#permits.releaseRecovery(key);
@@ -353,6 +358,18 @@ export class EntityHost<S, C extends Replyable, E> {
           crashes: recent.length,
           error,
         });
+      }
+      // nact drops a stopped actor's mailbox: answer every queued command first.
+      for (const queued of ctx.mailbox ?? []) {
+        const command = queued.message as C;
+        if (command.replyTo) {
+          tell(command.replyTo as Ref<Failed>, {
+            type: 'Failed',
+            code: ErrorCode.ActorStopped,
+            message: `${this.#behavior.kind}/${id} was stopped after repeated crashes`,
+            command,
+          });
+        }
       }
       return ctx.stop;
     }

@@ -164,6 +164,12 @@ export async function startService(config: Config, options: ServiceOptions = {})
         accounts: { send: (id, message) => accounts.send(id, message) },
         redeliveryAttemptsMax: config.redeliveryAttemptsMax,
         redeliveryBackoffMs: config.redeliveryBackoffMs,
+        onParked: (blockOrderId, accountId, attempts) =>
+          log.error('re-delivery parked: lines stay unconfirmed until restart', {
+            blockOrder: blockOrderId,
+            account: accountId,
+            attempts,
+          }),
       }),
       { codec, permits: journal, log },
       hostOptions,

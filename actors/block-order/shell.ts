@@ -38,8 +38,17 @@ export interface BlockOrderShellState {
   d: BlockOrderState;
   /** After a (re)start, unsettled lines are re-delivered once, on the first live message. */
   redelivered: boolean;
-  /** Consecutive failed deliveries per account, for backoff and the retry bound. */
-  attempts: Record<string, number>;
+  /** Re-delivery bookkeeping per account that refused or failed a delivery. */
+  retry: Record<string, RetryState>;
+}
+
+export interface RetryState {
+  /** Consecutive re-deliveries without a settlement: drives backoff and the bound. */
+  attempts: number;
+  /** A Redeliver is pending: further refusals of the same delivery wave count once. */
+  scheduled: boolean;
+  /** The bound was reached: lines stay unsettled until the next restart re-delivers them. */
+  parked: boolean;
 }
 
 export interface BlockOrderDeps {
@@ -49,6 +58,8 @@ export interface BlockOrderDeps {
   observer: AllocationObserver;
   redeliveryAttemptsMax: number;
   redeliveryBackoffMs: number;
+  /** Told when re-delivery to an account gives up (the account is stopped or keeps failing). */
+  onParked(blockOrderId: string, accountId: string, attempts: number): void;
 }
 
 const EVENT_TYPES: ReadonlySet<string> = new Set([
@@ -129,23 +140,28 @@ export function blockOrderBehavior(
     accountId: string,
     ctx: Ctx,
   ): BlockOrderShellState {
-    const attempts = (state.attempts[accountId] ?? 0) + 1;
+    const current = state.retry[accountId] ?? { attempts: 0, scheduled: false, parked: false };
+    if (current.scheduled || current.parked) return state;
+    const attempts = current.attempts + 1;
     if (attempts > deps.redeliveryAttemptsMax) {
-      // Crash: the supervisor resets us and recovery re-delivers everything unsettled.
-      throw new InvariantError(
-        `${ctx.id}: account ${accountId} refused ${attempts - 1} deliveries in a row`,
-      );
+      // A downstream failure must not crash the order: park the account's
+      // lines; they stay unconfirmed (visible in the view) until a restart.
+      ctx.effect(() => deps.onParked(ctx.id, accountId, current.attempts));
+      return { ...state, retry: { ...state.retry, [accountId]: { ...current, parked: true } } };
     }
     ctx.scheduleSelf(
       { type: 'Redeliver', accountId },
       deps.redeliveryBackoffMs * 2 ** (attempts - 1),
     );
-    return { ...state, attempts: { ...state.attempts, [accountId]: attempts } };
+    return {
+      ...state,
+      retry: { ...state.retry, [accountId]: { attempts, scheduled: true, parked: false } },
+    };
   }
 
   return {
     kind: BLOCK_ORDER_KIND,
-    initialState: () => ({ d: initialState(), redelivered: false, attempts: {} }),
+    initialState: () => ({ d: initialState(), redelivered: false, retry: {} }),
     evolve: (state, event) => ({ ...state, d: evolve(state.d, event) }),
     eventType: (event) => event.type,
     decodeEvent(data) {
@@ -155,7 +171,7 @@ export function blockOrderBehavior(
       return data as BlockOrderEvent;
     },
     encodeSnapshot: (state) => state.d,
-    decodeSnapshot: (data) => ({ d: data as BlockOrderState, redelivered: false, attempts: {} }),
+    decodeSnapshot: (data) => ({ d: data as BlockOrderState, redelivered: false, retry: {} }),
 
     // The watermark rides along with whatever the batch persists anyway;
     // it may lag, which only means a little more re-delivery after a crash.
@@ -214,9 +230,9 @@ export function blockOrderBehavior(
           state = redeliverOnce(state, ctx);
           const settled = markSettled(state.d, message.fillSeq, message.accountId);
           state = { ...state, d: settled.state };
-          if (state.attempts[message.accountId]) {
-            const { [message.accountId]: _cleared, ...rest } = state.attempts;
-            state = { ...state, attempts: rest };
+          if (state.retry[message.accountId]) {
+            const { [message.accountId]: _cleared, ...rest } = state.retry;
+            state = { ...state, retry: rest };
           }
           // The account made its line durable before replying: the fill is done when all lines are.
           if (settled.fillSettled)
@@ -232,10 +248,17 @@ export function blockOrderBehavior(
             return state;
           return retryLater(redeliverOnce(state, ctx), command.accountId, ctx);
         }
-        case 'Redeliver':
+        case 'Redeliver': {
           state = redeliverOnce(state, ctx);
+          const retry = state.retry[message.accountId];
+          if (retry)
+            state = {
+              ...state,
+              retry: { ...state.retry, [message.accountId]: { ...retry, scheduled: false } },
+            };
           deliver(state, ctx, { accountId: message.accountId });
           return state;
+        }
         case 'Wake':
           state = redeliverOnce(state, ctx);
           reply(ctx, message.replyTo, {
