@@ -45,6 +45,12 @@ export function tell<M>(ref: Ref<M>, message: M): void {
   nact.dispatch(ref as never, message);
 }
 
+/** Answers a command that could not be handled; the command rides along so the sender can retry it. */
+function replyFailed(command: Replyable, code: string, message: string): void {
+  if (command.replyTo)
+    tell(command.replyTo as Ref<Failed>, { type: 'Failed', code, message, command });
+}
+
 export async function ask<M, R>(
   ref: Ref<M>,
   build: (replyTo: Ref<R>) => M,
@@ -231,14 +237,7 @@ export class EntityHost<S, C extends Replyable, E> {
       ref = this.refFor(id);
     } catch (error) {
       const e = error as Error & { code?: string };
-      if (command.replyTo) {
-        tell(command.replyTo as Ref<Failed>, {
-          type: 'Failed',
-          code: e.code ?? 'UNDELIVERABLE',
-          message: e.message,
-          command,
-        });
-      }
+      replyFailed(command, e.code ?? 'UNDELIVERABLE', e.message);
       return;
     }
     tell(ref, command);
@@ -297,16 +296,7 @@ export class EntityHost<S, C extends Replyable, E> {
       } catch (error) {
         // Every path replies: each sender learns of the failure before the reset.
         const e = error as Error & { code?: string };
-        for (const command of batch) {
-          if (command.replyTo) {
-            tell(command.replyTo as Ref<Failed>, {
-              type: 'Failed',
-              code: e.code ?? 'ACTOR_CRASHED',
-              message: e.message,
-              command,
-            });
-          }
-        }
+        for (const command of batch) replyFailed(command, e.code ?? 'ACTOR_CRASHED', e.message);
         throw error;
       }
       for (const effect of effects) effect();
@@ -361,15 +351,11 @@ export class EntityHost<S, C extends Replyable, E> {
       }
       // nact drops a stopped actor's mailbox: answer every queued command first.
       for (const queued of ctx.mailbox ?? []) {
-        const command = queued.message as C;
-        if (command.replyTo) {
-          tell(command.replyTo as Ref<Failed>, {
-            type: 'Failed',
-            code: ErrorCode.ActorStopped,
-            message: `${this.#behavior.kind}/${id} was stopped after repeated crashes`,
-            command,
-          });
-        }
+        replyFailed(
+          queued.message as C,
+          ErrorCode.ActorStopped,
+          `${this.#behavior.kind}/${id} was stopped after repeated crashes`,
+        );
       }
       return ctx.stop;
     }

@@ -10,16 +10,8 @@ import { packPlain, unpackPlain } from '../persistence/codec.ts';
 export const FILL_WIRE_VERSION = 1;
 export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
-export interface WireFill {
-  v: number;
-  fillId: string;
-  blockOrderId: string;
-  seq: number;
-  quantity: bigint;
-  price: bigint;
-  venue: string;
-  executedAtMs: number;
-}
+/** The fill as published: the domain fill plus the wire schema version. */
+export type WireFill = Fill & { v: number };
 
 export type DecodeResult =
   | { ok: true; fill: Fill }

@@ -155,14 +155,9 @@ function toView(state: Extract<AccountState, { status: 'Open' }>, journalSeq: nu
   };
 }
 
+/** Reference data only, before the first allocation. */
 function unopenedView(def: AccountDef): AccountView {
-  return {
-    accountId: def.accountId,
-    opened: false,
-    cashMinor: def.cashMinor.toString(),
-    positions: strings(def.positions),
-    lastAppliedSeqByOrder: {},
-    rejectedAllocations: 0,
-    journalSeq: 0,
-  };
+  const opened = evolve(initialState(), { type: 'AccountOpened', def, atMs: 0 });
+  if (opened.status !== 'Open') throw new InvariantError('AccountOpened must open the account');
+  return { ...toView(opened, 0), opened: false };
 }

@@ -325,27 +325,9 @@ function toView(
   };
 }
 
+/** Reference data only, before the first fill: the view of a just-opened order. */
 function unopenedView(def: BlockOrderDef): BlockOrderView {
-  const target = totalTarget(def);
-  return {
-    blockOrderId: def.blockOrderId,
-    securityId: def.securityId,
-    side: def.side,
-    tradeDate: def.tradeDate,
-    lotSize: def.lotSize.toString(),
-    status: BlockOrderStatus.New,
-    targetQuantity: target.toString(),
-    filledQuantity: '0',
-    fills: 0,
-    lastFillSeq: 0,
-    vwapPrice: null,
-    accounts: def.targets.map((t) => ({
-      accountId: t.accountId,
-      targetQuantity: t.quantity.toString(),
-      allocatedQuantity: '0',
-    })),
-    confirmedThroughSeq: 0,
-    unconfirmedLines: 0,
-    journalSeq: 0,
-  };
+  const opened = evolve(initialState(), { type: 'BlockOrderOpened', def, atMs: 0 });
+  if (opened.status !== 'Open') throw new InvariantError('BlockOrderOpened must open the order');
+  return toView(opened, 0);
 }
