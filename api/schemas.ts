@@ -15,7 +15,8 @@ import type {
   ReadinessCheck,
 } from '../actors/views.ts';
 
-export const ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
+// No '.': an id is one NATS subject token (executions.<partition>.<blockOrderId>).
+export const ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$';
 
 export const IdParams = Type.Object(
   { id: Type.String({ pattern: ID_PATTERN }) },

@@ -4,7 +4,7 @@
  * Decoding an unknown version fails loudly: silently misreading money is worse
  * than stopping.
  */
-import { Packr } from 'msgpackr';
+import { C1, Packr } from 'msgpackr';
 
 export const SCHEMA_VERSION = 1;
 const SUPPORTED_VERSIONS: ReadonlySet<number> = new Set([1]);
@@ -58,11 +58,12 @@ export function decodeVersioned(bytes: Uint8Array, what: string): unknown {
   if (
     typeof envelope !== 'object' ||
     envelope === null ||
-    !('v' in envelope) ||
-    !('d' in envelope)
+    Object.getPrototypeOf(envelope) !== Object.prototype
   ) {
-    throw new SchemaVersionError(undefined, what);
+    // msgpack that is not a map (bin data, the reserved byte 0xc1): garbage, not a version question.
+    throw new DecodeError(what, new Error('not a msgpack map'));
   }
+  if (!('v' in envelope) || !('d' in envelope)) throw new SchemaVersionError(undefined, what);
   const { v, d } = envelope as Envelope;
   if (!SUPPORTED_VERSIONS.has(v)) throw new SchemaVersionError(v, what);
   return d;
@@ -73,6 +74,9 @@ export function packPlain(value: unknown): Buffer {
   return packr.pack(value);
 }
 
+/** Throws on bytes that are not msgpack, including the reserved byte 0xc1. */
 export function unpackPlain(bytes: Uint8Array): unknown {
-  return packr.unpack(bytes);
+  const value: unknown = packr.unpack(bytes);
+  if (value === C1) throw new Error('0xc1 is a reserved msgpack byte');
+  return value;
 }

@@ -7,7 +7,7 @@ export class ConfigError extends Error {
   readonly code = 'CONFIG_INVALID';
   readonly variable: string;
   constructor(variable: string, rule: string, value: string) {
-    super(`invalid configuration: ${variable}=${JSON.stringify(value)}: ${rule}`);
+    super(`invalid configuration: ${variable}=${JSON.stringify(redact(value))}: ${rule}`);
     this.name = 'ConfigError';
     this.variable = variable;
   }
@@ -50,6 +50,11 @@ export interface Config {
 }
 
 type Env = Record<string, string | undefined>;
+
+/** Hides credentials in URLs (user:password@) so an error message never leaks them. */
+function redact(value: string): string {
+  return value.replace(/\/\/[^/@\s]*@/g, '//***@');
+}
 
 function str(
   env: Env,
@@ -159,12 +164,15 @@ export function loadConfig(env: Env = process.env): Config {
 /** JetStream names derived from the namespace, so concurrent test runs never share a stream. */
 export function streamNames(config: Pick<Config, 'namespace'>) {
   const ns = config.namespace;
-  const subjectRoot = ns ? `${ns.toLowerCase()}.executions` : 'executions';
+  // Namespaced subjects live under `ns.<namespace>.`, a root production never
+  // uses, so no namespace can overlap production or another namespace.
+  const prefix = ns ? `ns.${ns}.` : '';
+  const subjectRoot = `${prefix}executions`;
   return {
     executions: ns ? `${ns}_EXECUTIONS` : 'EXECUTIONS',
     deadLetter: ns ? `${ns}_EXECUTIONS_DLQ` : 'EXECUTIONS_DLQ',
     subjectRoot,
-    dlqSubjectRoot: ns ? `${ns.toLowerCase()}.dlq.executions` : 'dlq.executions',
+    dlqSubjectRoot: `${prefix}dlq.executions`,
     durablePrefix: ns ? `${ns}_ALLOCATOR` : 'ALLOCATOR',
   };
 }

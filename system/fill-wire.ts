@@ -8,7 +8,8 @@ import { INT64_MAX } from '../actors/domain/money.ts';
 import { packPlain, unpackPlain } from '../persistence/codec.ts';
 
 export const FILL_WIRE_VERSION = 1;
-export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** Ids are one NATS subject token: no '.', '*', '>' or spaces. The API uses the same rule. */
+export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
 /** The fill as published: the domain fill plus the wire schema version. */
 export type WireFill = Fill & { v: number };
@@ -43,6 +44,26 @@ const bad = (field: string, rule: string): DecodeResult => ({
   rule,
 });
 
+/** msgpack decodes maps as plain objects; anything else (bin, extension markers) is not a message. */
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null) return false;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+/** A safe integer, whether the producer encoded it as a small int or as int64 (bigint here). */
+function safeNumber(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isSafeInteger(value) ? value : undefined;
+  if (
+    typeof value === 'bigint' &&
+    value >= BigInt(Number.MIN_SAFE_INTEGER) &&
+    value <= BigInt(Number.MAX_SAFE_INTEGER)
+  ) {
+    return Number(value);
+  }
+  return undefined;
+}
+
 function exactInteger(value: unknown): bigint | undefined {
   if (typeof value === 'bigint') return value;
   if (typeof value === 'number' && Number.isSafeInteger(value)) return BigInt(value);
@@ -66,10 +87,11 @@ export function decodeFill(
       rule: `must be msgpack: ${(error as Error).message}`,
     };
   }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
-    return bad('(message)', 'must be a msgpack map');
-  const m = raw as Record<string, unknown>;
-  if (m.v !== FILL_WIRE_VERSION) return bad('v', `must be schema version ${FILL_WIRE_VERSION}`);
+  if (!isPlainObject(raw)) return bad('(message)', 'must be a msgpack map');
+  const m = raw;
+  if (safeNumber(m.v) !== FILL_WIRE_VERSION) {
+    return bad('v', `must be schema version ${FILL_WIRE_VERSION}`);
+  }
   if (typeof m.fillId !== 'string' || !ID_PATTERN.test(m.fillId))
     return bad('fillId', `must be a string matching ${ID_PATTERN.source}`);
   if (typeof m.blockOrderId !== 'string' || !ID_PATTERN.test(m.blockOrderId)) {
@@ -78,8 +100,8 @@ export function decodeFill(
   const expected = fillSubject(subjectRoot, m.blockOrderId, partitions);
   if (subject !== expected)
     return bad('blockOrderId', `must match the subject (expected subject ${expected})`);
-  if (typeof m.seq !== 'number' || !Number.isSafeInteger(m.seq) || m.seq < 1)
-    return bad('seq', 'must be an integer >= 1');
+  const seq = safeNumber(m.seq);
+  if (seq === undefined || seq < 1) return bad('seq', 'must be an integer >= 1');
   const quantity = exactInteger(m.quantity);
   if (quantity === undefined) return bad('quantity', 'must be an integer (never a float)');
   if (quantity <= 0n || quantity > INT64_MAX)
@@ -90,11 +112,8 @@ export function decodeFill(
   if (price <= 0n || price > INT64_MAX) return bad('price', 'must be > 0 and fit in 64 bits');
   if (typeof m.venue !== 'string' || m.venue.length < 1 || m.venue.length > 32)
     return bad('venue', 'must be a string of 1 to 32 characters');
-  if (
-    typeof m.executedAtMs !== 'number' ||
-    !Number.isSafeInteger(m.executedAtMs) ||
-    m.executedAtMs < 0
-  ) {
+  const executedAtMs = safeNumber(m.executedAtMs);
+  if (executedAtMs === undefined || executedAtMs < 0) {
     return bad('executedAtMs', 'must be epoch milliseconds, an integer >= 0');
   }
   return {
@@ -102,11 +121,11 @@ export function decodeFill(
     fill: {
       fillId: m.fillId,
       blockOrderId: m.blockOrderId,
-      seq: m.seq,
+      seq,
       quantity,
       price,
       venue: m.venue,
-      executedAtMs: m.executedAtMs,
+      executedAtMs,
     },
   };
 }

@@ -15,7 +15,7 @@ import {
 } from '../actors/errors.ts';
 import type { AccountView, BlockOrderView, InspectionPort, Readiness } from '../actors/views.ts';
 
-const ID_RULE = 'must match pattern "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"';
+const ID_RULE = 'must match pattern "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"';
 
 class InMemoryInspection implements InspectionPort {
   readonly accounts = new Map<string, AccountView>();
