@@ -55,14 +55,12 @@ export function decodeVersioned(bytes: Uint8Array, what: string): unknown {
   } catch (error) {
     throw new DecodeError(what, error);
   }
-  if (
-    typeof envelope !== 'object' ||
-    envelope === null ||
-    Object.getPrototypeOf(envelope) !== Object.prototype
-  ) {
-    // msgpack that is not a map (bin data, the reserved byte 0xc1): garbage, not a version question.
-    throw new DecodeError(what, new Error('not a msgpack map'));
+  if (envelope === C1 || envelope instanceof Uint8Array) {
+    // The reserved byte 0xc1 or bare binary: garbage, not a version question.
+    throw new DecodeError(what, new Error('not a msgpack envelope'));
   }
+  if (typeof envelope !== 'object' || envelope === null)
+    throw new SchemaVersionError(undefined, what);
   if (!('v' in envelope) || !('d' in envelope)) throw new SchemaVersionError(undefined, what);
   const { v, d } = envelope as Envelope;
   if (!SUPPORTED_VERSIONS.has(v)) throw new SchemaVersionError(v, what);
