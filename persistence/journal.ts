@@ -12,6 +12,12 @@
  * Two writers for one actor: the INSERT uses ON CONFLICT DO NOTHING and
  * RETURNING, so a row that already exists is reported back to its caller as a
  * JournalConflictError (the actor resets and recovers) and never overwritten.
+ *
+ * Per key, events commit in order and a failure is a clean cut: a key with a
+ * batch in flight waits for it; when key#n fails, its events above n in the
+ * same INSERT are deleted in the same transaction and its queued later events
+ * are failed too. The journal of a key is therefore always a gap-free prefix
+ * of what its actor persisted.
  */
 import type { Database } from './db.ts';
 
@@ -135,6 +141,7 @@ export class SqlJournal {
   readonly #recoveries: Semaphore;
   /** Keys holding a recovery permit between latestSnapshot() and the end of replay. */
   readonly #recoveryPermits = new Set<string>();
+  readonly #keysInFlight = new Set<string>();
   readonly stats: JournalStats = {
     events: 0,
     batches: 0,
@@ -187,9 +194,22 @@ export class SqlJournal {
       this.#timer = undefined;
     }
     while (this.#flushesInFlight < this.#options.flushesInFlightMax && this.#queue.length > 0) {
-      const batch = this.#queue.splice(0, this.#options.batchEventsMax);
+      // A key with a batch in flight waits: one key's events commit in order,
+      // and a failure can still fail the key's later events.
+      const batch: Pending[] = [];
+      const rest: Pending[] = [];
+      for (const p of this.#queue) {
+        if (batch.length < this.#options.batchEventsMax && !this.#keysInFlight.has(p.key))
+          batch.push(p);
+        else rest.push(p);
+      }
+      if (batch.length === 0) break;
+      this.#queue = rest;
+      const keys = new Set(batch.map((p) => p.key));
+      for (const k of keys) this.#keysInFlight.add(k);
       this.#flushesInFlight++;
       void this.#write(batch).finally(() => {
+        for (const k of keys) this.#keysInFlight.delete(k);
         this.#flushesInFlight--;
         // Group commit: whatever queued up during this flush goes out now.
         if (this.#queue.length > 0) this.#pump();
@@ -199,8 +219,8 @@ export class SqlJournal {
   }
 
   async #write(batch: Pending[]): Promise<void> {
-    // One actor has at most one persist in flight; two entries for one row
-    // in a batch mean two writers. The first wins the batch, the rest fail.
+    // An actor numbers its events itself, so two entries for one row in a
+    // batch mean two writers. The first wins the batch, the rest fail.
     const rows: Pending[] = [];
     const seen = new Set<string>();
     for (const p of batch) {
@@ -226,15 +246,47 @@ export class SqlJournal {
     let inserted: Set<string>;
     const startedMs = performance.now();
     try {
-      const result = await this.#db.serializable((q) =>
-        q<{ persistence_key: string; sequence_nr: string | number }>(sql, params),
-      );
-      inserted = new Set(
-        result.map((row) => `${row.persistence_key}\u0000${Number(row.sequence_nr)}`),
-      );
+      inserted = await this.#db.serializable(async (q) => {
+        const result = await q<{ persistence_key: string; sequence_nr: string | number }>(
+          sql,
+          params,
+        );
+        const done = new Set(
+          result.map((row) => `${row.persistence_key}\u0000${Number(row.sequence_nr)}`),
+        );
+        // A conflict at key#n means another writer owns the key: this writer's
+        // later events of that key were decided without it and must not land.
+        const firstConflict = new Map<string, number>();
+        for (const r of rows) {
+          if (!done.has(`${r.key}\u0000${r.sequenceNr}`)) {
+            firstConflict.set(r.key, Math.min(firstConflict.get(r.key) ?? Infinity, r.sequenceNr));
+          }
+        }
+        const stale = rows.filter(
+          (r) =>
+            done.has(`${r.key}\u0000${r.sequenceNr}`) &&
+            r.sequenceNr > (firstConflict.get(r.key) ?? Infinity),
+        );
+        if (stale.length > 0) {
+          const p: unknown[] = [];
+          const tuples = stale.map((r) => {
+            p.push(r.key, r.sequenceNr);
+            return `($${p.length - 1}, $${p.length})`;
+          });
+          await q(
+            `DELETE FROM journal WHERE (persistence_key, sequence_nr) IN (${tuples.join(', ')})`,
+            p,
+          );
+          for (const r of stale) done.delete(`${r.key}\u0000${r.sequenceNr}`);
+        }
+        return done;
+      });
     } catch (error) {
       const failure = error instanceof Error ? error : new Error(String(error));
-      for (const r of rows) r.reject(failure);
+      for (const r of rows) {
+        r.reject(failure);
+        this.#failLater(r.key, r.sequenceNr, failure);
+      }
       return;
     }
     this.stats.batches++;
@@ -247,8 +299,19 @@ export class SqlJournal {
       } else {
         this.stats.conflicts++;
         r.reject(new JournalConflictError(r.key, r.sequenceNr));
+        this.#failLater(r.key, r.sequenceNr, new JournalConflictError(r.key, r.sequenceNr));
       }
     }
+  }
+
+  /** key#seq failed: the key's later queued events would leave a hole or were decided on a stale state. */
+  #failLater(key: string, sequenceNr: number, error: Error): void {
+    const keep: Pending[] = [];
+    for (const p of this.#queue) {
+      if (p.key === key && p.sequenceNr > sequenceNr) p.reject(error);
+      else keep.push(p);
+    }
+    this.#queue = keep;
   }
 
   #notifyIdle(): void {
@@ -274,8 +337,12 @@ export class SqlJournal {
     await this.#recoveries.acquire();
     this.#recoveryPermits.add(key);
     try {
-      const rows = await this.#db.query<{ sequence_nr: string; payload: Buffer; created_at: Date }>(
-        'SELECT sequence_nr, payload, created_at FROM snapshots WHERE persistence_key = $1',
+      const rows = await this.#db.query<{
+        sequence_nr: string;
+        payload: Buffer;
+        created_ms: string;
+      }>(
+        'SELECT sequence_nr, payload, floor(extract(epoch FROM created_at) * 1000)::bigint AS created_ms FROM snapshots WHERE persistence_key = $1',
         [key],
       );
       const row = rows[0];
@@ -284,7 +351,7 @@ export class SqlJournal {
         data: row.payload,
         sequenceNumber: Number(row.sequence_nr),
         key,
-        createdAt: row.created_at.getTime(),
+        createdAt: Number(row.created_ms),
       };
     } catch (error) {
       this.releaseRecovery(key);
@@ -321,9 +388,9 @@ export class SqlJournal {
         sequence_nr: string;
         event_type: string;
         payload: Buffer;
-        created_at: Date;
+        created_ms: string;
       }>(
-        `SELECT sequence_nr, event_type, payload, created_at FROM journal
+        `SELECT sequence_nr, event_type, payload, floor(extract(epoch FROM created_at) * 1000)::bigint AS created_ms FROM journal
          WHERE persistence_key = $1 AND sequence_nr > $2 ORDER BY sequence_nr LIMIT $3`,
         [key, after, pageSize],
       );
@@ -349,7 +416,7 @@ export class SqlJournal {
                   data: { eventType: row.event_type, payload: row.payload },
                   sequenceNumber,
                   key,
-                  createdAt: row.created_at.getTime(),
+                  createdAt: Number(row.created_ms),
                   tags: [],
                   isDeleted: false,
                 },
