@@ -139,8 +139,8 @@ export class SqlJournal {
   #idleWaiters: Array<() => void> = [];
   #closed = false;
   readonly #recoveries: Semaphore;
-  /** Keys holding a recovery permit between latestSnapshot() and the end of replay. */
-  readonly #recoveryPermits = new Set<string>();
+  /** Recovery permits held per key, between latestSnapshot() and the end of replay. */
+  readonly #recoveryPermits = new Map<string, number>();
   readonly #keysInFlight = new Set<string>();
   readonly stats: JournalStats = {
     events: 0,
@@ -335,7 +335,7 @@ export class SqlJournal {
 
   async latestSnapshot(key: string): Promise<PersistedSnapshotLike | undefined> {
     await this.#recoveries.acquire();
-    this.#recoveryPermits.add(key);
+    this.#recoveryPermits.set(key, (this.#recoveryPermits.get(key) ?? 0) + 1);
     try {
       const rows = await this.#db.query<{
         sequence_nr: string;
@@ -361,7 +361,11 @@ export class SqlJournal {
 
   /** Releases the recovery permit of `key` if it holds one (also called when a recovery crashes). */
   releaseRecovery(key: string): void {
-    if (this.#recoveryPermits.delete(key)) this.#recoveries.release();
+    const held = this.#recoveryPermits.get(key);
+    if (held === undefined) return;
+    if (held > 1) this.#recoveryPermits.set(key, held - 1);
+    else this.#recoveryPermits.delete(key);
+    this.#recoveries.release();
   }
 
   async takeSnapshot(snapshot: PersistedSnapshotLike): Promise<void> {

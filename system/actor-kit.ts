@@ -243,7 +243,8 @@ export class EntityHost<S, C extends Replyable, E> {
     tell(ref, command);
   }
 
-  ask<R>(id: string, build: (replyTo: Ref<R>) => C, timeoutMs: number): Promise<R> {
+  /** Async so a stopped actor or a full mailbox rejects; the dispatch itself still happens synchronously. */
+  async ask<R>(id: string, build: (replyTo: Ref<R>) => C, timeoutMs: number): Promise<R> {
     return ask(this.refFor(id), build, timeoutMs, `${this.#behavior.kind}/${id}`);
   }
 
