@@ -41,7 +41,29 @@ export interface Replyable {
   replyTo?: Ref<Failed> | Ref<never>;
 }
 
+/**
+ * Hosts by system and supervisor name, so a message to a passivated entity
+ * (e.g. an account's reply to a block order that went idle meanwhile)
+ * respawns it instead of being dropped, as nact would do.
+ */
+const hostsBySystem = new Map<string, Map<string, { send(id: string, message: never): void }>>();
+
+interface NactRef {
+  type?: string;
+  system?: { name?: string };
+  path?: { parts?: string[] };
+}
+
 export function tell<M>(ref: Ref<M>, message: M): void {
+  const r = ref as NactRef;
+  if (r.type === 'actor' && r.system?.name && !systemMap.find(r.system.name, ref)) {
+    const [supervisor, id, ...rest] = r.path?.parts ?? [];
+    const host = supervisor ? hostsBySystem.get(r.system.name)?.get(supervisor) : undefined;
+    if (host && id !== undefined && rest.length === 0) {
+      host.send(id, message as never);
+      return;
+    }
+  }
   nact.dispatch(ref as never, message);
 }
 
@@ -159,6 +181,7 @@ export class ActorSystem {
   }
   stop(): void {
     nact.stop(this.ref as never);
+    hostsBySystem.delete(this.name);
   }
 }
 
@@ -194,6 +217,9 @@ export class EntityHost<S, C extends Replyable, E> {
       () => undefined,
       `${behavior.kind}s`,
     );
+    const hosts = hostsBySystem.get(system.name) ?? new Map();
+    hosts.set(`${behavior.kind}s`, this);
+    hostsBySystem.set(system.name, hosts);
   }
 
   get kind(): string {
