@@ -62,10 +62,28 @@ export class Database {
     return this.orm.em.getConnection().getClient();
   }
 
+  #inFlight = 0;
+  #idleWaiters: Array<() => void> = [];
+
+  /**
+   * Counts `work` as in flight until it settles: close() waits for it, since
+   * MikroORM 7.2.1's close never returns while a pool connection is opening.
+   */
+  async track<T>(work: () => Promise<T>): Promise<T> {
+    this.#inFlight++;
+    try {
+      return await work();
+    } finally {
+      if (--this.#inFlight === 0) for (const w of this.#idleWaiters.splice(0)) w();
+    }
+  }
+
   /** One statement in its own implicit transaction. */
-  async query<T extends Row = Row>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
-    const result = await this.#client.executeQuery<T>(CompiledQuery.raw(sql, [...params]));
-    return result.rows as T[];
+  query<T extends Row = Row>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
+    return this.track(async () => {
+      const result = await this.#client.executeQuery<T>(CompiledQuery.raw(sql, [...params]));
+      return result.rows as T[];
+    });
   }
 
   /**
@@ -73,16 +91,18 @@ export class Database {
    * transaction on 40001. `work` must be safe to run more than once.
    */
   serializable<T>(work: (q: Query) => Promise<T>): Promise<T> {
-    return retrySerializable(this.retry, () =>
-      this.#client
-        .transaction()
-        .setIsolationLevel('serializable')
-        .execute((trx: Transaction<unknown>) =>
-          work(async <R extends Row = Row>(sql: string, params: readonly unknown[] = []) => {
-            const result = await trx.executeQuery<R>(CompiledQuery.raw(sql, [...params]));
-            return result.rows as R[];
-          }),
-        ),
+    return this.track(() =>
+      retrySerializable(this.retry, () =>
+        this.#client
+          .transaction()
+          .setIsolationLevel('serializable')
+          .execute((trx: Transaction<unknown>) =>
+            work(async <R extends Row = Row>(sql: string, params: readonly unknown[] = []) => {
+              const result = await trx.executeQuery<R>(CompiledQuery.raw(sql, [...params]));
+              return result.rows as R[];
+            }),
+          ),
+      ),
     );
   }
 
@@ -90,7 +110,12 @@ export class Database {
     await this.query('SELECT 1');
   }
 
-  async close(): Promise<void> {
-    await this.orm.close(true);
+  /** Waits (bounded) for in-flight work, then closes the pool (bounded too). */
+  async close(timeoutMs = 5_000): Promise<void> {
+    const bounded = (p: Promise<unknown>) =>
+      Promise.race([p, new Promise((resolve) => setTimeout(resolve, timeoutMs).unref())]);
+    if (this.#inFlight > 0)
+      await bounded(new Promise<void>((resolve) => this.#idleWaiters.push(resolve)));
+    await bounded(this.orm.close(true));
   }
 }

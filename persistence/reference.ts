@@ -82,8 +82,8 @@ export class SqlReferenceData implements ReferencePort {
 
   constructor(db: Database, keysMax = 500) {
     this.#db = db;
-    this.#orders = new LookupBatcher((ids) => this.#loadOrders(ids), keysMax);
-    this.#accounts = new LookupBatcher((ids) => this.#loadAccounts(ids), keysMax);
+    this.#orders = new LookupBatcher((ids) => db.track(() => this.#loadOrders(ids)), keysMax);
+    this.#accounts = new LookupBatcher((ids) => db.track(() => this.#loadAccounts(ids)), keysMax);
   }
 
   blockOrder(id: string): Promise<BlockOrderDef | undefined> {

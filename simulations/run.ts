@@ -229,7 +229,7 @@ async function waitForConfirmations(db: Database, timeoutMs: number): Promise<vo
        JOIN (SELECT persistence_key, max(sequence_nr) AS s FROM journal
              WHERE persistence_key LIKE 'block-order-%' GROUP BY persistence_key) m
          ON j.persistence_key = m.persistence_key AND j.sequence_nr = m.s
-       WHERE j.event_type = 'FillAllocated'`,
+       WHERE j.event_type IN ('FillAllocated', 'AllocationsConfirmedPartial')`,
     );
     if (Number(rows[0]?.n ?? 0) === 0) return;
     if (Date.now() > deadline)

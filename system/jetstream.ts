@@ -48,9 +48,19 @@ export async function connectNats(servers: string[], name: string): Promise<Nats
 const DUPLICATE_WINDOW_MS = 120_000;
 
 /** Creates or updates the streams; idempotent. */
-export async function ensureStreams(jsm: JetStreamManager, names: StreamNames): Promise<void> {
+export async function ensureStreams(
+  jsm: JetStreamManager,
+  names: StreamNames,
+  partitions: number,
+): Promise<void> {
+  // One subject per partition: a publish to a partition no consumer reads is
+  // refused by the server instead of being stranded.
+  const partitionSubjects = Array.from(
+    { length: partitions },
+    (_, p) => `${names.subjectRoot}.${p}.*`,
+  );
   const streams = [
-    { name: names.executions, subjects: [`${names.subjectRoot}.*.*`] },
+    { name: names.executions, subjects: partitionSubjects },
     { name: names.deadLetter, subjects: [`${names.dlqSubjectRoot}.>`] },
   ];
   for (const s of streams) {

@@ -188,7 +188,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     cleanup.unshift(async () => {
       await nats.nc.close();
     });
-    await ensureStreams(nats.jsm, names);
+    await ensureStreams(nats.jsm, names, config.partitions);
     const durables = await ensureConsumers(nats.jsm, names, config);
     const consumer = new FillConsumer({ js: nats.js, names, config, log, allocate });
 

@@ -411,12 +411,17 @@ t.test('evolve rejects impossible histories', async (t) => {
   expectInvariant(t, () => replay([opened, fill1Event, fill1Event]), /fill seq 1 after 1/);
   expectInvariant(
     t,
-    () => replay([{ type: 'AllocationsConfirmed', throughSeq: 0, atMs: NOW }]),
+    () => replay([{ type: 'AllocationsConfirmed', throughSeq: 0, caughtUp: true, atMs: NOW }]),
     /AllocationsConfirmed before BlockOrderOpened/,
   );
   expectInvariant(
     t,
-    () => replay([opened, fill1Event, { type: 'AllocationsConfirmed', throughSeq: 2, atMs: NOW }]),
+    () =>
+      replay([
+        opened,
+        fill1Event,
+        { type: 'AllocationsConfirmed', throughSeq: 2, caughtUp: true, atMs: NOW },
+      ]),
     /beyond the last fill/,
   );
 });
@@ -490,7 +495,7 @@ t.test('ConfirmProgress confirms only the contiguous settled prefix', async (t) 
   const { state } = given(t, threeFills)
     .settled(...all(1), ...all(2), [3, 'A1'])
     .when(confirm)
-    .then([{ type: 'AllocationsConfirmed', throughSeq: 2, atMs: NOW + 5 }]);
+    .then([{ type: 'AllocationsConfirmed', throughSeq: 2, caughtUp: false, atMs: NOW + 5 }]);
   const s = openOf(t, state);
   t.equal(s.confirmedThroughSeq, 2);
   t.strictSame(
@@ -510,12 +515,12 @@ t.test('ConfirmProgress confirms only the contiguous settled prefix', async (t) 
   given(t, threeFills)
     .settled(...all(1), ...all(2), ...all(3))
     .when(confirm)
-    .then([{ type: 'AllocationsConfirmed', throughSeq: 3, atMs: NOW + 5 }]);
+    .then([{ type: 'AllocationsConfirmed', throughSeq: 3, caughtUp: true, atMs: NOW + 5 }]);
 
   // After recovery (markSettled is volatile) the watermark alone is the truth.
   const recovered = replay([
     ...threeFills,
-    { type: 'AllocationsConfirmed', throughSeq: 2, atMs: NOW + 5 },
+    { type: 'AllocationsConfirmed', throughSeq: 2, caughtUp: false, atMs: NOW + 5 },
   ]);
   t.strictSame(
     unsettledLines(recovered).map((l) => [l.seq, l.accountId]),
@@ -526,7 +531,12 @@ t.test('ConfirmProgress confirms only the contiguous settled prefix', async (t) 
     ],
   );
   // A stale confirmation is a no-op.
-  const stale = evolve(recovered, { type: 'AllocationsConfirmed', throughSeq: 1, atMs: NOW + 6 });
+  const stale = evolve(recovered, {
+    type: 'AllocationsConfirmed',
+    throughSeq: 1,
+    caughtUp: false,
+    atMs: NOW + 6,
+  });
   t.equal(stale, recovered);
 });
 

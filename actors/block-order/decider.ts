@@ -43,7 +43,8 @@ export interface Fill {
 export type BlockOrderEvent =
   | { type: 'BlockOrderOpened'; def: BlockOrderDef; atMs: number }
   | { type: 'FillAllocated'; fill: Fill; lines: AllocationLine[]; atMs: number }
-  | { type: 'AllocationsConfirmed'; throughSeq: number; atMs: number };
+  /** `caughtUp`: every fill so far is confirmed (the journal's event_type tells, for the start-up sweep). */
+  | { type: 'AllocationsConfirmed'; throughSeq: number; caughtUp: boolean; atMs: number };
 
 export interface PendingLine {
   accountId: string;
@@ -172,7 +173,12 @@ export function decide(command: BlockOrderCommand, state: BlockOrderState): Deci
       if (state.status === 'Empty') return accepted();
       const through = settledThrough(state);
       return through > state.confirmedThroughSeq
-        ? accepted({ type: 'AllocationsConfirmed', throughSeq: through, atMs: command.nowMs })
+        ? accepted({
+            type: 'AllocationsConfirmed',
+            throughSeq: through,
+            caughtUp: through === state.lastFillSeq,
+            atMs: command.nowMs,
+          })
         : accepted();
     }
     default:

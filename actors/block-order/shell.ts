@@ -62,6 +62,16 @@ export interface BlockOrderDeps {
   onParked(blockOrderId: string, accountId: string, attempts: number): void;
 }
 
+/**
+ * The journal's event_type column: a watermark that is not caught up is
+ * stored as AllocationsConfirmedPartial, so the start-up sweep can find every
+ * order with unconfirmed lines from the last event's type alone.
+ */
+export const journalEventType = (event: BlockOrderEvent): string =>
+  event.type === 'AllocationsConfirmed' && !event.caughtUp
+    ? 'AllocationsConfirmedPartial'
+    : event.type;
+
 const EVENT_TYPES: ReadonlySet<string> = new Set([
   'BlockOrderOpened',
   'FillAllocated',
@@ -163,7 +173,7 @@ export function blockOrderBehavior(
     kind: BLOCK_ORDER_KIND,
     initialState: () => ({ d: initialState(), redelivered: false, retry: {} }),
     evolve: (state, event) => ({ ...state, d: evolve(state.d, event) }),
-    eventType: (event) => event.type,
+    eventType: journalEventType,
     decodeEvent(data) {
       const type = (data as { type?: unknown }).type;
       if (typeof type !== 'string' || !EVENT_TYPES.has(type))
