@@ -20,6 +20,7 @@
  * of what its actor persisted.
  */
 import type { Database } from './db.ts';
+import { LookupBatcher } from './lookup-batcher.ts';
 
 export interface StoredEvent {
   eventType: string;
@@ -48,6 +49,13 @@ export interface ReplayedEvent {
   createdAt: number;
   tags: string[];
   isDeleted: false;
+}
+
+interface EventRow {
+  sequence_nr: string;
+  event_type: string;
+  payload: Buffer;
+  created_ms: string;
 }
 
 export interface JournalOptions {
@@ -142,6 +150,13 @@ export class SqlJournal {
   /** Recovery permits held per key, between latestSnapshot() and the end of replay. */
   readonly #recoveryPermits = new Map<string, number>();
   readonly #keysInFlight = new Set<string>();
+  // Thousands of actors recover at once when a burst starts them: their
+  // snapshot reads and first replay pages share queries.
+  readonly #snapshotLookups = new LookupBatcher<PersistedSnapshotLike>(
+    (keys) => this.#loadSnapshots(keys),
+    500,
+  );
+  readonly #firstPages = new LookupBatcher<EventRow[]>((ids) => this.#loadFirstPages(ids), 200);
   readonly stats: JournalStats = {
     events: 0,
     batches: 0,
@@ -337,26 +352,68 @@ export class SqlJournal {
     await this.#recoveries.acquire();
     this.#recoveryPermits.set(key, (this.#recoveryPermits.get(key) ?? 0) + 1);
     try {
-      const rows = await this.#db.query<{
-        sequence_nr: string;
-        payload: Buffer;
-        created_ms: string;
-      }>(
-        'SELECT sequence_nr, payload, floor(extract(epoch FROM created_at) * 1000)::bigint AS created_ms FROM snapshots WHERE persistence_key = $1',
-        [key],
-      );
-      const row = rows[0];
-      if (!row) return undefined;
-      return {
-        data: row.payload,
-        sequenceNumber: Number(row.sequence_nr),
-        key,
-        createdAt: Number(row.created_ms),
-      };
+      return await this.#snapshotLookups.get(key);
     } catch (error) {
       this.releaseRecovery(key);
       throw error;
     }
+  }
+
+  async #loadSnapshots(keys: string[]): Promise<Map<string, PersistedSnapshotLike>> {
+    const rows = await this.#db.query<{
+      persistence_key: string;
+      sequence_nr: string;
+      payload: Buffer;
+      created_ms: string;
+    }>(
+      `SELECT persistence_key, sequence_nr, payload,
+              floor(extract(epoch FROM created_at) * 1000)::bigint AS created_ms
+       FROM snapshots WHERE persistence_key = ANY($1::text[])`,
+      [keys],
+    );
+    return new Map(
+      rows.map((row) => [
+        row.persistence_key,
+        {
+          data: row.payload,
+          sequenceNumber: Number(row.sequence_nr),
+          key: row.persistence_key,
+          createdAt: Number(row.created_ms),
+        },
+      ]),
+    );
+  }
+
+  /** First replay page of many (key, offset) pairs in one query: a window per pair. */
+  async #loadFirstPages(ids: string[]): Promise<Map<string, EventRow[]>> {
+    const params: unknown[] = [];
+    const values = ids.map((id) => {
+      const [key, after] = id.split('\u0000');
+      params.push(key, Number(after));
+      return `($${params.length - 1}::text, $${params.length}::bigint)`;
+    });
+    params.push(this.#options.replayPageEvents);
+    const rows = await this.#db.query<EventRow & { persistence_key: string; after: string }>(
+      `SELECT persistence_key, after, sequence_nr, event_type, payload, created_ms FROM (
+         SELECT j.persistence_key, k.after, j.sequence_nr, j.event_type, j.payload,
+                floor(extract(epoch FROM j.created_at) * 1000)::bigint AS created_ms,
+                row_number() OVER (PARTITION BY j.persistence_key, k.after ORDER BY j.sequence_nr) AS rn
+         FROM journal j
+         JOIN (VALUES ${values.join(', ')}) AS k (key, after)
+           ON j.persistence_key = k.key AND j.sequence_nr > k.after
+       ) page
+       WHERE rn <= $${params.length}
+       ORDER BY persistence_key, after, sequence_nr`,
+      params,
+    );
+    const out = new Map<string, EventRow[]>();
+    for (const row of rows) {
+      const id = `${row.persistence_key}\u0000${Number(row.after)}`;
+      const page = out.get(id) ?? [];
+      page.push(row);
+      out.set(id, page);
+    }
+    return out;
   }
 
   /** Releases the recovery permit of `key` if it holds one (also called when a recovery crashes). */
@@ -387,17 +444,14 @@ export class SqlJournal {
    */
   events(key: string, offset: number) {
     const pageSize = this.#options.replayPageEvents;
-    const readPage = (after: number) =>
-      this.#db.query<{
-        sequence_nr: string;
-        event_type: string;
-        payload: Buffer;
-        created_ms: string;
-      }>(
-        `SELECT sequence_nr, event_type, payload, floor(extract(epoch FROM created_at) * 1000)::bigint AS created_ms FROM journal
+    const readPage = async (after: number): Promise<EventRow[]> =>
+      after === offset
+        ? ((await this.#firstPages.get(`${key}\u0000${offset}`)) ?? [])
+        : this.#db.query<EventRow>(
+            `SELECT sequence_nr, event_type, payload, floor(extract(epoch FROM created_at) * 1000)::bigint AS created_ms FROM journal
          WHERE persistence_key = $1 AND sequence_nr > $2 ORDER BY sequence_nr LIMIT $3`,
-        [key, after, pageSize],
-      );
+            [key, after, pageSize],
+          );
     return {
       reduce: async <A>(
         reducer: (acc: A | Promise<A>, event: ReplayedEvent, index: number) => A | Promise<A>,
