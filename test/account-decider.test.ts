@@ -17,28 +17,12 @@ import {
   type Allocation,
   type Decision,
 } from '../actors/account/decider.ts';
-import { InvariantError } from '../actors/errors.ts';
+import { expectInvariant } from './helpers/asserts.ts';
 
 // ---------------------------------------------------------------- helpers
 
 const replay = (history: readonly AccountEvent[]): AccountState =>
   history.reduce(evolve, initialState());
-
-function thrown(t: Test, fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (error) {
-    return error;
-  }
-  t.fail('expected a throw');
-  return undefined;
-}
-
-function expectInvariant(t: Test, fn: () => unknown, message: RegExp): void {
-  const error = thrown(t, fn);
-  t.type(error, InvariantError);
-  t.match(error, { code: 'INVARIANT', message });
-}
 
 type OpenAccount = Extract<AccountState, { status: 'Open' }>;
 

@@ -27,7 +27,7 @@ import {
   initialState as initialAccount,
   type AccountState,
 } from '../actors/account/decider.ts';
-import { InvariantError } from '../actors/errors.ts';
+import { expectInvariant, TEST_PRICE as PRICE } from './helpers/asserts.ts';
 
 // ---------------------------------------------------------------- helpers
 
@@ -35,23 +35,6 @@ type Asserts = Test;
 
 const replay = (history: readonly BlockOrderEvent[]): BlockOrderState =>
   history.reduce(evolve, initialState());
-
-/** The error `fn` throws; a failed assertion (and undefined) when it returns. */
-function thrown(t: Asserts, fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (error) {
-    return error;
-  }
-  t.fail('expected a throw');
-  return undefined;
-}
-
-function expectInvariant(t: Asserts, fn: () => unknown, message: RegExp): void {
-  const error = thrown(t, fn);
-  t.type(error, InvariantError);
-  t.match(error, { code: 'INVARIANT', message });
-}
 
 function openOf(t: Asserts, state: BlockOrderState): OpenState {
   if (state.status !== 'Open') {
@@ -108,7 +91,6 @@ function given(t: Asserts, history: readonly BlockOrderEvent[]) {
 // ---------------------------------------------------------------- fixtures
 
 const NOW = 1_700_000_000_000;
-const PRICE = 101_250_000n; // 101.25
 
 const def: BlockOrderDef = {
   blockOrderId: 'BO-1',

@@ -19,6 +19,7 @@ import {
   partitionOf,
   type DecodeResult,
 } from '../system/fill-wire.ts';
+import { thrown } from './helpers/asserts.ts';
 
 const ROOT = 'executions';
 const PARTITIONS = 16;
@@ -375,16 +376,6 @@ t.test('extra fields are ignored', async (t) => {
 });
 
 // ---------------------------------------------------------------- codec envelope
-
-function thrown(t: Test, fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (error) {
-    return error;
-  }
-  t.fail('expected a throw');
-  return undefined;
-}
 
 t.test('decodeVersioned round trip keeps bigints', async (t) => {
   const data = { q: INT64_MAX, n: -(2n ** 63n), s: 'x', list: [1, 2n, null], nested: { ok: true } };

@@ -5,7 +5,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import t from 'tap';
-import type { Fill } from '../actors/block-order/decider.ts';
 import type { AccountView, BlockOrderView } from '../actors/views.ts';
 import { packPlain, unpackPlain } from '../persistence/codec.ts';
 import { streamNames } from '../system/config.ts';
@@ -14,23 +13,9 @@ import { DeadLetterHeader } from '../system/jetstream.ts';
 import type { Service } from '../system/service.ts';
 import type { Database } from '../persistence/db.ts';
 import { eventually, smallSeed, startTestService } from './helpers/harness.ts';
+import { testFill as fill } from './helpers/asserts.ts';
 
 // ---------------------------------------------------------------- helpers
-
-const PRICE = 101_250_000n; // 101.25
-
-function fill(seq: number, quantity: bigint, overrides: Partial<Fill> = {}): Fill {
-  return {
-    fillId: `F${seq}`,
-    blockOrderId: 'BUY1',
-    seq,
-    quantity,
-    price: PRICE,
-    venue: 'XNYS',
-    executedAtMs: 1_000 * seq,
-    ...overrides,
-  };
-}
 
 async function get<T>(service: Service, url: string): Promise<{ status: number; body: T }> {
   const res = await service.app.inject({ method: 'GET', url });

@@ -26,23 +26,11 @@ import type { Failed, HostOptions, PersistentBehavior, Ref } from '../system/act
 import { createLogger } from '../system/log.ts';
 import { eventually, testConfig, testDatabase, uniqueSuffix } from './helpers/harness.ts';
 import type { Teardown } from './helpers/harness.ts';
+import { deferred } from './helpers/asserts.ts';
 
 // ---------------------------------------------------------------- helpers ---
 
 type Cleanup = () => Promise<void>;
-
-interface Deferred<T> {
-  promise: Promise<T>;
-  resolve: (value: T) => void;
-}
-
-function deferred<T = void>(): Deferred<T> {
-  let resolve!: (value: T) => void;
-  const promise = new Promise<T>((res) => {
-    resolve = res;
-  });
-  return { promise, resolve };
-}
 
 /** Tracks whether a promise has settled, without ever leaving a rejection unhandled. */
 function track<T>(promise: Promise<T>): {

@@ -5,30 +5,16 @@
  */
 import t from 'tap';
 import type { AccountEvent } from '../actors/account/decider.ts';
-import type { BlockOrderEvent, Fill } from '../actors/block-order/decider.ts';
+import type { BlockOrderEvent } from '../actors/block-order/decider.ts';
 import type { ReferencePort } from '../actors/protocol.ts';
 import type { AccountView, BlockOrderView, Readiness } from '../actors/views.ts';
 import { decodeVersioned } from '../persistence/codec.ts';
 import type { Database } from '../persistence/db.ts';
 import type { Service } from '../system/service.ts';
 import { eventually, smallSeed, startTestService } from './helpers/harness.ts';
+import { testFill as fill } from './helpers/asserts.ts';
 
 // ---------------------------------------------------------------- helpers
-
-const PRICE = 101_250_000n; // 101.25
-
-function fill(seq: number, quantity: bigint, overrides: Partial<Fill> = {}): Fill {
-  return {
-    fillId: `F${seq}`,
-    blockOrderId: 'BUY1',
-    seq,
-    quantity,
-    price: PRICE,
-    venue: 'XNYS',
-    executedAtMs: 1_000 * seq,
-    ...overrides,
-  };
-}
 
 async function account(service: Service, id: string): Promise<AccountView> {
   const res = await service.app.inject({ method: 'GET', url: `/accounts/${id}` });

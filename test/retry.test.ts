@@ -14,19 +14,7 @@ import {
 } from '../persistence/retry.ts';
 import { testConfig, testDatabase } from './helpers/harness.ts';
 import type { Teardown } from './helpers/harness.ts';
-
-interface Deferred<T> {
-  promise: Promise<T>;
-  resolve: (value: T) => void;
-}
-
-function deferred<T = void>(): Deferred<T> {
-  let resolve!: (value: T) => void;
-  const promise = new Promise<T>((res) => {
-    resolve = res;
-  });
-  return { promise, resolve };
-}
+import { deferred } from './helpers/asserts.ts';
 
 /** The test database with a `duty` table, plus a second handle on it (a second "process"). */
 async function setup(
