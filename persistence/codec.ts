@@ -16,6 +16,9 @@ const packr = new Packr({
   useRecords: false,
   mapsAsObjects: true,
   int64AsType: 'bigint',
+  // Beyond 64 bits a bigint is written as an extension instead of throwing:
+  // encoding must never fail half-way through a batch of events.
+  useBigIntExtension: true,
   moreTypes: false,
   bundleStrings: false,
 });

@@ -22,6 +22,7 @@ import {
   MailboxFullError,
 } from '../actors/errors.ts';
 import type { Logger } from './log.ts';
+import { isTransientFailure } from './transient.ts';
 
 declare const messageType: unique symbol;
 /** A reference that accepts messages of type M (a phantom type over nact's ref). */
@@ -194,6 +195,7 @@ export class EntityHost<S, C extends Replyable, E> {
   readonly #log: Logger;
   readonly #supervisorRef: unknown;
   readonly #crashes = new Map<string, number[]>();
+  readonly #transientCrashes = new Map<string, number[]>();
   readonly #stopped = new Map<string, string>();
   readonly #timers = new Set<NodeJS.Timeout>();
   #closed = false;
@@ -319,7 +321,13 @@ export class EntityHost<S, C extends Replyable, E> {
         if (behavior.endOfBatch) s = behavior.endOfBatch(s, shellCtx);
         // nact numbers the events synchronously, so they queue in order and
         // usually share one multi-row INSERT.
-        if (staged.length > 0) await Promise.all(staged.map((event) => ctx.persist(event)));
+        // Encode all of them first: nact numbers an event only once its encoder
+        // returned, so an encoder throwing in the middle would leave a hole.
+        const encoded = staged.map((event) => ({
+          eventType: behavior.eventType(event),
+          payload: codec.encode(event),
+        }));
+        if (encoded.length > 0) await Promise.all(encoded.map((event) => ctx.persist(event)));
       } catch (error) {
         // Every path replies: each sender learns of the failure before the reset.
         const e = error as Error & { code?: string };
@@ -333,10 +341,8 @@ export class EntityHost<S, C extends Replyable, E> {
       initialStateFunc: () => ({ s: behavior.initialState(id), seq: 0 }),
       shutdownAfter: this.#options.idleMs,
       snapshotEvery: this.#options.snapshotEveryEvents,
-      encoder: (event: E) => ({
-        eventType: behavior.eventType(event),
-        payload: codec.encode(event),
-      }),
+      // Events arrive already encoded (see the batch above).
+      encoder: (encoded: { eventType: string; payload: Uint8Array }) => encoded,
       decoder: (data: { eventType: string; payload: Uint8Array }) =>
         behavior.decodeEvent(codec.decode(data.payload, `event ${key}`)),
       snapshotEncoder: (state: NactState<S>) =>
@@ -361,13 +367,15 @@ export class EntityHost<S, C extends Replyable, E> {
     this.crashCount++;
     this.#permits.releaseRecovery(key);
     const now = Date.now();
-    const recent = (this.#crashes.get(id) ?? []).filter(
-      (t) => now - t < this.#options.supervision.windowMs,
-    );
+    const { crashesMax, backoffMinMs, backoffMaxMs, windowMs } = this.#options.supervision;
+    // Infrastructure trouble (database down, connection reset) is not the
+    // actor's fault: keep resetting with capped backoff, never stop for it.
+    const transient = isTransientFailure(error);
+    const history = transient ? this.#transientCrashes : this.#crashes;
+    const recent = (history.get(id) ?? []).filter((t) => now - t < windowMs);
     recent.push(now);
-    this.#crashes.set(id, recent);
-    const { crashesMax, backoffMinMs, backoffMaxMs } = this.#options.supervision;
-    if (recent.length > crashesMax || this.#closed) {
+    history.set(id, recent);
+    if (this.#closed || (!transient && recent.length > crashesMax)) {
       if (!this.#closed) {
         this.#stopped.set(id, `${error.name}: ${error.message}`);
         this.#log.error('actor stopped after repeated crashes', {
@@ -386,9 +394,10 @@ export class EntityHost<S, C extends Replyable, E> {
       }
       return ctx.stop;
     }
-    const backoffMs = Math.min(backoffMaxMs, backoffMinMs * 2 ** (recent.length - 1));
+    const backoffMs = Math.min(backoffMaxMs, backoffMinMs * 2 ** Math.min(recent.length - 1, 30));
     this.#log.warn('actor crashed; resetting from snapshot and journal', {
       actor: `${this.#behavior.kind}/${id}`,
+      transient,
       backoffMs,
       error,
     });

@@ -22,6 +22,10 @@ export interface Config {
   /** Empty for production names (EXECUTIONS); tests use a unique namespace per run. */
   namespace: string;
   partitions: number;
+  /** JetStream replicas of both streams (3 on a 3-node cluster). */
+  streamReplicas: number;
+  /** How long the streams keep messages; 0 = until deleted. */
+  streamMaxAgeMs: number;
   consumerInFlightMax: number;
   consumerMaxAckPending: number;
   consumerAckWaitMs: number;
@@ -118,10 +122,12 @@ export function loadConfig(env: Env = process.env): Config {
       text: 'must be empty or a letter followed by up to 31 letters, digits or _',
     }),
     partitions: int(env, 'PARTITIONS', 4, 1, 256),
+    streamReplicas: int(env, 'STREAM_REPLICAS', 1, 1, 5),
+    streamMaxAgeMs: int(env, 'STREAM_MAX_AGE_MS', 7 * 86_400_000, 0, 3_650 * 86_400_000),
     consumerInFlightMax: int(env, 'CONSUMER_IN_FLIGHT_MAX', 2000, 1, 100_000),
     consumerMaxAckPending: int(env, 'CONSUMER_MAX_ACK_PENDING', 4000, 1, 1_000_000),
     consumerAckWaitMs: int(env, 'CONSUMER_ACK_WAIT_MS', 30_000, 1_000, 3_600_000),
-    consumerDeliveriesMax: int(env, 'CONSUMER_DELIVERIES_MAX', 20, 1, 1_000),
+    consumerDeliveriesMax: int(env, 'CONSUMER_DELIVERIES_MAX', 100, 1, 10_000),
     consumerNakDelayMs: int(env, 'CONSUMER_NAK_DELAY_MS', 200, 0, 60_000),
     journalBatchEventsMax,
     journalFlushIntervalMs: int(env, 'JOURNAL_FLUSH_INTERVAL_MS', 2, 0, 1_000),

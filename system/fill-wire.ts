@@ -8,6 +8,8 @@ import { INT64_MAX } from '../actors/domain/money.ts';
 import { packPlain, unpackPlain } from '../persistence/codec.ts';
 
 export const FILL_WIRE_VERSION = 1;
+/** quantity × price of one fill, in price units (1e-6): a trillion in currency. Keeps cash within int64. */
+export const FILL_NOTIONAL_MAX = 10n ** 18n;
 /** Ids are one NATS subject token: no '.', '*', '>' or spaces. The API uses the same rule. */
 export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
@@ -110,6 +112,9 @@ export function decodeFill(
   if (price === undefined)
     return bad('price', 'must be an integer in fixed point, 6 decimals (never a float)');
   if (price <= 0n || price > INT64_MAX) return bad('price', 'must be > 0 and fit in 64 bits');
+  if (quantity * price > FILL_NOTIONAL_MAX) {
+    return bad('price', `quantity × price must not exceed ${FILL_NOTIONAL_MAX} (1e12 in currency)`);
+  }
   if (typeof m.venue !== 'string' || m.venue.length < 1 || m.venue.length > 32)
     return bad('venue', 'must be a string of 1 to 32 characters');
   const executedAtMs = safeNumber(m.executedAtMs);

@@ -48,10 +48,29 @@ export async function connectNats(servers: string[], name: string): Promise<Nats
 const DUPLICATE_WINDOW_MS = 120_000;
 
 /** Creates or updates the streams; idempotent. */
+export class PartitionCountError extends Error {
+  readonly code = 'PARTITION_COUNT_CHANGED';
+  constructor(stream: string, existing: number, wanted: number) {
+    super(
+      `stream ${stream} has ${existing} partitions but PARTITIONS=${wanted}: changing the count ` +
+        're-hashes block orders across consumers and would break their fill order; ' +
+        'let the stream drain and recreate it, or keep PARTITIONS unchanged',
+    );
+    this.name = 'PartitionCountError';
+  }
+}
+
+export interface StreamLimits {
+  replicas: number;
+  /** 0 = keep messages until deleted. */
+  maxAgeMs: number;
+}
+
 export async function ensureStreams(
   jsm: JetStreamManager,
   names: StreamNames,
   partitions: number,
+  limits: StreamLimits,
 ): Promise<void> {
   // One subject per partition: a publish to a partition no consumer reads is
   // refused by the server instead of being stranded.
@@ -71,10 +90,19 @@ export async function ensureStreams(
       retention: RetentionPolicy.Limits,
       discard: DiscardPolicy.Old,
       duplicate_window: nanos(DUPLICATE_WINDOW_MS),
-      num_replicas: 1,
+      num_replicas: limits.replicas,
+      max_age: nanos(limits.maxAgeMs),
     };
     try {
-      await jsm.streams.info(s.name);
+      const info = await jsm.streams.info(s.name);
+      if (s.name === names.executions) {
+        const existing = (info.config.subjects ?? []).filter((subject) =>
+          new RegExp(`^${names.subjectRoot.replace(/\./g, '\\.')}\\.\\d+\\.\\*$`).test(subject),
+        );
+        if (existing.length > 0 && existing.length !== partitions) {
+          throw new PartitionCountError(s.name, existing.length, partitions);
+        }
+      }
       await jsm.streams.update(s.name, config);
     } catch (error) {
       if ((error as { name?: string }).name !== 'StreamNotFoundError') throw error;
@@ -91,16 +119,21 @@ export async function ensureConsumers(
   const durables: string[] = [];
   for (let p = 0; p < config.partitions; p++) {
     const durable = `${names.durablePrefix}_P${p}`;
+    const editable = {
+      ack_wait: nanos(config.consumerAckWaitMs),
+      max_ack_pending: config.consumerMaxAckPending,
+      // We enforce our own bound and dead-letter past it; the server's would drop silently.
+      max_deliver: -1,
+    };
     await jsm.consumers.add(names.executions, {
       durable_name: durable,
       filter_subject: `${names.subjectRoot}.${p}.*`,
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
-      ack_wait: nanos(config.consumerAckWaitMs),
-      max_ack_pending: config.consumerMaxAckPending,
-      // We enforce our own bound and dead-letter past it; the server's would drop silently.
-      max_deliver: -1,
+      ...editable,
     });
+    // add() leaves an existing durable as it was: apply changed settings.
+    await jsm.consumers.update(names.executions, durable, editable);
     durables.push(durable);
   }
   return durables;
@@ -254,7 +287,10 @@ export class FillConsumer {
           await this.#deadLetter(m, reply.reason, { detail: reply.detail });
           return;
         case 'Failed':
-          return this.#retry(m, reply.code, reply.message);
+          // A failure (database down, actor restarting or stopped) says nothing
+          // about the fill: keep it, at a capped rate, until it can be handled.
+          this.#nak(m);
+          return;
         default: {
           const never: never = reply;
           throw new Error(`unexpected reply ${JSON.stringify(never)}`);
@@ -275,8 +311,13 @@ export class FillConsumer {
       await this.#deadLetter(m, 'DELIVERIES_EXHAUSTED', { detail: `${reason}: ${detail}` });
       return;
     }
+    this.#nak(m);
+  }
+
+  /** Backs off linearly with the delivery count, capped at 25 × CONSUMER_NAK_DELAY_MS. */
+  #nak(m: JsMsg): void {
     this.stats.nakked++;
-    m.nak(this.#deps.config.consumerNakDelayMs * Math.min(m.info.deliveryCount, 10));
+    m.nak(this.#deps.config.consumerNakDelayMs * Math.min(m.info.deliveryCount, 25));
   }
 
   async #deadLetter(

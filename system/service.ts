@@ -66,6 +66,18 @@ export interface Service {
   stop(): Promise<void>;
 }
 
+/** No shutdown step may hang SIGTERM forever (a database that stopped answering, say). */
+const shutdownStepMs = 10_000;
+
+function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([
+    work,
+    new Promise<T>((_, reject) =>
+      setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms).unref(),
+    ),
+  ]);
+}
+
 export const systemClock: Clock = { nowMs: () => Date.now() };
 
 export class SchemaNotMigratedError extends Error {
@@ -165,7 +177,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
         redeliveryAttemptsMax: config.redeliveryAttemptsMax,
         redeliveryBackoffMs: config.redeliveryBackoffMs,
         onParked: (blockOrderId, accountId, attempts) =>
-          log.error('re-delivery parked: lines stay unconfirmed until restart', {
+          log.error('re-delivery to an account keeps failing: retrying at the slowest backoff', {
             blockOrder: blockOrderId,
             account: accountId,
             attempts,
@@ -174,6 +186,12 @@ export async function startService(config: Config, options: ServiceOptions = {})
       { codec, permits: journal, log },
       hostOptions,
     );
+    // A failed start stops what it had started: no timers or actors left behind.
+    cleanup.unshift(async () => {
+      accounts.close();
+      blockOrders.close();
+      system.stop();
+    });
 
     const timeoutMs = config.actorAskTimeoutMs;
     const allocate = (fill: Fill) =>
@@ -188,7 +206,10 @@ export async function startService(config: Config, options: ServiceOptions = {})
     cleanup.unshift(async () => {
       await nats.nc.close();
     });
-    await ensureStreams(nats.jsm, names, config.partitions);
+    await ensureStreams(nats.jsm, names, config.partitions, {
+      replicas: config.streamReplicas,
+      maxAgeMs: config.streamMaxAgeMs,
+    });
     const durables = await ensureConsumers(nats.jsm, names, config);
     const consumer = new FillConsumer({ js: nats.js, names, config, log, allocate });
 
@@ -243,6 +264,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
             : { level: config.logLevel === 'info' ? 'warn' : config.logLevel },
       },
     );
+    cleanup.unshift(() => app.close());
     if (options.listen) await app.listen({ host: config.httpHost, port: config.httpPort });
 
     const wakeUnconfirmed = async (): Promise<number> => {
@@ -256,11 +278,21 @@ export async function startService(config: Config, options: ServiceOptions = {})
       const ids = rows.map((r) => r.persistence_key.slice('block-order-'.length));
       const concurrency = Math.max(1, config.recoveryConcurrencyMax);
       for (let i = 0; i < ids.length; i += concurrency) {
-        await Promise.all(
+        // One slow or failing order must not fail start-up: the rest still wake,
+        // and the failed one re-delivers on its next message.
+        const results = await Promise.allSettled(
           ids
             .slice(i, i + concurrency)
             .map((id) => blockOrders.ask(id, (replyTo) => ({ type: 'Wake', replyTo }), timeoutMs)),
         );
+        results.forEach((r, j) => {
+          if (r.status === 'rejected') {
+            log.warn('could not wake a block order at start-up', {
+              blockOrder: ids[i + j],
+              error: r.reason,
+            });
+          }
+        });
       }
       return ids.length;
     };
@@ -287,10 +319,12 @@ export async function startService(config: Config, options: ServiceOptions = {})
     const stop = () =>
       (stopping ??= (async () => {
         // Stop taking fills; every fill in flight is answered (its event durable) and acked.
-        await step('consumer', () => consumer.stop());
-        await step('journal drain', () => journal.drain());
-        await step('nats flush', () => nats.nc.flush());
-        await step('http', () => app.close());
+        await step('consumer', () => withTimeout(consumer.stop(), shutdownStepMs, 'consumer stop'));
+        await step('journal drain', () =>
+          withTimeout(journal.drain(), shutdownStepMs, 'journal drain'),
+        );
+        await step('nats flush', () => withTimeout(nats.nc.flush(), shutdownStepMs, 'nats flush'));
+        await step('http', () => withTimeout(app.close(), shutdownStepMs, 'http close'));
         accounts.close();
         blockOrders.close();
         system.stop();

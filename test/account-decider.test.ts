@@ -385,3 +385,21 @@ t.test('redelivering every allocation again changes nothing', async (t) => {
   }
   t.equal(state, once, 'the very same state');
 });
+
+t.test('ids named like Object.prototype members are ordinary ids', async (t) => {
+  const a = alloc({ blockOrderId: 'toString', securityId: 'valueOf' });
+  const { state } = given(t, [opened])
+    .when(apply(a))
+    .then('APPLIED', [applied(a, -1_516_852n)]);
+  const s = openOf(t, state);
+  t.equal(s.positions.valueOf, 150n);
+  t.equal(s.lastSeqByOrder.toString, 1);
+  given(t, [opened, applied(a, -1_516_852n)])
+    .when(apply(alloc({ blockOrderId: 'toString', securityId: 'valueOf', fillSeq: 2, prevSeq: 1 })))
+    .then('APPLIED', [
+      applied(
+        alloc({ blockOrderId: 'toString', securityId: 'valueOf', fillSeq: 2, prevSeq: 1 }),
+        -1_516_852n,
+      ),
+    ]);
+});

@@ -20,6 +20,7 @@ import {
   type Decision,
   type Fill,
   type OpenState,
+  RECENT_FILL_IDS_MAX,
 } from '../actors/block-order/decider.ts';
 import {
   decide as decideAccount,
@@ -159,7 +160,7 @@ t.test('Open on Empty emits BlockOrderOpened', async (t) => {
     filledNotional: 0n,
     fills: 0,
     lastFillSeq: 0,
-    fillIds: {},
+    recentFills: [],
     lastSeqByAccount: {},
     pending: [],
     confirmedThroughSeq: 0,
@@ -176,20 +177,38 @@ t.test('Open twice is rejected ALREADY_OPEN with no events', async (t) => {
     .thenOutcome({ outcome: 'Rejected', reason: 'ALREADY_OPEN', detail: /already open/ });
 });
 
-t.test('Open with an impossible definition is an invariant failure', async (t) => {
+t.test('Open with an impossible definition is rejected, with nothing journaled', async (t) => {
+  const invalid = (detail: RegExp) => ({
+    outcome: 'Rejected' as const,
+    reason: FillRejection.InvalidBlockOrder,
+    detail,
+  });
   given(t, [])
     .when({ type: 'Open', def: { ...def, lotSize: 0n }, nowMs: NOW })
-    .thenThrows(/lot size/);
+    .thenOutcome(invalid(/lot size/));
   given(t, [])
     .when({ type: 'Open', def: { ...def, targets: [] }, nowMs: NOW })
-    .thenThrows(/no targets/);
+    .thenOutcome(invalid(/no targets/));
   given(t, [])
     .when({
       type: 'Open',
       def: { ...def, targets: [{ accountId: 'A1', quantity: 0n }] },
       nowMs: NOW,
     })
-    .thenThrows(/target of A1/);
+    .thenOutcome(invalid(/target of A1/));
+  given(t, [])
+    .when({
+      type: 'Open',
+      def: {
+        ...def,
+        targets: [
+          { accountId: 'A1', quantity: 10n },
+          { accountId: 'A1', quantity: 20n },
+        ],
+      },
+      nowMs: NOW,
+    })
+    .thenOutcome(invalid(/targeted twice/));
 });
 
 // ---------------------------------------------------------------- AllocateFill
@@ -221,7 +240,7 @@ t.test('first fill is allocated pro rata in whole lots (worked example)', async 
   t.equal(s.filledNotional, 500n * PRICE);
   t.equal(s.fills, 1);
   t.equal(s.lastFillSeq, 1);
-  t.strictSame(s.fillIds, { 'F-1': 1 });
+  t.strictSame(s.recentFills, [{ fillId: 'F-1', seq: 1 }]);
 });
 
 t.test('second fill: leftover goes by largest fractional part', async (t) => {
@@ -686,4 +705,43 @@ t.test('random fills through decide + evolve conserve quantity and respect targe
   }
   t.ok(acceptedFills > scenarios, `${acceptedFills} fills checked`);
   t.ok(completed > scenarios / 2, `${completed} orders completed`);
+});
+
+t.test('ids named like Object.prototype members are ordinary ids', async (t) => {
+  const odd = fill(1, 500n, { fillId: 'constructor' });
+  const { state } = given(t, [opened])
+    .when(allocateCmd(odd))
+    .then([allocated(odd, { A1: 300n, A2: 150n, A3: 50n })]);
+  const s = openOf(t, state);
+  t.strictSame(s.recentFills, [{ fillId: 'constructor', seq: 1 }]);
+  // The same id again is a duplicate, found by its own entry.
+  given(t, [opened, allocated(odd, { A1: 300n, A2: 150n, A3: 50n })])
+    .when(allocateCmd(fill(2, 10n, { fillId: 'constructor' })))
+    .thenOutcome({ outcome: 'Duplicate' });
+  const protoDef: BlockOrderDef = {
+    ...def,
+    targets: [
+      { accountId: 'toString', quantity: 100n },
+      { accountId: 'valueOf', quantity: 100n },
+    ],
+  };
+  const f = fill(1, 200n);
+  given(t, [{ type: 'BlockOrderOpened', def: protoDef, atMs: NOW }])
+    .when(allocateCmd(f))
+    .then([allocated(f, { toString: 100n, valueOf: 100n })]);
+});
+
+t.test('recent fill ids are bounded', async (t) => {
+  let state = replay([
+    { ...opened, def: { ...def, targets: [{ accountId: 'A1', quantity: 100_000n }] } },
+  ]);
+  for (let seq = 1; seq <= RECENT_FILL_IDS_MAX + 10; seq++) {
+    state = evolve(state, allocated(fill(seq, 10n), { A1: 10n }));
+  }
+  const s = openOf(t, state);
+  t.equal(s.recentFills.length, RECENT_FILL_IDS_MAX);
+  t.equal(s.recentFills[0]?.seq, 11);
+  t.equal(s.recentFills.at(-1)?.seq, RECENT_FILL_IDS_MAX + 10);
+  // An old fill id re-sent under its old sequence is still a duplicate, by sequence.
+  t.match(decide(allocateCmd(fill(1, 10n)), state), { outcome: 'Duplicate', events: [] });
 });

@@ -11,6 +11,7 @@ import {
   unpackPlain,
 } from '../persistence/codec.ts';
 import {
+  FILL_NOTIONAL_MAX,
   FILL_WIRE_VERSION,
   ID_PATTERN,
   decodeFill,
@@ -69,9 +70,9 @@ t.test('encodeFill / decodeFill round trip, bigints exact', async (t) => {
   const fills: Fill[] = [
     baseFill,
     { ...baseFill, quantity: 1n, price: 1n, executedAtMs: 0 },
-    { ...baseFill, quantity: INT64_MAX, price: INT64_MAX - 1n },
-    { ...baseFill, quantity: INT64_MAX - 1n, price: INT64_MAX },
-    { ...baseFill, quantity: 2n ** 53n + 1n, price: 2n ** 62n + 3n },
+    { ...baseFill, quantity: FILL_NOTIONAL_MAX, price: 1n },
+    { ...baseFill, quantity: 1n, price: FILL_NOTIONAL_MAX },
+    { ...baseFill, quantity: 2n ** 53n + 1n, price: 100n },
     {
       ...baseFill,
       seq: Number.MAX_SAFE_INTEGER,
@@ -103,8 +104,8 @@ t.test('random valid fills round trip', async (t) => {
       id,
       id,
       fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
-      fc.bigInt({ min: 1n, max: INT64_MAX }),
-      fc.bigInt({ min: 1n, max: INT64_MAX }),
+      fc.bigInt({ min: 1n, max: 10n ** 9n }),
+      fc.bigInt({ min: 1n, max: 10n ** 9n }),
       fc.string({ minLength: 1, maxLength: 32, unit: 'grapheme-ascii' }),
       fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
       fc.integer({ min: 1, max: 256 }),
@@ -436,5 +437,31 @@ t.test(
       thrown(t, () => decodeVersioned(Uint8Array.from([0xc1]), 'snapshot')),
       DecodeError,
     );
+  },
+);
+
+t.test(
+  'a fill whose quantity × price exceeds the notional bound is rejected on price',
+  async (t) => {
+    const over = { ...baseFill, quantity: FILL_NOTIONAL_MAX, price: 2n };
+    const result = decodeFill(encodeFill(over), subjectOf(over.blockOrderId), ROOT, PARTITIONS);
+    t.match(result, {
+      ok: false,
+      reason: 'INVALID_FIELD',
+      field: 'price',
+      rule: /must not exceed/,
+    });
+  },
+);
+
+t.test(
+  'numbers sent as int64 (bigint here) are accepted for v, seq and executedAtMs',
+  async (t) => {
+    const bytes = packPlain({ ...baseFill, v: 1n, seq: 7n, executedAtMs: 1_700_000_000_000n });
+    const result = decodeFill(bytes, subjectOf(baseFill.blockOrderId), ROOT, PARTITIONS);
+    t.strictSame(result, {
+      ok: true,
+      fill: { ...baseFill, seq: 7, executedAtMs: 1_700_000_000_000 },
+    });
   },
 );

@@ -560,14 +560,65 @@ t.test(
 );
 
 t.test(
-  'fills for a block order stopped by its supervisor are dead-lettered after the delivery bound',
+  'fills for a block order stopped by its supervisor are kept, never dead-lettered, and allocated after a restart',
   async (t) => {
     let lookups = 0;
+    let broken = true;
     const reference = (base: ReferencePort): ReferencePort => ({
       blockOrder: async (id) => {
-        if (id === 'BUY1') {
+        if (id === 'BUY1' && broken) {
           lookups++;
           throw new Error('injected: BUY1 always crashes while opening');
+        }
+        return base.blockOrder(id);
+      },
+      account: (id) => base.account(id),
+    });
+    const handle = await startTestService(t, {
+      seed: smallSeed(),
+      reference,
+      config: {
+        SUPERVISOR_CRASHES_MAX: '1',
+        CONSUMER_DELIVERIES_MAX: '2',
+        CONSUMER_NAK_DELAY_MS: '5',
+      },
+    });
+    await handle.service.publisher.publishFill(fill(1, 500n));
+    await eventually('BUY1 stopped by its supervisor', () =>
+      handle.service.blockOrders.stoppedActors().some((a) => a.startsWith('block-order/BUY1'))
+        ? true
+        : undefined,
+    );
+    t.equal(lookups, 2, 'crashed once, reset, crashed again and was stopped');
+    // Redelivered well past CONSUMER_DELIVERIES_MAX: a failure is not a verdict on the fill.
+    await eventually('several redeliveries', () =>
+      handle.service.consumer.stats.nakked >= 4 ? true : undefined,
+    );
+    t.equal(handle.service.consumer.stats.deadLettered, 0, 'nothing dead-lettered');
+
+    broken = false;
+    const service = await handle.restart();
+    const view = await eventually('BUY1 allocated after the restart', async () => {
+      const res = await service.app.inject({ method: 'GET', url: '/block-orders/BUY1' });
+      const v = res.json<BlockOrderView>();
+      return res.statusCode === 200 && v.fills === 1 && v.unconfirmedLines === 0 ? v : undefined;
+    });
+    t.equal(view.filledQuantity, '500');
+    t.equal(service.consumer.stats.deadLettered, 0);
+  },
+);
+
+t.test(
+  'infrastructure failures reset an actor without stopping it: the fill is allocated once they pass',
+  async (t) => {
+    let failures = 0;
+    const reference = (base: ReferencePort): ReferencePort => ({
+      blockOrder: async (id) => {
+        if (id === 'BUY1' && failures < 6) {
+          failures++;
+          throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), {
+            code: 'ECONNREFUSED',
+          });
         }
         return base.blockOrder(id);
       },
@@ -576,29 +627,17 @@ t.test(
     const { service } = await startTestService(t, {
       seed: smallSeed(),
       reference,
-      config: { SUPERVISOR_CRASHES_MAX: '1', CONSUMER_DELIVERIES_MAX: '4' },
+      config: { SUPERVISOR_CRASHES_MAX: '1', CONSUMER_NAK_DELAY_MS: '5' },
     });
     await service.publisher.publishFill(fill(1, 500n));
-    await eventually('BUY1 stopped by its supervisor', () =>
-      service.blockOrders.stoppedActors().some((a) => a.startsWith('block-order/BUY1'))
-        ? true
-        : undefined,
-    );
-    t.equal(lookups, 2, 'crashed once, reset, crashed again and was stopped');
-
-    const bounded = await eventually(
-      'the fill dead-lettered as DELIVERIES_EXHAUSTED',
-      () => (service.consumer.stats.deadLettered === 1 ? true : undefined),
-      5_000,
-    ).catch(() => false);
-    t.ok(
-      bounded,
-      `dead-lettered after CONSUMER_DELIVERIES_MAX (4) deliveries; instead nak'ed ${service.consumer.stats.nakked} times ` +
-        '(the ask for a stopped actor throws synchronously and bypasses the bound)',
-    );
-    t.ok(
-      service.consumer.stats.nakked <= 3,
-      `at most 3 naks before dead-lettering (${service.consumer.stats.nakked})`,
-    );
+    const view = await eventually('BUY1 allocated after the outage', async () => {
+      const res = await service.app.inject({ method: 'GET', url: '/block-orders/BUY1' });
+      const v = res.json<BlockOrderView>();
+      return res.statusCode === 200 && v.fills === 1 && v.unconfirmedLines === 0 ? v : undefined;
+    });
+    t.equal(failures, 6, 'failed six times, far past SUPERVISOR_CRASHES_MAX');
+    t.equal(view.filledQuantity, '500');
+    t.strictSame(service.blockOrders.stoppedActors(), []);
+    t.equal(service.consumer.stats.deadLettered, 0);
   },
 );

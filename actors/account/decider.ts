@@ -9,6 +9,7 @@
  * persisted), so the block order re-delivers in order.
  */
 import { cashDelta, type Side } from '../domain/money.ts';
+import { own } from '../domain/records.ts';
 import { assertNever, invariant } from '../errors.ts';
 
 export interface AccountDef {
@@ -95,10 +96,10 @@ export function decide(command: AccountCommand, state: AccountState): Decision {
       const a = command.allocation;
       invariant(a.quantity > 0n, `allocation quantity must be positive, got ${a.quantity}`);
       invariant(a.prevSeq < a.fillSeq, `prevSeq ${a.prevSeq} must precede fillSeq ${a.fillSeq}`);
-      const last = state.lastSeqByOrder[a.blockOrderId] ?? 0;
+      const last = own(state.lastSeqByOrder, a.blockOrderId) ?? 0;
       if (a.fillSeq <= last) return { outcome: ApplyOutcome.Duplicate, events: [] };
       if (a.prevSeq !== last) return { outcome: ApplyOutcome.Gap, events: [] };
-      const position = state.positions[a.securityId] ?? 0n;
+      const position = own(state.positions, a.securityId) ?? 0n;
       if (a.side === 'SELL' && position < a.quantity) {
         return {
           outcome: ApplyOutcome.Rejected,
@@ -146,7 +147,7 @@ export function evolve(state: AccountState, event: AccountEvent): AccountState {
       invariant(state.status === 'Open', 'AllocationApplied before AccountOpened');
       const a = event.allocation;
       const signedQty = a.side === 'BUY' ? a.quantity : -a.quantity;
-      const position = (state.positions[a.securityId] ?? 0n) + signedQty;
+      const position = (own(state.positions, a.securityId) ?? 0n) + signedQty;
       invariant(
         position >= 0n,
         `position of ${state.accountId} in ${a.securityId} would go negative`,

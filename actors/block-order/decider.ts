@@ -11,6 +11,7 @@
  */
 import { allocateFill, type AllocationLine } from '../domain/allocation.ts';
 import type { Side } from '../domain/money.ts';
+import { own } from '../domain/records.ts';
 import { assertNever, invariant } from '../errors.ts';
 
 export interface Target {
@@ -71,7 +72,12 @@ export type BlockOrderState =
       filledNotional: bigint;
       fills: number;
       lastFillSeq: number;
-      fillIds: Record<string, number>;
+      /**
+       * The last RECENT_FILL_IDS_MAX fills' ids: a re-published fill is caught by
+       * its sequence number anyway; the ids catch one re-sent under a new number.
+       * Bounded, so a long-lived order's state and snapshots stay small.
+       */
+      recentFills: Array<{ fillId: string; seq: number }>;
       lastSeqByAccount: Record<string, number>;
       /** Fills after the watermark, oldest first. */
       pending: PendingFill[];
@@ -93,6 +99,7 @@ export const FillRejection = {
   NonPositiveQuantity: 'NON_POSITIVE_QUANTITY',
   NonPositivePrice: 'NON_POSITIVE_PRICE',
   AlreadyOpen: 'ALREADY_OPEN',
+  InvalidBlockOrder: 'INVALID_BLOCK_ORDER',
 } as const;
 export type FillRejection = (typeof FillRejection)[keyof typeof FillRejection];
 
@@ -109,6 +116,8 @@ const rejected = (reason: FillRejection, detail: string): Decision => ({
   events: [],
 });
 
+export const RECENT_FILL_IDS_MAX = 256;
+
 export const initialState = (): BlockOrderState => ({ status: 'Empty' });
 
 export function totalTarget(def: BlockOrderDef): bigint {
@@ -120,11 +129,18 @@ export function decide(command: BlockOrderCommand, state: BlockOrderState): Deci
     case 'Open': {
       if (state.status !== 'Empty')
         return rejected(FillRejection.AlreadyOpen, 'block order is already open');
+      // Reference data is input too: a bad order is rejected (its fills are
+      // dead-lettered), it does not crash the actor.
       const def = command.def;
-      invariant(def.lotSize > 0n, 'lot size must be positive');
-      invariant(def.targets.length > 0, `block order ${def.blockOrderId} has no targets`);
+      const invalid = (detail: string) => rejected(FillRejection.InvalidBlockOrder, detail);
+      if (def.lotSize <= 0n) return invalid(`lot size ${def.lotSize} must be positive`);
+      if (def.targets.length === 0)
+        return invalid(`block order ${def.blockOrderId} has no targets`);
+      const seen = new Set<string>();
       for (const t of def.targets) {
-        invariant(t.quantity > 0n, `target of ${t.accountId} must be positive`);
+        if (t.quantity <= 0n) return invalid(`target of ${t.accountId} must be positive`);
+        if (seen.has(t.accountId)) return invalid(`account ${t.accountId} is targeted twice`);
+        seen.add(t.accountId);
       }
       return accepted({ type: 'BlockOrderOpened', def, atMs: command.nowMs });
     }
@@ -135,7 +151,7 @@ export function decide(command: BlockOrderCommand, state: BlockOrderState): Deci
       if (fill.blockOrderId !== state.def.blockOrderId) {
         return rejected(FillRejection.WrongBlockOrder, `fill is for ${fill.blockOrderId}`);
       }
-      const seenSeq = state.fillIds[fill.fillId];
+      const seenSeq = state.recentFills.find((f) => f.fillId === fill.fillId)?.seq;
       if (seenSeq !== undefined)
         return {
           outcome: 'Duplicate',
@@ -160,7 +176,7 @@ export function decide(command: BlockOrderCommand, state: BlockOrderState): Deci
         fillSeq: fill.seq,
         accounts: state.def.targets.map((t) => ({
           accountId: t.accountId,
-          remaining: t.quantity - (state.allocated[t.accountId] ?? 0n),
+          remaining: t.quantity - (own(state.allocated, t.accountId) ?? 0n),
         })),
       });
       if (!result.ok) {
@@ -208,7 +224,7 @@ export function evolve(state: BlockOrderState, event: BlockOrderEvent): BlockOrd
         filledNotional: 0n,
         fills: 0,
         lastFillSeq: 0,
-        fillIds: {},
+        recentFills: [],
         lastSeqByAccount: {},
         pending: [],
         confirmedThroughSeq: 0,
@@ -230,11 +246,11 @@ export function evolve(state: BlockOrderState, event: BlockOrderEvent): BlockOrd
       const lastSeqByAccount = { ...state.lastSeqByAccount };
       const pendingLines: PendingLine[] = [];
       for (const line of lines) {
-        allocated[line.accountId] = (allocated[line.accountId] ?? 0n) + line.quantity;
+        allocated[line.accountId] = (own(allocated, line.accountId) ?? 0n) + line.quantity;
         pendingLines.push({
           accountId: line.accountId,
           quantity: line.quantity,
-          prevSeq: lastSeqByAccount[line.accountId] ?? 0,
+          prevSeq: own(lastSeqByAccount, line.accountId) ?? 0,
           settled: false,
         });
         lastSeqByAccount[line.accountId] = fill.seq;
@@ -247,7 +263,10 @@ export function evolve(state: BlockOrderState, event: BlockOrderEvent): BlockOrd
         filledNotional: state.filledNotional + fill.quantity * fill.price,
         fills: state.fills + 1,
         lastFillSeq: fill.seq,
-        fillIds: { ...state.fillIds, [fill.fillId]: fill.seq },
+        recentFills: [
+          ...state.recentFills.slice(1 - RECENT_FILL_IDS_MAX),
+          { fillId: fill.fillId, seq: fill.seq },
+        ],
         pending: [...state.pending, { seq: fill.seq, price: fill.price, lines: pendingLines }],
       };
     }

@@ -9,6 +9,7 @@ import {
   type ShellContext,
 } from '../../system/actor-kit.ts';
 import { formatPrice, vwap } from '../domain/money.ts';
+import { own } from '../domain/records.ts';
 import { InvariantError, assertNever } from '../errors.ts';
 import type {
   AccountDirectory,
@@ -47,7 +48,7 @@ export interface RetryState {
   attempts: number;
   /** A Redeliver is pending: further refusals of the same delivery wave count once. */
   scheduled: boolean;
-  /** The bound was reached: lines stay unsettled until the next restart re-delivers them. */
+  /** The bound was reached: re-delivery goes on at the slowest backoff. */
   parked: boolean;
 }
 
@@ -96,14 +97,18 @@ export function blockOrderBehavior(
     return { ...state, d };
   }
 
+  /** The open state, or why the order cannot be opened. */
   async function ensureOpen(
     state: BlockOrderShellState,
     ctx: Ctx,
-  ): Promise<BlockOrderShellState | undefined> {
+  ): Promise<BlockOrderShellState | { reason: FillRejection; detail: string }> {
     if (state.d.status === 'Open') return state;
     const def = await deps.reference.blockOrder(ctx.id);
-    if (!def) return undefined;
+    if (!def)
+      return { reason: FillRejection.UnknownBlockOrder, detail: `no block order ${ctx.id}` };
     const decision = decide({ type: 'Open', def, nowMs: deps.clock.nowMs() }, state.d);
+    if (decision.outcome === 'Rejected')
+      return { reason: decision.reason, detail: decision.detail };
     return stage(state, decision.events, ctx);
   }
 
@@ -150,22 +155,22 @@ export function blockOrderBehavior(
     accountId: string,
     ctx: Ctx,
   ): BlockOrderShellState {
-    const current = state.retry[accountId] ?? { attempts: 0, scheduled: false, parked: false };
-    if (current.scheduled || current.parked) return state;
+    const current = own(state.retry, accountId) ?? { attempts: 0, scheduled: false, parked: false };
+    if (current.scheduled) return state;
     const attempts = current.attempts + 1;
-    if (attempts > deps.redeliveryAttemptsMax) {
-      // A downstream failure must not crash the order: park the account's
-      // lines; they stay unconfirmed (visible in the view) until a restart.
+    // A downstream failure must not crash the order. Past the bound the
+    // backoff stops growing: the lines stay unconfirmed (visible in the view)
+    // and are retried at that slow, fixed rate until the account takes them.
+    const parked = attempts > deps.redeliveryAttemptsMax;
+    if (parked && !current.parked)
       ctx.effect(() => deps.onParked(ctx.id, accountId, current.attempts));
-      return { ...state, retry: { ...state.retry, [accountId]: { ...current, parked: true } } };
-    }
     ctx.scheduleSelf(
       { type: 'Redeliver', accountId },
-      deps.redeliveryBackoffMs * 2 ** (attempts - 1),
+      deps.redeliveryBackoffMs * 2 ** (Math.min(attempts, deps.redeliveryAttemptsMax) - 1),
     );
     return {
       ...state,
-      retry: { ...state.retry, [accountId]: { attempts, scheduled: true, parked: false } },
+      retry: { ...state.retry, [accountId]: { attempts, scheduled: true, parked } },
     };
   }
 
@@ -195,12 +200,8 @@ export function blockOrderBehavior(
       switch (message.type) {
         case 'AllocateFill': {
           const opened = await ensureOpen(state, ctx);
-          if (!opened) {
-            reply(ctx, message.replyTo, {
-              type: 'Rejected',
-              reason: FillRejection.UnknownBlockOrder,
-              detail: `no block order ${ctx.id}`,
-            });
+          if ('reason' in opened) {
+            reply(ctx, message.replyTo, { type: 'Rejected', ...opened });
             return state;
           }
           state = redeliverOnce(opened, ctx);
@@ -240,7 +241,7 @@ export function blockOrderBehavior(
           state = redeliverOnce(state, ctx);
           const settled = markSettled(state.d, message.fillSeq, message.accountId);
           state = { ...state, d: settled.state };
-          if (state.retry[message.accountId]) {
+          if (own(state.retry, message.accountId)) {
             const { [message.accountId]: _cleared, ...rest } = state.retry;
             state = { ...state, retry: rest };
           }
@@ -260,7 +261,7 @@ export function blockOrderBehavior(
         }
         case 'Redeliver': {
           state = redeliverOnce(state, ctx);
-          const retry = state.retry[message.accountId];
+          const retry = own(state.retry, message.accountId);
           if (retry)
             state = {
               ...state,
@@ -327,7 +328,7 @@ function toView(
     accounts: def.targets.map((t) => ({
       accountId: t.accountId,
       targetQuantity: t.quantity.toString(),
-      allocatedQuantity: (state.allocated[t.accountId] ?? 0n).toString(),
+      allocatedQuantity: (own(state.allocated, t.accountId) ?? 0n).toString(),
     })),
     confirmedThroughSeq: state.confirmedThroughSeq,
     unconfirmedLines: unsettledLines(state).length,
