@@ -163,6 +163,7 @@ interface NactState<S> {
 
 interface ConcreteActor {
   stopped: boolean;
+  busy: boolean;
   stop(): void;
   mailbox: { length: number; shift(): { message: unknown } | undefined };
   children: Map<string, ConcreteActor>;
@@ -335,7 +336,15 @@ export class EntityHost<S, C extends Replyable, E> {
         throw error;
       }
       for (const effect of effects) effect();
-      return { s, seq: state.seq + staged.length };
+      const seq = state.seq + staged.length;
+      if (seq === 0 && concrete) {
+        // Nothing durable (e.g. a view of an unknown id): do not keep a live
+        // actor around for ACTOR_IDLE_MS; stop it as soon as it is idle.
+        setImmediate(() => {
+          if (!concrete.stopped && !concrete.busy && concrete.mailbox.length === 0) concrete.stop();
+        });
+      }
+      return { s, seq };
     };
     const ref = nact.spawnPersistent(this.#supervisorRef as never, f as never, key, id, {
       initialStateFunc: () => ({ s: behavior.initialState(id), seq: 0 }),

@@ -54,3 +54,17 @@ t.test(
     t.same(a1.lastAppliedSeqByOrder, { BUY1: 2 });
   },
 );
+
+t.test('reading an unknown id does not leave a live actor behind', async (t) => {
+  const { service } = await startTestService(t, { seed: smallSeed() });
+  const responses = await Promise.all(
+    Array.from({ length: 50 }, (_, i) =>
+      service.app.inject({ method: 'GET', url: `/accounts/NOPE${i}` }),
+    ),
+  );
+  t.ok(responses.every((r) => r.statusCode === 404));
+  await eventually('no live account actors', () =>
+    service.accounts.liveActors() === 0 ? true : undefined,
+  );
+  t.equal(service.accounts.liveActors(), 0);
+});
