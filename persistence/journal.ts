@@ -491,3 +491,24 @@ export class SqlJournal {
     };
   }
 }
+
+/**
+ * Persistence keys starting with `keyPrefix` whose last journaled event has
+ * one of `eventTypes`: e.g. block orders whose allocations are not all
+ * confirmed. Scans the prefix's journal; meant for start-up and simulations.
+ */
+export async function keysWhoseLastEventIs(
+  db: Database,
+  keyPrefix: string,
+  eventTypes: readonly string[],
+): Promise<string[]> {
+  const rows = await db.query<{ persistence_key: string }>(
+    `SELECT j.persistence_key FROM journal j
+     JOIN (SELECT persistence_key, max(sequence_nr) AS s FROM journal
+           WHERE persistence_key LIKE $1 GROUP BY persistence_key) m
+       ON j.persistence_key = m.persistence_key AND j.sequence_nr = m.s
+     WHERE j.event_type = ANY($2::text[])`,
+    [`${keyPrefix.replace(/[\\%_]/g, '\\$&')}%`, [...eventTypes]],
+  );
+  return rows.map((r) => r.persistence_key);
+}

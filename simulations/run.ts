@@ -5,7 +5,9 @@
  * the books, clean up.
  */
 import type { Clock, AllocationObserver } from '../actors/protocol.ts';
+import { BLOCK_ORDER_KIND, UNCONFIRMED_EVENT_TYPES } from '../actors/block-order/shell.ts';
 import { Database } from '../persistence/db.ts';
+import { keysWhoseLastEventIs } from '../persistence/journal.ts';
 import { migrate } from '../persistence/migrate.ts';
 import { seedReferenceData } from '../persistence/reference.ts';
 import { loadConfig, type Config } from '../system/config.ts';
@@ -224,16 +226,11 @@ export async function runScenario(options: RunOptions): Promise<RunResult> {
 async function waitForConfirmations(db: Database, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const rows = await db.query<{ n: string }>(
-      `SELECT count(*) AS n FROM journal j
-       JOIN (SELECT persistence_key, max(sequence_nr) AS s FROM journal
-             WHERE persistence_key LIKE 'block-order-%' GROUP BY persistence_key) m
-         ON j.persistence_key = m.persistence_key AND j.sequence_nr = m.s
-       WHERE j.event_type IN ('FillAllocated', 'AllocationsConfirmedPartial')`,
-    );
-    if (Number(rows[0]?.n ?? 0) === 0) return;
-    if (Date.now() > deadline)
-      throw new Error(`${rows[0]?.n} block orders still have unconfirmed allocations`);
+    const keys = await keysWhoseLastEventIs(db, `${BLOCK_ORDER_KIND}-`, UNCONFIRMED_EVENT_TYPES);
+    if (keys.length === 0) return;
+    if (Date.now() > deadline) {
+      throw new Error(`${keys.length} block orders still have unconfirmed allocations`);
+    }
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }

@@ -7,7 +7,12 @@ import type { FastifyInstance } from 'fastify';
 import { accountBehavior } from '../actors/account/shell.ts';
 import type { AccountEvent, AccountState } from '../actors/account/decider.ts';
 import type { BlockOrderEvent, Fill } from '../actors/block-order/decider.ts';
-import { blockOrderBehavior, type BlockOrderShellState } from '../actors/block-order/shell.ts';
+import {
+  BLOCK_ORDER_KIND,
+  blockOrderBehavior,
+  UNCONFIRMED_EVENT_TYPES,
+  type BlockOrderShellState,
+} from '../actors/block-order/shell.ts';
 import { BlockfillError, ErrorCode } from '../actors/errors.ts';
 import {
   noopObserver,
@@ -23,7 +28,7 @@ import type { AccountView, BlockOrderView, InspectionPort, Readiness } from '../
 import { buildApp } from '../api/app.ts';
 import { decodeVersioned, encodeVersioned } from '../persistence/codec.ts';
 import { Database } from '../persistence/db.ts';
-import { SqlJournal } from '../persistence/journal.ts';
+import { keysWhoseLastEventIs, SqlJournal } from '../persistence/journal.ts';
 import { migrations } from '../persistence/migrations/index.ts';
 import { SqlReferenceData } from '../persistence/reference.ts';
 import { ActorSystem, EntityHost } from './actor-kit.ts';
@@ -268,14 +273,9 @@ export async function startService(config: Config, options: ServiceOptions = {})
     if (options.listen) await app.listen({ host: config.httpHost, port: config.httpPort });
 
     const wakeUnconfirmed = async (): Promise<number> => {
-      const rows = await db.query<{ persistence_key: string }>(
-        `SELECT j.persistence_key FROM journal j
-         JOIN (SELECT persistence_key, max(sequence_nr) AS s FROM journal
-               WHERE persistence_key LIKE 'block-order-%' GROUP BY persistence_key) m
-           ON j.persistence_key = m.persistence_key AND j.sequence_nr = m.s
-         WHERE j.event_type <> 'AllocationsConfirmed'`,
-      );
-      const ids = rows.map((r) => r.persistence_key.slice('block-order-'.length));
+      const prefix = `${BLOCK_ORDER_KIND}-`;
+      const keys = await keysWhoseLastEventIs(db, prefix, UNCONFIRMED_EVENT_TYPES);
+      const ids = keys.map((key) => key.slice(prefix.length));
       const concurrency = Math.max(1, config.recoveryConcurrencyMax);
       for (let i = 0; i < ids.length; i += concurrency) {
         // One slow or failing order must not fail start-up: the rest still wake,

@@ -73,6 +73,9 @@ export const journalEventType = (event: BlockOrderEvent): string =>
     ? 'AllocationsConfirmedPartial'
     : event.type;
 
+/** Journal event types that, as an order's last event, mean some line is still unconfirmed. */
+export const UNCONFIRMED_EVENT_TYPES = ['FillAllocated', 'AllocationsConfirmedPartial'] as const;
+
 const EVENT_TYPES: ReadonlySet<string> = new Set([
   'BlockOrderOpened',
   'FillAllocated',
