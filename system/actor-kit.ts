@@ -57,13 +57,13 @@ interface NactRef {
 
 export function tell<M>(ref: Ref<M>, message: M): void {
   const r = ref as NactRef;
-  if (r.type === 'actor' && r.system?.name && !systemMap.find(r.system.name, ref)) {
+  if (r.type === 'actor' && r.system?.name) {
+    // One lookup on this hot path: dispatch to the live actor we found.
+    const live = systemMap.find(r.system.name, ref) as { dispatch(m: unknown): void } | undefined;
+    if (live) return live.dispatch(message);
     const [supervisor, id, ...rest] = r.path?.parts ?? [];
     const host = supervisor ? hostsBySystem.get(r.system.name)?.get(supervisor) : undefined;
-    if (host && id !== undefined && rest.length === 0) {
-      host.send(id, message as never);
-      return;
-    }
+    if (host && id !== undefined && rest.length === 0) return host.send(id, message as never);
   }
   nact.dispatch(ref as never, message);
 }
@@ -109,6 +109,8 @@ export interface ShellContext<C, E> {
   persist(event: E): void;
   /** Runs `effect` once every staged event is durable. */
   effect(effect: () => void): void;
+  /** Replies to `to` once every staged event is durable (an effect). */
+  reply<R>(to: Ref<R>, message: R): void;
   /** Sends a message to this actor later (timers are owned by the host and bounded). */
   scheduleSelf(message: C, delayMs: number): void;
 }
@@ -313,6 +315,9 @@ export class EntityHost<S, C extends Replyable, E> {
         },
         effect: (effect: () => void) => {
           effects.push(effect);
+        },
+        reply: <R>(to: Ref<R>, message: R) => {
+          effects.push(() => tell(to, message));
         },
         scheduleSelf: (msg: C, delayMs: number) => schedule(ctx.self, msg, delayMs),
       };

@@ -5,46 +5,23 @@
  */
 import { randomBytes } from 'node:crypto';
 import t from 'tap';
-import type { AccountView, BlockOrderView } from '../actors/views.ts';
 import { packPlain, unpackPlain } from '../persistence/codec.ts';
 import { streamNames } from '../system/config.ts';
 import { encodeFill, fillSubject, partitionOf } from '../system/fill-wire.ts';
 import { DeadLetterHeader } from '../system/jetstream.ts';
 import type { Service } from '../system/service.ts';
 import type { Database } from '../persistence/db.ts';
-import { eventually, smallSeed, startTestService } from './helpers/harness.ts';
+import {
+  accountView as account,
+  blockOrderView as blockOrder,
+  confirmedThrough,
+  eventually,
+  smallSeed,
+  startTestService,
+} from './helpers/harness.ts';
 import { testFill as fill } from './helpers/asserts.ts';
 
 // ---------------------------------------------------------------- helpers
-
-async function get<T>(service: Service, url: string): Promise<{ status: number; body: T }> {
-  const res = await service.app.inject({ method: 'GET', url });
-  return { status: res.statusCode, body: res.json<T>() };
-}
-
-async function account(service: Service, id: string): Promise<AccountView> {
-  const res = await get<AccountView>(service, `/accounts/${id}`);
-  if (res.status !== 200) throw new Error(`GET /accounts/${id}: ${res.status}`);
-  return res.body;
-}
-
-async function blockOrder(service: Service, id: string): Promise<BlockOrderView> {
-  const res = await get<BlockOrderView>(service, `/block-orders/${id}`);
-  if (res.status !== 200) throw new Error(`GET /block-orders/${id}: ${res.status}`);
-  return res.body;
-}
-
-/** Waits until fills 1..seq of the order are allocated and every line is confirmed. */
-function confirmedThrough(service: Service, id: string, seq: number): Promise<BlockOrderView> {
-  return eventually(`${id} confirmed through seq ${seq}`, async () => {
-    const view = await blockOrder(service, id);
-    return view.lastFillSeq === seq &&
-      view.confirmedThroughSeq === seq &&
-      view.unconfirmedLines === 0
-      ? view
-      : undefined;
-  });
-}
 
 /** Journal rows per persistence key. */
 async function journalCounts(db: Database): Promise<Record<string, number>> {

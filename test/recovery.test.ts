@@ -7,42 +7,21 @@ import t from 'tap';
 import type { AccountEvent } from '../actors/account/decider.ts';
 import type { BlockOrderEvent } from '../actors/block-order/decider.ts';
 import type { ReferencePort } from '../actors/protocol.ts';
-import type { AccountView, BlockOrderView, Readiness } from '../actors/views.ts';
+import type { BlockOrderView, Readiness } from '../actors/views.ts';
 import { decodeVersioned } from '../persistence/codec.ts';
 import type { Database } from '../persistence/db.ts';
 import type { Service } from '../system/service.ts';
-import { eventually, smallSeed, startTestService } from './helpers/harness.ts';
+import {
+  accountView as account,
+  blockOrderView as blockOrder,
+  confirmedThrough,
+  eventually,
+  smallSeed,
+  startTestService,
+} from './helpers/harness.ts';
 import { testFill as fill } from './helpers/asserts.ts';
 
 // ---------------------------------------------------------------- helpers
-
-async function account(service: Service, id: string): Promise<AccountView> {
-  const res = await service.app.inject({ method: 'GET', url: `/accounts/${id}` });
-  if (res.statusCode !== 200) throw new Error(`GET /accounts/${id}: ${res.statusCode} ${res.body}`);
-  return res.json<AccountView>();
-}
-
-async function blockOrder(service: Service, id: string): Promise<BlockOrderView> {
-  const res = await service.app.inject({ method: 'GET', url: `/block-orders/${id}` });
-  if (res.statusCode !== 200)
-    throw new Error(`GET /block-orders/${id}: ${res.statusCode} ${res.body}`);
-  return res.json<BlockOrderView>();
-}
-
-function confirmedThrough(service: Service, id: string, seq: number, timeoutMs?: number) {
-  return eventually(
-    `${id} confirmed through seq ${seq}`,
-    async () => {
-      const view = await blockOrder(service, id);
-      return view.lastFillSeq === seq &&
-        view.confirmedThroughSeq === seq &&
-        view.unconfirmedLines === 0
-        ? view
-        : undefined;
-    },
-    timeoutMs,
-  );
-}
 
 async function views(service: Service) {
   return {

@@ -2,12 +2,7 @@
  * The account actor shell: persists the decider's event, then replies to the
  * block order that delivered the allocation. No business rule lives here.
  */
-import {
-  tell,
-  type PersistentBehavior,
-  type Ref,
-  type ShellContext,
-} from '../../system/actor-kit.ts';
+import type { PersistentBehavior, ShellContext } from '../../system/actor-kit.ts';
 import { InvariantError, assertNever } from '../errors.ts';
 import type { AccountMessage, AllocationObserver, Clock, ReferencePort } from '../protocol.ts';
 import type { AccountView } from '../views.ts';
@@ -73,7 +68,7 @@ export function accountBehavior(
           if (state.status === 'Empty') {
             const def = await deps.reference.account(ctx.id);
             if (!def) {
-              respond(ctx, message.replyTo, {
+              ctx.reply(message.replyTo, {
                 type: 'AllocationNotApplied',
                 ...reply,
                 reason: `no account ${ctx.id}`,
@@ -95,7 +90,7 @@ export function accountBehavior(
             case ApplyOutcome.Applied:
             case ApplyOutcome.Rejected:
             case ApplyOutcome.Duplicate:
-              respond(ctx, message.replyTo, {
+              ctx.reply(message.replyTo, {
                 type: 'AllocationSettled',
                 ...reply,
                 outcome: decision.outcome,
@@ -103,7 +98,7 @@ export function accountBehavior(
               return state;
             case ApplyOutcome.Gap:
             case ApplyOutcome.NotOpen:
-              respond(ctx, message.replyTo, {
+              ctx.reply(message.replyTo, {
                 type: 'AllocationNotApplied',
                 ...reply,
                 reason: decision.outcome,
@@ -118,12 +113,11 @@ export function accountBehavior(
         }
         case 'GetView': {
           if (state.status === 'Open') {
-            respond(ctx, message.replyTo, { type: 'View', view: toView(state, ctx.journalSeq) });
+            ctx.reply(message.replyTo, { type: 'View', view: toView(state, ctx.journalSeq) });
             return state;
           }
           const def = await deps.reference.account(ctx.id);
-          respond(
-            ctx,
+          ctx.reply(
             message.replyTo,
             def ? { type: 'View', view: unopenedView(def) } : { type: 'NotFound' },
           );
@@ -134,10 +128,6 @@ export function accountBehavior(
       }
     },
   };
-}
-
-function respond<R>(ctx: Ctx, to: Ref<R>, message: R): void {
-  ctx.effect(() => tell(to, message));
 }
 
 const strings = (record: Record<string, bigint>): Record<string, string> =>

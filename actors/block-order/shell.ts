@@ -2,12 +2,7 @@
  * The block-order actor shell: persists the decider's events, then delivers
  * allocations to accounts, then replies. No business rule lives here.
  */
-import {
-  tell,
-  type PersistentBehavior,
-  type Ref,
-  type ShellContext,
-} from '../../system/actor-kit.ts';
+import type { PersistentBehavior, ShellContext } from '../../system/actor-kit.ts';
 import { formatPrice, vwap } from '../domain/money.ts';
 import { own } from '../domain/records.ts';
 import { InvariantError, assertNever } from '../errors.ts';
@@ -204,7 +199,7 @@ export function blockOrderBehavior(
         case 'AllocateFill': {
           const opened = await ensureOpen(state, ctx);
           if ('reason' in opened) {
-            reply(ctx, message.replyTo, { type: 'Rejected', ...opened });
+            ctx.reply(message.replyTo, { type: 'Rejected', ...opened });
             return state;
           }
           state = redeliverOnce(opened, ctx);
@@ -219,7 +214,7 @@ export function blockOrderBehavior(
               if (allocated?.type !== 'FillAllocated')
                 throw new InvariantError('an accepted fill must yield FillAllocated');
               deliver(state, ctx, { seq: allocated.fill.seq });
-              reply(ctx, message.replyTo, {
+              ctx.reply(message.replyTo, {
                 type: 'Allocated',
                 seq: allocated.fill.seq,
                 lines: allocated.lines.length,
@@ -227,10 +222,10 @@ export function blockOrderBehavior(
               return state;
             }
             case 'Duplicate':
-              reply(ctx, message.replyTo, { type: 'Duplicate', reason: decision.reason });
+              ctx.reply(message.replyTo, { type: 'Duplicate', reason: decision.reason });
               return state;
             case 'Rejected':
-              reply(ctx, message.replyTo, {
+              ctx.reply(message.replyTo, {
                 type: 'Rejected',
                 reason: decision.reason,
                 detail: decision.detail,
@@ -275,19 +270,18 @@ export function blockOrderBehavior(
         }
         case 'Wake':
           state = redeliverOnce(state, ctx);
-          reply(ctx, message.replyTo, {
+          ctx.reply(message.replyTo, {
             type: 'Awake',
             pendingLines: unsettledLines(state.d).length,
           });
           return state;
         case 'GetView': {
           if (state.d.status === 'Open') {
-            reply(ctx, message.replyTo, { type: 'View', view: toView(state.d, ctx.journalSeq) });
+            ctx.reply(message.replyTo, { type: 'View', view: toView(state.d, ctx.journalSeq) });
             return state;
           }
           const def = await deps.reference.blockOrder(ctx.id);
-          reply(
-            ctx,
+          ctx.reply(
             message.replyTo,
             def ? { type: 'View', view: unopenedView(def) } : { type: 'NotFound' },
           );
@@ -298,10 +292,6 @@ export function blockOrderBehavior(
       }
     },
   };
-}
-
-function reply<R>(ctx: Ctx, to: Ref<R>, message: R): void {
-  ctx.effect(() => tell(to, message));
 }
 
 function statusOf(filled: bigint, target: bigint): BlockOrderView['status'] {

@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { AllocationObserver, Clock, ReferencePort } from '../../actors/protocol.ts';
+import type { AccountView, BlockOrderView } from '../../actors/views.ts';
 import { Database } from '../../persistence/db.ts';
 import { migrate } from '../../persistence/migrate.ts';
 import { seedReferenceData, type SeedData } from '../../persistence/reference.ts';
@@ -187,4 +188,41 @@ export function smallSeed(prefix = ''): SeedData {
       },
     ],
   };
+}
+
+/** GET /accounts/:id through the running service's API; throws unless 200. */
+export async function accountView(service: Service, id: string): Promise<AccountView> {
+  const res = await service.app.inject({ method: 'GET', url: `/accounts/${id}` });
+  if (res.statusCode !== 200) throw new Error(`GET /accounts/${id}: ${res.statusCode} ${res.body}`);
+  return res.json<AccountView>();
+}
+
+/** GET /block-orders/:id through the running service's API; throws unless 200. */
+export async function blockOrderView(service: Service, id: string): Promise<BlockOrderView> {
+  const res = await service.app.inject({ method: 'GET', url: `/block-orders/${id}` });
+  if (res.statusCode !== 200) {
+    throw new Error(`GET /block-orders/${id}: ${res.statusCode} ${res.body}`);
+  }
+  return res.json<BlockOrderView>();
+}
+
+/** Waits until fills 1..seq of the order are allocated and every line is confirmed. */
+export function confirmedThrough(
+  service: Service,
+  id: string,
+  seq: number,
+  timeoutMs?: number,
+): Promise<BlockOrderView> {
+  return eventually(
+    `${id} confirmed through seq ${seq}`,
+    async () => {
+      const view = await blockOrderView(service, id);
+      return view.lastFillSeq === seq &&
+        view.confirmedThroughSeq === seq &&
+        view.unconfirmedLines === 0
+        ? view
+        : undefined;
+    },
+    timeoutMs,
+  );
 }
