@@ -65,12 +65,13 @@ export interface Clock {
 export interface AllocationObserver {
   /** Every line of fill `seq` is durable on its account. */
   fillSettled(blockOrderId: string, seq: number, atMs: number): void;
-  accountEventPersisted(): void;
+  /** One allocation line (applied or rejected) is durable on its account. */
+  accountLineDurable(): void;
 }
 
 export const noopObserver: AllocationObserver = {
   fillSettled: () => {},
-  accountEventPersisted: () => {},
+  accountLineDurable: () => {},
 };
 
 /** Sends to an account actor by id (the block order does not hold account refs). */

@@ -87,6 +87,19 @@ export class Database {
   }
 
   /**
+   * One write statement that is a whole transaction by itself (an insert that
+   * reads nothing), retried on 40001 like a transaction: CockroachDB may abort
+   * even an implicit transaction under contention.
+   */
+  statement(sql: string, params: readonly unknown[]): Promise<void> {
+    return this.track(() =>
+      retrySerializable(this.retry, async () => {
+        await this.#client.executeQuery(CompiledQuery.raw(sql, [...params]));
+      }),
+    );
+  }
+
+  /**
    * Runs `work` in a SERIALIZABLE transaction and retries the whole
    * transaction on 40001. `work` must be safe to run more than once.
    */

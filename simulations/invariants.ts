@@ -3,7 +3,7 @@
  * independently of the actors) and from the live actors through the API.
  */
 import type { FastifyInstance } from 'fastify';
-import type { AccountEvent } from '../actors/account/decider.ts';
+import { lineEvents, type AccountEvent } from '../actors/account/decider.ts';
 import type { BlockOrderEvent, Fill } from '../actors/block-order/decider.ts';
 import { cashDelta } from '../actors/domain/money.ts';
 import type { AccountView, BlockOrderView } from '../actors/views.ts';
@@ -17,7 +17,10 @@ export interface InvariantReport {
   violations: string[];
   fills: number;
   allocationLines: number;
+  /** Account journal rows that carry lines (a batch row carries several). */
   accountEvents: number;
+  /** Lines applied or rejected on accounts, counted from the journal. */
+  allocationLinesApplied: number;
   rejectedAllocations: number;
 }
 
@@ -152,32 +155,35 @@ export async function checkInvariants(args: {
   const applied = new Set<string>();
   const deltas = new Map<string, { cash: bigint; positions: Map<string, bigint> }>();
   let accountEvents = 0;
+  let allocationLinesApplied = 0;
   let rejectedAllocations = 0;
   for await (const { key, event } of readJournal(db, `account-${args.idPrefix}`)) {
-    const e = event as AccountEvent;
     const accountId = key.slice('account-'.length);
-    if (e.type === 'AccountOpened') continue;
-    accountEvents++;
-    const a = e.allocation;
-    const lineKey = `${a.blockOrderId}|${a.fillSeq}|${accountId}`;
-    check(!applied.has(lineKey), () => `${lineKey}: applied twice`);
-    applied.add(lineKey);
-    const expected = expectedLines.get(lineKey);
-    check(
-      expected !== undefined && expected.quantity === a.quantity && expected.price === a.price,
-      () => `${lineKey}: applied allocation matches no allocated line`,
-    );
-    if (e.type === 'AllocationRejected') {
-      rejectedAllocations++;
-      continue;
+    const lines = lineEvents(event as AccountEvent);
+    if (lines.length > 0) accountEvents++;
+    for (const e of lines) {
+      allocationLinesApplied++;
+      const a = e.allocation;
+      const lineKey = `${a.blockOrderId}|${a.fillSeq}|${accountId}`;
+      check(!applied.has(lineKey), () => `${lineKey}: applied twice`);
+      applied.add(lineKey);
+      const expected = expectedLines.get(lineKey);
+      check(
+        expected !== undefined && expected.quantity === a.quantity && expected.price === a.price,
+        () => `${lineKey}: applied allocation matches no allocated line`,
+      );
+      if (e.type === 'AllocationRejected') {
+        rejectedAllocations++;
+        continue;
+      }
+      const d = deltas.get(accountId) ?? { cash: 0n, positions: new Map<string, bigint>() };
+      deltas.set(accountId, d);
+      d.cash += cashDelta(a.side, a.quantity, a.price);
+      d.positions.set(
+        a.securityId,
+        (d.positions.get(a.securityId) ?? 0n) + (a.side === 'BUY' ? a.quantity : -a.quantity),
+      );
     }
-    const d = deltas.get(accountId) ?? { cash: 0n, positions: new Map<string, bigint>() };
-    deltas.set(accountId, d);
-    d.cash += cashDelta(a.side, a.quantity, a.price);
-    d.positions.set(
-      a.securityId,
-      (d.positions.get(a.securityId) ?? 0n) + (a.side === 'BUY' ? a.quantity : -a.quantity),
-    );
   }
   for (const lineKey of expectedLines.keys())
     check(applied.has(lineKey), () => `${lineKey}: allocated but never applied`);
@@ -251,6 +257,7 @@ export async function checkInvariants(args: {
     fills,
     allocationLines,
     accountEvents,
+    allocationLinesApplied,
     rejectedAllocations,
   };
 }

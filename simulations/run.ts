@@ -109,7 +109,7 @@ export async function runScenario(options: RunOptions): Promise<RunResult> {
       lastSettledAt = atMs;
       if (++settled === fillTotal) onAllSettled?.();
     },
-    accountEventPersisted() {
+    accountLineDurable() {
       accountEvents++;
     },
   };

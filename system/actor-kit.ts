@@ -125,6 +125,12 @@ export interface PersistentBehavior<S, C extends Replyable, E> {
   /** After the last command of a batch, before persisting: e.g. to stage a watermark. */
   endOfBatch?(state: S, ctx: ShellContext<C, E>): S;
   eventType(event: E): string;
+  /**
+   * What to journal for the events one batch staged, in order; folding the
+   * result with `evolve` must equal folding the staged events (e.g. several
+   * lines as one row). Absent: the staged events themselves.
+   */
+  pack?(staged: readonly E[]): E[];
   /** Validates a decoded event; throws on anything it does not know. */
   decodeEvent(data: unknown): E;
   encodeSnapshot(state: S): unknown;
@@ -308,7 +314,7 @@ export class EntityHost<S, C extends Replyable, E> {
         id,
         self: ctx.self,
         get journalSeq() {
-          return state.seq + staged.length;
+          return state.seq + (behavior.pack ? behavior.pack(staged) : staged).length;
         },
         persist: (event: E) => {
           staged.push(event);
@@ -322,6 +328,7 @@ export class EntityHost<S, C extends Replyable, E> {
         scheduleSelf: (msg: C, delayMs: number) => schedule(ctx.self, msg, delayMs),
       };
       let s = state.s;
+      let journaled: readonly E[] = [];
       try {
         for (const command of batch) s = await behavior.receive(s, command, shellCtx);
         if (behavior.endOfBatch) s = behavior.endOfBatch(s, shellCtx);
@@ -329,7 +336,8 @@ export class EntityHost<S, C extends Replyable, E> {
         // usually share one multi-row INSERT.
         // Encode all of them first: nact numbers an event only once its encoder
         // returned, so an encoder throwing in the middle would leave a hole.
-        const encoded = staged.map((event) => ({
+        journaled = behavior.pack ? behavior.pack(staged) : staged;
+        const encoded = journaled.map((event) => ({
           eventType: behavior.eventType(event),
           payload: codec.encode(event),
         }));
@@ -341,7 +349,7 @@ export class EntityHost<S, C extends Replyable, E> {
         throw error;
       }
       for (const effect of effects) effect();
-      const seq = state.seq + staged.length;
+      const seq = state.seq + journaled.length;
       if (seq === 0 && concrete) {
         // Nothing durable (e.g. a view of an unknown id): do not keep a live
         // actor around for ACTOR_IDLE_MS; stop it as soon as it is idle.

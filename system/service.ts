@@ -28,7 +28,8 @@ import type { AccountView, BlockOrderView, InspectionPort, Readiness } from '../
 import { buildApp } from '../api/app.ts';
 import { decodeVersioned, encodeVersioned } from '../persistence/codec.ts';
 import { Database } from '../persistence/db.ts';
-import { keysWhoseLastEventIs, SqlJournal } from '../persistence/journal.ts';
+import { keysWhoseLastEventIs, type Journal } from '../persistence/journal.ts';
+import { SqlJournal } from '../persistence/sql-journal.ts';
 import { migrations } from '../persistence/migrations/index.ts';
 import { SqlReferenceData } from '../persistence/reference.ts';
 import { ActorSystem, EntityHost } from './actor-kit.ts';
@@ -43,6 +44,7 @@ import {
   type Publisher,
 } from './jetstream.ts';
 import { createLogger, type Logger } from './log.ts';
+import { NactEngine } from './nact-engine.ts';
 
 export interface ServiceOptions {
   observer?: AllocationObserver;
@@ -57,7 +59,7 @@ export interface ServiceOptions {
 export interface Service {
   config: Config;
   db: Database;
-  journal: SqlJournal;
+  journal: Journal;
   nats: NatsHandles;
   accounts: EntityHost<AccountState, AccountMessage, AccountEvent>;
   blockOrders: EntityHost<BlockOrderShellState, BlockOrderMessage, BlockOrderEvent>;
@@ -144,13 +146,15 @@ export async function startService(config: Config, options: ServiceOptions = {})
       flushIntervalMs: config.journalFlushIntervalMs,
       flushesInFlightMax: config.journalFlushesInFlightMax,
       pendingEventsMax: config.journalPendingEventsMax,
+    });
+    const engine = new NactEngine(journal, {
       replayPageEvents: config.replayPageEvents,
       recoveryConcurrencyMax: config.recoveryConcurrencyMax,
     });
     const baseReference = new SqlReferenceData(db);
     const reference = options.reference ? options.reference(baseReference) : baseReference;
     const system = new ActorSystem(
-      journal,
+      engine,
       `blockfill-${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
     );
     const hostOptions = {
@@ -169,7 +173,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     const accounts = new EntityHost(
       system,
       accountBehavior({ reference, clock, observer }),
-      { codec, permits: journal, log },
+      { codec, permits: engine, log },
       hostOptions,
     );
     const blockOrders = new EntityHost(
@@ -188,7 +192,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
             attempts,
           }),
       }),
-      { codec, permits: journal, log },
+      { codec, permits: engine, log },
       hostOptions,
     );
     // A failed start stops what it had started: no timers or actors left behind.

@@ -4,7 +4,7 @@
  * unconfirmed allocations, passivation and graceful stop.
  */
 import t from 'tap';
-import type { AccountEvent } from '../actors/account/decider.ts';
+import { lineEvents, type AccountEvent } from '../actors/account/decider.ts';
 import type { BlockOrderEvent } from '../actors/block-order/decider.ts';
 import type { ReferencePort } from '../actors/protocol.ts';
 import type { BlockOrderView, Readiness } from '../actors/views.ts';
@@ -50,9 +50,11 @@ async function journal<E>(db: Database, key: string): Promise<E[]> {
 async function accountLines(db: Database, id: string) {
   const events = await journal<AccountEvent>(db, `account-${id}`);
   return events.flatMap((e) =>
-    e.type === 'AccountOpened'
-      ? []
-      : [{ type: e.type, seq: e.allocation.fillSeq, quantity: e.allocation.quantity }],
+    lineEvents(e).map((l) => ({
+      type: l.type,
+      seq: l.allocation.fillSeq,
+      quantity: l.allocation.quantity,
+    })),
   );
 }
 
@@ -291,11 +293,8 @@ t.test('a process restart recovers every view exactly, and new fills apply on to
   const a1Lines = await journal<AccountEvent>(db, 'account-A1');
   t.same(
     a1Lines
-      .flatMap((e) =>
-        e.type === 'AccountOpened'
-          ? []
-          : [`${e.allocation.blockOrderId}:${e.allocation.fillSeq}:${e.allocation.quantity}`],
-      )
+      .flatMap(lineEvents)
+      .map((e) => `${e.allocation.blockOrderId}:${e.allocation.fillSeq}:${e.allocation.quantity}`)
       .sort(),
     ['BUY1:1:180', 'BUY1:2:180', 'BUY1:3:240', 'SELL1:1:80', 'SELL1:2:80'],
     'A1 journaled each line exactly once',
@@ -524,9 +523,7 @@ t.test(
       ['A3', 100n],
     ] as const) {
       const events = await journal<AccountEvent>(db, `account-${id}`);
-      const lines = events.flatMap((e) =>
-        e.type !== 'AccountOpened' && e.allocation.blockOrderId === 'BUY2' ? [e] : [],
-      );
+      const lines = events.flatMap(lineEvents).filter((e) => e.allocation.blockOrderId === 'BUY2');
       const seqs = lines.map((e) => e.allocation.fillSeq);
       t.equal(new Set(seqs).size, seqs.length, `${id} applied no line of BUY2 twice`);
       t.equal(

@@ -33,8 +33,8 @@ export const AllocationRejection = {
 } as const;
 export type AllocationRejection = (typeof AllocationRejection)[keyof typeof AllocationRejection];
 
-export type AccountEvent =
-  | { type: 'AccountOpened'; def: AccountDef; atMs: number }
+/** The outcome of one allocation line. */
+export type LineEvent =
   | { type: 'AllocationApplied'; allocation: Allocation; cashDeltaMinor: bigint; atMs: number }
   | {
       type: 'AllocationRejected';
@@ -43,6 +43,15 @@ export type AccountEvent =
       detail: string;
       atMs: number;
     };
+
+export type AccountEvent =
+  | { type: 'AccountOpened'; def: AccountDef; atMs: number }
+  | LineEvent
+  /**
+   * Several line events decided in one mailbox batch, journaled as one row:
+   * evolving it is exactly evolving its events in order.
+   */
+  | { type: 'AllocationBatch'; events: LineEvent[] };
 
 export type AccountState =
   | { status: 'Empty' }
@@ -172,7 +181,49 @@ export function evolve(state: AccountState, event: AccountEvent): AccountState {
         rejected: state.rejected + 1,
       };
     }
+    case 'AllocationBatch':
+      invariant(event.events.length > 0, 'an empty AllocationBatch');
+      return event.events.reduce<AccountState>(evolve, state);
     default:
       return assertNever(event, 'account event');
   }
+}
+
+/** The line events an event carries (a batch carries several). */
+export function lineEvents(event: AccountEvent): LineEvent[] {
+  switch (event.type) {
+    case 'AccountOpened':
+      return [];
+    case 'AllocationApplied':
+    case 'AllocationRejected':
+      return [event];
+    case 'AllocationBatch':
+      return event.events;
+    default:
+      return assertNever(event, 'account event');
+  }
+}
+
+/**
+ * What to journal for the events one mailbox batch decided: each run of two
+ * or more line events becomes one AllocationBatch, so an account that took k
+ * lines at once writes one row, not k. Folding the result equals folding the input.
+ */
+export function packForJournal(events: readonly AccountEvent[]): AccountEvent[] {
+  const out: AccountEvent[] = [];
+  let run: LineEvent[] = [];
+  const flush = () => {
+    if (run.length === 1 && run[0]) out.push(run[0]);
+    else if (run.length > 1) out.push({ type: 'AllocationBatch', events: run });
+    run = [];
+  };
+  for (const event of events) {
+    if (event.type === 'AllocationApplied' || event.type === 'AllocationRejected') run.push(event);
+    else {
+      flush();
+      out.push(event);
+    }
+  }
+  flush();
+  return out;
 }

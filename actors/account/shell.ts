@@ -11,6 +11,7 @@ import {
   decide,
   evolve,
   initialState,
+  packForJournal,
   type AccountDef,
   type AccountEvent,
   type AccountState,
@@ -28,6 +29,7 @@ const EVENT_TYPES: ReadonlySet<string> = new Set([
   'AccountOpened',
   'AllocationApplied',
   'AllocationRejected',
+  'AllocationBatch',
 ]);
 
 type Ctx = ShellContext<AccountMessage, AccountEvent>;
@@ -39,7 +41,7 @@ export function accountBehavior(
     let next = state;
     for (const event of events) {
       ctx.persist(event);
-      if (event.type !== 'AccountOpened') ctx.effect(() => deps.observer.accountEventPersisted());
+      if (event.type !== 'AccountOpened') ctx.effect(() => deps.observer.accountLineDurable());
       next = evolve(next, event);
     }
     return next;
@@ -50,6 +52,7 @@ export function accountBehavior(
     initialState,
     evolve,
     eventType: (event) => event.type,
+    pack: packForJournal,
     decodeEvent(data) {
       const type = (data as { type?: unknown }).type;
       if (typeof type !== 'string' || !EVENT_TYPES.has(type))

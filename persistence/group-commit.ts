@@ -1,0 +1,234 @@
+/**
+ * Group commit, independent of where the rows go: appends from many actors
+ * queue up per key and are written in batches by a `BatchWriter` (SQL or
+ * memory). A batch is flushed when `batchEventsMax` records wait or
+ * `flushIntervalMs` after the first one, whichever comes first; up to
+ * `flushesInFlightMax` batches are written at once; whatever queued during a
+ * flush goes out as soon as it ends.
+ *
+ * Per key: records commit in order. A key with a batch in flight waits for
+ * it (so a key is never in two batches at once), and when key#n fails, its
+ * queued later records fail too: the stored journal of a key is always a
+ * gap-free prefix of what its writer appended.
+ *
+ * The queue is a map of per-key FIFOs plus an ordered set of keys ready to
+ * go, so a flush takes whole keys without scanning everything that waits.
+ */
+import { invariant } from '../actors/errors.ts';
+import {
+  JournalClosedError,
+  JournalConflictError,
+  JournalOverloadedError,
+  type JournalRecord,
+  type JournalStats,
+} from './journal.ts';
+
+export interface GroupCommitOptions {
+  batchEventsMax: number;
+  flushIntervalMs: number;
+  flushesInFlightMax: number;
+  pendingEventsMax: number;
+}
+
+/**
+ * Writes one batch atomically, except rows that already exist: for each key
+ * whose row at seq n existed, none of its rows from n on may be written.
+ * Returns the indices of the rows not written and whether the writer had to
+ * take a slower path (for the stats).
+ */
+export type BatchWriter = (
+  rows: readonly JournalRecord[],
+) => Promise<{ notWritten: ReadonlySet<number>; fallback: boolean }>;
+
+interface Waiter {
+  remaining: number;
+  failed: boolean;
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
+interface Entry {
+  record: JournalRecord;
+  waiter: Waiter;
+}
+
+export class GroupCommit {
+  readonly #write: BatchWriter;
+  readonly #options: GroupCommitOptions;
+  readonly #queues = new Map<string, Entry[]>();
+  /** Keys with queued records and no batch in flight, oldest first. */
+  readonly #ready = new Set<string>();
+  readonly #inFlight = new Set<string>();
+  /** Last appended seq per active key (queued or in flight): seqs only grow. */
+  readonly #lastSeq = new Map<string, number>();
+  #pending = 0;
+  #flushes = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #idleWaiters: Array<() => void> = [];
+  #closed = false;
+  readonly stats: JournalStats = {
+    events: 0,
+    batches: 0,
+    batchEventsLargest: 0,
+    conflicts: 0,
+    flushMsTotal: 0,
+    fallbacks: 0,
+  };
+
+  constructor(write: BatchWriter, options: GroupCommitOptions) {
+    // Options are a caller's input: a bad one is a RangeError, not a broken invariant.
+    if (!(options.batchEventsMax >= 1 && options.batchEventsMax <= 10_000))
+      throw new RangeError('batchEventsMax must be within 1..10000');
+    if (!(options.flushesInFlightMax >= 1 && options.pendingEventsMax >= 1))
+      throw new RangeError('flushesInFlightMax and pendingEventsMax must be at least 1');
+    this.#write = write;
+    this.#options = options;
+  }
+
+  get pending(): number {
+    return this.#pending;
+  }
+
+  append(records: readonly JournalRecord[]): Promise<void> {
+    if (this.#closed) return Promise.reject(new JournalClosedError());
+    if (records.length === 0) return Promise.resolve();
+    if (this.#pending + records.length > this.#options.pendingEventsMax) {
+      return Promise.reject(new JournalOverloadedError(this.#options.pendingEventsMax));
+    }
+    const invalid = records.find((r) => !Number.isSafeInteger(r.seq) || r.seq < 1);
+    if (invalid) {
+      return Promise.reject(
+        new RangeError(`invalid sequence number ${invalid.seq} for ${invalid.key}`),
+      );
+    }
+    return new Promise<void>((resolve, reject) => {
+      const waiter: Waiter = { remaining: records.length, failed: false, resolve, reject };
+      for (const record of records) this.#enqueue({ record, waiter });
+      this.#schedule();
+    });
+  }
+
+  #enqueue(entry: Entry): void {
+    const { key, seq } = entry.record;
+    const last = this.#lastSeq.get(key);
+    // One writer numbers its records 1, 2, 3 ...: a repeat or a step back is a bug in the caller.
+    invariant(last === undefined || seq === last + 1, `${key}#${seq} appended after #${last}`);
+    this.#lastSeq.set(key, seq);
+    const queue = this.#queues.get(key);
+    if (queue) queue.push(entry);
+    else this.#queues.set(key, [entry]);
+    if (!this.#inFlight.has(key)) this.#ready.add(key);
+    this.#pending++;
+  }
+
+  #schedule(): void {
+    if (this.#pending >= this.#options.batchEventsMax) return this.#pump();
+    if (this.#timer === undefined && this.#flushes < this.#options.flushesInFlightMax) {
+      this.#timer = setTimeout(() => {
+        this.#timer = undefined;
+        this.#pump();
+      }, this.#options.flushIntervalMs);
+    }
+  }
+
+  #pump(): void {
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    while (this.#flushes < this.#options.flushesInFlightMax && this.#ready.size > 0) {
+      const batch = this.#takeBatch();
+      invariant(batch.length > 0, 'a ready key must have queued records');
+      this.#flushes++;
+      void this.#flush(batch);
+    }
+  }
+
+  /** Whole keys, oldest ready first, up to batchEventsMax records (a key's prefix if it is larger). */
+  #takeBatch(): Entry[] {
+    const batch: Entry[] = [];
+    for (const key of this.#ready) {
+      if (batch.length >= this.#options.batchEventsMax) break;
+      const queue = this.#queues.get(key) ?? [];
+      const taken = queue.splice(0, this.#options.batchEventsMax - batch.length);
+      for (const e of taken) batch.push(e);
+      if (queue.length === 0) this.#queues.delete(key);
+      this.#ready.delete(key);
+      invariant(!this.#inFlight.has(key), `${key} would be in two batches at once`);
+      this.#inFlight.add(key);
+    }
+    this.#pending -= batch.length;
+    return batch;
+  }
+
+  async #flush(batch: Entry[]): Promise<void> {
+    const startedMs = performance.now();
+    try {
+      const { notWritten, fallback } = await this.#write(batch.map((e) => e.record));
+      this.stats.batches++;
+      if (fallback) this.stats.fallbacks++;
+      this.stats.flushMsTotal += performance.now() - startedMs;
+      this.stats.batchEventsLargest = Math.max(this.stats.batchEventsLargest, batch.length);
+      batch.forEach((e, i) => {
+        if (!notWritten.has(i)) return this.#succeed(e);
+        this.stats.conflicts++;
+        this.#fail(e, new JournalConflictError(e.record.key, e.record.seq));
+      });
+    } catch (error) {
+      const failure = error instanceof Error ? error : new Error(String(error));
+      for (const e of batch) this.#fail(e, failure);
+    } finally {
+      this.#landed(batch);
+    }
+  }
+
+  #succeed(entry: Entry): void {
+    this.stats.events++;
+    const w = entry.waiter;
+    if (--w.remaining === 0 && !w.failed) w.resolve();
+  }
+
+  /** A failed record fails its append and every record of its key still queued (a clean cut). */
+  #fail(entry: Entry, error: Error): void {
+    const w = entry.waiter;
+    w.remaining--;
+    if (!w.failed) {
+      w.failed = true;
+      w.reject(error);
+    }
+    const key = entry.record.key;
+    const later = this.#queues.get(key);
+    if (!later) return;
+    this.#queues.delete(key);
+    this.#ready.delete(key);
+    this.#pending -= later.length;
+    for (const e of later) this.#fail(e, error);
+  }
+
+  #landed(batch: Entry[]): void {
+    this.#flushes--;
+    invariant(this.#flushes >= 0, 'flushes in flight went negative');
+    for (const e of batch) {
+      const key = e.record.key;
+      if (!this.#inFlight.delete(key)) continue;
+      if (this.#queues.has(key)) this.#ready.add(key);
+      else this.#lastSeq.delete(key);
+    }
+    invariant(this.#pending >= 0, 'pending records went negative');
+    if (this.#pending > 0) this.#pump();
+    else if (this.#flushes === 0) for (const w of this.#idleWaiters.splice(0)) w();
+  }
+
+  /** Resolves when every queued record has been written (or failed). */
+  async drain(): Promise<void> {
+    if (this.#pending === 0 && this.#flushes === 0) return;
+    const idle = new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+    this.#pump();
+    await idle;
+  }
+
+  async close(): Promise<void> {
+    await this.drain();
+    this.#closed = true;
+  }
+}

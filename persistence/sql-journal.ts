@@ -1,0 +1,220 @@
+/**
+ * The journal on PostgreSQL or CockroachDB: tables `journal` and `snapshots`.
+ *
+ * Writes go through group commit (group-commit.ts). Each batch is first
+ * tried on the fast path: ONE statement, `INSERT … SELECT FROM unnest(four
+ * arrays)`, which the server parses once whatever the batch size and which
+ * is atomic on its own. If any row already exists (SQLSTATE 23505: a second
+ * writer for some actor), nothing of it was written and the batch is redone
+ * on the careful path: `INSERT … ON CONFLICT DO NOTHING RETURNING` in a
+ * SERIALIZABLE transaction that also deletes, for each conflicting key, its
+ * rows above the conflict, so the two-writer fence still holds.
+ *
+ * Reads: replay pages and snapshots requested in the same event-loop turn
+ * share one query each (thousands of actors recover at once after a burst).
+ */
+import { invariant } from '../actors/errors.ts';
+import type { Database, Query } from './db.ts';
+import { GroupCommit, type GroupCommitOptions } from './group-commit.ts';
+import type { Journal, JournalRecord, SnapshotRecord, StoredRecord } from './journal.ts';
+import { LookupBatcher } from './lookup-batcher.ts';
+
+export type SqlJournalOptions = GroupCommitOptions;
+
+const UNIQUE_VIOLATION = '23505';
+
+const INSERT_UNNEST =
+  'INSERT INTO journal (persistence_key, sequence_nr, event_type, payload) ' +
+  'SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bytea[])';
+
+interface EventRow {
+  persistence_key: string;
+  after: string;
+  lim: string;
+  sequence_nr: string;
+  event_type: string;
+  payload: Buffer;
+  created_ms: string;
+}
+
+const rowId = (key: string, seq: number) => `${key}\u0000${seq}`;
+
+function isUniqueViolation(error: unknown): boolean {
+  const e = error as { code?: unknown; cause?: { code?: unknown } } | undefined;
+  return e?.code === UNIQUE_VIOLATION || e?.cause?.code === UNIQUE_VIOLATION;
+}
+
+function columns(rows: readonly JournalRecord[]): unknown[] {
+  return [
+    rows.map((r) => r.key),
+    rows.map((r) => r.seq),
+    rows.map((r) => r.eventType),
+    rows.map((r) => r.payload),
+  ];
+}
+
+export class SqlJournal implements Journal {
+  readonly #db: Database;
+  readonly #commits: GroupCommit;
+  readonly #snapshots: LookupBatcher<SnapshotRecord>;
+  readonly #pages: LookupBatcher<StoredRecord[]>;
+
+  constructor(db: Database, options: SqlJournalOptions) {
+    this.#db = db;
+    this.#commits = new GroupCommit((rows) => this.#writeBatch(rows), options);
+    this.#snapshots = new LookupBatcher((keys) => this.#loadSnapshots(keys), 500);
+    this.#pages = new LookupBatcher((ids) => this.#loadPages(ids), 200);
+  }
+
+  get stats() {
+    return this.#commits.stats;
+  }
+
+  append(records: readonly JournalRecord[]): Promise<void> {
+    return this.#commits.append(records);
+  }
+
+  drain(): Promise<void> {
+    return this.#commits.drain();
+  }
+
+  close(): Promise<void> {
+    return this.#commits.close();
+  }
+
+  async #writeBatch(
+    rows: readonly JournalRecord[],
+  ): Promise<{ notWritten: ReadonlySet<number>; fallback: boolean }> {
+    invariant(rows.length > 0, 'an empty batch is never written');
+    try {
+      await this.#db.statement(INSERT_UNNEST, columns(rows));
+      return { notWritten: new Set(), fallback: false };
+    } catch (error) {
+      if (!isUniqueViolation(error)) throw error;
+    }
+    const notWritten = await this.#db.serializable((q) => this.#writeCarefully(q, rows));
+    return { notWritten, fallback: true };
+  }
+
+  /** The two-writer path: keeps what is new, reports what existed, cuts each conflicting key clean. */
+  async #writeCarefully(q: Query, rows: readonly JournalRecord[]): Promise<Set<number>> {
+    const inserted = await q<{ persistence_key: string; sequence_nr: string }>(
+      `${INSERT_UNNEST} ON CONFLICT (persistence_key, sequence_nr) DO NOTHING
+       RETURNING persistence_key, sequence_nr`,
+      columns(rows),
+    );
+    const done = new Set(inserted.map((r) => rowId(r.persistence_key, Number(r.sequence_nr))));
+    const firstConflict = new Map<string, number>();
+    for (const r of rows) {
+      if (!done.has(rowId(r.key, r.seq)))
+        firstConflict.set(r.key, Math.min(firstConflict.get(r.key) ?? Infinity, r.seq));
+    }
+    // A conflict at key#n means another writer owns the key: this writer's
+    // later rows of that key were decided without it and must not land.
+    const stale = rows.filter(
+      (r) => done.has(rowId(r.key, r.seq)) && r.seq > (firstConflict.get(r.key) ?? Infinity),
+    );
+    if (stale.length > 0) {
+      await q(
+        `DELETE FROM journal WHERE (persistence_key, sequence_nr) IN
+           (SELECT * FROM unnest($1::text[], $2::bigint[]))`,
+        [stale.map((r) => r.key), stale.map((r) => r.seq)],
+      );
+      for (const r of stale) done.delete(rowId(r.key, r.seq));
+    }
+    const notWritten = new Set<number>();
+    rows.forEach((r, i) => {
+      if (!done.has(rowId(r.key, r.seq))) notWritten.add(i);
+    });
+    invariant(notWritten.size > 0, 'the careful path runs only after a key conflict');
+    return notWritten;
+  }
+
+  snapshot(key: string): Promise<SnapshotRecord | undefined> {
+    return this.#snapshots.get(key);
+  }
+
+  async saveSnapshot(snapshot: Omit<SnapshotRecord, 'createdAtMs'>): Promise<void> {
+    invariant(
+      Number.isSafeInteger(snapshot.seq) && snapshot.seq >= 0,
+      `snapshot of ${snapshot.key} at #${snapshot.seq}`,
+    );
+    await this.#db.serializable((q) =>
+      q(
+        `INSERT INTO snapshots (persistence_key, sequence_nr, payload) VALUES ($1, $2, $3)
+         ON CONFLICT (persistence_key) DO UPDATE
+           SET sequence_nr = excluded.sequence_nr, payload = excluded.payload, created_at = now()
+           WHERE snapshots.sequence_nr < excluded.sequence_nr`,
+        [snapshot.key, snapshot.seq, snapshot.payload],
+      ),
+    );
+  }
+
+  async #loadSnapshots(keys: string[]): Promise<Map<string, SnapshotRecord>> {
+    const rows = await this.#db.query<{
+      persistence_key: string;
+      sequence_nr: string;
+      payload: Buffer;
+      created_ms: string;
+    }>(
+      `SELECT persistence_key, sequence_nr, payload,
+              floor(extract(epoch FROM created_at) * 1000)::bigint AS created_ms
+       FROM snapshots WHERE persistence_key = ANY($1::text[])`,
+      [keys],
+    );
+    return new Map(
+      rows.map((row) => [
+        row.persistence_key,
+        {
+          key: row.persistence_key,
+          seq: Number(row.sequence_nr),
+          payload: row.payload,
+          createdAtMs: Number(row.created_ms),
+        },
+      ]),
+    );
+  }
+
+  load(key: string, afterSeq: number, limit: number): Promise<StoredRecord[]> {
+    invariant(limit >= 1 && limit <= 100_000, `page of ${limit} records`);
+    return this.#pages.get(`${key}\u0000${afterSeq}\u0000${limit}`).then((page) => page ?? []);
+  }
+
+  /** Many (key, after, limit) pages in one query. */
+  async #loadPages(ids: string[]): Promise<Map<string, StoredRecord[]>> {
+    const [keys, afters, limits] = [[] as string[], [] as number[], [] as number[]];
+    for (const id of ids) {
+      const [key, after, limit] = id.split('\u0000');
+      keys.push(key ?? '');
+      afters.push(Number(after));
+      limits.push(Number(limit));
+    }
+    // LATERAL … LIMIT: each page is an index range scan that stops at its limit.
+    const rows = await this.#db.query<EventRow>(
+      `SELECT k.key AS persistence_key, k.after, k.lim, j.sequence_nr, j.event_type, j.payload,
+              floor(extract(epoch FROM j.created_at) * 1000)::bigint AS created_ms
+       FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS k (key, after, lim)
+       CROSS JOIN LATERAL (
+         SELECT sequence_nr, event_type, payload, created_at FROM journal
+         WHERE persistence_key = k.key AND sequence_nr > k.after
+         ORDER BY sequence_nr LIMIT k.lim
+       ) j
+       ORDER BY k.key, k.after, k.lim, j.sequence_nr`,
+      [keys, afters, limits],
+    );
+    const out = new Map<string, StoredRecord[]>();
+    for (const row of rows) {
+      const id = `${row.persistence_key}\u0000${Number(row.after)}\u0000${Number(row.lim)}`;
+      const page = out.get(id) ?? [];
+      page.push({
+        key: row.persistence_key,
+        seq: Number(row.sequence_nr),
+        eventType: row.event_type,
+        payload: row.payload,
+        createdAtMs: Number(row.created_ms),
+      });
+      out.set(id, page);
+    }
+    return out;
+  }
+}
