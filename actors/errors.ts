@@ -9,6 +9,10 @@ export const ErrorCode = {
   ActorStopped: 'ACTOR_STOPPED',
   /** The actor's mailbox is at its bound. */
   MailboxFull: 'MAILBOX_FULL',
+  /** The actor crashed while handling the command (it resets and recovers). */
+  ActorCrashed: 'ACTOR_CRASHED',
+  /** The command could not be delivered to its actor. */
+  Undeliverable: 'UNDELIVERABLE',
   /** Input broke a rule; `field` names the field, the message names the rule. */
   Validation: 'VALIDATION',
   /** A broken invariant: the process must not continue with this state. */

@@ -2,7 +2,7 @@
  * Messages between actors and from the outside, and the ports the shells use.
  * Every command carries its reply target; every path replies.
  */
-import type { Failed, Ref } from '../system/actor-kit.ts';
+import type { Failed, Ref } from './kernel.ts';
 import type { AccountDef, Allocation } from './account/decider.ts';
 import type { BlockOrderDef, Fill, FillRejection } from './block-order/decider.ts';
 import type { AccountView, BlockOrderView } from './views.ts';

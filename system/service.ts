@@ -32,7 +32,7 @@ import { keysWhoseLastEventIs, type Journal } from '../persistence/journal.ts';
 import { SqlJournal } from '../persistence/sql-journal.ts';
 import { migrations } from '../persistence/migrations/index.ts';
 import { SqlReferenceData } from '../persistence/reference.ts';
-import { ActorSystem, EntityHost } from './actor-kit.ts';
+import { ActorSystem, EntityHost } from './entity-host.ts';
 import { streamNames, type Config } from './config.ts';
 import {
   ensureConsumers,
@@ -44,7 +44,6 @@ import {
   type Publisher,
 } from './jetstream.ts';
 import { createLogger, type Logger } from './log.ts';
-import { NactEngine } from './nact-engine.ts';
 
 export interface ServiceOptions {
   observer?: AllocationObserver;
@@ -147,21 +146,19 @@ export async function startService(config: Config, options: ServiceOptions = {})
       flushesInFlightMax: config.journalFlushesInFlightMax,
       pendingEventsMax: config.journalPendingEventsMax,
     });
-    const engine = new NactEngine(journal, {
-      replayPageEvents: config.replayPageEvents,
-      recoveryConcurrencyMax: config.recoveryConcurrencyMax,
-    });
     const baseReference = new SqlReferenceData(db);
     const reference = options.reference ? options.reference(baseReference) : baseReference;
     const system = new ActorSystem(
-      engine,
       `blockfill-${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
+      { recoveryConcurrencyMax: config.recoveryConcurrencyMax },
     );
     const hostOptions = {
       idleMs: config.actorIdleMs,
       batchCommandsMax: config.actorBatchCommandsMax,
       mailboxMax: config.actorMailboxMax,
       snapshotEveryEvents: config.snapshotEveryEvents,
+      snapshotsInFlightMax: 32,
+      replayPageEvents: config.replayPageEvents,
       scheduledMax: 100_000,
       supervision: {
         crashesMax: config.supervisorCrashesMax,
@@ -173,7 +170,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     const accounts = new EntityHost(
       system,
       accountBehavior({ reference, clock, observer }),
-      { codec, permits: engine, log },
+      { codec, journal, log },
       hostOptions,
     );
     const blockOrders = new EntityHost(
@@ -192,7 +189,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
             attempts,
           }),
       }),
-      { codec, permits: engine, log },
+      { codec, journal, log },
       hostOptions,
     );
     // A failed start stops what it had started: no timers or actors left behind.

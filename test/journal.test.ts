@@ -1,8 +1,8 @@
 /**
- * The journal engine (SqlJournal) against the real PostgreSQL: group commit,
- * per-key order and paged replay, two writers, snapshots, recovery through the
- * actor layer, failed persists, and its bounds. Every test has its own
- * database (dropped at teardown).
+ * The SQL journal against the real PostgreSQL: group commit, per-key order
+ * and paged replay, two writers, snapshots, recovery through the actor host,
+ * failed persists, and its bounds. Every test has its own database (dropped
+ * at teardown). The same host on the in-memory journal: kernel.test.ts.
  */
 import t from 'tap';
 import { ActorStoppedError } from '../actors/errors.ts';
@@ -14,18 +14,41 @@ import {
   JournalGapError,
   JournalOverloadedError,
 } from '../persistence/journal.ts';
+import type { Journal, JournalRecord, SnapshotRecord } from '../persistence/journal.ts';
 import { SqlJournal, type SqlJournalOptions } from '../persistence/sql-journal.ts';
-import { NactEngine } from '../system/nact-engine.ts';
-import type {
-  NactEngineOptions,
-  PersistedEventLike,
-  PersistedSnapshotLike,
-  ReplayedEvent,
-} from '../system/nact-engine.ts';
+import { replay as replayRecords } from '../system/recovery.ts';
 
-type JournalOptions = SqlJournalOptions & NactEngineOptions;
-import { ActorSystem, EntityHost, tell } from '../system/actor-kit.ts';
-import type { Failed, HostOptions, PersistentBehavior, Ref } from '../system/actor-kit.ts';
+type JournalOptions = SqlJournalOptions & { replayPageEvents: number };
+
+/** The SQL journal with one-record helpers, so the tests read as the rows they write. */
+class TestJournal {
+  readonly journal: SqlJournal;
+  readonly pageEvents: number;
+  constructor(journal: SqlJournal, pageEvents: number) {
+    this.journal = journal;
+    this.pageEvents = pageEvents;
+  }
+  get stats() {
+    return this.journal.stats;
+  }
+  persist(record: JournalRecord): Promise<void> {
+    return this.journal.append([record]);
+  }
+  takeSnapshot(s: Omit<SnapshotRecord, 'createdAtMs'>): Promise<void> {
+    return this.journal.saveSnapshot(s);
+  }
+  latestSnapshot(key: string): Promise<SnapshotRecord | undefined> {
+    return this.journal.snapshot(key);
+  }
+  drain(): Promise<void> {
+    return this.journal.drain();
+  }
+  close(): Promise<void> {
+    return this.journal.close();
+  }
+}
+import type { Failed, PersistentBehavior, Ref } from '../actors/kernel.ts';
+import { ActorSystem, EntityHost, type HostOptions } from '../system/entity-host.ts';
 import { createLogger } from '../system/log.ts';
 import { eventually, testConfig, testDatabase, uniqueSuffix } from './helpers/harness.ts';
 import type { Teardown } from './helpers/harness.ts';
@@ -54,19 +77,6 @@ function track<T>(promise: Promise<T>): {
   return { settled: () => settled, outcome };
 }
 
-/** Fails (instead of hanging the file) if `promise` has not settled within 10 s. */
-async function deadline<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not settle within 10 s`)), 10_000);
-  });
-  try {
-    return await Promise.race([promise, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 function options(overrides: Partial<JournalOptions> = {}): JournalOptions {
   return {
     batchEventsMax: 1000,
@@ -74,17 +84,12 @@ function options(overrides: Partial<JournalOptions> = {}): JournalOptions {
     flushesInFlightMax: 3,
     pendingEventsMax: 100_000,
     replayPageEvents: 100,
-    recoveryConcurrencyMax: 4,
     ...overrides,
   };
 }
 
-function added(key: string, sequenceNumber: number, n: number): PersistedEventLike {
-  return {
-    key,
-    sequenceNumber,
-    data: { eventType: 'Added', payload: encodeVersioned({ type: 'Added', n }) },
-  };
+function added(key: string, seq: number, n: number): JournalRecord {
+  return { key, seq, eventType: 'Added', payload: encodeVersioned({ type: 'Added', n }) };
 }
 
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex');
@@ -99,7 +104,7 @@ interface Fixture {
   openJournal(
     overrides?: Partial<JournalOptions>,
     dbOverrides?: { poolMax?: number; retriesMax?: number },
-  ): Promise<{ journal: NactEngine; jdb: Database }>;
+  ): Promise<{ journal: TestJournal; jdb: Database }>;
   /** Runs at teardown, before the handles close and the database is dropped (last added runs first). */
   onTeardown(fn: Cleanup): void;
 }
@@ -130,7 +135,7 @@ async function fixture(tt: Teardown): Promise<Fixture> {
     openJournal: async (overrides = {}, dbOverrides = {}) => {
       const jdb = await openDb(dbOverrides);
       const o = options(overrides);
-      const journal = new NactEngine(new SqlJournal(jdb, o), o);
+      const journal = new TestJournal(new SqlJournal(jdb, o), o.replayPageEvents);
       cleanups.push(() => journal.close());
       return { journal, jdb };
     },
@@ -162,20 +167,17 @@ async function insertRow(db: Database, key: string, seq: number, n: number): Pro
 
 /** Replays `key` after `offset` and returns what the reducer saw. */
 async function replay(
-  journal: NactEngine,
+  journal: TestJournal,
   key: string,
   offset: number,
 ): Promise<{ seqs: number[]; ns: unknown[]; indexes: number[] }> {
-  return journal.events(key, offset).reduce(
-    (acc, event: ReplayedEvent, index) => {
-      const a = acc as { seqs: number[]; ns: unknown[]; indexes: number[] };
-      a.seqs.push(event.sequenceNumber);
-      a.ns.push((decodeVersioned(event.data.payload, 'replayed') as { n: unknown }).n);
-      a.indexes.push(index);
-      return a;
-    },
-    { seqs: [] as number[], ns: [] as unknown[], indexes: [] as number[] },
-  );
+  const seen = { seqs: [] as number[], ns: [] as unknown[], indexes: [] as number[] };
+  await replayRecords(journal.journal, key, offset, journal.pageEvents, (record) => {
+    seen.indexes.push(seen.seqs.length);
+    seen.seqs.push(record.seq);
+    seen.ns.push((decodeVersioned(record.payload, 'replayed') as { n: unknown }).n);
+  });
+  return seen;
 }
 
 const range = (from: number, to: number): number[] =>
@@ -320,13 +322,26 @@ t.test('events of one key replay in order, page by page', async (t) => {
   t.same((await replay(journal, 'A', K)).seqs, [], 'nothing after the end');
   t.same((await replay(journal, 'nobody', 0)).seqs, [], 'unknown key');
 
-  // The reducer yielding undefined stops the replay (nact's early stop).
-  let calls = 0;
-  const stopped = await journal
-    .events('A', 0)
-    .reduce<number | undefined>((acc) => (++calls === 2 ? undefined : acc), 0);
-  t.equal(stopped, undefined);
-  t.equal(calls, 2, 'no event is reduced after the stop');
+  // A key's pages requested in the same turn share one query and stay apart.
+  const [pageA, pageB] = await Promise.all([
+    journal.journal.load('A', 2, 3),
+    journal.journal.load('B', 0, 2),
+  ]);
+  t.same(
+    pageA.map((r) => [r.key, r.seq]),
+    [
+      ['A', 3],
+      ['A', 4],
+      ['A', 5],
+    ],
+  );
+  t.same(
+    pageB.map((r) => [r.key, r.seq]),
+    [
+      ['B', 1],
+      ['B', 2],
+    ],
+  );
 
   // A missing row in the middle is a gap, not a silent skip.
   await f.db.query('DELETE FROM journal WHERE persistence_key = $1 AND sequence_nr = 5', ['A']);
@@ -338,62 +353,6 @@ t.test('events of one key replay in order, page by page', async (t) => {
   // A missing first row is a gap too.
   await f.db.query('DELETE FROM journal WHERE persistence_key = $1 AND sequence_nr = 1', ['B']);
   await t.rejects(replay(journal, 'B', 0), { code: 'JOURNAL_GAP' });
-});
-
-t.test('recoveries are bounded and permits are released', async (t) => {
-  const f = await fixture(t);
-  // One pooled connection: queries run in order, so a query issued after
-  // another one has finished only when the first has.
-  const { journal, jdb } = await f.openJournal(
-    { recoveryConcurrencyMax: 1, replayPageEvents: 2 },
-    { poolMax: 1 },
-  );
-  for (const seq of range(1, 3)) await journal.persist(added('r1', seq, seq));
-  await journal.takeSnapshot({
-    key: 'r2',
-    sequenceNumber: 0,
-    data: encodeVersioned({}),
-    createdAt: 0,
-  });
-
-  // Lets every pending microtask run (so a recovery that is not blocked has
-  // queued its SELECT on the one connection), then runs a query behind it.
-  const afterQueued = async (handle: Database) => {
-    await new Promise((resolve) => setImmediate(resolve));
-    await handle.query('SELECT 1');
-  };
-  t.equal(await journal.latestSnapshot('r1'), undefined, 'no snapshot');
-  const second = track(journal.latestSnapshot('r2'));
-  await afterQueued(jdb);
-  t.equal(second.settled(), false, 'a second recovery waits for the permit');
-  t.same((await replay(journal, 'r1', 0)).seqs, [1, 2, 3]);
-  const s2 = await deadline(second.outcome, 'the second recovery');
-  t.equal(s2.status, 'fulfilled', 'the end of replay releases the permit');
-
-  // A replay that fails releases its permit too.
-  await f.db.query('DELETE FROM journal WHERE persistence_key = $1 AND sequence_nr = 2', ['r1']);
-  await t.rejects(
-    replay(journal, 'r2', 0).then(() => replay(journal, 'r1', 0)),
-    {
-      code: 'JOURNAL_GAP',
-    },
-  );
-  const third = track(journal.latestSnapshot('r1'));
-  t.equal(
-    (await deadline(third.outcome, 'a recovery after a failed replay')).status,
-    'fulfilled',
-    'permit free after a failed replay',
-  );
-
-  // releaseRecovery for a key holding no permit does not add permits.
-  journal.releaseRecovery('nobody');
-  journal.releaseRecovery('nobody');
-  const fourth = track(journal.latestSnapshot('r2'));
-  await afterQueued(jdb);
-  t.equal(fourth.settled(), false, 'still one recovery at a time');
-  journal.releaseRecovery('r1');
-  t.equal((await deadline(fourth.outcome, 'the fourth recovery')).status, 'fulfilled');
-  journal.releaseRecovery('r2');
 });
 
 // ------------------------------------------------------------- conflicts ---
@@ -509,13 +468,11 @@ for (const flushesInFlightMax of [1, 2]) {
       // land: a journal 2 without 1 can never be replayed (JournalGapError).
       const f = await fixture(t);
       const { journal } = await f.openJournal({ batchEventsMax: 1, flushesInFlightMax });
-      const broken: PersistedEventLike = {
+      const broken: JournalRecord = {
         key: 'k',
-        sequenceNumber: 1,
-        data: {
-          eventType: null as unknown as string,
-          payload: encodeVersioned({ type: 'Added', n: 1 }),
-        },
+        seq: 1,
+        eventType: null as unknown as string,
+        payload: encodeVersioned({ type: 'Added', n: 1 }),
       };
       const [first, second] = await Promise.allSettled([
         journal.persist(broken),
@@ -534,31 +491,22 @@ for (const flushesInFlightMax of [1, 2]) {
 t.test('snapshots: latest wins, an older one never overwrites a newer', async (t) => {
   const f = await fixture(t);
   const { journal } = await f.openJournal({}, { retriesMax: 50 });
-  const snap = (sequenceNumber: number, tag: string): PersistedSnapshotLike => ({
-    key: 's',
-    sequenceNumber,
-    data: encodeVersioned({ tag }),
-    createdAt: Date.now(),
-  });
+  const snap = (seq: number, tag: string) => ({ key: 's', seq, payload: encodeVersioned({ tag }) });
   const latest = async (key = 's') => {
     const s = await journal.latestSnapshot(key);
-    journal.releaseRecovery(key);
-    return (
-      s && { seq: s.sequenceNumber, tag: (decodeVersioned(s.data, 'snap') as { tag: string }).tag }
-    );
+    return s && { seq: s.seq, tag: (decodeVersioned(s.payload, 'snap') as { tag: string }).tag };
   };
   t.equal(await latest(), undefined, 'none yet');
   await journal.takeSnapshot(snap(5, 'five'));
   t.same(await latest(), { seq: 5, tag: 'five' });
   const read = await journal.latestSnapshot('s');
-  journal.releaseRecovery('s');
   t.equal(
-    hex(read?.data ?? new Uint8Array()),
+    hex(read?.payload ?? new Uint8Array()),
     hex(encodeVersioned({ tag: 'five' })),
     'bytes round-trip',
   );
   t.equal(read?.key, 's');
-  t.ok(typeof read?.createdAt === 'number' && read.createdAt > 0, 'createdAt is a timestamp');
+  t.ok(typeof read?.createdAtMs === 'number' && read.createdAtMs > 0, 'createdAtMs is a timestamp');
 
   await journal.takeSnapshot(snap(3, 'three'));
   t.same(await latest(), { seq: 5, tag: 'five' }, 'older sequence ignored');
@@ -618,7 +566,7 @@ const counter: PersistentBehavior<CounterState, CounterCommand, CounterEvent> = 
         break;
     }
     const reply: CounterReply = { type: 'Total', total: next.total, seq: ctx.journalSeq };
-    ctx.effect(() => tell(command.replyTo, reply));
+    ctx.reply(command.replyTo, reply);
     return next;
   },
   eventType: (event) => event.type,
@@ -640,6 +588,8 @@ const hostOptions: HostOptions = {
   batchCommandsMax: 16,
   mailboxMax: 1000,
   snapshotEveryEvents: 5,
+  snapshotsInFlightMax: 4,
+  replayPageEvents: 3,
   scheduledMax: 100,
   supervision: { crashesMax: 3, windowMs: 60_000, backoffMinMs: 1, backoffMaxMs: 10 },
 };
@@ -647,16 +597,15 @@ const hostOptions: HostOptions = {
 /** An actor system with a counter host on `journal`; stopped at teardown (or earlier by `stop`). */
 function startCounters(
   f: Fixture,
-  engine: object,
-  journal: NactEngine,
+  journal: Journal,
 ): { host: EntityHost<CounterState, CounterCommand, CounterEvent>; stop: () => Promise<void> } {
-  const system = new ActorSystem(engine, `journal-test-${uniqueSuffix()}`);
+  const system = new ActorSystem(`journal-test-${uniqueSuffix()}`, { recoveryConcurrencyMax: 4 });
   const host = new EntityHost(
     system,
     counter,
     {
       codec: { encode: encodeVersioned, decode: decodeVersioned },
-      permits: journal,
+      journal,
       log: createLogger('silent'),
     },
     hostOptions,
@@ -695,7 +644,7 @@ const ACTOR_JOURNAL: Partial<JournalOptions> = {
 t.test('an actor recovers from its snapshot plus the journal tail after a restart', async (t) => {
   const f = await fixture(t);
   const first = await f.openJournal(ACTOR_JOURNAL);
-  const a = startCounters(f, first.journal, first.journal);
+  const a = startCounters(f, first.journal.journal);
   let expected = 0;
   for (const n of range(1, 12)) {
     expected += n;
@@ -725,31 +674,28 @@ t.test('an actor recovers from its snapshot plus the journal tail after a restar
     offset: -1,
     replayed: [] as number[],
   };
-  const j2 = second.journal;
-  const recorder = {
-    persist: (e: PersistedEventLike) => j2.persist(e),
-    takeSnapshot: (s: PersistedSnapshotLike) => j2.takeSnapshot(s),
-    latestSnapshot: async (key: string) => {
-      const s = await j2.latestSnapshot(key);
-      seen.snapshotSeq = s?.sequenceNumber;
+  const j2 = second.journal.journal;
+  const recorder: Journal = {
+    get stats() {
+      return j2.stats;
+    },
+    append: (records) => j2.append(records),
+    saveSnapshot: (snapshot) => j2.saveSnapshot(snapshot),
+    drain: () => j2.drain(),
+    close: () => j2.close(),
+    snapshot: async (key) => {
+      const s = await j2.snapshot(key);
+      seen.snapshotSeq = s?.seq;
       return s;
     },
-    events: (key: string, offset: number) => {
-      seen.offset = offset;
-      const inner = j2.events(key, offset);
-      return {
-        reduce: <A>(
-          reducer: (acc: A | Promise<A>, event: ReplayedEvent, index: number) => A | Promise<A>,
-          initial: A | Promise<A>,
-        ) =>
-          inner.reduce<A>((acc, event, index) => {
-            seen.replayed.push(event.sequenceNumber);
-            return reducer(acc, event, index);
-          }, initial),
-      };
+    load: async (key, afterSeq, limit) => {
+      if (seen.offset < 0) seen.offset = afterSeq;
+      const page = await j2.load(key, afterSeq, limit);
+      seen.replayed.push(...page.map((r) => r.seq));
+      return page;
     },
   };
-  const b = startCounters(f, recorder, j2);
+  const b = startCounters(f, recorder);
   t.same(
     await total(b.host, 'c1'),
     { type: 'Total', total: 78, seq: 12 },
@@ -782,8 +728,16 @@ t.test(
     );
     // A healthy neighbour in the same host is unaffected.
     await insertRow(f.db, 'counter-ok', 1, 5);
-    const { host } = startCounters(f, journal, journal);
-    const pending = track(total(host, 'c9'));
+    const { host } = startCounters(f, journal.journal);
+    // Each command is answered Failed with the reason (never with a wrong
+    // total) and counts as a crash; past crashesMax the actor is stopped.
+    for (let i = 0; i <= hostOptions.supervision.crashesMax; i++) {
+      t.match(
+        await total(host, 'c9'),
+        { type: 'Failed', code: 'SCHEMA_VERSION_UNKNOWN', command: { type: 'GetTotal' } },
+        `ask ${i + 1} is told why`,
+      );
+    }
     const stopped = await eventually('counter/c9 to be stopped', () => {
       const names = host.stoppedActors();
       return names.length > 0 ? names : undefined;
@@ -798,15 +752,6 @@ t.test(
       hostOptions.supervision.crashesMax + 1,
       'reset crashesMax times, then stopped',
     );
-    // The queued command is answered Failed when the actor stops: never with a (wrong) total.
-    t.match(
-      await pending.outcome,
-      {
-        status: 'fulfilled',
-        value: { type: 'Failed', code: 'ACTOR_STOPPED', command: { type: 'GetTotal' } },
-      },
-      'the queued ask is told the actor stopped',
-    );
     await t.rejects(async () => total(host, 'c9'), ActorStoppedError, 'later asks are refused');
     t.same(await total(host, 'ok'), { type: 'Total', total: 5, seq: 1 }, 'other actors recover');
   },
@@ -817,7 +762,7 @@ t.test(
   async (t) => {
     const f = await fixture(t);
     const { journal } = await f.openJournal(ACTOR_JOURNAL);
-    const { host } = startCounters(f, journal, journal);
+    const { host } = startCounters(f, journal.journal);
     t.same(await add(host, 'c2', 1), { type: 'Total', total: 1, seq: 1 });
     t.same(await add(host, 'c2', 2), { type: 'Total', total: 3, seq: 2 });
     // Another writer takes sequence 3 behind the actor's back.
@@ -844,7 +789,7 @@ t.test(
 t.test('a failed persist of a multi-event command leaves none of its events durable', async (t) => {
   const f = await fixture(t);
   const { journal } = await f.openJournal(ACTOR_JOURNAL);
-  const { host } = startCounters(f, journal, journal);
+  const { host } = startCounters(f, journal.journal);
   t.same(await add(host, 'c4', 1), { type: 'Total', total: 1, seq: 1 });
   await insertRow(f.db, 'counter-c4', 2, 100);
   const failed = await host.ask<CounterReply>(

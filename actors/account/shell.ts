@@ -2,7 +2,7 @@
  * The account actor shell: persists the decider's event, then replies to the
  * block order that delivered the allocation. No business rule lives here.
  */
-import type { PersistentBehavior, ShellContext } from '../../system/actor-kit.ts';
+import type { PersistentBehavior, ShellContext } from '../kernel.ts';
 import { InvariantError, assertNever } from '../errors.ts';
 import type { AccountMessage, AllocationObserver, Clock, ReferencePort } from '../protocol.ts';
 import type { AccountView } from '../views.ts';

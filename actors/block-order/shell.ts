@@ -2,7 +2,7 @@
  * The block-order actor shell: persists the decider's events, then delivers
  * allocations to accounts, then replies. No business rule lives here.
  */
-import type { PersistentBehavior, ShellContext } from '../../system/actor-kit.ts';
+import type { PersistentBehavior, ShellContext } from '../kernel.ts';
 import { formatPrice, vwap } from '../domain/money.ts';
 import { own } from '../domain/records.ts';
 import { InvariantError, assertNever } from '../errors.ts';

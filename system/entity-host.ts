@@ -1,0 +1,382 @@
+/**
+ * The actor host: every actor of one kind, event-sourced on our Journal, on
+ * nact's runtime (through nact-adapter.ts).
+ *
+ * One batch of an actor, in mailbox order and without locks:
+ * 1. recover if the actor has no state yet: latest snapshot + journal tail;
+ * 2. take the commands queued behind the first one (mailbox batching);
+ * 3. `receive` each: decide, stage events, defer effects; then `endOfBatch`;
+ * 4. encode every staged event (packed), append them, wait until durable;
+ * 5. only then run the effects (replies, deliveries) in order.
+ * If anything before 5 fails, every command of the batch is answered Failed
+ * and the actor crashes; supervision resets it (it recovers from the
+ * journal, never resuming a state the journal does not hold) or stops it.
+ *
+ * Entities spawn on their first message, passivate after `idleMs` idle, and
+ * respawn on their next message (also a late reply to a passivated actor).
+ */
+import {
+  ActorStoppedError,
+  ErrorCode,
+  InvariantError,
+  MailboxFullError,
+  invariant,
+} from '../actors/errors.ts';
+import type { Failed, PersistentBehavior, Ref, Replyable, ShellContext } from '../actors/kernel.ts';
+import type { Journal, JournalRecord } from '../persistence/journal.ts';
+import type { Logger } from './log.ts';
+import { ask, registerHost, tell, unregisterHosts } from './messaging.ts';
+import {
+  childCount,
+  childOf,
+  CrashDecision,
+  liveActor,
+  spawnEntity,
+  spawnGroup,
+  startSystem,
+  stopChildren,
+  stopSystem,
+} from './nact-adapter.ts';
+import { Permits, replay } from './recovery.ts';
+import { isTransientFailure } from './transient.ts';
+
+export interface Codec {
+  encode(data: unknown): Uint8Array;
+  decode(bytes: Uint8Array, what: string): unknown;
+}
+
+export interface SupervisionOptions {
+  crashesMax: number;
+  windowMs: number;
+  backoffMinMs: number;
+  backoffMaxMs: number;
+}
+
+export interface HostOptions {
+  idleMs: number;
+  /** Consecutive queued commands handled (and persisted) together, at most. */
+  batchCommandsMax: number;
+  mailboxMax: number;
+  snapshotEveryEvents: number;
+  /** Snapshot writes in flight per host; a snapshot due beyond it waits for the next batch. */
+  snapshotsInFlightMax: number;
+  replayPageEvents: number;
+  scheduledMax: number;
+  supervision: SupervisionOptions;
+}
+
+export interface HostDeps {
+  journal: Journal;
+  codec: Codec;
+  log: Logger;
+}
+
+/** One actor system: a nact system, and the recovery permits its hosts share. */
+export class ActorSystem {
+  readonly ref: unknown;
+  readonly name: string;
+  readonly recoveries: Permits;
+  constructor(name: string, options: { recoveryConcurrencyMax: number }) {
+    this.ref = startSystem(name);
+    this.name = name;
+    this.recoveries = new Permits(options.recoveryConcurrencyMax);
+  }
+  stop(): void {
+    stopSystem(this.ref);
+    unregisterHosts(this.name);
+  }
+}
+
+interface Live<S> {
+  live: true;
+  s: S;
+  /** The last journal row of this actor (0 = none). */
+  seq: number;
+  rowsSinceSnapshot: number;
+}
+type Slot<S> = { live: false } | Live<S>;
+
+interface Decided<S, E> {
+  s: S;
+  staged: E[];
+  effects: Array<() => void>;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Answers a command that could not be handled; the command rides along so the sender can retry it. */
+function replyFailed(command: unknown, code: string, message: string): void {
+  const replyTo = (command as Replyable | undefined)?.replyTo;
+  if (replyTo) tell(replyTo as Ref<Failed>, { type: 'Failed', code, message, command });
+}
+
+function failAll(commands: readonly unknown[], error: unknown): void {
+  const e = error as Error & { code?: string };
+  for (const c of commands) replyFailed(c, e.code ?? ErrorCode.ActorCrashed, e.message);
+}
+
+export class EntityHost<S, C extends Replyable, E> {
+  readonly #system: ActorSystem;
+  readonly #behavior: PersistentBehavior<S, C, E>;
+  readonly #options: HostOptions;
+  readonly #deps: HostDeps;
+  readonly #group: unknown;
+  readonly #crashes = new Map<string, number[]>();
+  readonly #transientCrashes = new Map<string, number[]>();
+  readonly #stopped = new Map<string, string>();
+  readonly #timers = new Set<NodeJS.Timeout>();
+  #snapshotsInFlight = 0;
+  #closed = false;
+  crashCount = 0;
+
+  constructor(
+    system: ActorSystem,
+    behavior: PersistentBehavior<S, C, E>,
+    deps: HostDeps,
+    options: HostOptions,
+  ) {
+    invariant(options.batchCommandsMax >= 1, 'a batch holds at least one command');
+    invariant(options.snapshotEveryEvents >= 1, 'snapshots every N >= 1 events');
+    this.#system = system;
+    this.#behavior = behavior;
+    this.#options = options;
+    this.#deps = deps;
+    this.#group = spawnGroup(system.ref, `${behavior.kind}s`);
+    registerHost(system.name, `${behavior.kind}s`, this);
+  }
+
+  get kind(): string {
+    return this.#behavior.kind;
+  }
+
+  /** Actors stopped after repeated crashes: `kind/id` with the last error. */
+  stoppedActors(): string[] {
+    return [...this.#stopped.entries()].map(([id, why]) => `${this.kind}/${id}: ${why}`);
+  }
+
+  liveActors(): number {
+    return childCount(this.#group);
+  }
+
+  /** The live reference for `id`, spawning (and so recovering) the actor if needed. */
+  refFor(id: string): Ref<C> {
+    if (this.#stopped.has(id)) throw new ActorStoppedError(`${this.kind}/${id}`);
+    const existing = childOf(this.#group, id);
+    if (!existing) return this.#spawn(id);
+    if (existing.queued >= this.#options.mailboxMax)
+      throw new MailboxFullError(`${this.kind}/${id}`, this.#options.mailboxMax);
+    return existing.ref as Ref<C>;
+  }
+
+  /** Delivers `command` to actor `id`; if it cannot be delivered, replies Failed to its replyTo. */
+  send(id: string, command: C): void {
+    let ref: Ref<C>;
+    try {
+      ref = this.refFor(id);
+    } catch (error) {
+      const e = error as Error & { code?: string };
+      replyFailed(command, e.code ?? ErrorCode.Undeliverable, e.message);
+      return;
+    }
+    tell(ref, command);
+  }
+
+  /** Rejects (ActorStoppedError, MailboxFullError, ActorTimeoutError) instead of throwing. */
+  ask<R>(id: string, build: (replyTo: Ref<R>) => C, timeoutMs: number): Promise<R> {
+    return ask(
+      (command: C) => tell(this.refFor(id), command),
+      build,
+      timeoutMs,
+      `${this.kind}/${id}`,
+    );
+  }
+
+  #spawn(id: string): Ref<C> {
+    const key = `${this.kind}-${id}`;
+    return spawnEntity<Slot<S>>(
+      this.#group,
+      id,
+      (slot, message, self) => this.#handle(id, key, slot, message as C, self),
+      {
+        initialState: () => ({ live: false }),
+        idleMs: this.#options.idleMs,
+        onCrash: (error, queued) => this.#onCrash(id, error, queued),
+      },
+    ) as Ref<C>;
+  }
+
+  async #handle(id: string, key: string, slot: Slot<S>, first: C, self: unknown): Promise<Slot<S>> {
+    let state: Live<S>;
+    try {
+      state = slot.live ? slot : await this.#recover(id, key);
+    } catch (error) {
+      failAll([first], error);
+      throw error;
+    }
+    const actor = liveActor(self);
+    invariant(actor !== undefined, `${key} handles a message but is not live`);
+    // Mailbox batching: one journal append (one commit wait) serves every queued command.
+    const batch = [first, ...(actor.takeQueued(this.#options.batchCommandsMax - 1) as C[])];
+    let decided: Decided<S, E>;
+    let rows: number;
+    try {
+      decided = await this.#decide(id, state, batch, self);
+      rows = await this.#persist(key, state.seq, decided.staged);
+    } catch (error) {
+      failAll(batch, error);
+      throw error;
+    }
+    for (const effect of decided.effects) effect();
+    const next: Live<S> = {
+      live: true,
+      s: decided.s,
+      seq: state.seq + rows,
+      rowsSinceSnapshot: state.rowsSinceSnapshot + rows,
+    };
+    // Nothing durable (e.g. a view of an unknown id): stop as soon as it is idle.
+    if (next.seq === 0) setImmediate(() => actor.busy || actor.queued > 0 || actor.stop());
+    return this.#maybeSnapshot(key, next);
+  }
+
+  async #recover(id: string, key: string): Promise<Live<S>> {
+    return this.#system.recoveries.with(async () => {
+      const { journal, codec } = this.#deps;
+      const behavior = this.#behavior;
+      let s = behavior.initialState(id);
+      let seq = 0;
+      const snapshot = await journal.snapshot(key);
+      if (snapshot) {
+        const decoded = codec.decode(snapshot.payload, `snapshot ${key}`) as {
+          s: unknown;
+          seq: number;
+        };
+        invariant(
+          decoded.seq === snapshot.seq,
+          `snapshot of ${key} says #${decoded.seq}, row #${snapshot.seq}`,
+        );
+        s = behavior.decodeSnapshot(decoded.s);
+        seq = snapshot.seq;
+      }
+      const last = await replay(journal, key, seq, this.#options.replayPageEvents, (record) => {
+        s = behavior.evolve(s, behavior.decodeEvent(codec.decode(record.payload, `event ${key}`)));
+      });
+      if (behavior.recovered) s = behavior.recovered(s);
+      return { live: true, s, seq: last, rowsSinceSnapshot: last - seq };
+    });
+  }
+
+  async #decide(id: string, state: Live<S>, batch: C[], self: unknown): Promise<Decided<S, E>> {
+    const behavior = this.#behavior;
+    const staged: E[] = [];
+    const effects: Array<() => void> = [];
+    const ctx: ShellContext<C, E> = {
+      id,
+      self: self as Ref<C>,
+      get journalSeq() {
+        return state.seq + (behavior.pack ? behavior.pack(staged) : staged).length;
+      },
+      persist: (event) => void staged.push(event),
+      effect: (effect) => void effects.push(effect),
+      reply: (to, message) => void effects.push(() => tell(to, message)),
+      scheduleSelf: (message, delayMs) => this.#schedule(self as Ref<C>, message, delayMs),
+    };
+    let s = state.s;
+    for (const command of batch) s = await behavior.receive(s, command, ctx);
+    if (behavior.endOfBatch) s = behavior.endOfBatch(s, ctx);
+    return { s, staged, effects };
+  }
+
+  /** Appends the batch's events as rows after `lastSeq`; returns how many rows. */
+  async #persist(key: string, lastSeq: number, staged: readonly E[]): Promise<number> {
+    if (staged.length === 0) return 0;
+    const behavior = this.#behavior;
+    const rows = behavior.pack ? behavior.pack(staged) : staged;
+    invariant(rows.length > 0, `${key}: packing ${staged.length} events left no row`);
+    // Every row is encoded before any is appended: a failed encode leaves no hole.
+    const records: JournalRecord[] = rows.map((event, i) => ({
+      key,
+      seq: lastSeq + i + 1,
+      eventType: behavior.eventType(event),
+      payload: this.#deps.codec.encode(event),
+    }));
+    await this.#deps.journal.append(records);
+    return records.length;
+  }
+
+  #maybeSnapshot(key: string, state: Live<S>): Live<S> {
+    if (state.rowsSinceSnapshot < this.#options.snapshotEveryEvents) return state;
+    if (this.#snapshotsInFlight >= this.#options.snapshotsInFlightMax) return state;
+    const payload = this.#deps.codec.encode({
+      s: this.#behavior.encodeSnapshot(state.s),
+      seq: state.seq,
+    });
+    this.#snapshotsInFlight++;
+    // Behind the actor's back: a lost snapshot only means a longer replay.
+    this.#deps.journal
+      .saveSnapshot({ key, seq: state.seq, payload })
+      .catch((error: unknown) => this.#deps.log.warn('snapshot not saved', { key, error }))
+      .finally(() => this.#snapshotsInFlight--);
+    return { ...state, rowsSinceSnapshot: 0 };
+  }
+
+  async #onCrash(id: string, error: Error, queued: unknown[]): Promise<CrashDecision> {
+    this.crashCount++;
+    const now = Date.now();
+    const { crashesMax, backoffMinMs, backoffMaxMs, windowMs } = this.#options.supervision;
+    // Infrastructure trouble (database down, connection reset) is not the
+    // actor's fault: keep resetting with capped backoff, never stop for it.
+    const transient = isTransientFailure(error);
+    const history = transient ? this.#transientCrashes : this.#crashes;
+    const recent = (history.get(id) ?? []).filter((t) => now - t < windowMs);
+    recent.push(now);
+    history.set(id, recent);
+    if (this.#closed || (!transient && recent.length > crashesMax)) {
+      this.#stop(id, error, recent.length, queued);
+      return CrashDecision.Stop;
+    }
+    const backoffMs = Math.min(backoffMaxMs, backoffMinMs * 2 ** Math.min(recent.length - 1, 30));
+    this.#deps.log.warn('actor crashed; resetting from snapshot and journal', {
+      actor: `${this.kind}/${id}`,
+      transient,
+      backoffMs,
+      error,
+    });
+    await sleep(backoffMs);
+    return CrashDecision.Reset;
+  }
+
+  #stop(id: string, error: Error, crashes: number, queued: unknown[]): void {
+    if (!this.#closed) {
+      this.#stopped.set(id, `${error.name}: ${error.message}`);
+      this.#deps.log.error('actor stopped after repeated crashes', {
+        actor: `${this.kind}/${id}`,
+        crashes,
+        error,
+      });
+    }
+    // A stopped actor's mailbox is dropped: answer every queued command first.
+    const why = new ActorStoppedError(`${this.kind}/${id}`);
+    for (const command of queued) replyFailed(command, ErrorCode.ActorStopped, why.message);
+  }
+
+  #schedule(ref: Ref<C>, message: C, delayMs: number): void {
+    if (this.#closed) return;
+    if (this.#timers.size >= this.#options.scheduledMax)
+      throw new InvariantError(
+        `${this.kind}: ${this.#options.scheduledMax} timers pending (its bound)`,
+      );
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      tell(ref, message);
+    }, delayMs);
+    this.#timers.add(timer);
+  }
+
+  /** Cancels timers and stops every actor of this kind (their passivation timers with them). */
+  close(): void {
+    this.#closed = true;
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers.clear();
+    stopChildren(this.#group);
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * The only file that touches nact (7.6.2, unmaintained) and its internals.
+ * nact is the actor runtime: mailboxes, one message at a time per actor,
+ * idle shutdown, reset/stop on a crash. Persistence is ours (entity-host.ts);
+ * nact's persistent actors are not used.
+ *
+ * Internals relied on (test/nact-adapter.test.ts fails loudly if they change):
+ * - `nact/lib/system-map.js` `find(systemName, ref)` returns the concrete
+ *   actor, whose `mailbox` is a denque (`length`, `shift()`), whose `busy` is
+ *   true while its function runs, and whose `children` is a Map by name;
+ * - a crash's supervision context carries `mailbox` (the queued messages)
+ *   and the `reset` / `stop` decisions; reset re-runs `initialStateFunc` and
+ *   goes on with the next queued message; stop drops the mailbox;
+ * - a reference is `{ type: 'actor', system: { name }, path: { parts } }`.
+ */
+import nact from 'nact';
+import systemMap from 'nact/lib/system-map.js';
+import { invariant } from '../actors/errors.ts';
+
+interface ConcreteActor {
+  stopped: boolean;
+  busy: boolean;
+  reference: unknown;
+  stop(): void;
+  dispatch(message: unknown): void;
+  mailbox: { length: number; shift(): { message: unknown } | undefined };
+  children: Map<string, ConcreteActor>;
+}
+
+interface NactRef {
+  type?: string;
+  system?: { name?: string };
+  path?: { parts?: string[] };
+}
+
+/** A live actor, as the host needs to see it. */
+export interface LiveActor {
+  readonly ref: unknown;
+  readonly stopped: boolean;
+  readonly busy: boolean;
+  readonly queued: number;
+  /** Removes and returns up to `max` queued messages, oldest first (mailbox batching). */
+  takeQueued(max: number): unknown[];
+  stop(): void;
+}
+
+export const CrashDecision = { Reset: 'reset', Stop: 'stop' } as const;
+export type CrashDecision = (typeof CrashDecision)[keyof typeof CrashDecision];
+
+export interface EntityOptions<S> {
+  initialState: () => S;
+  idleMs: number;
+  /** Decides after a crash; `queued` are the messages waiting in the mailbox. */
+  onCrash: (error: Error, queued: unknown[]) => Promise<CrashDecision>;
+}
+
+export type EntityHandler<S> = (state: S, message: unknown, self: unknown) => Promise<S>;
+
+function live(concrete: ConcreteActor): LiveActor {
+  return {
+    ref: concrete.reference,
+    get stopped() {
+      return concrete.stopped;
+    },
+    get busy() {
+      return concrete.busy;
+    },
+    get queued() {
+      return concrete.mailbox.length;
+    },
+    takeQueued(max) {
+      const out: unknown[] = [];
+      while (out.length < max && concrete.mailbox.length > 0) {
+        const next = concrete.mailbox.shift();
+        if (next) out.push(next.message);
+      }
+      return out;
+    },
+    stop: () => concrete.stop(),
+  };
+}
+
+export function startSystem(name: string): unknown {
+  invariant(name.length > 0, 'an actor system needs a name');
+  return (nact.start as (...args: unknown[]) => unknown)({ name });
+}
+
+export function stopSystem(systemRef: unknown): void {
+  nact.stop(systemRef as never);
+}
+
+/** A parent for one kind of entity: its children are the entities. */
+export function spawnGroup(systemRef: unknown, name: string): unknown {
+  return nact.spawnStateless(systemRef as never, () => undefined, name);
+}
+
+function concreteOf(ref: unknown): ConcreteActor | undefined {
+  const r = ref as NactRef;
+  if (r?.type !== 'actor' || !r.system?.name) return undefined;
+  return systemMap.find(r.system.name, ref) as ConcreteActor | undefined;
+}
+
+/** The live child `id` of a group, if any. */
+export function childOf(groupRef: unknown, id: string): LiveActor | undefined {
+  const child = concreteOf(groupRef)?.children.get(id);
+  return child && !child.stopped ? live(child) : undefined;
+}
+
+export function childCount(groupRef: unknown): number {
+  return concreteOf(groupRef)?.children.size ?? 0;
+}
+
+/** Stops every child of a group (nact's recursive stop misses grandchildren). */
+export function stopChildren(groupRef: unknown): void {
+  const group = concreteOf(groupRef);
+  if (group) for (const child of [...group.children.values()]) child.stop();
+}
+
+export function liveActor(ref: unknown): LiveActor | undefined {
+  const concrete = concreteOf(ref);
+  return concrete && !concrete.stopped ? live(concrete) : undefined;
+}
+
+export function spawnEntity<S>(
+  groupRef: unknown,
+  id: string,
+  handler: EntityHandler<S>,
+  options: EntityOptions<S>,
+): unknown {
+  invariant(options.idleMs > 0, 'entities passivate after a positive idle time');
+  const f = (state: S, message: unknown, ctx: { self: unknown }) =>
+    handler(state, message, ctx.self);
+  return nact.spawn(groupRef as never, f as never, id, {
+    initialStateFunc: options.initialState,
+    shutdownAfter: options.idleMs,
+    onCrash: async (
+      _message: unknown,
+      error: Error,
+      ctx: { reset: symbol; stop: symbol; mailbox?: Array<{ message: unknown }> },
+    ) => {
+      const decision = await options.onCrash(
+        error,
+        (ctx.mailbox ?? []).map((m) => m.message),
+      );
+      return decision === CrashDecision.Stop ? ctx.stop : ctx.reset;
+    },
+  } as never);
+}
+
+/** The group name and entity id a reference points to, if it is an entity's. */
+export function entityAddress(
+  ref: unknown,
+): { systemName: string; group: string; id: string } | undefined {
+  const r = ref as NactRef;
+  if (r?.type !== 'actor' || !r.system?.name) return undefined;
+  const [group, id, ...rest] = r.path?.parts ?? [];
+  if (group === undefined || id === undefined || rest.length > 0) return undefined;
+  return { systemName: r.system.name, group, id };
+}
+
+/** Delivers to a live actor; false if there is none (stopped, passivated or not an actor ref). */
+export function dispatchTo(ref: unknown, message: unknown): boolean {
+  const concrete = concreteOf(ref);
+  if (!concrete || concrete.stopped) return false;
+  concrete.dispatch(message);
+  return true;
+}
