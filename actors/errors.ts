@@ -13,6 +13,8 @@ export const ErrorCode = {
   ActorCrashed: 'ACTOR_CRASHED',
   /** The command could not be delivered to its actor. */
   Undeliverable: 'UNDELIVERABLE',
+  /** A block order has its bound of fills awaiting their accounts: try the fill again later. */
+  OutboxFull: 'OUTBOX_FULL',
   /** Input broke a rule; `field` names the field, the message names the rule. */
   Validation: 'VALIDATION',
   /** A broken invariant: the process must not continue with this state. */

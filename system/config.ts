@@ -48,6 +48,8 @@ export interface Config {
   supervisorBackoffMaxMs: number;
   redeliveryAttemptsMax: number;
   redeliveryBackoffMs: number;
+  /** Fills a block order keeps awaiting their accounts before it refuses more. */
+  outboxFillsMax: number;
   httpHost: string;
   httpPort: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -146,6 +148,7 @@ export function loadConfig(env: Env = process.env): Config {
     supervisorBackoffMaxMs: int(env, 'SUPERVISOR_BACKOFF_MAX_MS', 2_000, 0, 600_000),
     redeliveryAttemptsMax: int(env, 'REDELIVERY_ATTEMPTS_MAX', 10, 1, 1_000),
     redeliveryBackoffMs: int(env, 'REDELIVERY_BACKOFF_MS', 50, 1, 60_000),
+    outboxFillsMax: int(env, 'OUTBOX_FILLS_MAX', 10_000, 1, 1_000_000),
     httpHost: str(env, 'HOST', '127.0.0.1'),
     httpPort: int(env, 'PORT', 3000, 0, 65_535),
     logLevel: logLevel as Config['logLevel'],

@@ -182,6 +182,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
         accounts: { send: (id, message) => accounts.send(id, message) },
         redeliveryAttemptsMax: config.redeliveryAttemptsMax,
         redeliveryBackoffMs: config.redeliveryBackoffMs,
+        outboxFillsMax: config.outboxFillsMax,
         onParked: (blockOrderId, accountId, attempts) =>
           log.error('re-delivery to an account keeps failing: retrying at the slowest backoff', {
             blockOrder: blockOrderId,

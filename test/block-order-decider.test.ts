@@ -9,10 +9,7 @@ import {
   decide,
   evolve,
   initialState,
-  markSettled,
-  settledThrough,
   totalTarget,
-  unsettledLines,
   type BlockOrderCommand,
   type BlockOrderDef,
   type BlockOrderEvent,
@@ -28,6 +25,7 @@ import {
   initialState as initialAccount,
   type AccountState,
 } from '../actors/account/decider.ts';
+import { Outbox } from '../actors/block-order/outbox.ts';
 import { expectInvariant, TEST_PRICE as PRICE } from './helpers/asserts.ts';
 
 // ---------------------------------------------------------------- helpers
@@ -55,17 +53,26 @@ interface Then {
 
 /**
  * given(t, history).settled(...).when(command).then(events) / .thenOutcome(...) / .thenThrows(...)
- * `settled` applies markSettled (volatile delivery tracking) after the replay.
+ * `settled` records settlements in an outbox rebuilt from the replay (as the
+ * shell does); a ConfirmProgress then carries what that outbox says.
  */
 function given(t: Asserts, history: readonly BlockOrderEvent[]) {
-  let state = replay(history);
+  const state = replay(history);
+  const outbox =
+    state.status === 'Open'
+      ? Outbox.fromPending(100, state.confirmedThroughSeq, state.pending)
+      : new Outbox(100);
   const chain = {
     settled(...settlements: Settlement[]) {
-      for (const [seq, accountId] of settlements) state = markSettled(state, seq, accountId).state;
+      for (const [seq, accountId] of settlements) outbox.settle(seq, accountId);
       return chain;
     },
-    when(command: BlockOrderCommand) {
+    when(given: BlockOrderCommand) {
       const before = state;
+      const command =
+        given.type === 'ConfirmProgress'
+          ? { ...given, settledThroughSeq: outbox.settledThrough() }
+          : given;
       const run = (): Decision => decide(command, before);
       return {
         then(expected: readonly BlockOrderEvent[]): Then {
@@ -131,7 +138,12 @@ const allocateCmd = (f: Fill, nowMs = NOW): BlockOrderCommand => ({
   fill: f,
   nowMs,
 });
-const confirm: BlockOrderCommand = { type: 'ConfirmProgress', nowMs: NOW + 5 };
+/** The outbox's answer is filled in by `given(...).when(confirm)`. */
+const confirm: BlockOrderCommand = {
+  type: 'ConfirmProgress',
+  settledThroughSeq: 0,
+  nowMs: NOW + 5,
+};
 
 // Worked by hand (lot 10, remaining A1 600 / A2 300 / A3 100, R = 1000):
 // fill 1 = 500: quotas 500*600/1000 = 300, 150, 50: whole lots, no leftover.
@@ -374,10 +386,6 @@ t.test('evolve tracks prevSeq per line and allocated totals', async (t) => {
       },
     ],
   );
-  t.ok(
-    s.pending.every((p) => p.lines.every((l) => !l.settled)),
-    'new lines start unsettled',
-  );
   t.strictSame(
     s.pending.map((p) => p.price),
     [PRICE, PRICE, PRICE],
@@ -390,9 +398,6 @@ t.test('evolve does not mutate the previous state', async (t) => {
   const s2 = evolve(s1, fill2Event);
   t.strictSame(s1, snapshot, 'previous state unchanged');
   t.not(s2, s1);
-  const { state: s3 } = markSettled(s2, 1, 'A1');
-  t.equal(openOf(t, s2).pending[0]?.lines[0]?.settled, false, 'markSettled copies');
-  t.equal(openOf(t, s3).pending[0]?.lines[0]?.settled, true);
 });
 
 t.test('evolve rejects impossible histories', async (t) => {
@@ -431,57 +436,6 @@ t.test('evolve rejects impossible histories', async (t) => {
 
 const threeFills = [opened, fill1Event, fill2Event, fill3Event];
 
-t.test('markSettled reports when a fill is fully settled; ignores unknown lines', async (t) => {
-  let state = replay(threeFills);
-  let r = markSettled(state, 2, 'A1');
-  t.equal(r.fillSettled, false);
-  state = r.state;
-  r = markSettled(state, 2, 'A2');
-  t.equal(r.fillSettled, false);
-  state = r.state;
-  r = markSettled(state, 2, 'A3');
-  t.equal(r.fillSettled, true, 'last line settles the fill');
-  state = r.state;
-  // Already settled, unknown seq, unknown account: same state, nothing settled.
-  for (const [seq, accountId] of [
-    [2, 'A3'],
-    [9, 'A1'],
-    [1, 'A9'],
-  ] as const) {
-    const again = markSettled(state, seq, accountId);
-    t.equal(again.state, state, `${seq}/${accountId}: same state`);
-    t.equal(again.fillSettled, false);
-  }
-  const empty = initialState();
-  t.strictSame(markSettled(empty, 1, 'A1'), { state: empty, fillSettled: false });
-});
-
-t.test('unsettledLines lists open lines oldest first, per account', async (t) => {
-  const state = given(t, threeFills)
-    .settled([1, 'A1'], [2, 'A2'], [3, 'A1'], [3, 'A3'])
-    .when(confirm)
-    .then([]).state; // fill 1 is not fully settled: nothing to confirm
-  t.strictSame(unsettledLines(state, 'A1'), [
-    { accountId: 'A1', quantity: 80n, prevSeq: 1, settled: false, seq: 2 },
-  ]);
-  t.strictSame(unsettledLines(state, 'A2'), [
-    { accountId: 'A2', quantity: 150n, prevSeq: 0, settled: false, seq: 1 },
-    { accountId: 'A2', quantity: 110n, prevSeq: 2, settled: false, seq: 3 },
-  ]);
-  t.strictSame(
-    unsettledLines(state).map((l) => [l.seq, l.accountId]),
-    [
-      [1, 'A2'],
-      [1, 'A3'],
-      [2, 'A1'],
-      [2, 'A3'],
-      [3, 'A2'],
-    ],
-  );
-  t.strictSame(unsettledLines(state, 'A9'), []);
-  t.strictSame(unsettledLines(initialState()), []);
-});
-
 t.test('ConfirmProgress confirms only the contiguous settled prefix', async (t) => {
   const all = (seq: number): Settlement[] => ['A1', 'A2', 'A3'].map((a) => [seq, a] as const);
 
@@ -504,13 +458,16 @@ t.test('ConfirmProgress confirms only the contiguous settled prefix', async (t) 
     [3],
     'confirmed fills leave pending',
   );
-  t.equal(settledThrough(s), 2);
-  // The settled line of fill 3 is still remembered; a second ConfirmProgress emits nothing.
   t.strictSame(
-    unsettledLines(s).map((l) => l.accountId),
-    ['A2', 'A3'],
+    decide({ ...confirm, settledThroughSeq: 2 }, s),
+    { outcome: 'Accepted', events: [] },
+    'a second ConfirmProgress at the same point emits nothing',
   );
-  t.strictSame(decide(confirm, s), { outcome: 'Accepted', events: [] });
+  expectInvariant(
+    t,
+    () => decide({ ...confirm, settledThroughSeq: 4 }, s),
+    /settled through 4, beyond the last fill/,
+  );
 
   // Everything settled: through 3.
   given(t, threeFills)
@@ -518,13 +475,16 @@ t.test('ConfirmProgress confirms only the contiguous settled prefix', async (t) 
     .when(confirm)
     .then([{ type: 'AllocationsConfirmed', throughSeq: 3, caughtUp: true, atMs: NOW + 5 }]);
 
-  // After recovery (markSettled is volatile) the watermark alone is the truth.
+  // After recovery (the outbox is volatile) the watermark alone is the truth.
   const recovered = replay([
     ...threeFills,
     { type: 'AllocationsConfirmed', throughSeq: 2, caughtUp: false, atMs: NOW + 5 },
   ]);
+  const r = openOf(t, recovered);
   t.strictSame(
-    unsettledLines(recovered).map((l) => [l.seq, l.accountId]),
+    Outbox.fromPending(100, r.confirmedThroughSeq, r.pending)
+      .openLines()
+      .map((l) => [l.seq, l.accountId]),
     [
       [3, 'A1'],
       [3, 'A2'],

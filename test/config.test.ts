@@ -47,6 +47,7 @@ const DEFAULTS: Config = {
   supervisorBackoffMaxMs: 2_000,
   redeliveryAttemptsMax: 10,
   redeliveryBackoffMs: 50,
+  outboxFillsMax: 10_000,
   httpHost: '127.0.0.1',
   httpPort: 3000,
   logLevel: 'info',

@@ -2,12 +2,13 @@
  * Block order: one per security and side. Takes its fills in sequence order
  * and allocates each one to its accounts, pro-rata in whole lots.
  *
- * Pure: `decide(command, state) → decision` and `evolve(state, event) → state`.
- * Delivery tracking (which account confirmed which line) is volatile: it is
- * rebuilt as "nothing confirmed after the watermark" on recovery, and the
- * shell re-delivers those lines. Accounts are idempotent, so re-delivering a
- * little too much is harmless; the persisted watermark guarantees nothing is
- * lost.
+ * Pure: `decide(command, state) → decision` and `evolve(state, event) → state`;
+ * the state is exactly the fold of the events. Delivery tracking (which
+ * account settled which line) is not state: the shell's outbox (outbox.ts)
+ * keeps it, rebuilt as "nothing settled after the watermark" on recovery, and
+ * the shell re-delivers those lines. Accounts are idempotent, so re-delivering
+ * a little too much is harmless; the persisted watermark guarantees nothing
+ * is lost.
  */
 import { allocateFill, type AllocationLine } from '../domain/allocation.ts';
 import type { Side } from '../domain/money.ts';
@@ -52,7 +53,6 @@ export interface PendingLine {
   quantity: bigint;
   /** The previous fill seq that allocated to this account (0 = none): lets the account detect a gap. */
   prevSeq: number;
-  settled: boolean;
 }
 
 export interface PendingFill {
@@ -79,7 +79,7 @@ export type BlockOrderState =
        */
       recentFills: Array<{ fillId: string; seq: number }>;
       lastSeqByAccount: Record<string, number>;
-      /** Fills after the watermark, oldest first. */
+      /** Fills after the watermark (not yet confirmed by all their accounts), oldest first. */
       pending: PendingFill[];
       confirmedThroughSeq: number;
     };
@@ -89,7 +89,8 @@ export type OpenState = Extract<BlockOrderState, { status: 'Open' }>;
 export type BlockOrderCommand =
   | { type: 'Open'; def: BlockOrderDef; nowMs: number }
   | { type: 'AllocateFill'; fill: Fill; nowMs: number }
-  | { type: 'ConfirmProgress'; nowMs: number };
+  /** `settledThroughSeq`: the shell's outbox says every line up to this fill is settled. */
+  | { type: 'ConfirmProgress'; settledThroughSeq: number; nowMs: number };
 
 export const FillRejection = {
   UnknownBlockOrder: 'UNKNOWN_BLOCK_ORDER',
@@ -187,7 +188,8 @@ export function decide(command: BlockOrderCommand, state: BlockOrderState): Deci
     }
     case 'ConfirmProgress': {
       if (state.status === 'Empty') return accepted();
-      const through = settledThrough(state);
+      const through = command.settledThroughSeq;
+      invariant(through <= state.lastFillSeq, `settled through ${through}, beyond the last fill`);
       return through > state.confirmedThroughSeq
         ? accepted({
             type: 'AllocationsConfirmed',
@@ -200,16 +202,6 @@ export function decide(command: BlockOrderCommand, state: BlockOrderState): Deci
     default:
       return assertNever(command, 'block order command');
   }
-}
-
-/** The highest fill seq such that it and every fill before it are settled by all their accounts. */
-export function settledThrough(state: OpenState): number {
-  let through = state.confirmedThroughSeq;
-  for (const p of state.pending) {
-    if (!p.lines.every((l) => l.settled)) break;
-    through = p.seq;
-  }
-  return through;
 }
 
 export function evolve(state: BlockOrderState, event: BlockOrderEvent): BlockOrderState {
@@ -251,7 +243,6 @@ export function evolve(state: BlockOrderState, event: BlockOrderEvent): BlockOrd
           accountId: line.accountId,
           quantity: line.quantity,
           prevSeq: own(lastSeqByAccount, line.accountId) ?? 0,
-          settled: false,
         });
         lastSeqByAccount[line.accountId] = fill.seq;
       }
@@ -283,42 +274,4 @@ export function evolve(state: BlockOrderState, event: BlockOrderEvent): BlockOrd
     default:
       return assertNever(event, 'block order event');
   }
-}
-
-/**
- * Volatile: records that `accountId` has settled (applied, or durably
- * rejected) its line of fill `seq`. Returns the same state when nothing
- * changes. Unknown lines are ignored: a late reply to an old redelivery.
- */
-export function markSettled(
-  state: BlockOrderState,
-  seq: number,
-  accountId: string,
-): { state: BlockOrderState; fillSettled: boolean } {
-  if (state.status !== 'Open') return { state, fillSettled: false };
-  const index = state.pending.findIndex((p) => p.seq === seq);
-  const fill = state.pending[index];
-  if (!fill) return { state, fillSettled: false };
-  const line = fill.lines.find((l) => l.accountId === accountId);
-  if (!line || line.settled) return { state, fillSettled: false };
-  const lines = fill.lines.map((l) => (l === line ? { ...l, settled: true } : l));
-  const pending = [...state.pending];
-  pending[index] = { ...fill, lines };
-  return { state: { ...state, pending }, fillSettled: lines.every((l) => l.settled) };
-}
-
-/** Unsettled lines, oldest first, optionally for one account. */
-export function unsettledLines(
-  state: BlockOrderState,
-  accountId?: string,
-): Array<PendingLine & { seq: number }> {
-  if (state.status !== 'Open') return [];
-  const out: Array<PendingLine & { seq: number }> = [];
-  for (const p of state.pending) {
-    for (const l of p.lines) {
-      if (!l.settled && (accountId === undefined || l.accountId === accountId))
-        out.push({ ...l, seq: p.seq });
-    }
-  }
-  return out;
 }

@@ -1,14 +1,17 @@
 /**
- * The block-order actor shell: persists the decider's events, then delivers
- * allocations to accounts, then replies. No business rule lives here.
+ * The block-order actor shell: persists the decider's events, delivers the
+ * allocation lines to their accounts once durable, and replies. Its state is
+ * the decider's fold plus the outbox (delivery bookkeeping, never journaled).
+ * One small handler per message type; no business rule lives here.
  */
-import type { PersistentBehavior, ShellContext } from '../kernel.ts';
 import { formatPrice, vwap } from '../domain/money.ts';
 import { own } from '../domain/records.ts';
-import { InvariantError, assertNever } from '../errors.ts';
+import { ErrorCode, InvariantError, assertNever } from '../errors.ts';
+import type { PersistentBehavior, ShellContext } from '../kernel.ts';
 import type {
   AccountDirectory,
   AllocationObserver,
+  AllocationReply,
   BlockOrderMessage,
   Clock,
   ReferencePort,
@@ -19,32 +22,21 @@ import {
   evolve,
   FillRejection,
   initialState,
-  markSettled,
   totalTarget,
-  unsettledLines,
   type BlockOrderDef,
   type BlockOrderEvent,
   type BlockOrderState,
+  type OpenState,
 } from './decider.ts';
+import { Outbox } from './outbox.ts';
 
 export const BLOCK_ORDER_KIND = 'block-order';
 
-/** Domain state plus delivery bookkeeping that is never journaled. */
 export interface BlockOrderShellState {
+  /** The fold of the journal: exactly what the events say. */
   d: BlockOrderState;
-  /** After a (re)start, unsettled lines are re-delivered once, on the first live message. */
-  redelivered: boolean;
-  /** Re-delivery bookkeeping per account that refused or failed a delivery. */
-  retry: Record<string, RetryState>;
-}
-
-export interface RetryState {
-  /** Consecutive re-deliveries without a settlement: drives backoff and the bound. */
-  attempts: number;
-  /** A Redeliver is pending: further refusals of the same delivery wave count once. */
-  scheduled: boolean;
-  /** The bound was reached: re-delivery goes on at the slowest backoff. */
-  parked: boolean;
+  /** Which lines are settled and what to re-deliver: volatile, rebuilt on recovery. */
+  outbox: Outbox;
 }
 
 export interface BlockOrderDeps {
@@ -54,6 +46,8 @@ export interface BlockOrderDeps {
   observer: AllocationObserver;
   redeliveryAttemptsMax: number;
   redeliveryBackoffMs: number;
+  /** Fills awaiting their accounts, at most; beyond it new fills are refused (and redelivered later). */
+  outboxFillsMax: number;
   /** Told when re-delivery to an account gives up (the account is stopped or keeps failing). */
   onParked(blockOrderId: string, accountId: string, attempts: number): void;
 }
@@ -78,51 +72,114 @@ const EVENT_TYPES: ReadonlySet<string> = new Set([
 ]);
 
 type Ctx = ShellContext<BlockOrderMessage, BlockOrderEvent>;
+type State = BlockOrderShellState;
+type Message<T extends BlockOrderMessage['type']> = Extract<BlockOrderMessage, { type: T }>;
 
 export function blockOrderBehavior(
   deps: BlockOrderDeps,
-): PersistentBehavior<BlockOrderShellState, BlockOrderMessage, BlockOrderEvent> {
-  function stage(
-    state: BlockOrderShellState,
-    events: BlockOrderEvent[],
-    ctx: Ctx,
-  ): BlockOrderShellState {
+): PersistentBehavior<State, BlockOrderMessage, BlockOrderEvent> {
+  const shell = blockOrderShell(deps);
+  return {
+    kind: BLOCK_ORDER_KIND,
+    initialState: () => ({ d: initialState(), outbox: new Outbox(deps.outboxFillsMax) }),
+    evolve: (state, event) => ({ ...state, d: evolve(state.d, event) }),
+    recovered: (state) => ({ ...state, outbox: outboxOf(state.d, deps.outboxFillsMax) }),
+    eventType: journalEventType,
+    decodeEvent(data) {
+      const type = (data as { type?: unknown }).type;
+      if (typeof type !== 'string' || !EVENT_TYPES.has(type))
+        throw new InvariantError(`unknown block order event ${String(type)}`);
+      return data as BlockOrderEvent;
+    },
+    encodeSnapshot: (state) => state.d,
+    decodeSnapshot: (data) => ({
+      d: data as BlockOrderState,
+      outbox: new Outbox(deps.outboxFillsMax),
+    }),
+    // The watermark rides along with whatever the batch persists anyway;
+    // it may lag, which only means a little more re-delivery after a crash.
+    endOfBatch(state, ctx) {
+      const settledThroughSeq = state.outbox.settledThrough();
+      const command = { type: 'ConfirmProgress' as const, settledThroughSeq, nowMs: now(deps) };
+      return shell.stage(state, decide(command, state.d).events, ctx);
+    },
+    async receive(state, message, ctx) {
+      switch (message.type) {
+        case 'AllocateFill':
+          return shell.allocateFill(state, message, ctx);
+        case 'AllocationSettled':
+          return shell.settled(shell.redeliverOnce(state, ctx), message);
+        case 'AllocationNotApplied':
+          return shell.retryLater(shell.redeliverOnce(state, ctx), message.accountId, ctx);
+        case 'Failed':
+          return shell.deliveryFailed(shell.redeliverOnce(state, ctx), message, ctx);
+        case 'Redeliver':
+          return shell.redeliver(shell.redeliverOnce(state, ctx), message.accountId, ctx);
+        case 'Wake': {
+          const next = shell.redeliverOnce(state, ctx);
+          ctx.reply(message.replyTo, {
+            type: 'Awake',
+            pendingLines: next.outbox.openLines().length,
+          });
+          return next;
+        }
+        case 'GetView':
+          return shell.view(state, message, ctx);
+        default:
+          return assertNever(message, 'block order message');
+      }
+    },
+  };
+}
+
+const now = (deps: BlockOrderDeps) => deps.clock.nowMs();
+
+function outboxOf(d: BlockOrderState, fillsMax: number): Outbox {
+  if (d.status !== 'Open') return new Outbox(fillsMax);
+  return Outbox.fromPending(fillsMax, d.confirmedThroughSeq, d.pending);
+}
+
+/** The handlers, closed over their dependencies. */
+function blockOrderShell(deps: BlockOrderDeps) {
+  /** Persists events and folds them; the outbox follows what became state. */
+  function stage(state: State, events: readonly BlockOrderEvent[], ctx: Ctx): State {
     let d = state.d;
     for (const event of events) {
       ctx.persist(event);
       d = evolve(d, event);
+      if (event.type === 'FillAllocated' && d.status === 'Open') {
+        const added = d.pending.at(-1);
+        if (added?.seq !== event.fill.seq) throw new InvariantError('a new fill must be pending');
+        state.outbox.add(added);
+      } else if (event.type === 'AllocationsConfirmed') state.outbox.confirmed(event.throughSeq);
     }
     return { ...state, d };
   }
 
   /** The open state, or why the order cannot be opened. */
   async function ensureOpen(
-    state: BlockOrderShellState,
+    state: State,
     ctx: Ctx,
-  ): Promise<BlockOrderShellState | { reason: FillRejection; detail: string }> {
+  ): Promise<State | { reason: FillRejection; detail: string }> {
     if (state.d.status === 'Open') return state;
     const def = await deps.reference.blockOrder(ctx.id);
     if (!def)
       return { reason: FillRejection.UnknownBlockOrder, detail: `no block order ${ctx.id}` };
-    const decision = decide({ type: 'Open', def, nowMs: deps.clock.nowMs() }, state.d);
+    const decision = decide({ type: 'Open', def, nowMs: now(deps) }, state.d);
     if (decision.outcome === 'Rejected')
       return { reason: decision.reason, detail: decision.detail };
     return stage(state, decision.events, ctx);
   }
 
-  /** Sends every unsettled line, optionally only of one fill or one account, oldest first. */
-  function deliver(
-    state: BlockOrderShellState,
-    ctx: Ctx,
-    only: { seq?: number; accountId?: string } = {},
-  ): void {
+  /** Sends the open lines (of one fill or one account, or all), oldest first, once durable. */
+  function deliver(state: State, ctx: Ctx, only: { seq?: number; accountId?: string } = {}): void {
     if (state.d.status !== 'Open') return;
     const def = state.d.def;
     for (const fill of state.d.pending) {
       if (only.seq !== undefined && fill.seq !== only.seq) continue;
       for (const line of fill.lines) {
-        if (line.settled || (only.accountId !== undefined && line.accountId !== only.accountId))
-          continue;
+        if (only.accountId !== undefined && line.accountId !== only.accountId) continue;
+        if (!state.outbox.isOpen(fill.seq, line.accountId)) continue;
         const message = {
           type: 'ApplyAllocation' as const,
           accountId: line.accountId,
@@ -142,18 +199,78 @@ export function blockOrderBehavior(
     }
   }
 
-  function redeliverOnce(state: BlockOrderShellState, ctx: Ctx): BlockOrderShellState {
-    if (state.redelivered) return state;
+  function redeliverOnce(state: State, ctx: Ctx): State {
+    if (state.outbox.redelivered) return state;
     deliver(state, ctx);
-    return { ...state, redelivered: true };
+    state.outbox.redelivered = true;
+    return state;
   }
 
-  function retryLater(
-    state: BlockOrderShellState,
-    accountId: string,
+  async function allocateFill(
+    initial: State,
+    message: Message<'AllocateFill'>,
     ctx: Ctx,
-  ): BlockOrderShellState {
-    const current = own(state.retry, accountId) ?? { attempts: 0, scheduled: false, parked: false };
+  ): Promise<State> {
+    const opened = await ensureOpen(initial, ctx);
+    if ('reason' in opened) {
+      ctx.reply(message.replyTo, { type: 'Rejected', ...opened });
+      return initial;
+    }
+    const state = redeliverOnce(opened, ctx);
+    if (state.outbox.full) {
+      // Back-pressure: the fill stays in JetStream and comes back once accounts caught up.
+      const detail = `${ctx.id} has ${state.outbox.fills} fills awaiting their accounts`;
+      ctx.reply(message.replyTo, { type: 'Failed', code: ErrorCode.OutboxFull, message: detail });
+      return state;
+    }
+    const decision = decide(
+      { type: 'AllocateFill', fill: message.fill, nowMs: now(deps) },
+      state.d,
+    );
+    switch (decision.outcome) {
+      case 'Accepted': {
+        const next = stage(state, decision.events, ctx);
+        const allocated = decision.events[0];
+        if (allocated?.type !== 'FillAllocated')
+          throw new InvariantError('an accepted fill must yield FillAllocated');
+        deliver(next, ctx, { seq: allocated.fill.seq });
+        const reply = {
+          type: 'Allocated' as const,
+          seq: allocated.fill.seq,
+          lines: allocated.lines.length,
+        };
+        ctx.reply(message.replyTo, reply);
+        return next;
+      }
+      case 'Duplicate':
+        ctx.reply(message.replyTo, { type: 'Duplicate', reason: decision.reason });
+        return state;
+      case 'Rejected':
+        ctx.reply(message.replyTo, {
+          type: 'Rejected',
+          reason: decision.reason,
+          detail: decision.detail,
+        });
+        return state;
+      default:
+        return assertNever(decision, 'decision');
+    }
+  }
+
+  function settled(state: State, message: Extract<AllocationReply, { type: 'AllocationSettled' }>) {
+    const fillSettled = state.outbox.settle(message.fillSeq, message.accountId);
+    state.outbox.setRetry(message.accountId, undefined);
+    // The account made its line durable before replying: the fill is done when all lines are.
+    if (fillSettled) deps.observer.fillSettled(message.blockOrderId, message.fillSeq, now(deps));
+    return state;
+  }
+
+  function retryLater(state: State, accountId: string, ctx: Ctx): State {
+    const current = state.outbox.retryOf(accountId) ?? {
+      attempts: 0,
+      scheduled: false,
+      parked: false,
+    };
     if (current.scheduled) return state;
     const attempts = current.attempts + 1;
     // A downstream failure must not crash the order. Past the bound the
@@ -162,135 +279,53 @@ export function blockOrderBehavior(
     const parked = attempts > deps.redeliveryAttemptsMax;
     if (parked && !current.parked)
       ctx.effect(() => deps.onParked(ctx.id, accountId, current.attempts));
-    ctx.scheduleSelf(
-      { type: 'Redeliver', accountId },
-      deps.redeliveryBackoffMs * 2 ** (Math.min(attempts, deps.redeliveryAttemptsMax) - 1),
+    const delayMs =
+      deps.redeliveryBackoffMs * 2 ** (Math.min(attempts, deps.redeliveryAttemptsMax) - 1);
+    ctx.scheduleSelf({ type: 'Redeliver', accountId }, delayMs);
+    state.outbox.setRetry(accountId, { attempts, scheduled: true, parked });
+    return state;
+  }
+
+  /** An account could not take a delivery (crashed, mailbox full, stopped). */
+  function deliveryFailed(state: State, message: Message<'Failed'>, ctx: Ctx): State {
+    const command = message.command as { type?: string; accountId?: string } | undefined;
+    if (command?.type !== 'ApplyAllocation' || typeof command.accountId !== 'string') return state;
+    return retryLater(state, command.accountId, ctx);
+  }
+
+  function redeliver(state: State, accountId: string, ctx: Ctx): State {
+    const retry = state.outbox.retryOf(accountId);
+    if (retry) state.outbox.setRetry(accountId, { ...retry, scheduled: false });
+    deliver(state, ctx, { accountId });
+    return state;
+  }
+
+  async function view(state: State, message: Message<'GetView'>, ctx: Ctx): Promise<State> {
+    if (state.d.status === 'Open') {
+      const unconfirmedLines = state.outbox.openLines().length;
+      ctx.reply(message.replyTo, {
+        type: 'View',
+        view: toView(state.d, ctx.journalSeq, unconfirmedLines),
+      });
+      return state;
+    }
+    const def = await deps.reference.blockOrder(ctx.id);
+    ctx.reply(
+      message.replyTo,
+      def ? { type: 'View', view: unopenedView(def) } : { type: 'NotFound' },
     );
-    return {
-      ...state,
-      retry: { ...state.retry, [accountId]: { attempts, scheduled: true, parked } },
-    };
+    return state;
   }
 
   return {
-    kind: BLOCK_ORDER_KIND,
-    initialState: () => ({ d: initialState(), redelivered: false, retry: {} }),
-    evolve: (state, event) => ({ ...state, d: evolve(state.d, event) }),
-    eventType: journalEventType,
-    decodeEvent(data) {
-      const type = (data as { type?: unknown }).type;
-      if (typeof type !== 'string' || !EVENT_TYPES.has(type))
-        throw new InvariantError(`unknown block order event ${String(type)}`);
-      return data as BlockOrderEvent;
-    },
-    encodeSnapshot: (state) => state.d,
-    decodeSnapshot: (data) => ({ d: data as BlockOrderState, redelivered: false, retry: {} }),
-
-    // The watermark rides along with whatever the batch persists anyway;
-    // it may lag, which only means a little more re-delivery after a crash.
-    endOfBatch(state, ctx) {
-      const decision = decide({ type: 'ConfirmProgress', nowMs: deps.clock.nowMs() }, state.d);
-      return stage(state, decision.events, ctx);
-    },
-
-    async receive(initial, message, ctx) {
-      let state = initial;
-      switch (message.type) {
-        case 'AllocateFill': {
-          const opened = await ensureOpen(state, ctx);
-          if ('reason' in opened) {
-            ctx.reply(message.replyTo, { type: 'Rejected', ...opened });
-            return state;
-          }
-          state = redeliverOnce(opened, ctx);
-          const decision = decide(
-            { type: 'AllocateFill', fill: message.fill, nowMs: deps.clock.nowMs() },
-            state.d,
-          );
-          switch (decision.outcome) {
-            case 'Accepted': {
-              state = stage(state, decision.events, ctx);
-              const allocated = decision.events[0];
-              if (allocated?.type !== 'FillAllocated')
-                throw new InvariantError('an accepted fill must yield FillAllocated');
-              deliver(state, ctx, { seq: allocated.fill.seq });
-              ctx.reply(message.replyTo, {
-                type: 'Allocated',
-                seq: allocated.fill.seq,
-                lines: allocated.lines.length,
-              });
-              return state;
-            }
-            case 'Duplicate':
-              ctx.reply(message.replyTo, { type: 'Duplicate', reason: decision.reason });
-              return state;
-            case 'Rejected':
-              ctx.reply(message.replyTo, {
-                type: 'Rejected',
-                reason: decision.reason,
-                detail: decision.detail,
-              });
-              return state;
-            default:
-              return assertNever(decision, 'decision');
-          }
-        }
-        case 'AllocationSettled': {
-          state = redeliverOnce(state, ctx);
-          const settled = markSettled(state.d, message.fillSeq, message.accountId);
-          state = { ...state, d: settled.state };
-          if (own(state.retry, message.accountId)) {
-            const { [message.accountId]: _cleared, ...rest } = state.retry;
-            state = { ...state, retry: rest };
-          }
-          // The account made its line durable before replying: the fill is done when all lines are.
-          if (settled.fillSettled)
-            deps.observer.fillSettled(ctx.id, message.fillSeq, deps.clock.nowMs());
-          return state;
-        }
-        case 'AllocationNotApplied':
-          return retryLater(redeliverOnce(state, ctx), message.accountId, ctx);
-        case 'Failed': {
-          // An account could not take a delivery (crashed, mailbox full, stopped).
-          const command = message.command as { type?: string; accountId?: string } | undefined;
-          if (command?.type !== 'ApplyAllocation' || typeof command.accountId !== 'string')
-            return state;
-          return retryLater(redeliverOnce(state, ctx), command.accountId, ctx);
-        }
-        case 'Redeliver': {
-          state = redeliverOnce(state, ctx);
-          const retry = own(state.retry, message.accountId);
-          if (retry)
-            state = {
-              ...state,
-              retry: { ...state.retry, [message.accountId]: { ...retry, scheduled: false } },
-            };
-          deliver(state, ctx, { accountId: message.accountId });
-          return state;
-        }
-        case 'Wake':
-          state = redeliverOnce(state, ctx);
-          ctx.reply(message.replyTo, {
-            type: 'Awake',
-            pendingLines: unsettledLines(state.d).length,
-          });
-          return state;
-        case 'GetView': {
-          if (state.d.status === 'Open') {
-            ctx.reply(message.replyTo, { type: 'View', view: toView(state.d, ctx.journalSeq) });
-            return state;
-          }
-          const def = await deps.reference.blockOrder(ctx.id);
-          ctx.reply(
-            message.replyTo,
-            def ? { type: 'View', view: unopenedView(def) } : { type: 'NotFound' },
-          );
-          return state;
-        }
-        default:
-          return assertNever(message, 'block order message');
-      }
-    },
+    stage,
+    redeliverOnce,
+    allocateFill,
+    settled,
+    retryLater,
+    deliveryFailed,
+    redeliver,
+    view,
   };
 }
 
@@ -299,10 +334,7 @@ function statusOf(filled: bigint, target: bigint): BlockOrderView['status'] {
   return filled >= target ? BlockOrderStatus.Filled : BlockOrderStatus.PartiallyFilled;
 }
 
-function toView(
-  state: Extract<BlockOrderState, { status: 'Open' }>,
-  journalSeq: number,
-): BlockOrderView {
+function toView(state: OpenState, journalSeq: number, unconfirmedLines: number): BlockOrderView {
   const def = state.def;
   const target = totalTarget(def);
   const v = vwap(state.filledNotional, state.filledQuantity);
@@ -324,7 +356,7 @@ function toView(
       allocatedQuantity: (own(state.allocated, t.accountId) ?? 0n).toString(),
     })),
     confirmedThroughSeq: state.confirmedThroughSeq,
-    unconfirmedLines: unsettledLines(state).length,
+    unconfirmedLines,
     journalSeq,
   };
 }
@@ -333,5 +365,5 @@ function toView(
 function unopenedView(def: BlockOrderDef): BlockOrderView {
   const opened = evolve(initialState(), { type: 'BlockOrderOpened', def, atMs: 0 });
   if (opened.status !== 'Open') throw new InvariantError('BlockOrderOpened must open the order');
-  return toView(opened, 0);
+  return toView(opened, 0, 0);
 }

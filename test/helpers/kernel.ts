@@ -71,6 +71,7 @@ export function startKernel(
       accounts: { send: (id, m) => accounts.send(id, m) },
       redeliveryAttemptsMax: 5,
       redeliveryBackoffMs: 1,
+      outboxFillsMax: 1_000,
       onParked: () => {},
     }),
     deps,
