@@ -18,7 +18,7 @@
 #                       /var/lib/nats-server-PORT for a port other than 4222)
 #   NATS_LOG_FILE       log file for a nats-server we start (same pattern)
 #
-# stdout: one line per service ("postgres: up at HOST:PORT").
+# stderr: one line per service ("postgres: up at HOST:PORT"); stdout stays free for a caller's JSON.
 # stderr: progress and errors.
 set -euo pipefail
 
@@ -200,7 +200,7 @@ ensure_postgres() {
       die "PostgreSQL at $where (DATABASE_URL) did not become ready within ${WAIT_SECS}s${PG_CLUSTER:+ (is $PG_HOST in listen_addresses of /etc/postgresql/$PG_CLUSTER/postgresql.conf?)}"
   fi
   if is_local "$PG_HOST"; then pg_ensure_db; fi
-  echo "postgres: up at $where"
+  echo "postgres: up at $where" >&2
 }
 
 # ------------------------------------------------------------------- nats ---
@@ -263,7 +263,7 @@ ensure_nats() {
   info="$(nats_info "$NATS_HOST" "$NATS_PORT")"
   [[ "$info" == *'"jetstream":true'* ]] ||
     die "NATS at $where (NATS_URL) is up but JetStream is not enabled: restart nats-server with -js (or jetstream {} in its config)"
-  echo "nats: up at $where"
+  echo "nats: up at $where" >&2
 }
 
 ensure_postgres

@@ -29,8 +29,7 @@ const result = await runScenario({
     ...(typeof args.securities === 'number' ? { securities: args.securities } : {}),
     ...(typeof args.seed === 'number' ? { seed: args.seed } : {}),
   },
-  namespace: 'DEMO',
-  databaseName: 'blockfill_demo',
+  tag: 'demo',
   keepDatabase: args.keep === true,
   publishInFlightMax: 256,
   settleTimeoutMs: 600_000,
@@ -48,21 +47,21 @@ const inv = result.invariants;
 say('');
 say(`fills allocated           ${result.fills}`);
 say(`allocation lines          ${inv?.allocationLines ?? '-'}`);
-say(`account events (durable)  ${result.accountEvents}`);
+say(`lines durable on accounts ${result.lines}`);
 say(
   `elapsed                   ${(result.elapsedMs / 1000).toFixed(2)} s (publishing took ${(result.publishMs / 1000).toFixed(2)} s)`,
 );
 say(
-  `throughput                ${result.fillsPerSec} fills/s, ${result.accountEventsPerSec} account events/s`,
+  `throughput                ${result.fillsPerSec} fills/s, ${result.linesPerSec} allocation lines/s`,
 );
 say(
-  `latency publish -> all allocations durable: p50 ${result.latencyMs.p50} ms, p90 ${result.latencyMs.p90} ms, p99 ${result.latencyMs.p99} ms, max ${result.latencyMs.max} ms`,
+  `latency publish -> all lines durable: p50 ${result.latencyMs.p50} ms, p90 ${result.latencyMs.p90} ms, p99 ${result.latencyMs.p99} ms, max ${result.latencyMs.max} ms`,
 );
 say(
   '  (all fills are published at once, so latency includes queueing behind the backlog; npm run bench also measures it at a steady rate)',
 );
 say(
-  `journal                   ${result.journal.events} events in ${result.journal.batches} batches (largest ${result.journal.batchEventsLargest}, mean commit ${(result.journal.flushMsTotal / Math.max(1, result.journal.batches)).toFixed(1)} ms), ${result.journal.conflicts} conflicts`,
+  `journal                   ${result.journal.events} rows in ${result.journal.batches} commits (largest ${result.journal.batchEventsLargest}, mean commit ${(result.journal.flushMsTotal / Math.max(1, result.journal.batches)).toFixed(1)} ms), ${result.journal.conflicts} conflicts`,
 );
 say(
   `consumer                  ${result.consumer.acked} acked, ${result.consumer.duplicates} duplicates, ${result.consumer.nakked} nakked, ${result.consumer.deadLettered} dead-lettered; actor crashes ${result.actorCrashes}`,
@@ -73,14 +72,17 @@ if (inv) {
   );
   for (const v of inv.violations) say(`  violation: ${v}`);
 }
+say(
+  `database                  ${result.databaseName}${args.keep === true ? ' (kept)' : ' (dropped)'}`,
+);
 if (json) {
   process.stdout.write(
     `${JSON.stringify({
       invariantsOk: result.invariantsOk,
       fills: result.fills,
-      accountEvents: result.accountEvents,
+      lines: result.lines,
       fillsPerSec: result.fillsPerSec,
-      accountEventsPerSec: result.accountEventsPerSec,
+      linesPerSec: result.linesPerSec,
       latencyMs: { p50: result.latencyMs.p50, p99: result.latencyMs.p99 },
     })}\n`,
   );

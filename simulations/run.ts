@@ -1,31 +1,53 @@
 /**
- * One end-to-end run on the local services: fresh database and streams, seed,
- * start the service in-process, publish the fills, wait until every fill is
- * allocated and every allocation is durable on its account, measure, check
- * the books, clean up.
+ * One end-to-end run on the local services: a database and stream namespace
+ * of its own, seeded; the service in-process; the fills through JetStream;
+ * a wait until every fill is allocated and every line durable on its
+ * account; figures; the books checked exactly; everything it created removed.
+ *
+ * Two ways to feed it:
+ * - `prepublish`: the whole stream is published before the service starts,
+ *   so every fill has arrived at t0 (a saturation run, comparable to the
+ *   other designs' floods; the publisher's own CPU is not in the figure);
+ * - otherwise fills are published while the service runs, at
+ *   `publishRatePerSec` or as fast as JetStream takes them.
  */
-import type { Clock, AllocationObserver } from '../actors/protocol.ts';
+import { randomBytes } from 'node:crypto';
+import type { Fill } from '../actors/block-order/decider.ts';
 import { BLOCK_ORDER_KIND, UNCONFIRMED_EVENT_TYPES } from '../actors/block-order/shell.ts';
+import type { AllocationObserver, Clock } from '../actors/protocol.ts';
 import { Database } from '../persistence/db.ts';
 import { keysWhoseLastEventIs } from '../persistence/journal.ts';
 import { migrate } from '../persistence/migrate.ts';
 import { seedReferenceData } from '../persistence/reference.ts';
-import { loadConfig, type Config } from '../system/config.ts';
+import { loadConfig, streamNames, type Config } from '../system/config.ts';
+import {
+  ensureStreams,
+  fillPublisher,
+  openJetStream,
+  type Publisher,
+} from '../system/jetstream.ts';
 import { createLogger } from '../system/log.ts';
-import { openJetStream } from '../system/jetstream.ts';
-import { startService } from '../system/service.ts';
+import { startService, type Service } from '../system/service.ts';
+import { percentiles, type LatencyMs } from './arms/common.ts';
 import { checkInvariants, type InvariantReport } from './invariants.ts';
-import { generateScenario, type ScenarioOptions } from './scenario.ts';
+import { generateScenario, type Scenario, type ScenarioOptions } from './scenario.ts';
 import { deleteStreams, dropDatabase, freshDatabase } from './support.ts';
 
 export interface RunOptions {
-  scenario: Partial<ScenarioOptions>;
-  namespace: string;
-  databaseName: string;
+  scenario: Partial<ScenarioOptions> | Scenario;
+  /** A tag for this run's database and streams; a random suffix makes them its own. */
+  tag: string;
   keepDatabase: boolean;
   publishInFlightMax: number;
-  /** Fills per second; absent = as fast as JetStream takes them (a flood). */
+  /** Publish everything before the service starts (a backlog at t0). */
+  prepublish?: boolean;
+  /** Fills per second while the service runs; absent = as fast as JetStream takes them. */
   publishRatePerSec?: number;
+  /**
+   * Latency percentiles leave out the first this many fills (they still must
+   * settle): a steady-state figure, without the cold start of every actor.
+   */
+  latencyFromFill?: number;
   settleTimeoutMs: number;
   checkInvariants: boolean;
   env: Record<string, string | undefined>;
@@ -36,190 +58,268 @@ export interface RunResult {
   invariantsOk: boolean;
   invariants?: InvariantReport;
   fills: number;
-  accountEvents: number;
+  /** Allocation lines durably applied (or durably rejected) on accounts. */
+  lines: number;
   fillsPerSec: number;
-  accountEventsPerSec: number;
-  latencyMs: { p50: number; p90: number; p99: number; max: number };
+  linesPerSec: number;
+  /** From a fill's arrival (its publish, or t0 for a backlog) until all its lines are durable. */
+  latencyMs: LatencyMs;
   elapsedMs: number;
   publishMs: number;
-  journal: {
-    events: number;
-    batches: number;
-    batchEventsLargest: number;
-    conflicts: number;
-    flushMsTotal: number;
-  };
-  consumer: { acked: number; duplicates: number; deadLettered: number; nakked: number };
+  databaseName: string;
+  journal: Service['journal']['stats'];
+  consumer: Service['consumer']['stats'];
   actorCrashes: number;
   config: Pick<
     Config,
     | 'partitions'
     | 'journalBatchEventsMax'
     | 'journalFlushIntervalMs'
+    | 'journalFlushesInFlightMax'
     | 'consumerInFlightMax'
+    | 'actorBatchCommandsMax'
     | 'snapshotEveryEvents'
   >;
 }
 
 export const monotonicClock: Clock = { nowMs: () => performance.timeOrigin + performance.now() };
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return Math.round((sorted[i] ?? 0) * 100) / 100;
+/** Watches settlements: arrival times in, latencies and counts out. */
+class Progress implements AllocationObserver {
+  readonly arrivedAtMs = new Map<string, number>();
+  readonly latenciesMs: number[] = [];
+  settled = 0;
+  lines = 0;
+  lastSettledAtMs = 0;
+  readonly #total: number;
+  readonly #done: () => void;
+  readonly allSettled: Promise<void>;
+
+  constructor(total: number) {
+    this.#total = total;
+    let done!: () => void;
+    this.allSettled = new Promise<void>((resolve) => (done = resolve));
+    this.#done = done;
+  }
+
+  /** Fills whose latency is not counted (the warm-up of a steady run). */
+  readonly unmeasured = new Set<string>();
+
+  arrived(fill: Fill, atMs: number, measured = true): void {
+    const key = `${fill.blockOrderId}#${fill.seq}`;
+    this.arrivedAtMs.set(key, atMs);
+    if (!measured) this.unmeasured.add(key);
+  }
+
+  fillSettled(blockOrderId: string, seq: number, atMs: number): void {
+    const key = `${blockOrderId}#${seq}`;
+    const t0 = this.arrivedAtMs.get(key);
+    if (t0 === undefined) return; // a re-report after a restart, or not ours
+    this.arrivedAtMs.delete(key);
+    if (!this.unmeasured.delete(key)) this.latenciesMs.push(atMs - t0);
+    this.lastSettledAtMs = atMs;
+    if (++this.settled === this.#total) this.#done();
+  }
+
+  accountLineDurable(): void {
+    this.lines++;
+  }
 }
 
-export async function runScenario(options: RunOptions): Promise<RunResult> {
-  const base = loadConfig(options.env);
-  const scenario = generateScenario(options.scenario);
-  const fillTotal = scenario.publishOrder.length;
-  options.progress(
-    `scenario: ${scenario.seed.securities.length} securities, ${scenario.seed.accounts.length} accounts, ${scenario.seed.blockOrders.length} block orders, ${fillTotal} fills`,
-  );
-
-  const databaseUrl = await freshDatabase(base.databaseUrl, options.databaseName);
-  const config: Config = { ...base, databaseUrl, namespace: options.namespace };
-  const seedDb = await Database.open({
-    url: databaseUrl,
+async function prepareDatabase(config: Config, scenario: Scenario): Promise<void> {
+  const db = await Database.open({
+    url: config.databaseUrl,
     poolMax: 2,
     retriesMax: config.dbRetriesMax,
     retryBackoffMs: config.dbRetryBackoffMs,
   });
   try {
-    await migrate(seedDb);
-    await seedReferenceData(seedDb, scenario.seed);
+    await migrate(db);
+    await seedReferenceData(db, scenario.seed);
   } finally {
-    await seedDb.close();
+    await db.close();
   }
+}
 
-  const publishedAt = new Map<string, number>();
-  const latencies: number[] = [];
-  let settled = 0;
-  let accountEvents = 0;
-  let lastSettledAt = 0;
-  let onAllSettled: (() => void) | undefined;
-  const allSettled = new Promise<void>((resolve) => (onAllSettled = resolve));
-  const observer: AllocationObserver = {
-    fillSettled(blockOrderId, seq, atMs) {
-      const key = `${blockOrderId}#${seq}`;
-      const t0 = publishedAt.get(key);
-      if (t0 === undefined) return; // a re-report after a restart, or not ours
-      publishedAt.delete(key);
-      latencies.push(atMs - t0);
-      lastSettledAt = atMs;
-      if (++settled === fillTotal) onAllSettled?.();
-    },
-    accountLineDurable() {
-      accountEvents++;
-    },
-  };
+/** Publishes `fills` in order with a bounded number unacknowledged (so each order's fills stay in sequence). */
+async function publishAll(
+  publisher: Publisher,
+  fills: readonly Fill[],
+  options: {
+    inFlightMax: number;
+    ratePerSec?: number;
+    onPublish: (fill: Fill, index: number) => void;
+  },
+): Promise<void> {
+  const startedMs = monotonicClock.nowMs();
+  const inFlight = new Set<Promise<void>>();
+  for (let i = 0; i < fills.length; i++) {
+    const fill = fills[i];
+    if (!fill) break;
+    if (options.ratePerSec !== undefined) {
+      const waitMs = startedMs + (i * 1000) / options.ratePerSec - monotonicClock.nowMs();
+      if (waitMs > 1) await new Promise((resolve) => setTimeout(resolve, waitMs));
+    }
+    options.onPublish(fill, i);
+    const p = publisher.publishFill(fill).finally(() => inFlight.delete(p));
+    inFlight.add(p);
+    if (inFlight.size >= options.inFlightMax) await Promise.race(inFlight);
+  }
+  await Promise.all(inFlight);
+}
 
-  // A stale stream of an aborted earlier run must not leak old fills into this one.
-  const nats = await openJetStream(config, 'blockfill-setup');
+async function prepublish(config: Config, scenario: Scenario, inFlightMax: number): Promise<void> {
+  const nats = await openJetStream(config, 'blockfill-prepublish');
   try {
-    await deleteStreams(nats.jsm, options.namespace);
+    const names = streamNames(config);
+    await ensureStreams(nats.jsm, names, config.partitions, {
+      replicas: config.streamReplicas,
+      maxAgeMs: config.streamMaxAgeMs,
+    });
+    const publisher = fillPublisher(nats.js, names, config.partitions);
+    await publishAll(publisher, scenario.publishOrder, { inFlightMax, onPublish: () => {} });
   } finally {
     await nats.nc.close();
   }
+}
 
+async function untilSettled(progress: Progress, total: number, timeoutMs: number): Promise<void> {
+  const timeout = new Promise<'timeout'>((resolve) =>
+    setTimeout(() => resolve('timeout'), timeoutMs).unref(),
+  );
+  const outcome = await Promise.race([progress.allSettled.then(() => 'done' as const), timeout]);
+  if (outcome === 'timeout')
+    throw new Error(`only ${progress.settled}/${total} fills settled within ${timeoutMs} ms`);
+}
+
+export async function runScenario(options: RunOptions): Promise<RunResult> {
+  const base = loadConfig(options.env);
+  const scenario =
+    'publishOrder' in options.scenario ? options.scenario : generateScenario(options.scenario);
+  const total = scenario.publishOrder.length;
+  options.progress(
+    `scenario: ${scenario.seed.securities.length} securities, ${scenario.seed.accounts.length} accounts, ${scenario.seed.blockOrders.length} block orders, ${total} fills`,
+  );
+  const suffix = randomBytes(4).toString('hex');
+  const databaseName = `blockfill_${options.tag}_${suffix}`;
+  const namespace = `${options.tag.toUpperCase()}${suffix.toUpperCase()}`;
+  const config: Config = {
+    ...base,
+    databaseUrl: await freshDatabase(base.databaseUrl, databaseName),
+    namespace,
+  };
+  try {
+    await prepareDatabase(config, scenario);
+    if (options.prepublish) {
+      options.progress(`publishing ${total} fills before the service starts ...`);
+      await prepublish(config, scenario, options.publishInFlightMax);
+    }
+    return await runService(options, config, scenario, databaseName);
+  } finally {
+    const nats = await openJetStream(config, 'blockfill-cleanup').catch(() => undefined);
+    if (nats) {
+      await deleteStreams(nats.jsm, namespace).catch(() => undefined);
+      await nats.nc.close();
+    }
+    if (!options.keepDatabase) await dropDatabase(base.databaseUrl, databaseName);
+  }
+}
+
+async function runService(
+  options: RunOptions,
+  config: Config,
+  scenario: Scenario,
+  databaseName: string,
+): Promise<RunResult> {
+  const total = scenario.publishOrder.length;
+  const progress = new Progress(total);
   const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, {
     service: 'blockfill',
   });
-  const service = await startService(config, { observer, clock: monotonicClock, log });
+  // A backlog has arrived at t0: when the service starts taking it.
+  const t0Ms = monotonicClock.nowMs();
+  if (options.prepublish) for (const fill of scenario.publishOrder) progress.arrived(fill, t0Ms);
+  const service = await startService(config, { observer: progress, clock: monotonicClock, log });
   try {
-    const startedAt = monotonicClock.nowMs();
-    // Publish with a bounded number of unacknowledged publishes; launches
-    // happen in stream order, so each order's fills reach JetStream in sequence.
-    let next = 0;
-    const inFlight = new Set<Promise<void>>();
-    const rate = options.publishRatePerSec;
-    const publishAll = async () => {
-      while (next < fillTotal) {
-        const fill = scenario.publishOrder[next];
-        if (!fill) break;
-        if (rate !== undefined) {
-          const dueMs = startedAt + (next * 1000) / rate;
-          const waitMs = dueMs - monotonicClock.nowMs();
-          if (waitMs > 1) await new Promise((resolve) => setTimeout(resolve, waitMs));
-        }
-        next++;
-        publishedAt.set(`${fill.blockOrderId}#${fill.seq}`, monotonicClock.nowMs());
-        const p = service.publisher.publishFill(fill).finally(() => inFlight.delete(p));
-        inFlight.add(p);
-        if (inFlight.size >= options.publishInFlightMax) await Promise.race(inFlight);
-      }
-      await Promise.all(inFlight);
-    };
-    const progressTimer = setInterval(() => {
+    const ticker = setInterval(() => {
       options.progress(
-        `  published ${Math.min(next, fillTotal)}/${fillTotal}, settled ${settled}, account events ${accountEvents}`,
+        `  settled ${progress.settled}/${total} fills, ${progress.lines} lines durable`,
       );
     }, 2_000);
     let publishMs = 0;
     try {
-      await publishAll();
-      publishMs = monotonicClock.nowMs() - startedAt;
-      const timeout = new Promise<'timeout'>((resolve) =>
-        setTimeout(() => resolve('timeout'), options.settleTimeoutMs).unref(),
-      );
-      if ((await Promise.race([allSettled.then(() => 'done' as const), timeout])) === 'timeout') {
-        throw new Error(
-          `only ${settled}/${fillTotal} fills settled within ${options.settleTimeoutMs} ms`,
-        );
+      if (!options.prepublish) {
+        await publishAll(service.publisher, scenario.publishOrder, {
+          inFlightMax: options.publishInFlightMax,
+          ratePerSec: options.publishRatePerSec,
+          onPublish: (fill, i) =>
+            progress.arrived(fill, monotonicClock.nowMs(), i >= (options.latencyFromFill ?? 0)),
+        });
+        publishMs = monotonicClock.nowMs() - t0Ms;
       }
+      await untilSettled(progress, total, options.settleTimeoutMs);
     } finally {
-      clearInterval(progressTimer);
+      clearInterval(ticker);
     }
-    const elapsedMs = lastSettledAt - startedAt;
+    const elapsedMs = progress.lastSettledAtMs - t0Ms;
     // Let the last watermarks land before reading the books.
     await waitForConfirmations(service.db, options.settleTimeoutMs);
     await service.journal.drain();
-
-    let invariants: InvariantReport | undefined;
-    if (options.checkInvariants) {
-      options.progress('checking invariants against the journal and the live actors ...');
-      invariants = await checkInvariants({
-        db: service.db,
-        app: service.app,
-        seed: scenario.seed,
-        fillsByOrder: scenario.fillsByOrder,
-        idPrefix: scenario.options.idPrefix,
-      });
-    }
-    latencies.sort((a, b) => a - b);
-    const seconds = elapsedMs / 1000;
-    return {
-      invariantsOk: invariants ? invariants.ok : true,
-      invariants,
-      fills: settled,
-      accountEvents,
-      fillsPerSec: Math.round(settled / seconds),
-      accountEventsPerSec: Math.round(accountEvents / seconds),
-      latencyMs: {
-        p50: percentile(latencies, 50),
-        p90: percentile(latencies, 90),
-        p99: percentile(latencies, 99),
-        max: percentile(latencies, 100),
-      },
-      elapsedMs: Math.round(elapsedMs),
-      publishMs: Math.round(publishMs),
-      journal: { ...service.journal.stats },
-      consumer: { ...service.consumer.stats },
-      actorCrashes: service.accounts.crashCount + service.blockOrders.crashCount,
-      config: {
-        partitions: config.partitions,
-        journalBatchEventsMax: config.journalBatchEventsMax,
-        journalFlushIntervalMs: config.journalFlushIntervalMs,
-        consumerInFlightMax: config.consumerInFlightMax,
-        snapshotEveryEvents: config.snapshotEveryEvents,
-      },
-    };
+    const invariants = options.checkInvariants
+      ? await check(service, scenario, options)
+      : undefined;
+    return summarize({ progress, service, config, invariants, elapsedMs, publishMs, databaseName });
   } finally {
-    const jsm = service.nats.jsm;
-    await deleteStreams(jsm, options.namespace).catch(() => undefined);
     await service.stop();
-    if (!options.keepDatabase) await dropDatabase(base.databaseUrl, options.databaseName);
   }
+}
+
+async function check(service: Service, scenario: Scenario, options: RunOptions) {
+  options.progress('checking invariants against the journal and the live actors ...');
+  return checkInvariants({
+    db: service.db,
+    app: service.app,
+    seed: scenario.seed,
+    fillsByOrder: scenario.fillsByOrder,
+    idPrefix: scenario.options.idPrefix,
+  });
+}
+
+function summarize(r: {
+  progress: Progress;
+  service: Service;
+  config: Config;
+  invariants: InvariantReport | undefined;
+  elapsedMs: number;
+  publishMs: number;
+  databaseName: string;
+}): RunResult {
+  const seconds = r.elapsedMs / 1000;
+  const { config } = r;
+  return {
+    invariantsOk: r.invariants ? r.invariants.ok : true,
+    invariants: r.invariants,
+    fills: r.progress.settled,
+    lines: r.progress.lines,
+    fillsPerSec: Math.round(r.progress.settled / seconds),
+    linesPerSec: Math.round(r.progress.lines / seconds),
+    latencyMs: percentiles(r.progress.latenciesMs) ?? { p50: 0, p90: 0, p99: 0, p999: 0, max: 0 },
+    elapsedMs: Math.round(r.elapsedMs),
+    publishMs: Math.round(r.publishMs),
+    databaseName: r.databaseName,
+    journal: { ...r.service.journal.stats },
+    consumer: { ...r.service.consumer.stats },
+    actorCrashes: r.service.accounts.crashCount + r.service.blockOrders.crashCount,
+    config: {
+      partitions: config.partitions,
+      journalBatchEventsMax: config.journalBatchEventsMax,
+      journalFlushIntervalMs: config.journalFlushIntervalMs,
+      journalFlushesInFlightMax: config.journalFlushesInFlightMax,
+      consumerInFlightMax: config.consumerInFlightMax,
+      actorBatchCommandsMax: config.actorBatchCommandsMax,
+      snapshotEveryEvents: config.snapshotEveryEvents,
+    },
+  };
 }
 
 /** Waits until no block order's journal ends with unconfirmed allocations. */

@@ -56,7 +56,18 @@ export interface EntityOptions<S> {
 
 export type EntityHandler<S> = (state: S, message: unknown, self: unknown) => Promise<S>;
 
+/** One wrapper per actor: the host looks actors up on every message. */
+const wrappers = new WeakMap<ConcreteActor, LiveActor>();
+
 function live(concrete: ConcreteActor): LiveActor {
+  const cached = wrappers.get(concrete);
+  if (cached) return cached;
+  const wrapper = wrap(concrete);
+  wrappers.set(concrete, wrapper);
+  return wrapper;
+}
+
+function wrap(concrete: ConcreteActor): LiveActor {
   return {
     ref: concrete.reference,
     get stopped() {
