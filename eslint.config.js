@@ -16,6 +16,35 @@ export default tseslint.config(
     },
   },
   {
+    // Only the adapter touches nact (unmaintained): its internals in one place.
+    files: ['**/*.ts'],
+    ignores: ['system/nact-adapter.ts', 'test/**'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: ['nact', 'nact/*'] }],
+    },
+  },
+  {
+    // Imports point inward: actors/ (contracts, deciders, shells) imports nothing outside it.
+    files: ['actors/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            '**/system/**',
+            '**/persistence/**',
+            '**/api/**',
+            '**/simulations/**',
+            'nact',
+            'nact/*',
+            '@nats-io/*',
+            '@mikro-orm/*',
+          ],
+        },
+      ],
+    },
+  },
+  {
     // Deciders are pure: no I/O layers, no wall clock.
     files: ['actors/domain/**/*.ts', 'actors/*/decider.ts'],
     rules: {

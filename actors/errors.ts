@@ -1,8 +1,12 @@
 /**
- * Errors that cross module boundaries carry a stable `name` and `code`, so the
- * API and the logs can map them without string matching on messages.
+ * The one table of error codes. Every error blockfill throws is a
+ * BlockfillError: a stable `name`, a `code` from this table, and a
+ * `transient` flag set where it is thrown (from the table's default unless
+ * the thrower knows better). The API, the logs and supervision map errors by
+ * code and flag, never by matching message strings.
  */
 export const ErrorCode = {
+  // Actors
   /** The actor did not answer an ask within its timeout. */
   ActorTimeout: 'ACTOR_TIMEOUT',
   /** The supervisor stopped the actor after too many crashes. */
@@ -15,19 +19,66 @@ export const ErrorCode = {
   Undeliverable: 'UNDELIVERABLE',
   /** A block order has its bound of fills awaiting their accounts: try the fill again later. */
   OutboxFull: 'OUTBOX_FULL',
+  /** An actor kind has its bound of scheduled messages pending. */
+  TimersFull: 'TIMERS_FULL',
   /** Input broke a rule; `field` names the field, the message names the rule. */
   Validation: 'VALIDATION',
   /** A broken invariant: the process must not continue with this state. */
   Invariant: 'INVARIANT',
+  // Persistence
+  /** Another writer owns the actor: the journal already holds that row. */
+  JournalConflict: 'JOURNAL_CONFLICT',
+  /** Too many rows wait to be written (the journal's bound). */
+  JournalOverloaded: 'JOURNAL_OVERLOADED',
+  /** A key's journal misses a sequence number. */
+  JournalGap: 'JOURNAL_GAP',
+  /** The journal was closed (shutdown). */
+  JournalClosed: 'JOURNAL_CLOSED',
+  /** Stored bytes carry a schema version this build cannot read. */
+  SchemaVersionUnknown: 'SCHEMA_VERSION_UNKNOWN',
+  /** Stored bytes are not valid msgpack. */
+  DecodeFailed: 'DECODE_FAILED',
+  /** A transaction kept failing with SQLSTATE 40001. */
+  DbRetriesExhausted: 'DB_RETRIES_EXHAUSTED',
+  /** The database could not be reached or dropped the connection. */
+  DbUnavailable: 'DB_UNAVAILABLE',
+  /** The schema lacks migrations: run `npm run db:migrate`. */
+  SchemaNotMigrated: 'SCHEMA_NOT_MIGRATED',
+  // System
+  /** An environment variable is invalid. */
+  ConfigInvalid: 'CONFIG_INVALID',
+  /** PARTITIONS differs from the stream's partition count. */
+  PartitionCountChanged: 'PARTITION_COUNT_CHANGED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
+/** Codes that mean "the infrastructure is having a moment": worth retrying, never the input's fault. */
+const TRANSIENT_CODES: ReadonlySet<ErrorCode> = new Set([
+  ErrorCode.ActorTimeout,
+  ErrorCode.MailboxFull,
+  ErrorCode.OutboxFull,
+  ErrorCode.JournalOverloaded,
+  ErrorCode.JournalClosed,
+  ErrorCode.DbRetriesExhausted,
+  ErrorCode.DbUnavailable,
+]);
+
+export function isTransientCode(code: string): boolean {
+  return TRANSIENT_CODES.has(code as ErrorCode);
+}
+
 export class BlockfillError extends Error {
   readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  readonly transient: boolean;
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown; transient?: boolean },
+  ) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'BlockfillError';
     this.code = code;
+    this.transient = options?.transient ?? TRANSIENT_CODES.has(code);
   }
 }
 

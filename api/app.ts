@@ -11,7 +11,7 @@
 import Fastify from 'fastify';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import type { InspectionPort } from '../actors/views.ts';
+import type { InspectionPort } from './ports.ts';
 import { frameworkErrors, registerErrorHandling } from './errors.ts';
 import { inspectionPlugin } from './plugins/inspection.ts';
 import accountRoutes from './routes/accounts.ts';

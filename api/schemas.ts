@@ -7,13 +7,8 @@
 import { Type } from 'typebox';
 import type { Static } from 'typebox';
 import { BlockOrderStatus } from '../actors/views.ts';
-import type {
-  AccountView,
-  BlockOrderAccountView,
-  BlockOrderView,
-  Readiness,
-  ReadinessCheck,
-} from '../actors/views.ts';
+import type { AccountView, BlockOrderAccountView, BlockOrderView } from '../actors/views.ts';
+import type { Readiness, ReadinessCheck } from './ports.ts';
 
 // No '.': an id is one NATS subject token (executions.<partition>.<blockOrderId>).
 export const ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$';

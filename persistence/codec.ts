@@ -5,6 +5,7 @@
  * than stopping.
  */
 import { C1, Packr } from 'msgpackr';
+import { BlockfillError, ErrorCode } from '../actors/errors.ts';
 
 export const SCHEMA_VERSION = 1;
 const SUPPORTED_VERSIONS: ReadonlySet<number> = new Set([1]);
@@ -23,20 +24,19 @@ const packr = new Packr({
   bundleStrings: false,
 });
 
-export class SchemaVersionError extends Error {
-  readonly code = 'SCHEMA_VERSION_UNKNOWN';
+export class SchemaVersionError extends BlockfillError {
   constructor(version: unknown, what: string) {
     super(
+      ErrorCode.SchemaVersionUnknown,
       `${what} has schema version ${String(version)}; this build reads ${[...SUPPORTED_VERSIONS].join(', ')}`,
     );
     this.name = 'SchemaVersionError';
   }
 }
 
-export class DecodeError extends Error {
-  readonly code = 'DECODE_FAILED';
+export class DecodeError extends BlockfillError {
   constructor(what: string, cause: unknown) {
-    super(`${what} is not valid msgpack`, { cause });
+    super(ErrorCode.DecodeFailed, `${what} is not valid msgpack`, { cause });
     this.name = 'DecodeError';
   }
 }

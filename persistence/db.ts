@@ -5,6 +5,7 @@
  */
 import { MikroORM } from '@mikro-orm/postgresql';
 import { CompiledQuery, type Kysely, type Transaction } from 'kysely';
+import { BlockfillError, ErrorCode } from '../actors/errors.ts';
 import { entities } from './entities.ts';
 import { retrySerializable, type RetryPolicy } from './retry.ts';
 
@@ -16,6 +17,22 @@ export interface DatabaseOptions {
 }
 
 export type Row = object;
+
+/**
+ * The driver reports a lost or refused connection as a plain Error with no
+ * SQLSTATE ("Connection terminated unexpectedly", a pool connect timeout).
+ * Such an error is wrapped here, where it is thrown, as DB_UNAVAILABLE
+ * (transient); errors with a SQLSTATE or an errno keep their code, and
+ * programming errors (TypeError, RangeError ...) stay what they are.
+ */
+export function driverFailure(error: unknown): unknown {
+  if (!(error instanceof Error) || error instanceof BlockfillError) return error;
+  if (Object.getPrototypeOf(error) !== Error.prototype) return error;
+  if ((error as { code?: unknown }).code !== undefined) return error;
+  return new BlockfillError(ErrorCode.DbUnavailable, `database unavailable: ${error.message}`, {
+    cause: error,
+  });
+}
 export type Query = <R extends Row = Row>(sql: string, params?: readonly unknown[]) => Promise<R[]>;
 
 export class Database {
@@ -73,6 +90,8 @@ export class Database {
     this.#inFlight++;
     try {
       return await work();
+    } catch (error) {
+      throw driverFailure(error);
     } finally {
       if (--this.#inFlight === 0) for (const w of this.#idleWaiters.splice(0)) w();
     }

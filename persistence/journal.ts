@@ -11,6 +11,7 @@
  *   rejects with JournalConflictError (two writers for one actor), and so do
  *   that key's later records of the same writer.
  */
+import { BlockfillError, ErrorCode } from '../actors/errors.ts';
 import type { Database } from './db.ts';
 
 export interface JournalRecord {
@@ -64,45 +65,36 @@ export interface Journal {
   readonly stats: JournalStats;
 }
 
-export const JournalErrorCode = {
-  Conflict: 'JOURNAL_CONFLICT',
-  Overloaded: 'JOURNAL_OVERLOADED',
-  Gap: 'JOURNAL_GAP',
-  Closed: 'JOURNAL_CLOSED',
-} as const;
-
-export class JournalConflictError extends Error {
-  readonly code = JournalErrorCode.Conflict;
-  readonly transient = false;
+export class JournalConflictError extends BlockfillError {
   constructor(key: string, sequenceNr: number) {
-    super(`journal already holds ${key}#${sequenceNr}: another writer owns this actor`);
+    super(
+      ErrorCode.JournalConflict,
+      `journal already holds ${key}#${sequenceNr}: another writer owns this actor`,
+    );
     this.name = 'JournalConflictError';
   }
 }
 
-export class JournalOverloadedError extends Error {
-  readonly code = JournalErrorCode.Overloaded;
-  readonly transient = true;
+export class JournalOverloadedError extends BlockfillError {
   constructor(pendingEventsMax: number) {
-    super(`journal has ${pendingEventsMax} events waiting to be written (its bound)`);
+    super(
+      ErrorCode.JournalOverloaded,
+      `journal has ${pendingEventsMax} events waiting to be written (its bound)`,
+    );
     this.name = 'JournalOverloadedError';
   }
 }
 
-export class JournalGapError extends Error {
-  readonly code = JournalErrorCode.Gap;
-  readonly transient = false;
+export class JournalGapError extends BlockfillError {
   constructor(key: string, expected: number, found: number) {
-    super(`journal of ${key} jumps from #${expected - 1} to #${found}`);
+    super(ErrorCode.JournalGap, `journal of ${key} jumps from #${expected - 1} to #${found}`);
     this.name = 'JournalGapError';
   }
 }
 
-export class JournalClosedError extends Error {
-  readonly code = JournalErrorCode.Closed;
-  readonly transient = true;
+export class JournalClosedError extends BlockfillError {
   constructor() {
-    super('journal is closed');
+    super(ErrorCode.JournalClosed, 'journal is closed');
     this.name = 'JournalClosedError';
   }
 }

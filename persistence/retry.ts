@@ -4,13 +4,18 @@
  * a bounded number of times.
  */
 
+import { BlockfillError, ErrorCode } from '../actors/errors.ts';
+
 export const SERIALIZATION_FAILURE = '40001';
 
-export class RetriesExhaustedError extends Error {
-  readonly code = 'DB_RETRIES_EXHAUSTED';
+export class RetriesExhaustedError extends BlockfillError {
   readonly attempts: number;
   constructor(attempts: number, cause: unknown) {
-    super(`transaction still failed with SQLSTATE 40001 after ${attempts} attempts`, { cause });
+    super(
+      ErrorCode.DbRetriesExhausted,
+      `transaction still failed with SQLSTATE 40001 after ${attempts} attempts`,
+      { cause },
+    );
     this.name = 'RetriesExhaustedError';
     this.attempts = attempts;
   }

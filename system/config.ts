@@ -2,12 +2,15 @@
  * All configuration in one place: environment variables with defaults and
  * validation. An invalid value stops start-up with a message naming the variable.
  */
+import { BlockfillError, ErrorCode } from '../actors/errors.ts';
 
-export class ConfigError extends Error {
-  readonly code = 'CONFIG_INVALID';
+export class ConfigError extends BlockfillError {
   readonly variable: string;
   constructor(variable: string, rule: string, value: string) {
-    super(`invalid configuration: ${variable}=${JSON.stringify(redact(value))}: ${rule}`);
+    super(
+      ErrorCode.ConfigInvalid,
+      `invalid configuration: ${variable}=${JSON.stringify(redact(value))}: ${rule}`,
+    );
     this.name = 'ConfigError';
     this.variable = variable;
   }

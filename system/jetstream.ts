@@ -26,6 +26,7 @@ import {
 } from '@nats-io/jetstream';
 import { connect, headers, nanos, type NatsConnection } from '@nats-io/transport-node';
 import type { Fill } from '../actors/block-order/decider.ts';
+import { BlockfillError, ErrorCode } from '../actors/errors.ts';
 import type { AllocateFillReply } from '../actors/protocol.ts';
 import { streamNames, type Config } from './config.ts';
 import { decodeFill, encodeFill, fillSubject } from './fill-wire.ts';
@@ -48,10 +49,10 @@ export async function connectNats(servers: string[], name: string): Promise<Nats
 const DUPLICATE_WINDOW_MS = 120_000;
 
 /** Creates or updates the streams; idempotent. */
-export class PartitionCountError extends Error {
-  readonly code = 'PARTITION_COUNT_CHANGED';
+export class PartitionCountError extends BlockfillError {
   constructor(stream: string, existing: number, wanted: number) {
     super(
+      ErrorCode.PartitionCountChanged,
       `stream ${stream} has ${existing} partitions but PARTITIONS=${wanted}: changing the count ` +
         're-hashes block orders across consumers and would break their fill order; ' +
         'let the stream drain and recreate it, or keep PARTITIONS unchanged',

@@ -13,7 +13,8 @@ import {
   MailboxFullError,
   ValidationError,
 } from '../actors/errors.ts';
-import type { AccountView, BlockOrderView, InspectionPort, Readiness } from '../actors/views.ts';
+import type { AccountView, BlockOrderView } from '../actors/views.ts';
+import type { InspectionPort, Readiness } from '../api/ports.ts';
 
 const ID_RULE = 'must match pattern "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"';
 

@@ -4,7 +4,7 @@
  * registered after it on the same instance see `fastify.inspection`.
  */
 import type { FastifyPluginAsync } from 'fastify';
-import type { InspectionPort } from '../../actors/views.ts';
+import type { InspectionPort } from '../ports.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {

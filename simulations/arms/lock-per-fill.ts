@@ -389,6 +389,27 @@ export interface TuneRow {
   retries: number;
   p99Ms: number | undefined;
   booksOk: boolean;
+  /** Why the setting could not finish, if it could not. */
+  error?: string;
+}
+
+/** One setting on the prefix; a setting that cannot finish (a fill beyond its retries) loses, it does not abort the tuning. */
+async function tuneRow(
+  options: { baseDatabaseUrl: string; log: Log },
+  scenario: Scenario,
+  mode: LockMode,
+  workers: number,
+): Promise<TuneRow> {
+  try {
+    const r = await runLockPerFill({ ...options, scenario, workers, mode });
+    const retries = Number(r.details.retries ?? 0);
+    const { linesPerSec, fillsPerSec, booksOk } = r;
+    return { mode, workers, linesPerSec, fillsPerSec, retries, p99Ms: r.latencyMs?.p99, booksOk };
+  } catch (error) {
+    options.log(`lock-per-fill ${mode} × ${workers} did not finish: ${(error as Error).message}`);
+    const failed = { linesPerSec: 0, fillsPerSec: 0, retries: -1, p99Ms: undefined };
+    return { mode, workers, ...failed, booksOk: false, error: (error as Error).message };
+  }
 }
 
 /**
@@ -408,17 +429,7 @@ export async function tuneLockPerFill(options: {
   const table: TuneRow[] = [];
   for (const mode of options.modes ?? (['read-committed', 'serializable'] as const)) {
     for (const workers of options.workersList ?? [4, 8, 16]) {
-      const r = await runLockPerFill({ ...options, scenario, workers, mode });
-      const retries = Number(r.details.retries ?? 0);
-      table.push({
-        mode,
-        workers,
-        linesPerSec: r.linesPerSec,
-        fillsPerSec: r.fillsPerSec,
-        retries,
-        p99Ms: r.latencyMs?.p99,
-        booksOk: r.booksOk,
-      });
+      table.push(await tuneRow(options, scenario, mode, workers));
     }
   }
   const best = table.filter((row) => row.booksOk).sort((a, b) => b.linesPerSec - a.linesPerSec)[0];

@@ -1,0 +1,84 @@
+/**
+ * The inspection adapter: the API's port (api/ports.ts) on the running
+ * system. A view comes from the live actor (an ask with a timeout), never
+ * from a copy; readiness checks the database, NATS, the consumer and the
+ * supervisors.
+ */
+import { BlockfillError, ErrorCode } from '../actors/errors.ts';
+import type { AccountMessage, BlockOrderMessage, ViewReply } from '../actors/protocol.ts';
+import type { AccountView, BlockOrderView } from '../actors/views.ts';
+import type { InspectionPort, Readiness, ReadinessCheck } from '../api/ports.ts';
+import type { Database } from '../persistence/db.ts';
+import type { EntityHost } from './entity-host.ts';
+import type { FillConsumer, NatsHandles } from './jetstream.ts';
+
+export interface InspectionDeps {
+  db: Database;
+  nats: NatsHandles;
+  consumer: FillConsumer;
+  accounts: EntityHost<unknown, AccountMessage, unknown>;
+  blockOrders: EntityHost<unknown, BlockOrderMessage, unknown>;
+  askTimeoutMs: number;
+}
+
+function viewOrThrow<V>(reply: ViewReply<V>): V | undefined {
+  switch (reply.type) {
+    case 'View':
+      return reply.view;
+    case 'NotFound':
+      return undefined;
+    case 'Failed': {
+      const known = (Object.values(ErrorCode) as string[]).includes(reply.code);
+      const code = known ? (reply.code as ErrorCode) : ErrorCode.ActorCrashed;
+      throw new BlockfillError(code, reply.message);
+    }
+    default: {
+      const never: never = reply;
+      throw new Error(`unexpected reply ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+const check = (work: Promise<string | undefined>): Promise<ReadinessCheck> =>
+  work.then(
+    (detail) => (detail === undefined ? { ok: true } : { ok: true, detail }),
+    (error: Error) => ({ ok: false, detail: error.message }),
+  );
+
+async function readiness(deps: InspectionDeps): Promise<Readiness> {
+  const { db, nats, consumer } = deps;
+  const database = await check(db.ping().then(() => undefined));
+  const natsCheck = nats.nc.isClosed()
+    ? { ok: false, detail: 'connection closed' }
+    : await check(nats.nc.rtt().then((ms) => `rtt ${ms.toFixed(1)} ms`));
+  const consumerCheck = consumer.running ? { ok: true } : { ok: false, detail: 'not consuming' };
+  const stoppedActors = [...deps.accounts.stoppedActors(), ...deps.blockOrders.stoppedActors()];
+  return {
+    ready: database.ok && natsCheck.ok && consumerCheck.ok && stoppedActors.length === 0,
+    checks: { database, nats: natsCheck, consumer: consumerCheck },
+    stoppedActors,
+  };
+}
+
+export function inspectionAdapter(deps: InspectionDeps): InspectionPort {
+  const timeoutMs = deps.askTimeoutMs;
+  return {
+    account: async (id) =>
+      viewOrThrow(
+        await deps.accounts.ask<ViewReply<AccountView>>(
+          id,
+          (replyTo) => ({ type: 'GetView', replyTo }),
+          timeoutMs,
+        ),
+      ),
+    blockOrder: async (id) =>
+      viewOrThrow(
+        await deps.blockOrders.ask<ViewReply<BlockOrderView>>(
+          id,
+          (replyTo) => ({ type: 'GetView', replyTo }),
+          timeoutMs,
+        ),
+      ),
+    readiness: () => readiness(deps),
+  };
+}
