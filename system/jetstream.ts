@@ -26,7 +26,7 @@ import {
 } from '@nats-io/jetstream';
 import { connect, headers, nanos, type NatsConnection } from '@nats-io/transport-node';
 import type { Fill } from '../actors/block-order/decider.ts';
-import { BlockfillError, ErrorCode } from '../actors/errors.ts';
+import { BlockfillError, ErrorCode, invariant } from '../actors/errors.ts';
 import type { AllocateFillReply } from '../actors/protocol.ts';
 import { streamNames, type Config } from './config.ts';
 import { decodeFill, encodeFill, fillSubject } from './fill-wire.ts';
@@ -187,12 +187,14 @@ export interface FillConsumerDeps {
   allocate(fill: Fill): Promise<AllocateFillReply>;
 }
 
+/** In-flight fills: at most `size` at once; waiters queue in order. */
 class Slots {
   #free: number;
   #waiters: Array<() => void> = [];
   #idle: Array<() => void> = [];
   readonly #size: number;
   constructor(size: number) {
+    invariant(Number.isSafeInteger(size) && size >= 1, `in-flight bound ${size} must be >= 1`);
     this.#free = size;
     this.#size = size;
   }
@@ -207,6 +209,7 @@ class Slots {
     const next = this.#waiters.shift();
     if (next) return next();
     this.#free++;
+    invariant(this.#free <= this.#size, 'a fill slot was released twice');
     if (this.#free === this.#size) for (const w of this.#idle.splice(0)) w();
   }
   async idle(): Promise<void> {
@@ -233,6 +236,8 @@ export class FillConsumer {
   }
 
   async start(durables: string[]): Promise<void> {
+    invariant(!this.#running && this.#iterators.length === 0, 'the consumer starts once');
+    invariant(durables.length > 0, 'the consumer needs at least one durable');
     const perPartitionBuffer = Math.max(
       1,
       Math.ceil(this.#deps.config.consumerInFlightMax / durables.length),

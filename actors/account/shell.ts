@@ -34,19 +34,11 @@ const EVENT_TYPES: ReadonlySet<string> = new Set([
 
 type Ctx = ShellContext<AccountMessage, AccountEvent>;
 
+type Message<T extends AccountMessage['type']> = Extract<AccountMessage, { type: T }>;
+
 export function accountBehavior(
   deps: AccountDeps,
 ): PersistentBehavior<AccountState, AccountMessage, AccountEvent> {
-  function stage(state: AccountState, events: AccountEvent[], ctx: Ctx): AccountState {
-    let next = state;
-    for (const event of events) {
-      ctx.persist(event);
-      if (event.type !== 'AccountOpened') ctx.effect(() => deps.observer.accountLineDurable());
-      next = evolve(next, event);
-    }
-    return next;
-  }
-
   return {
     kind: ACCOUNT_KIND,
     initialState,
@@ -61,76 +53,92 @@ export function accountBehavior(
     },
     encodeSnapshot: (state) => state,
     decodeSnapshot: (data) => data as AccountState,
-
-    async receive(initial, message, ctx) {
-      let state = initial;
+    async receive(state, message, ctx) {
       switch (message.type) {
-        case 'ApplyAllocation': {
-          const a = message.allocation;
-          const reply = { blockOrderId: a.blockOrderId, fillSeq: a.fillSeq, accountId: ctx.id };
-          if (state.status === 'Empty') {
-            const def = await deps.reference.account(ctx.id);
-            if (!def) {
-              ctx.reply(message.replyTo, {
-                type: 'AllocationNotApplied',
-                ...reply,
-                reason: `no account ${ctx.id}`,
-              });
-              return state;
-            }
-            state = stage(
-              state,
-              decide({ type: 'Open', def, nowMs: deps.clock.nowMs() }, state).events,
-              ctx,
-            );
-          }
-          const decision = decide(
-            { type: 'Apply', allocation: a, nowMs: deps.clock.nowMs() },
-            state,
-          );
-          state = stage(state, decision.events, ctx);
-          switch (decision.outcome) {
-            case ApplyOutcome.Applied:
-            case ApplyOutcome.Rejected:
-            case ApplyOutcome.Duplicate:
-              ctx.reply(message.replyTo, {
-                type: 'AllocationSettled',
-                ...reply,
-                outcome: decision.outcome,
-              });
-              return state;
-            case ApplyOutcome.Gap:
-            case ApplyOutcome.NotOpen:
-              ctx.reply(message.replyTo, {
-                type: 'AllocationNotApplied',
-                ...reply,
-                reason: decision.outcome,
-              });
-              return state;
-            case ApplyOutcome.Opened:
-            case ApplyOutcome.AlreadyOpen:
-              throw new InvariantError(`Apply cannot yield ${decision.outcome}`);
-            default:
-              return assertNever(decision.outcome, 'apply outcome');
-          }
-        }
-        case 'GetView': {
-          if (state.status === 'Open') {
-            ctx.reply(message.replyTo, { type: 'View', view: toView(state, ctx.journalSeq) });
-            return state;
-          }
-          const def = await deps.reference.account(ctx.id);
-          ctx.reply(
-            message.replyTo,
-            def ? { type: 'View', view: unopenedView(def) } : { type: 'NotFound' },
-          );
-          return state;
-        }
+        case 'ApplyAllocation':
+          return applyAllocation(deps, state, message, ctx);
+        case 'GetView':
+          return view(deps, state, message, ctx);
         default:
           return assertNever(message, 'account message');
       }
     },
   };
+}
+
+function stage(deps: AccountDeps, state: AccountState, events: AccountEvent[], ctx: Ctx) {
+  let next = state;
+  for (const event of events) {
+    ctx.persist(event);
+    if (event.type !== 'AccountOpened') ctx.effect(() => deps.observer.accountLineDurable());
+    next = evolve(next, event);
+  }
+  return next;
+}
+
+async function applyAllocation(
+  deps: AccountDeps,
+  initial: AccountState,
+  message: Message<'ApplyAllocation'>,
+  ctx: Ctx,
+): Promise<AccountState> {
+  const a = message.allocation;
+  const reply = { blockOrderId: a.blockOrderId, fillSeq: a.fillSeq, accountId: ctx.id };
+  let state = initial;
+  if (state.status === 'Empty') {
+    const def = await deps.reference.account(ctx.id);
+    if (!def) {
+      const reason = `no account ${ctx.id}`;
+      ctx.reply(message.replyTo, { type: 'AllocationNotApplied', ...reply, reason });
+      return state;
+    }
+    const opened = decide({ type: 'Open', def, nowMs: deps.clock.nowMs() }, state);
+    state = stage(deps, state, opened.events, ctx);
+  }
+  const decision = decide({ type: 'Apply', allocation: a, nowMs: deps.clock.nowMs() }, state);
+  state = stage(deps, state, decision.events, ctx);
+  switch (decision.outcome) {
+    case ApplyOutcome.Applied:
+    case ApplyOutcome.Rejected:
+    case ApplyOutcome.Duplicate:
+      ctx.reply(message.replyTo, {
+        type: 'AllocationSettled',
+        ...reply,
+        outcome: decision.outcome,
+      });
+      return state;
+    case ApplyOutcome.Gap:
+    case ApplyOutcome.NotOpen:
+      ctx.reply(message.replyTo, {
+        type: 'AllocationNotApplied',
+        ...reply,
+        reason: decision.outcome,
+      });
+      return state;
+    case ApplyOutcome.Opened:
+    case ApplyOutcome.AlreadyOpen:
+      throw new InvariantError(`Apply cannot yield ${decision.outcome}`);
+    default:
+      return assertNever(decision.outcome, 'apply outcome');
+  }
+}
+
+async function view(
+  deps: AccountDeps,
+  state: AccountState,
+  message: Message<'GetView'>,
+  ctx: Ctx,
+): Promise<AccountState> {
+  if (state.status === 'Open') {
+    ctx.reply(message.replyTo, { type: 'View', view: toView(state, ctx.journalSeq) });
+    return state;
+  }
+  const def = await deps.reference.account(ctx.id);
+  ctx.reply(
+    message.replyTo,
+    def ? { type: 'View', view: unopenedView(def) } : { type: 'NotFound' },
+  );
+  return state;
 }
 
 const strings = (record: Record<string, bigint>): Record<string, string> =>

@@ -127,65 +127,10 @@ export function totalTarget(def: BlockOrderDef): bigint {
 
 export function decide(command: BlockOrderCommand, state: BlockOrderState): Decision {
   switch (command.type) {
-    case 'Open': {
-      if (state.status !== 'Empty')
-        return rejected(FillRejection.AlreadyOpen, 'block order is already open');
-      // Reference data is input too: a bad order is rejected (its fills are
-      // dead-lettered), it does not crash the actor.
-      const def = command.def;
-      const invalid = (detail: string) => rejected(FillRejection.InvalidBlockOrder, detail);
-      if (def.lotSize <= 0n) return invalid(`lot size ${def.lotSize} must be positive`);
-      if (def.targets.length === 0)
-        return invalid(`block order ${def.blockOrderId} has no targets`);
-      const seen = new Set<string>();
-      for (const t of def.targets) {
-        if (t.quantity <= 0n) return invalid(`target of ${t.accountId} must be positive`);
-        if (seen.has(t.accountId)) return invalid(`account ${t.accountId} is targeted twice`);
-        seen.add(t.accountId);
-      }
-      return accepted({ type: 'BlockOrderOpened', def, atMs: command.nowMs });
-    }
-    case 'AllocateFill': {
-      const { fill } = command;
-      if (state.status === 'Empty')
-        return rejected(FillRejection.UnknownBlockOrder, `no block order ${fill.blockOrderId}`);
-      if (fill.blockOrderId !== state.def.blockOrderId) {
-        return rejected(FillRejection.WrongBlockOrder, `fill is for ${fill.blockOrderId}`);
-      }
-      const seenSeq = state.recentFills.find((f) => f.fillId === fill.fillId)?.seq;
-      if (seenSeq !== undefined)
-        return {
-          outcome: 'Duplicate',
-          reason: `fillId already applied as seq ${seenSeq}`,
-          events: [],
-        };
-      if (fill.seq <= state.lastFillSeq) {
-        return { outcome: 'Duplicate', reason: `seq ${fill.seq} already applied`, events: [] };
-      }
-      if (fill.seq !== state.lastFillSeq + 1) {
-        return rejected(
-          FillRejection.OutOfOrder,
-          `expected seq ${state.lastFillSeq + 1}, got ${fill.seq}`,
-        );
-      }
-      if (fill.quantity <= 0n)
-        return rejected(FillRejection.NonPositiveQuantity, 'quantity must be > 0');
-      if (fill.price <= 0n) return rejected(FillRejection.NonPositivePrice, 'price must be > 0');
-      const result = allocateFill({
-        lotSize: state.def.lotSize,
-        fillQuantity: fill.quantity,
-        fillSeq: fill.seq,
-        accounts: state.def.targets.map((t) => ({
-          accountId: t.accountId,
-          remaining: t.quantity - (own(state.allocated, t.accountId) ?? 0n),
-        })),
-      });
-      if (!result.ok) {
-        // An empty order or an overfill: the fill is rejected whole.
-        return rejected(FillRejection.Overfill, result.detail);
-      }
-      return accepted({ type: 'FillAllocated', fill, lines: result.lines, atMs: command.nowMs });
-    }
+    case 'Open':
+      return decideOpen(command, state);
+    case 'AllocateFill':
+      return decideFill(command, state);
     case 'ConfirmProgress': {
       if (state.status === 'Empty') return accepted();
       const through = command.settledThroughSeq;
@@ -202,6 +147,62 @@ export function decide(command: BlockOrderCommand, state: BlockOrderState): Deci
     default:
       return assertNever(command, 'block order command');
   }
+}
+
+function decideOpen(
+  command: Extract<BlockOrderCommand, { type: 'Open' }>,
+  state: BlockOrderState,
+): Decision {
+  if (state.status !== 'Empty')
+    return rejected(FillRejection.AlreadyOpen, 'block order is already open');
+  // Reference data is input too: a bad order is rejected (its fills are
+  // dead-lettered), it does not crash the actor.
+  const def = command.def;
+  const invalid = (detail: string) => rejected(FillRejection.InvalidBlockOrder, detail);
+  if (def.lotSize <= 0n) return invalid(`lot size ${def.lotSize} must be positive`);
+  if (def.targets.length === 0) return invalid(`block order ${def.blockOrderId} has no targets`);
+  const seen = new Set<string>();
+  for (const t of def.targets) {
+    if (t.quantity <= 0n) return invalid(`target of ${t.accountId} must be positive`);
+    if (seen.has(t.accountId)) return invalid(`account ${t.accountId} is targeted twice`);
+    seen.add(t.accountId);
+  }
+  return accepted({ type: 'BlockOrderOpened', def, atMs: command.nowMs });
+}
+
+function decideFill(
+  command: Extract<BlockOrderCommand, { type: 'AllocateFill' }>,
+  state: BlockOrderState,
+): Decision {
+  const { fill } = command;
+  if (state.status === 'Empty')
+    return rejected(FillRejection.UnknownBlockOrder, `no block order ${fill.blockOrderId}`);
+  if (fill.blockOrderId !== state.def.blockOrderId)
+    return rejected(FillRejection.WrongBlockOrder, `fill is for ${fill.blockOrderId}`);
+  const seenSeq = state.recentFills.find((f) => f.fillId === fill.fillId)?.seq;
+  if (seenSeq !== undefined)
+    return { outcome: 'Duplicate', reason: `fillId already applied as seq ${seenSeq}`, events: [] };
+  if (fill.seq <= state.lastFillSeq)
+    return { outcome: 'Duplicate', reason: `seq ${fill.seq} already applied`, events: [] };
+  if (fill.seq !== state.lastFillSeq + 1) {
+    const detail = `expected seq ${state.lastFillSeq + 1}, got ${fill.seq}`;
+    return rejected(FillRejection.OutOfOrder, detail);
+  }
+  if (fill.quantity <= 0n)
+    return rejected(FillRejection.NonPositiveQuantity, 'quantity must be > 0');
+  if (fill.price <= 0n) return rejected(FillRejection.NonPositivePrice, 'price must be > 0');
+  const result = allocateFill({
+    lotSize: state.def.lotSize,
+    fillQuantity: fill.quantity,
+    fillSeq: fill.seq,
+    accounts: state.def.targets.map((t) => ({
+      accountId: t.accountId,
+      remaining: t.quantity - (own(state.allocated, t.accountId) ?? 0n),
+    })),
+  });
+  // An empty order or an overfill: the fill is rejected whole.
+  if (!result.ok) return rejected(FillRejection.Overfill, result.detail);
+  return accepted({ type: 'FillAllocated', fill, lines: result.lines, atMs: command.nowMs });
 }
 
 export function evolve(state: BlockOrderState, event: BlockOrderEvent): BlockOrderState {
@@ -221,46 +222,9 @@ export function evolve(state: BlockOrderState, event: BlockOrderEvent): BlockOrd
         pending: [],
         confirmedThroughSeq: 0,
       };
-    case 'FillAllocated': {
+    case 'FillAllocated':
       invariant(state.status === 'Open', 'FillAllocated before BlockOrderOpened');
-      const { fill, lines } = event;
-      invariant(
-        fill.seq === state.lastFillSeq + 1,
-        `fill seq ${fill.seq} after ${state.lastFillSeq}`,
-      );
-      // Conservation: the parts sum exactly to the fill.
-      const sum = lines.reduce((s, l) => s + l.quantity, 0n);
-      invariant(
-        sum === fill.quantity,
-        `allocation of fill ${fill.fillId} sums to ${sum}, not ${fill.quantity}`,
-      );
-      const allocated = { ...state.allocated };
-      const lastSeqByAccount = { ...state.lastSeqByAccount };
-      const pendingLines: PendingLine[] = [];
-      for (const line of lines) {
-        allocated[line.accountId] = (own(allocated, line.accountId) ?? 0n) + line.quantity;
-        pendingLines.push({
-          accountId: line.accountId,
-          quantity: line.quantity,
-          prevSeq: own(lastSeqByAccount, line.accountId) ?? 0,
-        });
-        lastSeqByAccount[line.accountId] = fill.seq;
-      }
-      return {
-        ...state,
-        allocated,
-        lastSeqByAccount,
-        filledQuantity: state.filledQuantity + fill.quantity,
-        filledNotional: state.filledNotional + fill.quantity * fill.price,
-        fills: state.fills + 1,
-        lastFillSeq: fill.seq,
-        recentFills: [
-          ...state.recentFills.slice(1 - RECENT_FILL_IDS_MAX),
-          { fillId: fill.fillId, seq: fill.seq },
-        ],
-        pending: [...state.pending, { seq: fill.seq, price: fill.price, lines: pendingLines }],
-      };
-    }
+      return evolveFill(state, event);
     case 'AllocationsConfirmed': {
       invariant(state.status === 'Open', 'AllocationsConfirmed before BlockOrderOpened');
       invariant(event.throughSeq <= state.lastFillSeq, 'confirmation beyond the last fill');
@@ -274,4 +238,41 @@ export function evolve(state: BlockOrderState, event: BlockOrderEvent): BlockOrd
     default:
       return assertNever(event, 'block order event');
   }
+}
+
+function evolveFill(
+  state: OpenState,
+  event: Extract<BlockOrderEvent, { type: 'FillAllocated' }>,
+): OpenState {
+  const { fill, lines } = event;
+  invariant(fill.seq === state.lastFillSeq + 1, `fill seq ${fill.seq} after ${state.lastFillSeq}`);
+  // Conservation: the parts sum exactly to the fill.
+  const sum = lines.reduce((s, l) => s + l.quantity, 0n);
+  invariant(
+    sum === fill.quantity,
+    `allocation of fill ${fill.fillId} sums to ${sum}, not ${fill.quantity}`,
+  );
+  const allocated = { ...state.allocated };
+  const lastSeqByAccount = { ...state.lastSeqByAccount };
+  const pendingLines: PendingLine[] = [];
+  for (const line of lines) {
+    allocated[line.accountId] = (own(allocated, line.accountId) ?? 0n) + line.quantity;
+    const prevSeq = own(lastSeqByAccount, line.accountId) ?? 0;
+    pendingLines.push({ accountId: line.accountId, quantity: line.quantity, prevSeq });
+    lastSeqByAccount[line.accountId] = fill.seq;
+  }
+  return {
+    ...state,
+    allocated,
+    lastSeqByAccount,
+    filledQuantity: state.filledQuantity + fill.quantity,
+    filledNotional: state.filledNotional + fill.quantity * fill.price,
+    fills: state.fills + 1,
+    lastFillSeq: fill.seq,
+    recentFills: [
+      ...state.recentFills.slice(1 - RECENT_FILL_IDS_MAX),
+      { fillId: fill.fillId, seq: fill.seq },
+    ],
+    pending: [...state.pending, { seq: fill.seq, price: fill.price, lines: pendingLines }],
+  };
 }

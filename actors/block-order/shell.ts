@@ -78,7 +78,7 @@ type Message<T extends BlockOrderMessage['type']> = Extract<BlockOrderMessage, {
 export function blockOrderBehavior(
   deps: BlockOrderDeps,
 ): PersistentBehavior<State, BlockOrderMessage, BlockOrderEvent> {
-  const shell = blockOrderShell(deps);
+  const shell = new BlockOrderShell(deps);
   return {
     kind: BLOCK_ORDER_KIND,
     initialState: () => ({ d: initialState(), outbox: new Outbox(deps.outboxFillsMax) }),
@@ -139,10 +139,16 @@ function outboxOf(d: BlockOrderState, fillsMax: number): Outbox {
   return Outbox.fromPending(fillsMax, d.confirmedThroughSeq, d.pending);
 }
 
-/** The handlers, closed over their dependencies. */
-function blockOrderShell(deps: BlockOrderDeps) {
+/** The handlers: one method per message type, over the shell's dependencies. */
+class BlockOrderShell {
+  readonly #deps: BlockOrderDeps;
+
+  constructor(deps: BlockOrderDeps) {
+    this.#deps = deps;
+  }
+
   /** Persists events and folds them; the outbox follows what became state. */
-  function stage(state: State, events: readonly BlockOrderEvent[], ctx: Ctx): State {
+  stage(state: State, events: readonly BlockOrderEvent[], ctx: Ctx): State {
     let d = state.d;
     for (const event of events) {
       ctx.persist(event);
@@ -157,22 +163,22 @@ function blockOrderShell(deps: BlockOrderDeps) {
   }
 
   /** The open state, or why the order cannot be opened. */
-  async function ensureOpen(
+  async ensureOpen(
     state: State,
     ctx: Ctx,
   ): Promise<State | { reason: FillRejection; detail: string }> {
     if (state.d.status === 'Open') return state;
-    const def = await deps.reference.blockOrder(ctx.id);
+    const def = await this.#deps.reference.blockOrder(ctx.id);
     if (!def)
       return { reason: FillRejection.UnknownBlockOrder, detail: `no block order ${ctx.id}` };
-    const decision = decide({ type: 'Open', def, nowMs: now(deps) }, state.d);
+    const decision = decide({ type: 'Open', def, nowMs: now(this.#deps) }, state.d);
     if (decision.outcome === 'Rejected')
       return { reason: decision.reason, detail: decision.detail };
-    return stage(state, decision.events, ctx);
+    return this.stage(state, decision.events, ctx);
   }
 
   /** Sends the open lines (of one fill or one account, or all), oldest first, once durable. */
-  function deliver(state: State, ctx: Ctx, only: { seq?: number; accountId?: string } = {}): void {
+  deliver(state: State, ctx: Ctx, only: { seq?: number; accountId?: string } = {}): void {
     if (state.d.status !== 'Open') return;
     const def = state.d.def;
     for (const fill of state.d.pending) {
@@ -194,29 +200,25 @@ function blockOrderShell(deps: BlockOrderDeps) {
           },
           replyTo: ctx.self,
         };
-        ctx.effect(() => deps.accounts.send(line.accountId, message));
+        ctx.effect(() => this.#deps.accounts.send(line.accountId, message));
       }
     }
   }
 
-  function redeliverOnce(state: State, ctx: Ctx): State {
+  redeliverOnce(state: State, ctx: Ctx): State {
     if (state.outbox.redelivered) return state;
-    deliver(state, ctx);
+    this.deliver(state, ctx);
     state.outbox.redelivered = true;
     return state;
   }
 
-  async function allocateFill(
-    initial: State,
-    message: Message<'AllocateFill'>,
-    ctx: Ctx,
-  ): Promise<State> {
-    const opened = await ensureOpen(initial, ctx);
+  async allocateFill(initial: State, message: Message<'AllocateFill'>, ctx: Ctx): Promise<State> {
+    const opened = await this.ensureOpen(initial, ctx);
     if ('reason' in opened) {
       ctx.reply(message.replyTo, { type: 'Rejected', ...opened });
       return initial;
     }
-    const state = redeliverOnce(opened, ctx);
+    const state = this.redeliverOnce(opened, ctx);
     if (state.outbox.full) {
       // Back-pressure: the fill stays in JetStream and comes back once accounts caught up.
       const detail = `${ctx.id} has ${state.outbox.fills} fills awaiting their accounts`;
@@ -224,16 +226,16 @@ function blockOrderShell(deps: BlockOrderDeps) {
       return state;
     }
     const decision = decide(
-      { type: 'AllocateFill', fill: message.fill, nowMs: now(deps) },
+      { type: 'AllocateFill', fill: message.fill, nowMs: now(this.#deps) },
       state.d,
     );
     switch (decision.outcome) {
       case 'Accepted': {
-        const next = stage(state, decision.events, ctx);
+        const next = this.stage(state, decision.events, ctx);
         const allocated = decision.events[0];
         if (allocated?.type !== 'FillAllocated')
           throw new InvariantError('an accepted fill must yield FillAllocated');
-        deliver(next, ctx, { seq: allocated.fill.seq });
+        this.deliver(next, ctx, { seq: allocated.fill.seq });
         const reply = {
           type: 'Allocated' as const,
           seq: allocated.fill.seq,
@@ -257,15 +259,16 @@ function blockOrderShell(deps: BlockOrderDeps) {
     }
   }
 
-  function settled(state: State, message: Extract<AllocationReply, { type: 'AllocationSettled' }>) {
+  settled(state: State, message: Extract<AllocationReply, { type: 'AllocationSettled' }>) {
     const fillSettled = state.outbox.settle(message.fillSeq, message.accountId);
     state.outbox.setRetry(message.accountId, undefined);
     // The account made its line durable before replying: the fill is done when all lines are.
-    if (fillSettled) deps.observer.fillSettled(message.blockOrderId, message.fillSeq, now(deps));
+    if (fillSettled)
+      this.#deps.observer.fillSettled(message.blockOrderId, message.fillSeq, now(this.#deps));
     return state;
   }
 
-  function retryLater(state: State, accountId: string, ctx: Ctx): State {
+  retryLater(state: State, accountId: string, ctx: Ctx): State {
     const current = state.outbox.retryOf(accountId) ?? {
       attempts: 0,
       scheduled: false,
@@ -276,31 +279,32 @@ function blockOrderShell(deps: BlockOrderDeps) {
     // A downstream failure must not crash the order. Past the bound the
     // backoff stops growing: the lines stay unconfirmed (visible in the view)
     // and are retried at that slow, fixed rate until the account takes them.
-    const parked = attempts > deps.redeliveryAttemptsMax;
+    const parked = attempts > this.#deps.redeliveryAttemptsMax;
     if (parked && !current.parked)
-      ctx.effect(() => deps.onParked(ctx.id, accountId, current.attempts));
+      ctx.effect(() => this.#deps.onParked(ctx.id, accountId, current.attempts));
     const delayMs =
-      deps.redeliveryBackoffMs * 2 ** (Math.min(attempts, deps.redeliveryAttemptsMax) - 1);
+      this.#deps.redeliveryBackoffMs *
+      2 ** (Math.min(attempts, this.#deps.redeliveryAttemptsMax) - 1);
     ctx.scheduleSelf({ type: 'Redeliver', accountId }, delayMs);
     state.outbox.setRetry(accountId, { attempts, scheduled: true, parked });
     return state;
   }
 
   /** An account could not take a delivery (crashed, mailbox full, stopped). */
-  function deliveryFailed(state: State, message: Message<'Failed'>, ctx: Ctx): State {
+  deliveryFailed(state: State, message: Message<'Failed'>, ctx: Ctx): State {
     const command = message.command as { type?: string; accountId?: string } | undefined;
     if (command?.type !== 'ApplyAllocation' || typeof command.accountId !== 'string') return state;
-    return retryLater(state, command.accountId, ctx);
+    return this.retryLater(state, command.accountId, ctx);
   }
 
-  function redeliver(state: State, accountId: string, ctx: Ctx): State {
+  redeliver(state: State, accountId: string, ctx: Ctx): State {
     const retry = state.outbox.retryOf(accountId);
     if (retry) state.outbox.setRetry(accountId, { ...retry, scheduled: false });
-    deliver(state, ctx, { accountId });
+    this.deliver(state, ctx, { accountId });
     return state;
   }
 
-  async function view(state: State, message: Message<'GetView'>, ctx: Ctx): Promise<State> {
+  async view(state: State, message: Message<'GetView'>, ctx: Ctx): Promise<State> {
     if (state.d.status === 'Open') {
       const unconfirmedLines = state.outbox.openLines().length;
       ctx.reply(message.replyTo, {
@@ -309,24 +313,13 @@ function blockOrderShell(deps: BlockOrderDeps) {
       });
       return state;
     }
-    const def = await deps.reference.blockOrder(ctx.id);
+    const def = await this.#deps.reference.blockOrder(ctx.id);
     ctx.reply(
       message.replyTo,
       def ? { type: 'View', view: unopenedView(def) } : { type: 'NotFound' },
     );
     return state;
   }
-
-  return {
-    stage,
-    redeliverOnce,
-    allocateFill,
-    settled,
-    retryLater,
-    deliveryFailed,
-    redeliver,
-    view,
-  };
 }
 
 function statusOf(filled: bigint, target: bigint): BlockOrderView['status'] {
