@@ -18,7 +18,9 @@
  *   npm run bench -- [--quick] [--json] [--runs N] [--fills N] [--seed N]
  *                    [--cycle-ms N] [--rate N] [--steady-seconds N]
  */
+import { execFile } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { loadConfig } from '../system/config.ts';
 import { runBatchCycle } from './arms/batch-cycle.ts';
 import { runCeiling, type CeilingConfig } from './arms/ceiling.ts';
@@ -27,6 +29,7 @@ import { expectedBooks } from './arms/expected.ts';
 import { runLockPerFill, tuneLockPerFill } from './arms/lock-per-fill.ts';
 import { machineInfo, median, printTable, type Row } from './bench-report.ts';
 import { parseArgs } from './cli.ts';
+import { measureRecovery, type RecoveryFigures } from './recovery-bench.ts';
 import { runScenario, type RunResult } from './run.ts';
 import { generateScenario, type Scenario, type ScenarioOptions } from './scenario.ts';
 
@@ -57,6 +60,7 @@ const settings = {
   lockTunePrefixFills: quick ? 500 : 4_000,
 };
 const json = args.json === true;
+const execFileAsync = promisify(execFile);
 const say = (line: string) => (json ? process.stderr : process.stdout).write(`${line}\n`);
 const baseDatabaseUrl = loadConfig(process.env).databaseUrl;
 
@@ -157,12 +161,25 @@ async function main(): Promise<void> {
       }),
     ),
   );
+  let recovery: RecoveryFigures | undefined;
+  let measuredRuns = 0;
   const blockfills = await measured('blockfill', (warmup) =>
-    blockfillRun(prefixOf(scenario, warmup)),
+    blockfillRun(prefixOf(scenario, warmup), {
+      // After the last measured run: recover from the journal it left.
+      afterStop: async (config) => {
+        if (warmup || ++measuredRuns < settings.runs) return;
+        say('recovery: activating accounts one by one, then replaying the whole journal');
+        recovery = await measureRecovery(config, {
+          accountIds: scenario.seed.accounts.map((a) => a.id),
+          activationsMax: quick ? 200 : 2_000,
+        });
+      },
+    }),
   );
 
   const hot = await hotAccounts(lockOptions);
   const steady = await steadyRuns();
+  const memory = await memoryFigures();
   const report = summarize({
     machine,
     scenario,
@@ -174,8 +191,28 @@ async function main(): Promise<void> {
     blockfills,
     hot,
     steady,
+    recovery,
+    memory,
   });
   await writeResults(report);
+}
+
+/** The kernel's memory, each figure in a fresh process of its own (see memory-bench.ts). */
+async function memoryFigures(): Promise<Record<string, number>> {
+  const run = async (extra: string[]) => {
+    const { stdout } = await execFileAsync(
+      process.execPath,
+      ['--expose-gc', 'simulations/memory-bench.ts', ...extra],
+      { maxBuffer: 1 << 20 },
+    );
+    return JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as Record<string, number>;
+  };
+  const live = quick ? '10000' : '100000';
+  const total = quick ? '50000' : '1000000';
+  say(`memory: ${live} live accounts; then ${total} accounts with passivation`);
+  const heap = await run(['--only', 'heap', '--live', live]);
+  const rss = await run(['--only', 'rss', '--total', total]);
+  return { ...heap, ...rss };
 }
 
 /**
@@ -262,6 +299,8 @@ type Inputs = {
   blockfills: RunResult[];
   hot: Awaited<ReturnType<typeof hotAccounts>>;
   steady: Awaited<ReturnType<typeof steadyRuns>>;
+  recovery: RecoveryFigures | undefined;
+  memory: Record<string, number>;
 };
 
 function summarize(i: Inputs) {
@@ -329,12 +368,22 @@ function summarize(i: Inputs) {
     blockfillLinesPerSec: i.hot.blockfill.linesPerSec,
     lockPerFillLinesPerSec: i.hot.lock.linesPerSec,
   };
+  const recovery = i.recovery && {
+    activationP50Ms: i.recovery.activationMs.p50,
+    activationP99Ms: i.recovery.activationMs.p99,
+    activations: i.recovery.activations,
+    replayEventsPerSec: i.recovery.replayEventsPerSec,
+    replayEvents: i.recovery.replayEvents,
+    replayKeys: i.recovery.replayKeys,
+  };
   return {
     blockfill,
     lockPerFill,
     batchCycle,
     ceiling,
     steady,
+    recovery,
+    memory: i.memory,
     hot,
     ratios,
     machine: i.machine,
@@ -386,6 +435,15 @@ async function writeResults(report: ReturnType<typeof summarize>): Promise<void>
   ];
   say('');
   printTable(say, rows, report);
+  const r = report.recovery;
+  if (r)
+    say(
+      `recovery: activation p50 ${r.activationP50Ms} ms, p99 ${r.activationP99Ms} ms (${r.activations} accounts one by one); replay ${r.replayEventsPerSec.toLocaleString('en-US')} events/s (${r.replayEvents} events)`,
+    );
+  const mem = report.memory;
+  say(
+    `memory: ${mem.heapBytesPerLiveAccount} heap bytes per live account (${mem.liveAccounts} live); peak RSS ${Math.round((mem.millionAccountsPeakRssBytes ?? 0) / 2 ** 20)} MiB over ${mem.accountsTotal} accounts (live at most ${mem.liveMax})`,
+  );
   await mkdir('bench-results', { recursive: true });
   const file = `bench-results/bench-${report.at.replace(/[:.]/g, '-')}.json`;
   await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);

@@ -29,6 +29,7 @@ import {
 import { createLogger } from '../system/log.ts';
 import { startService, type Service } from '../system/service.ts';
 import { percentiles, type LatencyMs } from './arms/common.ts';
+import { InFlight } from './in-flight.ts';
 import { checkInvariants, type InvariantReport } from './invariants.ts';
 import { generateScenario, type Scenario, type ScenarioOptions } from './scenario.ts';
 import { deleteStreams, dropDatabase, freshDatabase } from './support.ts';
@@ -50,6 +51,8 @@ export interface RunOptions {
   latencyFromFill?: number;
   settleTimeoutMs: number;
   checkInvariants: boolean;
+  /** Runs after the service stopped, before the run's database is dropped (e.g. recovery figures). */
+  afterStop?: (config: Config) => Promise<void>;
   env: Record<string, string | undefined>;
   progress: (line: string) => void;
 }
@@ -152,20 +155,24 @@ async function publishAll(
   },
 ): Promise<void> {
   const startedMs = monotonicClock.nowMs();
-  const inFlight = new Set<Promise<void>>();
-  for (let i = 0; i < fills.length; i++) {
+  const gate = new InFlight(options.inFlightMax);
+  const failures: unknown[] = [];
+  for (let i = 0; i < fills.length && failures.length === 0; i++) {
     const fill = fills[i];
     if (!fill) break;
     if (options.ratePerSec !== undefined) {
       const waitMs = startedMs + (i * 1000) / options.ratePerSec - monotonicClock.nowMs();
       if (waitMs > 1) await new Promise((resolve) => setTimeout(resolve, waitMs));
     }
+    await gate.slot();
     options.onPublish(fill, i);
-    const p = publisher.publishFill(fill).finally(() => inFlight.delete(p));
-    inFlight.add(p);
-    if (inFlight.size >= options.inFlightMax) await Promise.race(inFlight);
+    publisher
+      .publishFill(fill)
+      .catch((error: unknown) => failures.push(error))
+      .finally(() => gate.done());
   }
-  await Promise.all(inFlight);
+  await gate.idle();
+  if (failures.length > 0) throw failures[0];
 }
 
 async function prepublish(config: Config, scenario: Scenario, inFlightMax: number): Promise<void> {
@@ -214,7 +221,9 @@ export async function runScenario(options: RunOptions): Promise<RunResult> {
       options.progress(`publishing ${total} fills before the service starts ...`);
       await prepublish(config, scenario, options.publishInFlightMax);
     }
-    return await runService(options, config, scenario, databaseName);
+    const result = await runService(options, config, scenario, databaseName);
+    await options.afterStop?.(config);
+    return result;
   } finally {
     const nats = await openJetStream(config, 'blockfill-cleanup').catch(() => undefined);
     if (nats) {

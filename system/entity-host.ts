@@ -30,12 +30,14 @@ import {
   childCount,
   childOf,
   CrashDecision,
+  entityKind,
   liveActor,
   spawnEntity,
   spawnGroup,
   startSystem,
   stopChildren,
   stopSystem,
+  type EntityKind,
 } from './nact-adapter.ts';
 import { Permits, replay } from './recovery.ts';
 import { isTransientFailure } from './transient.ts';
@@ -121,6 +123,7 @@ export class EntityHost<S, C extends Replyable, E> {
   readonly #options: HostOptions;
   readonly #deps: HostDeps;
   readonly #group: unknown;
+  readonly #kind: EntityKind;
   readonly #crashes = new Map<string, number[]>();
   readonly #transientCrashes = new Map<string, number[]>();
   readonly #stopped = new Map<string, string>();
@@ -142,6 +145,13 @@ export class EntityHost<S, C extends Replyable, E> {
     this.#options = options;
     this.#deps = deps;
     this.#group = spawnGroup(system.ref, `${behavior.kind}s`);
+    // One set of functions for every actor of this kind: a live actor costs no closures.
+    this.#kind = entityKind<Slot<S>>({
+      initialState: () => ({ live: false }),
+      handle: (slot, message, id, self) =>
+        this.#handle(id, `${behavior.kind}-${id}`, slot, message as C, self),
+      onCrash: (id, error, queued) => this.#onCrash(id, error, queued),
+    });
     registerHost(system.name, `${behavior.kind}s`, this);
   }
 
@@ -192,17 +202,7 @@ export class EntityHost<S, C extends Replyable, E> {
   }
 
   #spawn(id: string): Ref<C> {
-    const key = `${this.kind}-${id}`;
-    return spawnEntity<Slot<S>>(
-      this.#group,
-      id,
-      (slot, message, self) => this.#handle(id, key, slot, message as C, self),
-      {
-        initialState: () => ({ live: false }),
-        idleMs: this.#options.idleMs,
-        onCrash: (error, queued) => this.#onCrash(id, error, queued),
-      },
-    ) as Ref<C>;
+    return spawnEntity(this.#group, id, this.#kind, this.#options.idleMs) as Ref<C>;
   }
 
   async #handle(id: string, key: string, slot: Slot<S>, first: C, self: unknown): Promise<Slot<S>> {

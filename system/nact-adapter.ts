@@ -44,52 +44,51 @@ export interface LiveActor {
   stop(): void;
 }
 
-export const CrashDecision = { Reset: 'reset', Stop: 'stop' } as const;
-export type CrashDecision = (typeof CrashDecision)[keyof typeof CrashDecision];
-
-export interface EntityOptions<S> {
-  initialState: () => S;
-  idleMs: number;
-  /** Decides after a crash; `queued` are the messages waiting in the mailbox. */
-  onCrash: (error: Error, queued: unknown[]) => Promise<CrashDecision>;
+/** A view of a concrete actor; one per actor (the host looks actors up on every message). */
+class LiveView implements LiveActor {
+  readonly #concrete: ConcreteActor;
+  constructor(concrete: ConcreteActor) {
+    this.#concrete = concrete;
+  }
+  get ref(): unknown {
+    return this.#concrete.reference;
+  }
+  get stopped(): boolean {
+    return this.#concrete.stopped;
+  }
+  get busy(): boolean {
+    return this.#concrete.busy;
+  }
+  get queued(): number {
+    return this.#concrete.mailbox.length;
+  }
+  takeQueued(max: number): unknown[] {
+    const out: unknown[] = [];
+    const mailbox = this.#concrete.mailbox;
+    while (out.length < max && mailbox.length > 0) {
+      const next = mailbox.shift();
+      if (next) out.push(next.message);
+    }
+    return out;
+  }
+  stop(): void {
+    this.#concrete.stop();
+  }
 }
 
-export type EntityHandler<S> = (state: S, message: unknown, self: unknown) => Promise<S>;
-
-/** One wrapper per actor: the host looks actors up on every message. */
-const wrappers = new WeakMap<ConcreteActor, LiveActor>();
+const views = new WeakMap<ConcreteActor, LiveActor>();
 
 function live(concrete: ConcreteActor): LiveActor {
-  const cached = wrappers.get(concrete);
-  if (cached) return cached;
-  const wrapper = wrap(concrete);
-  wrappers.set(concrete, wrapper);
-  return wrapper;
+  let view = views.get(concrete);
+  if (!view) {
+    view = new LiveView(concrete);
+    views.set(concrete, view);
+  }
+  return view;
 }
 
-function wrap(concrete: ConcreteActor): LiveActor {
-  return {
-    ref: concrete.reference,
-    get stopped() {
-      return concrete.stopped;
-    },
-    get busy() {
-      return concrete.busy;
-    },
-    get queued() {
-      return concrete.mailbox.length;
-    },
-    takeQueued(max) {
-      const out: unknown[] = [];
-      while (out.length < max && concrete.mailbox.length > 0) {
-        const next = concrete.mailbox.shift();
-        if (next) out.push(next.message);
-      }
-      return out;
-    },
-    stop: () => concrete.stop(),
-  };
-}
+export const CrashDecision = { Reset: 'reset', Stop: 'stop' } as const;
+export type CrashDecision = (typeof CrashDecision)[keyof typeof CrashDecision];
 
 export function startSystem(name: string): unknown {
   invariant(name.length > 0, 'an actor system needs a name');
@@ -132,29 +131,46 @@ export function liveActor(ref: unknown): LiveActor | undefined {
   return concrete && !concrete.stopped ? live(concrete) : undefined;
 }
 
-export function spawnEntity<S>(
-  groupRef: unknown,
-  id: string,
-  handler: EntityHandler<S>,
-  options: EntityOptions<S>,
-): unknown {
-  invariant(options.idleMs > 0, 'entities passivate after a positive idle time');
-  const f = (state: S, message: unknown, ctx: { self: unknown }) =>
-    handler(state, message, ctx.self);
-  return nact.spawn(groupRef as never, f as never, id, {
-    initialStateFunc: options.initialState,
-    shutdownAfter: options.idleMs,
-    onCrash: async (
-      _message: unknown,
-      error: Error,
-      ctx: { reset: symbol; stop: symbol; mailbox?: Array<{ message: unknown }> },
-    ) => {
-      const decision = await options.onCrash(
-        error,
-        (ctx.mailbox ?? []).map((m) => m.message),
-      );
+/** What every entity of one kind runs; shared by all of them (an actor costs no closures of its own). */
+export interface EntityRuntime<S> {
+  initialState(): S;
+  handle(state: S, message: unknown, id: string, self: unknown): Promise<S>;
+  /** Decides after a crash; `queued` are the messages waiting in the mailbox. */
+  onCrash(id: string, error: Error, queued: unknown[]): Promise<CrashDecision>;
+}
+
+/** nact's per-actor functions, made once per kind: they find the entity's id in nact's context. */
+export interface EntityKind {
+  readonly f: unknown;
+  readonly initialStateFunc: () => unknown;
+  readonly onCrash: unknown;
+}
+
+export function entityKind<S>(runtime: EntityRuntime<S>): EntityKind {
+  type Ctx = { self: unknown; name: string };
+  type CrashCtx = Ctx & { reset: symbol; stop: symbol; mailbox?: Array<{ message: unknown }> };
+  return {
+    f: (state: S, message: unknown, ctx: Ctx) => runtime.handle(state, message, ctx.name, ctx.self),
+    initialStateFunc: () => runtime.initialState(),
+    onCrash: async (_message: unknown, error: Error, ctx: CrashCtx) => {
+      const queued = (ctx.mailbox ?? []).map((m) => m.message);
+      const decision = await runtime.onCrash(ctx.name, error, queued);
       return decision === CrashDecision.Stop ? ctx.stop : ctx.reset;
     },
+  };
+}
+
+export function spawnEntity(
+  groupRef: unknown,
+  id: string,
+  kind: EntityKind,
+  idleMs: number,
+): unknown {
+  invariant(idleMs > 0, 'entities passivate after a positive idle time');
+  return nact.spawn(groupRef as never, kind.f as never, id, {
+    initialStateFunc: kind.initialStateFunc,
+    shutdownAfter: idleMs,
+    onCrash: kind.onCrash,
   } as never);
 }
 

@@ -10,6 +10,7 @@ import {
   childOf,
   CrashDecision,
   dispatchTo,
+  entityKind,
   entityAddress,
   liveActor,
   spawnEntity,
@@ -47,18 +48,19 @@ t.test('one message at a time, in order; queued messages can be taken as a batch
   const seen: unknown[][] = [];
   const gate = deferred();
   let self: LiveActor | undefined;
-  const ref = spawnEntity<number>(
-    g,
-    'a',
-    async (count, message, selfRef) => {
+  const kind = entityKind<number>({
+    initialState: () => 0,
+    handle: async (count, message, id, selfRef) => {
+      t.equal(id, 'a', 'the handler learns its id');
       self = liveActor(selfRef);
       t.equal(self?.busy, true, 'busy while the handler runs');
       if (message === 'first') await gate.promise;
       seen.push([message, ...(self?.takeQueued(10) ?? [])]);
       return count + 1;
     },
-    { initialState: () => 0, idleMs: 60_000, onCrash: async () => CrashDecision.Stop },
-  );
+    onCrash: async () => CrashDecision.Stop,
+  });
+  const ref = spawnEntity(g, 'a', kind, 60_000);
   t.ok(dispatchTo(ref, 'first'));
   await new Promise((resolve) => setImmediate(resolve));
   for (const m of ['second', 'third']) dispatchTo(ref, m);
@@ -76,10 +78,9 @@ t.test('a crash: reset re-runs initialState and goes on with the queue', async (
   const states: number[] = [];
   const queuedAtCrash: unknown[][] = [];
   const gate = deferred();
-  const ref = spawnEntity<number>(
-    g,
-    'b',
-    async (state, message) => {
+  const kind = entityKind<number>({
+    initialState: () => 100,
+    handle: async (state, message) => {
       if (message === 'boom') {
         await gate.promise;
         throw new Error('boom');
@@ -87,16 +88,14 @@ t.test('a crash: reset re-runs initialState and goes on with the queue', async (
       states.push(state);
       return state + 1;
     },
-    {
-      initialState: () => 100,
-      idleMs: 60_000,
-      onCrash: async (error, queued) => {
-        t.equal(error.message, 'boom');
-        queuedAtCrash.push(queued);
-        return CrashDecision.Reset;
-      },
+    onCrash: async (id, error, queued) => {
+      t.equal(id, 'b', 'the supervisor learns the id');
+      t.equal(error.message, 'boom');
+      queuedAtCrash.push(queued);
+      return CrashDecision.Reset;
     },
-  );
+  });
+  const ref = spawnEntity(g, 'b', kind, 60_000);
   dispatchTo(ref, 'tick');
   dispatchTo(ref, 'tick');
   await new Promise((resolve) => setTimeout(resolve, 5));
@@ -110,14 +109,14 @@ t.test('a crash: reset re-runs initialState and goes on with the queue', async (
 
 t.test('a crash: stop drops the actor; dispatch then finds nobody', async (t) => {
   const { group: g } = group(t);
-  const ref = spawnEntity<number>(
-    g,
-    'c',
-    async () => {
+  const kind = entityKind<number>({
+    initialState: () => 0,
+    handle: async () => {
       throw new Error('always');
     },
-    { initialState: () => 0, idleMs: 60_000, onCrash: async () => CrashDecision.Stop },
-  );
+    onCrash: async () => CrashDecision.Stop,
+  });
+  const ref = spawnEntity(g, 'c', kind, 60_000);
   dispatchTo(ref, 'x');
   await new Promise((resolve) => setTimeout(resolve, 10));
   t.equal(childOf(g, 'c'), undefined, 'stopped');
@@ -127,11 +126,12 @@ t.test('a crash: stop drops the actor; dispatch then finds nobody', async (t) =>
 
 t.test('an idle actor stops after idleMs (passivation)', async (t) => {
   const { group: g } = group(t);
-  const ref = spawnEntity<number>(g, 'd', async (s) => s + 1, {
+  const kind = entityKind<number>({
     initialState: () => 0,
-    idleMs: 20,
+    handle: async (s) => s + 1,
     onCrash: async () => CrashDecision.Stop,
   });
+  const ref = spawnEntity(g, 'd', kind, 20);
   dispatchTo(ref, 'x');
   await new Promise((resolve) => setTimeout(resolve, 5));
   t.ok(childOf(g, 'd'), 'alive while recently used');
