@@ -1,5 +1,17 @@
 import tseslint from 'typescript-eslint';
 
+// What actors/ (contracts, deciders, shells) may never import: imports point inward.
+const OUTSIDE_ACTORS = [
+  '**/system/**',
+  '**/persistence/**',
+  '**/api/**',
+  '**/simulations/**',
+  'nact',
+  'nact/*',
+  '@nats-io/*',
+  '@mikro-orm/*',
+];
+
 export default tseslint.config(
   { ignores: ['node_modules/**', '.tap/**', 'bench-results/**'] },
   ...tseslint.configs.recommended,
@@ -27,40 +39,14 @@ export default tseslint.config(
     // Imports point inward: actors/ (contracts, deciders, shells) imports nothing outside it.
     files: ['actors/**/*.ts'],
     rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            '**/system/**',
-            '**/persistence/**',
-            '**/api/**',
-            '**/simulations/**',
-            'nact',
-            'nact/*',
-            '@nats-io/*',
-            '@mikro-orm/*',
-          ],
-        },
-      ],
+      'no-restricted-imports': ['error', { patterns: OUTSIDE_ACTORS }],
     },
   },
   {
     // Deciders are pure: no I/O layers, no wall clock.
     files: ['actors/domain/**/*.ts', 'actors/*/decider.ts'],
     rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            '**/system/**',
-            '**/persistence/**',
-            '**/api/**',
-            'nact',
-            '@nats-io/*',
-            '@mikro-orm/*',
-          ],
-        },
-      ],
+      'no-restricted-imports': ['error', { patterns: OUTSIDE_ACTORS }],
       'no-restricted-syntax': [
         'error',
         { selector: "NewExpression[callee.name='Date']", message: 'Inject the time.' },

@@ -16,11 +16,15 @@
  */
 import { invariant } from '../actors/errors.ts';
 import {
+  emptyJournalStats,
   JournalClosedError,
   JournalConflictError,
   JournalOverloadedError,
+  type Journal,
   type JournalRecord,
   type JournalStats,
+  type SnapshotRecord,
+  type StoredRecord,
 } from './journal.ts';
 
 export interface GroupCommitOptions {
@@ -66,14 +70,7 @@ export class GroupCommit {
   #timer: NodeJS.Timeout | undefined;
   #idleWaiters: Array<() => void> = [];
   #closed = false;
-  readonly stats: JournalStats = {
-    events: 0,
-    batches: 0,
-    batchEventsLargest: 0,
-    conflicts: 0,
-    flushMsTotal: 0,
-    fallbacks: 0,
-  };
+  readonly stats: JournalStats = emptyJournalStats();
 
   constructor(write: BatchWriter, options: GroupCommitOptions) {
     // Options are a caller's input: a bad one is a RangeError, not a broken invariant.
@@ -230,5 +227,40 @@ export class GroupCommit {
   async close(): Promise<void> {
     await this.drain();
     this.#closed = true;
+  }
+}
+
+/**
+ * A journal whose writes go through group commit: an engine says how one
+ * batch is written (`writeBatch`) and how records are read back.
+ */
+export abstract class GroupCommitJournal implements Journal {
+  readonly #commits: GroupCommit;
+
+  constructor(options: GroupCommitOptions) {
+    this.#commits = new GroupCommit((rows) => this.writeBatch(rows), options);
+  }
+
+  protected abstract writeBatch(
+    rows: readonly JournalRecord[],
+  ): Promise<{ notWritten: ReadonlySet<number>; fallback: boolean }>;
+  abstract load(key: string, afterSeq: number, limit: number): Promise<StoredRecord[]>;
+  abstract snapshot(key: string): Promise<SnapshotRecord | undefined>;
+  abstract saveSnapshot(snapshot: Omit<SnapshotRecord, 'createdAtMs'>): Promise<void>;
+
+  get stats(): JournalStats {
+    return this.#commits.stats;
+  }
+
+  append(records: readonly JournalRecord[]): Promise<void> {
+    return this.#commits.append(records);
+  }
+
+  drain(): Promise<void> {
+    return this.#commits.drain();
+  }
+
+  close(): Promise<void> {
+    return this.#commits.close();
   }
 }

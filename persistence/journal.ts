@@ -47,6 +47,15 @@ export interface JournalStats {
   fallbacks: number;
 }
 
+export const emptyJournalStats = (): JournalStats => ({
+  events: 0,
+  batches: 0,
+  batchEventsLargest: 0,
+  conflicts: 0,
+  flushMsTotal: 0,
+  fallbacks: 0,
+});
+
 export interface Journal {
   /**
    * Appends records of one or more keys; each key's records must be

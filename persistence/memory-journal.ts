@@ -5,40 +5,23 @@
  * injected per batch.
  */
 import { invariant } from '../actors/errors.ts';
-import { GroupCommit, type GroupCommitOptions } from './group-commit.ts';
-import type { Journal, JournalRecord, SnapshotRecord, StoredRecord } from './journal.ts';
+import { GroupCommitJournal, type GroupCommitOptions } from './group-commit.ts';
+import type { JournalRecord, SnapshotRecord, StoredRecord } from './journal.ts';
 
 export interface MemoryJournalOptions extends GroupCommitOptions {
   /** Called before each batch is written; throw to fail the whole batch. */
   beforeWrite?: (rows: readonly JournalRecord[]) => void | Promise<void>;
 }
 
-export class MemoryJournal implements Journal {
-  readonly #commits: GroupCommit;
+export class MemoryJournal extends GroupCommitJournal {
   readonly #records = new Map<string, StoredRecord[]>();
   readonly #snapshots = new Map<string, SnapshotRecord>();
   readonly #beforeWrite: MemoryJournalOptions['beforeWrite'];
   nowMs: () => number = () => Date.now();
 
   constructor(options: MemoryJournalOptions) {
+    super(options);
     this.#beforeWrite = options.beforeWrite;
-    this.#commits = new GroupCommit((rows) => this.#writeBatch(rows), options);
-  }
-
-  get stats() {
-    return this.#commits.stats;
-  }
-
-  append(records: readonly JournalRecord[]): Promise<void> {
-    return this.#commits.append(records);
-  }
-
-  drain(): Promise<void> {
-    return this.#commits.drain();
-  }
-
-  close(): Promise<void> {
-    return this.#commits.close();
   }
 
   /** Every stored record of `key` (a copy), for tests. */
@@ -50,7 +33,7 @@ export class MemoryJournal implements Journal {
     return [...this.#records.keys()];
   }
 
-  async #writeBatch(rows: readonly JournalRecord[]) {
+  protected override async writeBatch(rows: readonly JournalRecord[]) {
     await this.#beforeWrite?.(rows);
     // Like the SQL careful path: a row that exists cuts its key at that row.
     const cut = new Map<string, number>();
@@ -76,16 +59,16 @@ export class MemoryJournal implements Journal {
     return { notWritten, fallback: notWritten.size > 0 };
   }
 
-  async load(key: string, afterSeq: number, limit: number): Promise<StoredRecord[]> {
+  override async load(key: string, afterSeq: number, limit: number): Promise<StoredRecord[]> {
     invariant(limit >= 1, `page of ${limit} records`);
     return (this.#records.get(key) ?? []).slice(afterSeq, afterSeq + limit);
   }
 
-  async snapshot(key: string): Promise<SnapshotRecord | undefined> {
+  override async snapshot(key: string): Promise<SnapshotRecord | undefined> {
     return this.#snapshots.get(key);
   }
 
-  async saveSnapshot(snapshot: Omit<SnapshotRecord, 'createdAtMs'>): Promise<void> {
+  override async saveSnapshot(snapshot: Omit<SnapshotRecord, 'createdAtMs'>): Promise<void> {
     invariant(
       Number.isSafeInteger(snapshot.seq) && snapshot.seq >= 0,
       `snapshot of ${snapshot.key} at #${snapshot.seq}`,

@@ -15,8 +15,8 @@
  */
 import { invariant } from '../actors/errors.ts';
 import type { Database, Query } from './db.ts';
-import { GroupCommit, type GroupCommitOptions } from './group-commit.ts';
-import type { Journal, JournalRecord, SnapshotRecord, StoredRecord } from './journal.ts';
+import { GroupCommitJournal, type GroupCommitOptions } from './group-commit.ts';
+import type { JournalRecord, SnapshotRecord, StoredRecord } from './journal.ts';
 import { LookupBatcher } from './lookup-batcher.ts';
 
 export type SqlJournalOptions = GroupCommitOptions;
@@ -69,36 +69,19 @@ function columns(rows: readonly JournalRecord[]): unknown[] {
   ];
 }
 
-export class SqlJournal implements Journal {
+export class SqlJournal extends GroupCommitJournal {
   readonly #db: Database;
-  readonly #commits: GroupCommit;
   readonly #snapshots: LookupBatcher<SnapshotRecord>;
   readonly #pages: LookupBatcher<StoredRecord[]>;
 
   constructor(db: Database, options: SqlJournalOptions) {
+    super(options);
     this.#db = db;
-    this.#commits = new GroupCommit((rows) => this.#writeBatch(rows), options);
     this.#snapshots = new LookupBatcher((keys) => this.#loadSnapshots(keys), 500);
     this.#pages = new LookupBatcher((ids) => this.#loadPages(ids), 200);
   }
 
-  get stats() {
-    return this.#commits.stats;
-  }
-
-  append(records: readonly JournalRecord[]): Promise<void> {
-    return this.#commits.append(records);
-  }
-
-  drain(): Promise<void> {
-    return this.#commits.drain();
-  }
-
-  close(): Promise<void> {
-    return this.#commits.close();
-  }
-
-  async #writeBatch(
+  protected override async writeBatch(
     rows: readonly JournalRecord[],
   ): Promise<{ notWritten: ReadonlySet<number>; fallback: boolean }> {
     invariant(rows.length > 0, 'an empty batch is never written');
@@ -146,11 +129,11 @@ export class SqlJournal implements Journal {
     return notWritten;
   }
 
-  snapshot(key: string): Promise<SnapshotRecord | undefined> {
+  override snapshot(key: string): Promise<SnapshotRecord | undefined> {
     return this.#snapshots.get(key);
   }
 
-  async saveSnapshot(snapshot: Omit<SnapshotRecord, 'createdAtMs'>): Promise<void> {
+  override async saveSnapshot(snapshot: Omit<SnapshotRecord, 'createdAtMs'>): Promise<void> {
     invariant(
       Number.isSafeInteger(snapshot.seq) && snapshot.seq >= 0,
       `snapshot of ${snapshot.key} at #${snapshot.seq}`,
@@ -191,7 +174,7 @@ export class SqlJournal implements Journal {
     );
   }
 
-  load(key: string, afterSeq: number, limit: number): Promise<StoredRecord[]> {
+  override load(key: string, afterSeq: number, limit: number): Promise<StoredRecord[]> {
     invariant(limit >= 1 && limit <= 100_000, `page of ${limit} records`);
     return this.#pages.get(`${key}\u0000${afterSeq}\u0000${limit}`).then((page) => page ?? []);
   }

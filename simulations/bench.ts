@@ -169,10 +169,7 @@ async function main(): Promise<void> {
       afterStop: async (config) => {
         if (warmup || ++measuredRuns < settings.runs) return;
         say('recovery: activating accounts one by one, then replaying the whole journal');
-        recovery = await measureRecovery(config, {
-          accountIds: scenario.seed.accounts.map((a) => a.id),
-          activationsMax: quick ? 200 : 2_000,
-        });
+        recovery = await measureRecovery(config, { activationsMax: quick ? 200 : 2_000 });
       },
     }),
   );

@@ -15,7 +15,7 @@
 import { accountBehavior } from '../actors/account/shell.ts';
 import type { AllocationReply } from '../actors/protocol.ts';
 import { decodeVersioned, encodeVersioned } from '../persistence/codec.ts';
-import type { Journal } from '../persistence/journal.ts';
+import { emptyJournalStats, type Journal } from '../persistence/journal.ts';
 import { ActorSystem, EntityHost } from '../system/entity-host.ts';
 import { ask } from '../system/messaging.ts';
 import { createLogger } from '../system/log.ts';
@@ -24,14 +24,7 @@ import { InFlight } from './in-flight.ts';
 
 /** Acknowledges every append and forgets it: the kernel's memory, not the journal's. */
 function forgettingJournal(): Journal {
-  const stats = {
-    events: 0,
-    batches: 0,
-    batchEventsLargest: 0,
-    conflicts: 0,
-    flushMsTotal: 0,
-    fallbacks: 0,
-  };
+  const stats = emptyJournalStats();
   return {
     stats,
     append: async (records) => void (stats.events += records.length),

@@ -3,8 +3,9 @@
  * - activation: a fresh actor system asks each account for its view, one at
  *   a time, so each ask is one actor recovering from its snapshot and the
  *   journal tail (p50/p99 of those asks);
- * - replay: every key's whole journal read page by page and folded with the
- *   deciders' `evolve`, snapshots ignored (events per second).
+ * - replay: the whole journal scanned in key and sequence order and folded
+ *   with the deciders' `evolve`, snapshots ignored (events per second), as a
+ *   rebuild of all state would.
  */
 import {
   evolve as evolveAccount,
@@ -26,7 +27,6 @@ import { SqlJournal } from '../persistence/sql-journal.ts';
 import { startActors } from '../system/actors.ts';
 import type { Config } from '../system/config.ts';
 import { createLogger } from '../system/log.ts';
-import { replay } from '../system/recovery.ts';
 import { percentiles, type LatencyMs } from './arms/common.ts';
 
 export interface RecoveryFigures {
@@ -73,38 +73,55 @@ async function activations(config: Config, db: Database, accountIds: readonly st
   return samplesMs;
 }
 
-/** Folds every key's journal from the first event; returns events folded and seconds taken. */
-async function replayAll(db: Database, pageEvents: number, concurrencyMax: number) {
-  const journal = new SqlJournal(db, journalOptions);
-  const rows = await db.query<{ persistence_key: string }>(
-    'SELECT DISTINCT persistence_key FROM journal',
-  );
-  const keys = rows.map((r) => r.persistence_key);
+/**
+ * Folds the whole journal, key by key in sequence order, as a rebuild of all
+ * state would: one keyset-paged scan, each row decoded and evolved, a
+ * missing sequence number an error. Returns events folded and seconds taken.
+ */
+async function replayAll(db: Database, pageRows: number) {
   let events = 0;
-  const fold = async (key: string) => {
-    const account = key.startsWith(`${ACCOUNT_KIND}-`);
-    invariant(account || key.startsWith(`${BLOCK_ORDER_KIND}-`), `unknown key ${key}`);
-    let a = initialAccount();
-    let b = initialBlockOrder();
-    await replay(journal, key, 0, pageEvents, (record) => {
-      const event = decodeVersioned(record.payload, key) as never;
-      if (account) a = evolveAccount(a, event);
+  let keys = 0;
+  let current = { key: '', seq: 0, account: true };
+  let a = initialAccount();
+  let b = initialBlockOrder();
+  let after = { key: '', seq: 0 };
+  const startedMs = performance.now();
+  for (;;) {
+    const rows = await db.query<{ persistence_key: string; sequence_nr: string; payload: Buffer }>(
+      `SELECT persistence_key, sequence_nr, payload FROM journal
+       WHERE (persistence_key, sequence_nr) > ($1, $2)
+       ORDER BY persistence_key, sequence_nr LIMIT $3`,
+      [after.key, after.seq, pageRows],
+    );
+    for (const row of rows) {
+      const key = row.persistence_key;
+      const seq = Number(row.sequence_nr);
+      if (key !== current.key) {
+        const account = key.startsWith(`${ACCOUNT_KIND}-`);
+        invariant(account || key.startsWith(`${BLOCK_ORDER_KIND}-`), `unknown key ${key}`);
+        current = { key, seq: 0, account };
+        a = initialAccount();
+        b = initialBlockOrder();
+        keys++;
+      }
+      invariant(seq === current.seq + 1, `${key}: #${seq} after #${current.seq}`);
+      current.seq = seq;
+      const event = decodeVersioned(row.payload, key) as never;
+      if (current.account) a = evolveAccount(a, event);
       else b = evolveBlockOrder(b, event);
       events++;
-    });
-  };
-  const startedMs = performance.now();
-  // Many keys at once: their page reads made in one turn share one query.
-  for (let i = 0; i < keys.length; i += concurrencyMax)
-    await Promise.all(keys.slice(i, i + concurrencyMax).map(fold));
+    }
+    const last = rows.at(-1);
+    if (!last || rows.length < pageRows) break;
+    after = { key: last.persistence_key, seq: Number(last.sequence_nr) };
+  }
   const seconds = (performance.now() - startedMs) / 1000;
-  await journal.close();
-  return { keys: keys.length, events, seconds };
+  return { keys, events, seconds };
 }
 
 export async function measureRecovery(
   config: Config,
-  options: { accountIds: readonly string[]; activationsMax: number },
+  options: { activationsMax: number },
 ): Promise<RecoveryFigures> {
   const db = await Database.open({
     url: config.databaseUrl,
@@ -113,9 +130,15 @@ export async function measureRecovery(
     retryBackoffMs: config.dbRetryBackoffMs,
   });
   try {
-    const ids = options.accountIds.slice(0, options.activationsMax);
+    // Accounts with a journal: an account no order targeted has nothing to recover.
+    const rows = await db.query<{ persistence_key: string }>(
+      `SELECT DISTINCT persistence_key FROM journal WHERE persistence_key LIKE $1
+       ORDER BY persistence_key LIMIT $2`,
+      [`${ACCOUNT_KIND}-%`, options.activationsMax],
+    );
+    const ids = rows.map((r) => r.persistence_key.slice(`${ACCOUNT_KIND}-`.length));
     const samplesMs = await activations(config, db, ids);
-    const replayed = await replayAll(db, config.replayPageEvents, 64);
+    const replayed = await replayAll(db, 20_000);
     return {
       activations: samplesMs.length,
       activationMs: percentiles(samplesMs) ?? { p50: 0, p90: 0, p99: 0, p999: 0, max: 0 },

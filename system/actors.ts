@@ -56,13 +56,13 @@ export function startActors(
     observer: AllocationObserver;
     log: Logger;
   },
+  hostOptions: HostOptions = hostOptionsOf(config),
 ): Actors {
   const { journal, reference, clock, observer, log } = deps;
   const system = new ActorSystem(
     `blockfill-${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
     { recoveryConcurrencyMax: config.recoveryConcurrencyMax },
   );
-  const hostOptions = hostOptionsOf(config);
   const accounts = new EntityHost(
     system,
     accountBehavior({ reference, clock, observer }),

@@ -1,10 +1,8 @@
 /**
  * The actor kernel without services: both entity hosts on an in-memory
- * journal and in-memory reference data. For tests that must run in
- * milliseconds (batching, ordering, recovery).
+ * journal and in-memory reference data, wired as the service wires them.
+ * For tests that must run in milliseconds (batching, ordering, recovery).
  */
-import { accountBehavior } from '../../actors/account/shell.ts';
-import { blockOrderBehavior } from '../../actors/block-order/shell.ts';
 import type { Fill } from '../../actors/block-order/decider.ts';
 import type {
   AccountMessage,
@@ -14,11 +12,12 @@ import type {
   ViewReply,
 } from '../../actors/protocol.ts';
 import type { AccountView, BlockOrderView } from '../../actors/views.ts';
-import { decodeVersioned, encodeVersioned } from '../../persistence/codec.ts';
 import type { MemoryJournal } from '../../persistence/memory-journal.ts';
 import type { SeedData } from '../../persistence/reference.ts';
 import { memoryReference } from '../../simulations/memory-reference.ts';
-import { ActorSystem, EntityHost } from '../../system/entity-host.ts';
+import { hostOptionsOf, startActors } from '../../system/actors.ts';
+import { loadConfig } from '../../system/config.ts';
+import type { EntityHost } from '../../system/entity-host.ts';
 import { createLogger } from '../../system/log.ts';
 
 export interface Kernel {
@@ -30,51 +29,35 @@ export interface Kernel {
   stop(): void;
 }
 
-let systems = 0;
-
 export function startKernel(
   journal: MemoryJournal,
   seed: SeedData,
   options: { observer?: AllocationObserver; snapshotEveryEvents?: number } = {},
 ): Kernel {
-  const system = new ActorSystem(`kernel-test-${process.pid}-${++systems}`, {
-    recoveryConcurrencyMax: 8,
+  const config = loadConfig({
+    LOG_LEVEL: 'silent',
+    REDELIVERY_BACKOFF_MS: '1',
+    OUTBOX_FILLS_MAX: '1000',
+    RECOVERY_CONCURRENCY_MAX: '8',
   });
-  const log = createLogger('silent', {});
-  const codec = { encode: encodeVersioned, decode: decodeVersioned };
   const hostOptions = {
+    ...hostOptionsOf(config),
     idleMs: 60_000,
     batchCommandsMax: 64,
-    mailboxMax: 10_000,
     snapshotEveryEvents: options.snapshotEveryEvents ?? 7,
-    snapshotsInFlightMax: 8,
     replayPageEvents: 5,
-    scheduledMax: 10_000,
     supervision: { crashesMax: 3, windowMs: 60_000, backoffMinMs: 1, backoffMaxMs: 5 },
   };
-  const reference = memoryReference(seed);
   const observer = options.observer ?? { fillSettled: () => {}, accountLineDurable: () => {} };
-  const clock = { nowMs: () => 1_763_650_000_000 };
-  const deps = { codec, journal, log };
-  const accounts = new EntityHost(
-    system,
-    accountBehavior({ reference, clock, observer }),
-    deps,
-    hostOptions,
-  );
-  const blockOrders = new EntityHost(
-    system,
-    blockOrderBehavior({
-      reference,
-      clock,
+  const { accounts, blockOrders, close } = startActors(
+    config,
+    {
+      journal,
+      reference: memoryReference(seed),
+      clock: { nowMs: () => 1_763_650_000_000 },
       observer,
-      accounts: { send: (id, m) => accounts.send(id, m) },
-      redeliveryAttemptsMax: 5,
-      redeliveryBackoffMs: 1,
-      outboxFillsMax: 1_000,
-      onParked: () => {},
-    }),
-    deps,
+      log: createLogger('silent', {}),
+    },
     hostOptions,
   );
   const view = async <V>(reply: Promise<ViewReply<V>>): Promise<V> => {
@@ -94,10 +77,6 @@ export function startKernel(
     account: (id) => view(accounts.ask(id, (replyTo) => ({ type: 'GetView', replyTo }), 5_000)),
     blockOrder: (id) =>
       view(blockOrders.ask(id, (replyTo) => ({ type: 'GetView', replyTo }), 5_000)),
-    stop: () => {
-      accounts.close();
-      blockOrders.close();
-      system.stop();
-    },
+    stop: close,
   };
 }
