@@ -17,6 +17,7 @@
  *
  *   npm run bench -- [--quick] [--json] [--runs N] [--fills N] [--seed N]
  *                    [--cycle-ms N] [--rate N] [--steady-seconds N]
+ *   npm run bench -- --sweep [--quick] [--json]    (throughput and p99 per dimension: sweep.ts)
  */
 import { execFile } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -31,11 +32,13 @@ import { machineInfo, median, printTable, type Row } from './bench-report.ts';
 import { parseArgs } from './cli.ts';
 import { measureRecovery, type RecoveryFigures } from './recovery-bench.ts';
 import { runScenario, type RunResult } from './run.ts';
+import { runSweep } from './sweep.ts';
 import { generateScenario, type Scenario, type ScenarioOptions } from './scenario.ts';
 
 const args = parseArgs(process.argv.slice(2), {
   json: 'boolean',
   quick: 'boolean',
+  sweep: 'boolean',
   runs: 'number',
   fills: 'number',
   seed: 'number',
@@ -371,6 +374,8 @@ function summarize(i: Inputs) {
     activations: i.recovery.activations,
     replayEventsPerSec: i.recovery.replayEventsPerSec,
     replayEvents: i.recovery.replayEvents,
+    replayLinesPerSec: i.recovery.replayLinesPerSec,
+    replayLines: i.recovery.replayLines,
     replayKeys: i.recovery.replayKeys,
   };
   return {
@@ -435,7 +440,7 @@ async function writeResults(report: ReturnType<typeof summarize>): Promise<void>
   const r = report.recovery;
   if (r)
     say(
-      `recovery: activation p50 ${r.activationP50Ms} ms, p99 ${r.activationP99Ms} ms (${r.activations} accounts one by one); replay ${r.replayEventsPerSec.toLocaleString('en-US')} events/s (${r.replayEvents} events)`,
+      `recovery: activation p50 ${r.activationP50Ms} ms, p99 ${r.activationP99Ms} ms (${r.activations} accounts one by one); replay ${r.replayEventsPerSec.toLocaleString('en-US')} journal rows/s (${r.replayEvents} rows), ${r.replayLinesPerSec.toLocaleString('en-US')} allocation lines/s`,
     );
   const mem = report.memory;
   say(
@@ -448,7 +453,40 @@ async function writeResults(report: ReturnType<typeof summarize>): Promise<void>
   if (json) process.stdout.write(`${JSON.stringify(report)}\n`);
 }
 
-await main().then(
+/** --sweep: one dimension at a time (see sweep.ts), with the tuned lock-per-fill beside it. */
+async function sweepMain(): Promise<void> {
+  const machine = await machineInfo(baseDatabaseUrl);
+  const scenario = generateScenario(scenarioOptions());
+  const tuning = await tuneLockPerFill({
+    baseDatabaseUrl,
+    scenario,
+    log: say,
+    prefixFills: settings.lockTunePrefixFills,
+    workersList: quick ? [8] : [8, 16],
+    modes: ['read-committed'],
+  });
+  const sweep = await runSweep({
+    quick,
+    seed: settings.seed,
+    baseDatabaseUrl,
+    lock: { workers: tuning.workers, mode: tuning.mode },
+    say,
+  });
+  const report = {
+    sweep,
+    lockPerFill: { mode: tuning.mode, workers: tuning.workers },
+    machine,
+    settings,
+    at: new Date().toISOString(),
+  };
+  await mkdir('bench-results', { recursive: true });
+  const file = `bench-results/sweep-${report.at.replace(/[:.]/g, '-')}.json`;
+  await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
+  say(`written ${file}`);
+  if (json) process.stdout.write(`${JSON.stringify(report)}\n`);
+}
+
+await (args.sweep === true ? sweepMain() : main()).then(
   () => process.exit(0),
   (error: Error) => {
     say(`bench failed: ${error.message}`);

@@ -10,6 +10,7 @@
 import {
   evolve as evolveAccount,
   initialState as initialAccount,
+  lineEvents,
 } from '../actors/account/decider.ts';
 import {
   evolve as evolveBlockOrder,
@@ -35,6 +36,9 @@ export interface RecoveryFigures {
   replayKeys: number;
   replayEvents: number;
   replayEventsPerSec: number;
+  /** Allocation lines folded (an AllocationBatch row carries several). */
+  replayLines: number;
+  replayLinesPerSec: number;
 }
 
 const journalOptions = {
@@ -80,6 +84,7 @@ async function activations(config: Config, db: Database, accountIds: readonly st
  */
 async function replayAll(db: Database, pageRows: number) {
   let events = 0;
+  let lines = 0;
   let keys = 0;
   let current = { key: '', seq: 0, account: true };
   let a = initialAccount();
@@ -107,8 +112,10 @@ async function replayAll(db: Database, pageRows: number) {
       invariant(seq === current.seq + 1, `${key}: #${seq} after #${current.seq}`);
       current.seq = seq;
       const event = decodeVersioned(row.payload, key) as never;
-      if (current.account) a = evolveAccount(a, event);
-      else b = evolveBlockOrder(b, event);
+      if (current.account) {
+        a = evolveAccount(a, event);
+        lines += lineEvents(event).length;
+      } else b = evolveBlockOrder(b, event);
       events++;
     }
     const last = rows.at(-1);
@@ -116,7 +123,7 @@ async function replayAll(db: Database, pageRows: number) {
     after = { key: last.persistence_key, seq: Number(last.sequence_nr) };
   }
   const seconds = (performance.now() - startedMs) / 1000;
-  return { keys, events, seconds };
+  return { keys, events, lines, seconds };
 }
 
 export async function measureRecovery(
@@ -145,6 +152,8 @@ export async function measureRecovery(
       replayKeys: replayed.keys,
       replayEvents: replayed.events,
       replayEventsPerSec: Math.round(replayed.events / replayed.seconds),
+      replayLines: replayed.lines,
+      replayLinesPerSec: Math.round(replayed.lines / replayed.seconds),
     };
   } finally {
     await db.close();
