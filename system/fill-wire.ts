@@ -5,7 +5,7 @@
  */
 import type { Fill } from '../actors/block-order/decider.ts';
 import { INT64_MAX } from '../actors/domain/money.ts';
-import { packPlain, unpackPlain } from '../persistence/codec.ts';
+import { packWire, unpackWire } from './wire-codec.ts';
 
 export const FILL_WIRE_VERSION = 1;
 /** quantity × price of one fill, in price units (1e-6): a trillion in currency. Keeps cash within int64. */
@@ -22,7 +22,7 @@ export type DecodeResult =
 
 export function encodeFill(fill: Fill): Uint8Array {
   const wire: WireFill = { v: FILL_WIRE_VERSION, ...fill };
-  return packPlain(wire);
+  return packWire(wire);
 }
 
 /** FNV-1a, 32 bit: a stable hash, the same in every process and release. */
@@ -80,7 +80,7 @@ export function decodeFill(
 ): DecodeResult {
   let raw: unknown;
   try {
-    raw = unpackPlain(bytes);
+    raw = unpackWire(bytes);
   } catch (error) {
     return {
       ok: false,

@@ -20,6 +20,7 @@ import {
   partitionOf,
   type DecodeResult,
 } from '../system/fill-wire.ts';
+import { packWire, unpackWire } from '../system/wire-codec.ts';
 import { thrown } from './helpers/asserts.ts';
 
 const ROOT = 'executions';
@@ -44,7 +45,7 @@ const decode = (bytes: Uint8Array, subject = subjectOf(baseFill.blockOrderId)): 
 function wire(over: Record<string, unknown> = {}): Uint8Array {
   const m: Record<string, unknown> = { v: FILL_WIRE_VERSION, ...baseFill, ...over };
   for (const [k, v] of Object.entries(m)) if (v === undefined) delete m[k];
-  return packPlain(m);
+  return packWire(m);
 }
 
 function expectRejected(
@@ -93,7 +94,7 @@ t.test('encodeFill / decodeFill round trip, bigints exact', async (t) => {
 });
 
 t.test('the wire map carries the schema version', async (t) => {
-  t.strictSame(unpackPlain(encodeFill(baseFill)), { v: 1, ...baseFill });
+  t.strictSame(unpackWire(encodeFill(baseFill)), { v: 1, ...baseFill });
   t.equal(FILL_WIRE_VERSION, 1);
 });
 
@@ -244,7 +245,7 @@ t.test('msgpack that is not a map: INVALID_FIELD (message)', async (t) => {
   for (const value of [42, -1, 'fill', null, true, 1.5, [1, 2], [{ ...baseFill, v: 1 }]]) {
     expectRejected(
       t,
-      decode(packPlain(value)),
+      decode(packWire(value)),
       'INVALID_FIELD',
       '(message)',
       /must be a msgpack map/,
@@ -256,7 +257,7 @@ t.test('msgpack that is not a map: INVALID_FIELD (message)', async (t) => {
 t.test('msgpack bin and the never-used byte 0xc1 are not read as a map', async (t) => {
   // msgpackr decodes bin to a Uint8Array and 0xc1 to a marker object: both are
   // objects, but neither is a map, so neither should be reported as a bad `v`.
-  const bin = decode(packPlain(Uint8Array.from([1, 2, 3])));
+  const bin = decode(packWire(Uint8Array.from([1, 2, 3])));
   t.match(bin, { ok: false, field: '(message)' }, 'bin');
   const c1 = decode(Uint8Array.from([0xc1]));
   t.match(c1, { ok: false, reason: 'DECODE_FAILED', field: '(message)' }, '0xc1');
@@ -457,7 +458,7 @@ t.test(
 t.test(
   'numbers sent as int64 (bigint here) are accepted for v, seq and executedAtMs',
   async (t) => {
-    const bytes = packPlain({ ...baseFill, v: 1n, seq: 7n, executedAtMs: 1_700_000_000_000n });
+    const bytes = packWire({ ...baseFill, v: 1n, seq: 7n, executedAtMs: 1_700_000_000_000n });
     const result = decodeFill(bytes, subjectOf(baseFill.blockOrderId), ROOT, PARTITIONS);
     t.strictSame(result, {
       ok: true,

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import t from 'tap';
-import { packPlain, unpackPlain } from '../persistence/codec.ts';
+import { packWire as packPlain, unpackWire as unpackPlain } from '../system/wire-codec.ts';
 import { streamNames } from '../system/config.ts';
 import { encodeFill, fillSubject, partitionOf } from '../system/fill-wire.ts';
 import { DeadLetterHeader } from '../system/jetstream.ts';

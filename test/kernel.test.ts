@@ -167,3 +167,57 @@ t.test('packForJournal: runs of lines become one batch; other events stay', asyn
   t.equal(packed.flatMap(lineEvents).length, 3);
   t.same(packForJournal([]), []);
 });
+
+t.test('supervision: a failed journal write fails the batch; the retry lands once', async (t) => {
+  let failNext = 0;
+  const journal = new MemoryJournal({
+    ...journalOptions,
+    beforeWrite: () => {
+      if (failNext > 0) {
+        failNext--;
+        throw Object.assign(new Error('connection reset'), { code: 'ECONNRESET' });
+      }
+    },
+  });
+  const kernel = startKernel(journal, scenario.seed);
+  t.teardown(() => kernel.stop());
+  const [first] = scenario.fillsByOrder.values();
+  const fill = first?.[0];
+  if (!fill) throw new Error('no fill');
+  failNext = 1;
+  const failed = await kernel.allocate(fill);
+  t.match(failed, { type: 'Failed', code: 'ECONNRESET' }, 'the sender learns it failed');
+  t.same(journal.recordsOf(`block-order-${fill.blockOrderId}`), [], 'nothing of it is durable');
+  const retried = await kernel.allocate(fill);
+  t.match(retried, { type: 'Allocated', seq: 1 }, 'the actor reset and recovered; the retry lands');
+  t.match(await kernel.allocate(fill), { type: 'Duplicate' }, 'and only once');
+  t.equal(kernel.blockOrders.crashCount, 1, 'one crash, one reset');
+  t.same(kernel.blockOrders.stoppedActors(), [], 'a transient failure never stops an actor');
+});
+
+t.test('outbox: a line an account cannot take yet is re-delivered until it lands', async (t) => {
+  const journal = new MemoryJournal(journalOptions);
+  const [order] = scenario.seed.blockOrders;
+  const refused = order?.targets[0]?.accountId;
+  if (!order || !refused) throw new Error('no order');
+  let known = false;
+  const kernel = startKernel(journal, scenario.seed, {
+    reference: (base) => ({
+      blockOrder: (id) => base.blockOrder(id),
+      // The account is unknown until the test says so (reference data arriving late).
+      account: (id) => (id === refused && !known ? Promise.resolve(undefined) : base.account(id)),
+    }),
+  });
+  t.teardown(() => kernel.stop());
+  const fill = scenario.fillsByOrder.get(order.id)?.[0];
+  if (!fill) throw new Error('no fill');
+  t.match(await kernel.allocate(fill), { type: 'Allocated' });
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  const before = await kernel.blockOrder(order.id);
+  t.ok(before.unconfirmedLines >= 1, `the refused line stays open (${before.unconfirmedLines})`);
+  known = true;
+  await settled(kernel, { ...scenario, seed: { ...scenario.seed, blockOrders: [order] } });
+  const after = await kernel.blockOrder(order.id);
+  t.equal(after.unconfirmedLines, 0, 'the re-delivered line landed');
+  t.equal((await kernel.account(refused)).lastAppliedSeqByOrder[order.id], 1);
+});

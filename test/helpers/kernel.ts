@@ -9,6 +9,7 @@ import type {
   AllocateFillReply,
   AllocationObserver,
   BlockOrderMessage,
+  ReferencePort,
   ViewReply,
 } from '../../actors/protocol.ts';
 import type { AccountView, BlockOrderView } from '../../actors/views.ts';
@@ -32,7 +33,12 @@ export interface Kernel {
 export function startKernel(
   journal: MemoryJournal,
   seed: SeedData,
-  options: { observer?: AllocationObserver; snapshotEveryEvents?: number } = {},
+  options: {
+    observer?: AllocationObserver;
+    snapshotEveryEvents?: number;
+    /** Wrap the reference data (to inject faults). */
+    reference?: (base: ReferencePort) => ReferencePort;
+  } = {},
 ): Kernel {
   const config = loadConfig({
     LOG_LEVEL: 'silent',
@@ -53,7 +59,7 @@ export function startKernel(
     config,
     {
       journal,
-      reference: memoryReference(seed),
+      reference: (options.reference ?? ((r) => r))(memoryReference(seed)),
       clock: { nowMs: () => 1_763_650_000_000 },
       observer,
       log: createLogger('silent', {}),
