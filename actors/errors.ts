@@ -55,6 +55,10 @@ export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 /** Codes that mean "the infrastructure is having a moment": worth retrying, never the input's fault. */
 const TRANSIENT_CODES: ReadonlySet<ErrorCode> = new Set([
   ErrorCode.ActorTimeout,
+  ErrorCode.TimersFull,
+  // Another writer, or our own commit whose acknowledgement was lost with the
+  // connection: recovering from the journal always resolves it.
+  ErrorCode.JournalConflict,
   ErrorCode.MailboxFull,
   ErrorCode.OutboxFull,
   ErrorCode.JournalOverloaded,

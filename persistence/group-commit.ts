@@ -141,14 +141,21 @@ export class GroupCommit {
     }
   }
 
-  /** Whole keys, oldest ready first, up to batchEventsMax records (a key's prefix if it is larger). */
+  /**
+   * Keys oldest ready first, each key's appends whole, up to batchEventsMax
+   * records: an append never straddles two commits (its caller would be told
+   * Failed for records that are durable). A key whose next append does not
+   * fit waits for the next batch; an append larger than the bound goes alone.
+   */
   #takeBatch(): Entry[] {
     const batch: Entry[] = [];
+    const max = this.#options.batchEventsMax;
     for (const key of this.#ready) {
-      if (batch.length >= this.#options.batchEventsMax) break;
+      if (batch.length >= max) break;
       const queue = this.#queues.get(key) ?? [];
-      const taken = queue.splice(0, this.#options.batchEventsMax - batch.length);
-      for (const e of taken) batch.push(e);
+      const n = this.#wholeAppends(queue, max - batch.length, batch.length === 0);
+      if (n === 0) continue;
+      for (const e of queue.splice(0, n)) batch.push(e);
       if (queue.length === 0) this.#queues.delete(key);
       this.#ready.delete(key);
       invariant(!this.#inFlight.has(key), `${key} would be in two batches at once`);
@@ -156,6 +163,19 @@ export class GroupCommit {
     }
     this.#pending -= batch.length;
     return batch;
+  }
+
+  /** How many leading entries of `queue` form whole appends within `room` (or one append, if `alone`). */
+  #wholeAppends(queue: readonly Entry[], room: number, alone: boolean): number {
+    let n = 0;
+    while (n < queue.length) {
+      let end = n;
+      const waiter = queue[n]?.waiter;
+      while (end < queue.length && queue[end]?.waiter === waiter) end++;
+      if (end > room && !(alone && n === 0)) break;
+      n = end;
+    }
+    return n;
   }
 
   async #flush(batch: Entry[]): Promise<void> {

@@ -34,7 +34,6 @@ const INSERT_UNNEST =
 interface EventRow {
   persistence_key: string;
   after: string;
-  lim: string;
   sequence_nr: string;
   event_type: string;
   payload: Buffer;
@@ -72,13 +71,13 @@ function columns(rows: readonly JournalRecord[]): unknown[] {
 export class SqlJournal extends GroupCommitJournal {
   readonly #db: Database;
   readonly #snapshots: LookupBatcher<SnapshotRecord>;
-  readonly #pages: LookupBatcher<StoredRecord[]>;
+  /** One batcher per page size, so each query has a constant LIMIT (CockroachDB decorrelates it). */
+  readonly #pages = new Map<number, LookupBatcher<StoredRecord[]>>();
 
   constructor(db: Database, options: SqlJournalOptions) {
     super(options);
     this.#db = db;
     this.#snapshots = new LookupBatcher((keys) => this.#loadSnapshots(keys), 500);
-    this.#pages = new LookupBatcher((ids) => this.#loadPages(ids), 200);
   }
 
   protected override async writeBatch(
@@ -176,34 +175,40 @@ export class SqlJournal extends GroupCommitJournal {
 
   override load(key: string, afterSeq: number, limit: number): Promise<StoredRecord[]> {
     invariant(limit >= 1 && limit <= 100_000, `page of ${limit} records`);
-    return this.#pages.get(`${key}\u0000${afterSeq}\u0000${limit}`).then((page) => page ?? []);
+    let pages = this.#pages.get(limit);
+    if (!pages) {
+      pages = new LookupBatcher((ids) => this.#loadPages(ids, limit), 200);
+      this.#pages.set(limit, pages);
+      invariant(this.#pages.size <= 16, 'a handful of page sizes at most');
+    }
+    return pages.get(`${key}\u0000${afterSeq}`).then((page) => page ?? []);
   }
 
-  /** Many (key, after, limit) pages in one query. */
-  async #loadPages(ids: string[]): Promise<Map<string, StoredRecord[]>> {
-    const [keys, afters, limits] = [[] as string[], [] as number[], [] as number[]];
+  /** Many (key, after) pages of `limit` records in one query. */
+  async #loadPages(ids: string[], limit: number): Promise<Map<string, StoredRecord[]>> {
+    const keys: string[] = [];
+    const afters: number[] = [];
     for (const id of ids) {
-      const [key, after, limit] = id.split('\u0000');
+      const [key, after] = id.split('\u0000');
       keys.push(key ?? '');
       afters.push(Number(after));
-      limits.push(Number(limit));
     }
     // LATERAL … LIMIT: each page is an index range scan that stops at its limit.
     const rows = await this.#db.query<EventRow>(
-      `SELECT k.key AS persistence_key, k.after, k.lim, j.sequence_nr, j.event_type, j.payload,
+      `SELECT k.key AS persistence_key, k.after, j.sequence_nr, j.event_type, j.payload,
               floor(extract(epoch FROM j.created_at) * 1000)::bigint AS created_ms
-       FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS k (key, after, lim)
+       FROM unnest($1::text[], $2::bigint[]) AS k (key, after)
        CROSS JOIN LATERAL (
          SELECT sequence_nr, event_type, payload, created_at FROM journal
          WHERE persistence_key = k.key AND sequence_nr > k.after
-         ORDER BY sequence_nr LIMIT k.lim
+         ORDER BY sequence_nr LIMIT $3
        ) j
-       ORDER BY k.key, k.after, k.lim, j.sequence_nr`,
-      [keys, afters, limits],
+       ORDER BY k.key, k.after, j.sequence_nr`,
+      [keys, afters, limit],
     );
     const out = new Map<string, StoredRecord[]>();
     for (const row of rows) {
-      const id = `${row.persistence_key}\u0000${Number(row.after)}\u0000${Number(row.lim)}`;
+      const id = `${row.persistence_key}\u0000${Number(row.after)}`;
       const page = out.get(id) ?? [];
       page.push({
         key: row.persistence_key,

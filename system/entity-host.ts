@@ -17,8 +17,8 @@
  */
 import {
   ActorStoppedError,
+  BlockfillError,
   ErrorCode,
-  InvariantError,
   MailboxFullError,
   invariant,
 } from '../actors/errors.ts';
@@ -104,12 +104,34 @@ interface Decided<S, E> {
   effects: Array<() => void>;
 }
 
+/** Actors whose recent crashes are remembered before old entries are pruned (an outage crashes every live actor). */
+const CRASH_HISTORY_KEYS_MAX = 10_000;
+
+function prune(history: Map<string, number[]>, sinceMs: number): void {
+  for (const [id, times] of history) {
+    if (!times.some((t) => t >= sinceMs)) history.delete(id);
+  }
+}
+
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Answers a command that could not be handled; the command rides along so the sender can retry it. */
 function replyFailed(command: unknown, code: string, message: string): void {
   const replyTo = (command as Replyable | undefined)?.replyTo;
   if (replyTo) tell(replyTo as Ref<Failed>, { type: 'Failed', code, message, command });
+}
+
+/** Runs every effect, even after one throws (every path replies); then rethrows the first error. */
+function runEffects(effects: ReadonlyArray<() => void>): void {
+  let failure: unknown;
+  for (const effect of effects) {
+    try {
+      effect();
+    } catch (error) {
+      failure ??= error;
+    }
+  }
+  if (failure !== undefined) throw failure;
 }
 
 function failAll(commands: readonly unknown[], error: unknown): void {
@@ -214,7 +236,11 @@ export class EntityHost<S, C extends Replyable, E> {
       throw error;
     }
     const actor = liveActor(self);
-    invariant(actor !== undefined, `${key} handles a message but is not live`);
+    // Stopped while recovering (shutdown): the command is answered, nothing more happens.
+    if (!actor) {
+      failAll([first], new ActorStoppedError(`${this.kind}/${id}`));
+      return state;
+    }
     // Mailbox batching: one journal append (one commit wait) serves every queued command.
     const batch = [first, ...(actor.takeQueued(this.#options.batchCommandsMax - 1) as C[])];
     let decided: Decided<S, E>;
@@ -226,7 +252,7 @@ export class EntityHost<S, C extends Replyable, E> {
       failAll(batch, error);
       throw error;
     }
-    for (const effect of decided.effects) effect();
+    runEffects(decided.effects);
     const next: Live<S> = {
       live: true,
       s: decided.s,
@@ -330,6 +356,7 @@ export class EntityHost<S, C extends Replyable, E> {
     const recent = (history.get(id) ?? []).filter((t) => now - t < windowMs);
     recent.push(now);
     history.set(id, recent);
+    if (history.size > CRASH_HISTORY_KEYS_MAX) prune(history, now - windowMs);
     if (this.#closed || (!transient && recent.length > crashesMax)) {
       this.#stop(id, error, recent.length, queued);
       return CrashDecision.Stop;
@@ -361,8 +388,11 @@ export class EntityHost<S, C extends Replyable, E> {
 
   #schedule(ref: Ref<C>, message: C, delayMs: number): void {
     if (this.#closed) return;
+    // At the bound the batch fails with a transient error: the actor resets
+    // (never stops for it) and re-delivers its open lines on recovery.
     if (this.#timers.size >= this.#options.scheduledMax)
-      throw new InvariantError(
+      throw new BlockfillError(
+        ErrorCode.TimersFull,
         `${this.kind}: ${this.#options.scheduledMax} timers pending (its bound)`,
       );
     const timer = setTimeout(() => {
@@ -377,6 +407,9 @@ export class EntityHost<S, C extends Replyable, E> {
     this.#closed = true;
     for (const t of this.#timers) clearTimeout(t);
     this.#timers.clear();
-    stopChildren(this.#group);
+    // A stopped actor's mailbox is dropped: answer what is still queued.
+    const why = `${this.kind} is shutting down`;
+    for (const command of stopChildren(this.#group))
+      replyFailed(command, ErrorCode.ActorStopped, why);
   }
 }

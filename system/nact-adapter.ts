@@ -120,10 +120,19 @@ export function childCount(groupRef: unknown): number {
   return concreteOf(groupRef)?.children.size ?? 0;
 }
 
-/** Stops every child of a group (nact's recursive stop misses grandchildren). */
-export function stopChildren(groupRef: unknown): void {
+/**
+ * Stops every child of a group (nact's recursive stop misses grandchildren)
+ * and returns the messages that were still queued, so they can be answered.
+ */
+export function stopChildren(groupRef: unknown): unknown[] {
   const group = concreteOf(groupRef);
-  if (group) for (const child of [...group.children.values()]) child.stop();
+  const queued: unknown[] = [];
+  if (!group) return queued;
+  for (const child of [...group.children.values()]) {
+    for (const m of live(child).takeQueued(Number.MAX_SAFE_INTEGER)) queued.push(m);
+    child.stop();
+  }
+  return queued;
 }
 
 export function liveActor(ref: unknown): LiveActor | undefined {

@@ -4,10 +4,10 @@
  * bounded in time and each run even if an earlier one failed; a failed start
  * stops what it had started.
  *
- * Start: database → journal and actors → NATS streams and consumers → HTTP →
+ * Start: database → journal → actors → NATS streams and consumers → HTTP →
  * start-up sweep → consuming. Stop: stop consuming (every fill in flight is
- * answered, its event durable, and acked) → drain the journal → flush NATS →
- * HTTP → actors → journal → NATS → database.
+ * answered, its event durable, and acked) → drain the journal → flush NATS
+ * (the acks) → HTTP → NATS → actors → journal → database.
  */
 import type { FastifyInstance } from 'fastify';
 import type { Fill } from '../actors/block-order/decider.ts';
@@ -110,18 +110,18 @@ async function assertMigrated(db: Database): Promise<void> {
 
 /** Stops, last started first; each bounded and each run whatever the others did. */
 class Stops {
-  readonly #stops: Array<{ name: string; stop: () => unknown }> = [];
+  readonly #stops: Array<{ name: string; stop: () => unknown; boundMs: number }> = [];
   readonly #log: Logger;
   constructor(log: Logger) {
     this.#log = log;
   }
-  add(name: string, stop: () => unknown): void {
-    this.#stops.push({ name, stop });
+  add(name: string, stop: () => unknown, boundMs = STOP_STEP_MS): void {
+    this.#stops.push({ name, stop, boundMs });
   }
   async run(): Promise<void> {
-    for (const { name, stop } of [...this.#stops].reverse()) {
+    for (const { name, stop, boundMs } of [...this.#stops].reverse()) {
       try {
-        await withTimeout(Promise.resolve(stop()), STOP_STEP_MS, name);
+        await withTimeout(Promise.resolve(stop()), boundMs, name);
       } catch (error) {
         this.#log.warn('shutdown step failed', { step: name, error });
       }
@@ -212,7 +212,8 @@ export async function startService(config: Config, options: ServiceOptions = {})
     stops.add('nats flush', () => nats.nc.flush());
     stops.add('journal drain', () => journal.drain());
     await consumer.start(durables);
-    stops.add('consumer', () => consumer.stop());
+    // A fill in flight may wait its whole ask timeout: the step outlasts it, so its ack is not lost.
+    stops.add('consumer', () => consumer.stop(), askTimeoutMs + STOP_STEP_MS);
     log.info('blockfill started', {
       partitions: config.partitions,
       stream: names.executions,

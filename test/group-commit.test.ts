@@ -66,6 +66,27 @@ t.test('a full batch goes out at once; the rest waits for a free flush', async (
   t.equal(gc.stats.batchEventsLargest, 3);
 });
 
+t.test('an append never straddles two commits; one larger than the bound goes alone', async (t) => {
+  const w = gatedWriter();
+  const gc = new GroupCommit(w.write, options({ batchEventsMax: 3, flushesInFlightMax: 4 }));
+  const a = gc.append([record('a', 1), record('a', 2)]);
+  const b = gc.append([record('b', 1), record('b', 2)]);
+  const big = gc.append([1, 2, 3, 4, 5].map((seq) => record('c', seq)));
+  await tick();
+  t.same(
+    w.batches.map((x) => x.rows.map((r) => `${r.key}#${r.seq}`)),
+    [
+      ['a#1', 'a#2'],
+      ['b#1', 'b#2'],
+      ['c#1', 'c#2', 'c#3', 'c#4', 'c#5'],
+    ],
+    'b waits for a batch with room; c goes alone',
+  );
+  for (const x of w.batches) x.gate.resolve();
+  await Promise.all([a, b, big]);
+  t.equal(gc.stats.batches, 3);
+});
+
 t.test('a key is never in two batches at once; its records commit in order', async (t) => {
   const w = gatedWriter();
   const gc = new GroupCommit(w.write, options({ flushesInFlightMax: 4 }));

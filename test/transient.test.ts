@@ -14,6 +14,8 @@ t.test('infrastructure failures are transient; broken state and input are not', 
     Object.assign(new Error('could not serialize'), { code: 'DB_RETRIES_EXHAUSTED' }),
     driverFailure(new Error('Connection terminated unexpectedly')),
     new JournalOverloadedError(10),
+    // Recovering always resolves a conflict (another writer, or our own commit whose ack was lost).
+    new JournalConflictError('k', 1),
     new BlockfillError(ErrorCode.Invariant, 'the thrower knows better', { transient: true }),
     new Error('wrapped', { cause: Object.assign(new Error('x'), { sqlState: '08006' }) }),
   ];
@@ -27,7 +29,6 @@ t.test('infrastructure failures are transient; broken state and input are not', 
     // Messages never decide: the same text without a code is not transient.
     new Error('Connection terminated unexpectedly'),
     driverFailure(new TypeError('x is not a function')),
-    new JournalConflictError('k', 1),
     'not an error',
     null,
   ];
