@@ -29,23 +29,32 @@ import type { ArmResult } from './arms/common.ts';
 import { expectedBooks } from './arms/expected.ts';
 import { runLockPerFill, tuneLockPerFill } from './arms/lock-per-fill.ts';
 import { machineInfo, median, printTable, type Row } from './bench-report.ts';
-import { parseArgs } from './cli.ts';
+import { parseCommandLine } from './cli.ts';
 import { measureRecovery, type RecoveryFigures } from './recovery-bench.ts';
 import { runScenario, type RunResult } from './run.ts';
 import { runSweep } from './sweep.ts';
 import { generateScenario, type Scenario, type ScenarioOptions } from './scenario.ts';
 
-const args = parseArgs(process.argv.slice(2), {
-  json: 'boolean',
-  quick: 'boolean',
-  sweep: 'boolean',
-  runs: 'number',
-  fills: 'number',
-  seed: 'number',
-  'cycle-ms': 'number',
-  rate: 'number',
-  'steady-seconds': 'number',
-});
+const USAGE = `npm run bench -- [--quick] [--json] [--runs N] [--fills N] [--seed N] [--cycle-ms N] [--rate N] [--steady-seconds N]
+npm run bench -- --sweep [--quick] [--json]
+
+The same workload through blockfill, lock per fill, a batch cycle and the write ceiling; books checked exactly;
+medians, ratios and the machine to bench-results/*.json (see docs/PERFORMANCE.md).`;
+const args = parseCommandLine(
+  process.argv.slice(2),
+  {
+    json: 'boolean',
+    quick: 'boolean',
+    sweep: 'boolean',
+    runs: 'number',
+    fills: 'number',
+    seed: 'number',
+    'cycle-ms': 'number',
+    rate: 'number',
+    'steady-seconds': 'number',
+  },
+  USAGE,
+);
 const quick = args.quick === true;
 const num = (name: string, full: number, small: number) =>
   typeof args[name] === 'number' ? (args[name] as number) : quick ? small : full;

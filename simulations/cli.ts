@@ -30,3 +30,24 @@ export function parseArgs(
   }
   return out;
 }
+
+/**
+ * parseArgs for a command line: `--help` prints `usage` and exits 0; a bad
+ * option prints what is wrong and the usage, and exits 2 (no stack trace).
+ */
+export function parseCommandLine(
+  argv: string[],
+  spec: Record<string, 'number' | 'string' | 'boolean'>,
+  usage: string,
+): Record<string, number | string | boolean> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(`${usage}\n`);
+    process.exit(0);
+  }
+  try {
+    return parseArgs(argv, spec);
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n\n${usage}\n`);
+    process.exit(2);
+  }
+}
