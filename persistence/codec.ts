@@ -70,14 +70,7 @@ export function decodeVersioned(bytes: Uint8Array, what: string): unknown {
   return d;
 }
 
-/** Plain msgpack without an envelope, for wire messages that carry their own version field. */
+/** Plain msgpack without an envelope: raw bytes for tests of the envelope itself. */
 export function packPlain(value: unknown): Buffer {
   return packr.pack(value);
-}
-
-/** Throws on bytes that are not msgpack, including the reserved byte 0xc1. */
-export function unpackPlain(bytes: Uint8Array): unknown {
-  const value: unknown = packr.unpack(bytes);
-  if (value === C1) throw new Error('0xc1 is a reserved msgpack byte');
-  return value;
 }
