@@ -20,7 +20,7 @@ import { ActorSystem, EntityHost } from '../system/entity-host.ts';
 import { ask } from '../system/messaging.ts';
 import { createLogger } from '../system/log.ts';
 import { parseArgs } from './cli.ts';
-import { InFlight } from './in-flight.ts';
+import { Permits } from '../system/permits.ts';
 
 /** Acknowledges every append and forgets it: the kernel's memory, not the journal's. */
 function forgettingJournal(): Journal {
@@ -69,7 +69,7 @@ function startAccounts(idleMs: number) {
 
 /** One BUY line to each account in [from, to), at most `inFlightMax` unanswered. */
 async function feed(host: ReturnType<typeof startAccounts>['host'], from: number, to: number) {
-  const gate = new InFlight(2_000);
+  const gate = new Permits(2_000);
   const allocation = {
     blockOrderId: 'BO1',
     fillSeq: 1,
@@ -80,14 +80,14 @@ async function feed(host: ReturnType<typeof startAccounts>['host'], from: number
     price: 101_250_000n,
   };
   for (let i = from; i < to; i++) {
-    await gate.slot();
+    await gate.acquire();
     const id = accountId(i);
     void ask<never, AllocationReply>(
       (m) => host.send(id, m),
       (replyTo) => ({ type: 'ApplyAllocation', accountId: id, allocation, replyTo }) as never,
       60_000,
       id,
-    ).finally(() => gate.done());
+    ).finally(() => gate.release());
   }
   await gate.idle();
 }

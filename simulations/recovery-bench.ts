@@ -22,12 +22,13 @@ import { invariant } from '../actors/errors.ts';
 import type { AccountView } from '../actors/views.ts';
 import type { ViewReply } from '../actors/protocol.ts';
 import { decodeVersioned } from '../persistence/codec.ts';
-import { Database } from '../persistence/db.ts';
+import type { Database } from '../persistence/db.ts';
 import { SqlReferenceData } from '../persistence/reference.ts';
 import { SqlJournal } from '../persistence/sql-journal.ts';
 import { startActors } from '../system/actors.ts';
 import type { Config } from '../system/config.ts';
 import { createLogger } from '../system/log.ts';
+import { openDatabase } from '../system/service.ts';
 import { percentiles, type LatencyMs } from './arms/common.ts';
 
 export interface RecoveryFigures {
@@ -130,12 +131,7 @@ export async function measureRecovery(
   config: Config,
   options: { activationsMax: number },
 ): Promise<RecoveryFigures> {
-  const db = await Database.open({
-    url: config.databaseUrl,
-    poolMax: 4,
-    retriesMax: config.dbRetriesMax,
-    retryBackoffMs: config.dbRetryBackoffMs,
-  });
+  const db = await openDatabase(config, 4);
   try {
     // Accounts with a journal: an account no order targeted has nothing to recover.
     const rows = await db.query<{ persistence_key: string }>(

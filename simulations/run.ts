@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import type { Fill } from '../actors/block-order/decider.ts';
 import { BLOCK_ORDER_KIND, UNCONFIRMED_EVENT_TYPES } from '../actors/block-order/shell.ts';
 import type { AllocationObserver, Clock } from '../actors/protocol.ts';
-import { Database } from '../persistence/db.ts';
+import type { Database } from '../persistence/db.ts';
 import { keysWhoseLastEventIs } from '../persistence/journal.ts';
 import { migrate } from '../persistence/migrate.ts';
 import { seedReferenceData } from '../persistence/reference.ts';
@@ -27,9 +27,9 @@ import {
   type Publisher,
 } from '../system/jetstream.ts';
 import { createLogger } from '../system/log.ts';
-import { startService, type Service } from '../system/service.ts';
+import { openDatabase, startService, type Service } from '../system/service.ts';
 import { percentiles, type LatencyMs } from './arms/common.ts';
-import { InFlight } from './in-flight.ts';
+import { Permits } from '../system/permits.ts';
 import { checkInvariants, type InvariantReport } from './invariants.ts';
 import { generateScenario, type Scenario, type ScenarioOptions } from './scenario.ts';
 import { deleteStreams, dropDatabase, freshDatabase } from './support.ts';
@@ -130,12 +130,7 @@ class Progress implements AllocationObserver {
 }
 
 async function prepareDatabase(config: Config, scenario: Scenario): Promise<void> {
-  const db = await Database.open({
-    url: config.databaseUrl,
-    poolMax: 2,
-    retriesMax: config.dbRetriesMax,
-    retryBackoffMs: config.dbRetryBackoffMs,
-  });
+  const db = await openDatabase(config, 2);
   try {
     await migrate(db);
     await seedReferenceData(db, scenario.seed);
@@ -155,7 +150,7 @@ async function publishAll(
   },
 ): Promise<void> {
   const startedMs = monotonicClock.nowMs();
-  const gate = new InFlight(options.inFlightMax);
+  const gate = new Permits(options.inFlightMax);
   const failures: unknown[] = [];
   for (let i = 0; i < fills.length && failures.length === 0; i++) {
     const fill = fills[i];
@@ -164,12 +159,12 @@ async function publishAll(
       const waitMs = startedMs + (i * 1000) / options.ratePerSec - monotonicClock.nowMs();
       if (waitMs > 1) await new Promise((resolve) => setTimeout(resolve, waitMs));
     }
-    await gate.slot();
+    await gate.acquire();
     options.onPublish(fill, i);
     publisher
       .publishFill(fill)
       .catch((error: unknown) => failures.push(error))
-      .finally(() => gate.done());
+      .finally(() => gate.release());
   }
   await gate.idle();
   if (failures.length > 0) throw failures[0];

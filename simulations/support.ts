@@ -12,10 +12,6 @@ export function withDatabaseName(url: string, name: string): string {
   return u.toString();
 }
 
-export function databaseNameOf(url: string): string {
-  return decodeURIComponent(new URL(url).pathname.replace(/^\//, '')) || 'postgres';
-}
-
 const SAFE_NAME = /^[a-z][a-z0-9_]{0,62}$/;
 
 async function withMaintenance<T>(url: string, work: (db: Database) => Promise<T>): Promise<T> {

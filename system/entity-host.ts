@@ -39,7 +39,8 @@ import {
   stopSystem,
   type EntityKind,
 } from './nact-adapter.ts';
-import { Permits, replay } from './recovery.ts';
+import { Permits } from './permits.ts';
+import { replay } from './recovery.ts';
 import { isTransientFailure } from './transient.ts';
 
 export interface Codec {
@@ -215,12 +216,11 @@ export class EntityHost<S, C extends Replyable, E> {
 
   /** Rejects (ActorStoppedError, MailboxFullError, ActorTimeoutError) instead of throwing. */
   ask<R>(id: string, build: (replyTo: Ref<R>) => C, timeoutMs: number): Promise<R> {
-    return ask(
-      (command: C) => tell(this.refFor(id), command),
-      build,
-      timeoutMs,
-      `${this.kind}/${id}`,
-    );
+    const send = (command: C) => {
+      // Nobody can take it (the system is stopping): reject now rather than time out.
+      if (!tell(this.refFor(id), command)) throw new ActorStoppedError(`${this.kind}/${id}`);
+    };
+    return ask(send, build, timeoutMs, `${this.kind}/${id}`);
   }
 
   #spawn(id: string): Ref<C> {

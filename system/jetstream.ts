@@ -31,6 +31,7 @@ import type { AllocateFillReply } from '../actors/protocol.ts';
 import { streamNames, type Config } from './config.ts';
 import { decodeFill, encodeFill, fillSubject } from './fill-wire.ts';
 import type { Logger } from './log.ts';
+import { Permits } from './permits.ts';
 
 export type StreamNames = ReturnType<typeof streamNames>;
 
@@ -187,40 +188,9 @@ export interface FillConsumerDeps {
   allocate(fill: Fill): Promise<AllocateFillReply>;
 }
 
-/** In-flight fills: at most `size` at once; waiters queue in order. */
-class Slots {
-  #free: number;
-  #waiters: Array<() => void> = [];
-  #idle: Array<() => void> = [];
-  readonly #size: number;
-  constructor(size: number) {
-    invariant(Number.isSafeInteger(size) && size >= 1, `in-flight bound ${size} must be >= 1`);
-    this.#free = size;
-    this.#size = size;
-  }
-  async acquire(): Promise<void> {
-    if (this.#free > 0) {
-      this.#free--;
-      return;
-    }
-    await new Promise<void>((resolve) => this.#waiters.push(resolve));
-  }
-  release(): void {
-    const next = this.#waiters.shift();
-    if (next) return next();
-    this.#free++;
-    invariant(this.#free <= this.#size, 'a fill slot was released twice');
-    if (this.#free === this.#size) for (const w of this.#idle.splice(0)) w();
-  }
-  async idle(): Promise<void> {
-    if (this.#free === this.#size) return;
-    await new Promise<void>((resolve) => this.#idle.push(resolve));
-  }
-}
-
 export class FillConsumer {
   readonly #deps: FillConsumerDeps;
-  readonly #slots: Slots;
+  readonly #slots: Permits;
   readonly #iterators: ConsumerMessages[] = [];
   readonly #loops: Promise<void>[] = [];
   #running = false;
@@ -228,7 +198,7 @@ export class FillConsumer {
 
   constructor(deps: FillConsumerDeps) {
     this.#deps = deps;
-    this.#slots = new Slots(deps.config.consumerInFlightMax);
+    this.#slots = new Permits(deps.config.consumerInFlightMax);
   }
 
   get running(): boolean {

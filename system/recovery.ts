@@ -1,52 +1,10 @@
 /**
  * Recovery: an actor's state is its latest snapshot plus the journal after
- * it, read in pages. A burst can start thousands of actors at once, so
- * recoveries are bounded by permits.
+ * it, read in pages. (A burst can start thousands of actors at once: the host
+ * bounds recoveries with Permits, system/permits.ts.)
  */
 import { invariant } from '../actors/errors.ts';
 import { JournalGapError, type Journal, type StoredRecord } from '../persistence/journal.ts';
-
-/** A counting semaphore: at most `permitsMax` holders at once, the rest queue in order. */
-export class Permits {
-  #available: number;
-  readonly #permitsMax: number;
-  readonly #waiters: Array<() => void> = [];
-
-  constructor(permitsMax: number) {
-    invariant(Number.isSafeInteger(permitsMax) && permitsMax >= 1, 'at least one permit');
-    this.#available = permitsMax;
-    this.#permitsMax = permitsMax;
-  }
-
-  get available(): number {
-    return this.#available;
-  }
-
-  async acquire(): Promise<void> {
-    if (this.#available > 0) {
-      this.#available--;
-      return;
-    }
-    await new Promise<void>((resolve) => this.#waiters.push(resolve));
-  }
-
-  release(): void {
-    const next = this.#waiters.shift();
-    if (next) return next();
-    this.#available++;
-    invariant(this.#available <= this.#permitsMax, 'a permit was released twice');
-  }
-
-  /** Runs `work` holding a permit; the permit is released however it ends. */
-  async with<T>(work: () => Promise<T>): Promise<T> {
-    await this.acquire();
-    try {
-      return await work();
-    } finally {
-      this.release();
-    }
-  }
-}
 
 /**
  * Feeds every record of `key` after `afterSeq` to `onRecord`, in order, page

@@ -129,10 +129,11 @@ class Stops {
   }
 }
 
-async function openDatabase(config: Config): Promise<Database> {
+/** The database of `config`, with its pool size (or `poolMax`) and 40001 retry policy. */
+export async function openDatabase(config: Config, poolMax = config.dbPoolMax): Promise<Database> {
   return Database.open({
     url: config.databaseUrl,
-    poolMax: config.dbPoolMax,
+    poolMax,
     retriesMax: config.dbRetriesMax,
     retryBackoffMs: config.dbRetryBackoffMs,
   });

@@ -8,7 +8,8 @@
  * allocation was lost in flight and this one is refused as a GAP (nothing
  * persisted), so the block order re-delivers in order.
  */
-import { cashDelta, type Side } from '../domain/money.ts';
+import type { Side } from '../domain/money.ts';
+import { applyToPosition } from '../domain/position.ts';
 import { own } from '../domain/records.ts';
 import { assertNever, invariant } from '../errors.ts';
 
@@ -108,8 +109,8 @@ export function decide(command: AccountCommand, state: AccountState): Decision {
       const last = own(state.lastSeqByOrder, a.blockOrderId) ?? 0;
       if (a.fillSeq <= last) return { outcome: ApplyOutcome.Duplicate, events: [] };
       if (a.prevSeq !== last) return { outcome: ApplyOutcome.Gap, events: [] };
-      const position = own(state.positions, a.securityId) ?? 0n;
-      if (a.side === 'SELL' && position < a.quantity) {
+      const outcome = applyToPosition(own(state.positions, a.securityId) ?? 0n, a);
+      if (!outcome.ok) {
         return {
           outcome: ApplyOutcome.Rejected,
           events: [
@@ -117,7 +118,7 @@ export function decide(command: AccountCommand, state: AccountState): Decision {
               type: 'AllocationRejected',
               allocation: a,
               reason: AllocationRejection.InsufficientPosition,
-              detail: `sell of ${a.quantity} exceeds position ${position} in ${a.securityId}`,
+              detail: outcome.detail,
               atMs: command.nowMs,
             },
           ],
@@ -129,7 +130,7 @@ export function decide(command: AccountCommand, state: AccountState): Decision {
           {
             type: 'AllocationApplied',
             allocation: a,
-            cashDeltaMinor: cashDelta(a.side, a.quantity, a.price),
+            cashDeltaMinor: outcome.cashDeltaMinor,
             atMs: command.nowMs,
           },
         ],
@@ -155,16 +156,13 @@ export function evolve(state: AccountState, event: AccountEvent): AccountState {
     case 'AllocationApplied': {
       invariant(state.status === 'Open', 'AllocationApplied before AccountOpened');
       const a = event.allocation;
-      const signedQty = a.side === 'BUY' ? a.quantity : -a.quantity;
-      const position = (own(state.positions, a.securityId) ?? 0n) + signedQty;
+      const outcome = applyToPosition(own(state.positions, a.securityId) ?? 0n, a);
+      invariant(outcome.ok, `position of ${state.accountId} in ${a.securityId} would go negative`);
       invariant(
-        position >= 0n,
-        `position of ${state.accountId} in ${a.securityId} would go negative`,
-      );
-      invariant(
-        event.cashDeltaMinor === cashDelta(a.side, a.quantity, a.price),
+        event.cashDeltaMinor === outcome.cashDeltaMinor,
         'cash delta does not match the allocation',
       );
+      const position = outcome.position;
       return {
         ...state,
         cashMinor: state.cashMinor + event.cashDeltaMinor,

@@ -27,6 +27,7 @@ import {
   type BlockOrderEvent,
   type BlockOrderState,
   type OpenState,
+  type PendingFill,
 } from './decider.ts';
 import { Outbox } from './outbox.ts';
 
@@ -177,14 +178,13 @@ class BlockOrderShell {
     return this.stage(state, decision.events, ctx);
   }
 
-  /** Sends the open lines (of one fill or one account, or all), oldest first, once durable. */
-  deliver(state: State, ctx: Ctx, only: { seq?: number; accountId?: string } = {}): void {
+  /** Sends the open lines of `fills` (or of one account only), oldest first, once durable. */
+  deliver(state: State, ctx: Ctx, fills: readonly PendingFill[], accountId?: string): void {
     if (state.d.status !== 'Open') return;
     const def = state.d.def;
-    for (const fill of state.d.pending) {
-      if (only.seq !== undefined && fill.seq !== only.seq) continue;
+    for (const fill of fills) {
       for (const line of fill.lines) {
-        if (only.accountId !== undefined && line.accountId !== only.accountId) continue;
+        if (accountId !== undefined && line.accountId !== accountId) continue;
         if (!state.outbox.isOpen(fill.seq, line.accountId)) continue;
         const message = {
           type: 'ApplyAllocation' as const,
@@ -206,8 +206,8 @@ class BlockOrderShell {
   }
 
   redeliverOnce(state: State, ctx: Ctx): State {
-    if (state.outbox.redelivered) return state;
-    this.deliver(state, ctx);
+    if (state.outbox.redelivered || state.d.status !== 'Open') return state;
+    this.deliver(state, ctx, state.d.pending);
     state.outbox.redelivered = true;
     return state;
   }
@@ -235,7 +235,8 @@ class BlockOrderShell {
         const allocated = decision.events[0];
         if (allocated?.type !== 'FillAllocated')
           throw new InvariantError('an accepted fill must yield FillAllocated');
-        this.deliver(next, ctx, { seq: allocated.fill.seq });
+        // The new fill is the last pending one (stage asserted it): no scan of the others.
+        if (next.d.status === 'Open') this.deliver(next, ctx, next.d.pending.slice(-1));
         const reply = {
           type: 'Allocated' as const,
           seq: allocated.fill.seq,
@@ -300,7 +301,7 @@ class BlockOrderShell {
   redeliver(state: State, accountId: string, ctx: Ctx): State {
     const retry = state.outbox.retryOf(accountId);
     if (retry) state.outbox.setRetry(accountId, { ...retry, scheduled: false });
-    this.deliver(state, ctx, { accountId });
+    if (state.d.status === 'Open') this.deliver(state, ctx, state.d.pending, accountId);
     return state;
   }
 

@@ -8,7 +8,8 @@
  */
 import type { Fill } from '../../actors/block-order/decider.ts';
 import { allocateFill } from '../../actors/domain/allocation.ts';
-import { cashDelta, type Side } from '../../actors/domain/money.ts';
+import type { Side } from '../../actors/domain/money.ts';
+import { applyToPosition } from '../../actors/domain/position.ts';
 import { invariant } from '../../actors/errors.ts';
 import type { Scenario } from '../scenario.ts';
 
@@ -105,7 +106,8 @@ export function allocateOn(
 }
 
 /**
- * The account rule on one line. Returns the cash delta applied, or undefined
+ * The account rule on one line (the account decider's own, from
+ * actors/domain/position.ts), on a mutable book. Returns the cash delta applied, or undefined
  * when the line is rejected (a SELL beyond the position: nothing changes).
  */
 export function applyLine(
@@ -113,15 +115,11 @@ export function applyLine(
   line: { securityId: string; side: Side; quantity: bigint; price: bigint },
 ): bigint | undefined {
   invariant(line.quantity > 0n, `applyLine: quantity ${line.quantity} must be positive`);
-  const position = book.positions.get(line.securityId) ?? 0n;
-  if (line.side === 'SELL' && position < line.quantity) return undefined;
-  const delta = cashDelta(line.side, line.quantity, line.price);
-  book.positions.set(
-    line.securityId,
-    line.side === 'BUY' ? position + line.quantity : position - line.quantity,
-  );
-  book.cashMinor += delta;
-  return delta;
+  const outcome = applyToPosition(book.positions.get(line.securityId) ?? 0n, line);
+  if (!outcome.ok) return undefined;
+  book.positions.set(line.securityId, outcome.position);
+  book.cashMinor += outcome.cashDeltaMinor;
+  return outcome.cashDeltaMinor;
 }
 
 export function expectedBooks(scenario: Scenario): ExpectedBooks {
