@@ -16,4 +16,5 @@ COPY . .
 
 USER node
 EXPOSE 3000
-CMD ["npm", "start"]
+# node itself, not npm: SIGTERM from `docker stop` must reach the service so it drains.
+CMD ["node", "system/main.ts"]

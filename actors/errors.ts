@@ -44,11 +44,27 @@ export const ErrorCode = {
   DbUnavailable: 'DB_UNAVAILABLE',
   /** The schema lacks migrations: run `npm run db:migrate`. */
   SchemaNotMigrated: 'SCHEMA_NOT_MIGRATED',
+  /** Start-up: the database server cannot be reached at DATABASE_URL's address. */
+  DbUnreachable: 'DB_UNREACHABLE',
+  /** Start-up: the server answers, but DATABASE_URL's database does not exist. */
+  DbMissing: 'DB_MISSING',
+  /** Start-up: the server refused DATABASE_URL's role or password. */
+  DbAuthFailed: 'DB_AUTH_FAILED',
+  /** Start-up: connecting or the first query took longer than its bound. */
+  DbTimeout: 'DB_TIMEOUT',
+  /** A fill id is already claimed by another execution (another order, seq or content). */
+  ExecutionConflict: 'EXECUTION_CONFLICT',
+  /** Fault injection (tests and drills only) failed this on purpose. */
+  InjectedFault: 'INJECTED_FAULT',
+  /** A fault was requested but FAULT_INJECTION is off. */
+  FaultInjectionDisabled: 'FAULT_INJECTION_DISABLED',
   // System
   /** An environment variable is invalid. */
   ConfigInvalid: 'CONFIG_INVALID',
   /** PARTITIONS differs from the stream's partition count. */
   PartitionCountChanged: 'PARTITION_COUNT_CHANGED',
+  /** Start-up: NATS_URL's server cannot be reached. */
+  NatsUnreachable: 'NATS_UNREACHABLE',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -65,6 +81,10 @@ const TRANSIENT_CODES: ReadonlySet<ErrorCode> = new Set([
   ErrorCode.JournalClosed,
   ErrorCode.DbRetriesExhausted,
   ErrorCode.DbUnavailable,
+  // The input's fault, not the actor's: the actor resets (never stops for
+  // it) and the consumer dead-letters the fill that re-used the id.
+  ErrorCode.ExecutionConflict,
+  ErrorCode.InjectedFault,
 ]);
 
 export function isTransientCode(code: string): boolean {

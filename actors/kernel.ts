@@ -9,6 +9,8 @@
  *   stages events, `evolve` folds one journaled event into the state.
  */
 
+import type { LedgerRows } from './ledger.ts';
+
 declare const messageType: unique symbol;
 /** A reference that accepts messages of type M (a phantom type over the runtime's reference). */
 export type Ref<M> = { readonly [messageType]?: (m: M) => void };
@@ -65,9 +67,21 @@ export interface PersistentBehavior<S, C extends Replyable, E> {
    */
   pack?(staged: readonly E[]): E[];
   eventType(event: E): string;
+  /**
+   * Rows the journal writes beside this (packed) event, in the same commit
+   * (ledger.ts). A unique row that already exists fails the append with
+   * EXECUTION_CONFLICT, like a journal conflict: the actor resets.
+   */
+  ledgerRows?(event: E, id: string): LedgerRows | undefined;
   /** Validates a decoded event; throws on anything it does not know. */
   decodeEvent(data: unknown): E;
   encodeSnapshot(state: S): unknown;
+  /**
+   * The shape of the encoded state: bump it when the state changes shape, and
+   * older snapshots are skipped (recovery replays the journal from the start).
+   * Absent: 1.
+   */
+  readonly snapshotFormat?: number;
   decodeSnapshot(data: unknown): S;
   /**
    * The state after recovery, before the first command: e.g. to rebuild

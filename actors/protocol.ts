@@ -5,14 +5,21 @@
 import type { Failed, Ref } from './kernel.ts';
 import type { AccountDef, Allocation } from './account/decider.ts';
 import type { BlockOrderDef, Fill, FillRejection } from './block-order/decider.ts';
-import type { AccountView, BlockOrderView } from './views.ts';
+import type { AccountView, BlockOrderActorView } from './views.ts';
 
 export type ViewReply<V> = { type: 'View'; view: V } | { type: 'NotFound' } | Failed;
 
 export type AllocateFillReply =
   | { type: 'Allocated'; seq: number; lines: number }
   | { type: 'Duplicate'; reason: string }
-  | { type: 'Rejected'; reason: FillRejection; detail: string }
+  | {
+      type: 'Rejected';
+      reason: FillRejection;
+      detail: string;
+      existing?: Fill;
+      /** OUT_OF_ORDER: the seq the order takes next. */
+      expectedSeq?: number;
+    }
   | Failed;
 
 /** Outcomes an account reports for an allocation it has settled durably (or already had). */
@@ -39,7 +46,7 @@ export type BlockOrderMessage =
   | { type: 'AllocateFill'; fill: Fill; replyTo: Ref<AllocateFillReply> }
   | { type: 'Redeliver'; accountId: string; replyTo?: undefined }
   | { type: 'Wake'; replyTo: Ref<{ type: 'Awake'; pendingLines: number } | Failed> }
-  | { type: 'GetView'; replyTo: Ref<ViewReply<BlockOrderView>> }
+  | { type: 'GetView'; replyTo: Ref<ViewReply<BlockOrderActorView>> }
   | (AllocationReply & { replyTo?: undefined });
 
 export type AccountMessage =
@@ -49,7 +56,30 @@ export type AccountMessage =
       allocation: Allocation;
       replyTo: Ref<AllocationReply>;
     }
-  | { type: 'GetView'; replyTo: Ref<ViewReply<AccountView>> };
+  | { type: 'GetView'; replyTo: Ref<ViewReply<AccountView>> }
+  | {
+      type: 'RetrySuspense';
+      blockOrderId: string;
+      fillSeq: number;
+      replyTo: Ref<RetrySuspenseReply>;
+    };
+
+/** The answer to a suspense retry (a resolution path; see docs/ARCHITECTURE.md). */
+export type RetrySuspenseReply =
+  | { type: 'SuspenseApplied'; cashDeltaMinor: bigint }
+  | {
+      type: 'NotApplied';
+      outcome: 'NOT_IN_SUSPENSE' | 'STILL_REFUSED' | 'NOT_OPEN';
+      detail: string;
+    }
+  | { type: 'NotFound' }
+  | Failed;
+
+/** The execution index (ledger.ts), read where the small state cannot answer. */
+export interface ExecutionLookup {
+  /** The execution applied as `seq` of `blockOrderId`, if on record. */
+  executionAt(blockOrderId: string, seq: number): Promise<Fill | undefined>;
+}
 
 /** Reference data: what rebalancing decided. Read once per actor, then journaled. */
 export interface ReferencePort {

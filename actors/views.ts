@@ -16,8 +16,41 @@ export interface AccountView {
   lastAppliedSeqByOrder: Record<string, number>;
   /** Number of allocations rejected (e.g. a sell beyond the position). */
   rejectedAllocations: number;
+  /** Refused lines not yet resolved (oldest first, at most SUSPENSE_VIEW_MAX). */
+  suspense: SuspenseLineView[];
+  /** How many refused lines are not yet resolved (all of them, not only those listed). */
+  suspenseOpen: number;
   /** Sequence number of the last journal event of this actor (0 = none). */
   journalSeq: number;
+}
+
+/** Lines listed in one view, at most: the counts and totals always cover all of them. */
+export const SUSPENSE_VIEW_MAX = 500;
+
+/** One line an account refused (the suspense ledger). */
+export interface SuspenseLineView {
+  blockOrderId: string;
+  fillSeq: number;
+  accountId: string;
+  securityId: string;
+  side: 'BUY' | 'SELL';
+  quantity: string;
+  /** Fixed point, 6 fraction digits. */
+  price: string;
+  reason: string;
+  detail: string;
+  /** null while open; how it was resolved (e.g. APPLIED) once resolved. */
+  resolution: string | null;
+}
+
+/** A block order's exceptions: lines that left the block and sit on no account until resolved. */
+export interface BlockOrderSuspenseView {
+  openLines: number;
+  openQuantity: string;
+  resolvedLines: number;
+  resolvedQuantity: string;
+  /** Open lines first, then resolved, by fill seq and account; at most SUSPENSE_VIEW_MAX. */
+  lines: SuspenseLineView[];
 }
 
 export const BlockOrderStatus = {
@@ -54,4 +87,9 @@ export interface BlockOrderView {
   /** Allocation lines delivered but not yet confirmed. */
   unconfirmedLines: number;
   journalSeq: number;
+  /** From the suspense ledger; per order, filled = applied on accounts + open + resolved suspense. */
+  suspense: BlockOrderSuspenseView;
 }
+
+/** What the block order actor itself knows; the inspection adds the suspense ledger. */
+export type BlockOrderActorView = Omit<BlockOrderView, 'suspense'>;

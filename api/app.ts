@@ -5,23 +5,27 @@
  *   GET /block-orders/:id   200 BlockOrderView  | 404
  *   GET /healthz            200 { status: 'ok' }
  *   GET /readyz             200 Readiness       | 503 Readiness
+ *   GET/POST/DELETE /faults fault injection (403 unless FAULT_INJECTION=on)
  *
  * Errors always have a JSON ErrorBody (see api/errors.ts).
  */
 import Fastify from 'fastify';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import type { InspectionPort } from './ports.ts';
+import type { FaultPort, InspectionPort } from './ports.ts';
 import { frameworkErrors, registerErrorHandling } from './errors.ts';
 import { inspectionPlugin } from './plugins/inspection.ts';
 import accountRoutes from './routes/accounts.ts';
 import blockOrderRoutes from './routes/block-orders.ts';
+import faultRoutes from './routes/faults.ts';
 import healthRoutes from './routes/health.ts';
 
 export type { ErrorBody } from './schemas.ts';
 
 export interface ApiDeps {
   inspection: InspectionPort;
+  /** Absent: the fault routes answer 403 like a disabled injector. */
+  faults?: FaultPort;
 }
 
 export interface ApiOptions {
@@ -33,7 +37,7 @@ export interface ApiOptions {
 export async function buildApp(deps: ApiDeps, options: ApiOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     logger: options.logger ?? false,
-    // Only GET routes: any request body is unexpected, keep it small.
+    // Small bodies only (fault plans, empty POSTs).
     bodyLimit: 16 * 1024,
     // Slow-client protection when no proxy sits in front.
     connectionTimeout: 30_000,
@@ -68,5 +72,6 @@ export async function buildApp(deps: ApiDeps, options: ApiOptions = {}): Promise
   await app.register(accountRoutes);
   await app.register(blockOrderRoutes);
   await app.register(healthRoutes);
+  await app.register(faultRoutes, { faults: deps.faults });
   return app;
 }

@@ -9,6 +9,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { BlockfillError, ErrorCode, ValidationError } from '../actors/errors.ts';
+import { SuspenseNotAppliedError } from './ports.ts';
 import type { ErrorBody } from './schemas.ts';
 
 /** Thrown by routes when the port has no such entity. */
@@ -66,6 +67,13 @@ function validationBody(error: FastifyError): ErrorBody {
 function toReply(error: unknown, request: FastifyRequest): ErrorBody {
   if (error instanceof ResourceNotFoundError) {
     return body(404, error.message);
+  }
+  if (error instanceof BlockfillError && error.code === ErrorCode.FaultInjectionDisabled) {
+    return { error: error.code, message: error.message, statusCode: 403 };
+  }
+  if (error instanceof SuspenseNotAppliedError) {
+    const status = error.outcome === 'STILL_REFUSED' ? 409 : 404;
+    return { error: error.outcome, message: error.message, statusCode: status };
   }
   if (error instanceof ValidationError) {
     request.log.info({ err: error }, 'rejected invalid input');

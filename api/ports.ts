@@ -23,4 +23,53 @@ export interface InspectionPort {
   /** undefined when no such block order exists (404). */
   blockOrder(id: string): Promise<BlockOrderView | undefined>;
   readiness(): Promise<Readiness>;
+  /**
+   * Resolution of a refused line: apply it to its account now. undefined when
+   * no such account exists (404); throws SuspenseNotAppliedError when the line
+   * is not in suspense there (404) or the account still cannot take it (409).
+   */
+  retrySuspense(
+    accountId: string,
+    blockOrderId: string,
+    fillSeq: number,
+  ): Promise<SuspenseRetryResult | undefined>;
+}
+
+/** Fault injection (tests and drills only): refuses every request unless enabled. */
+export interface FaultPort {
+  readonly enabled: boolean;
+  readonly plan: FaultPlanView;
+  readonly fired: number;
+  inject(request: FaultRequestBody): FaultPlanView;
+  clear(): void;
+}
+
+export interface FaultRequestBody {
+  actorThrows?: { kind: string; id?: string; count: number; transient?: boolean };
+  journalFailures?: number;
+  journalDelayMs?: number;
+}
+
+export interface FaultPlanView {
+  actorThrows: Array<{ kind: string; id?: string; remaining: number; transient: boolean }>;
+  journalFailures: number;
+  journalDelayMs: number;
+}
+
+export interface SuspenseRetryResult {
+  outcome: 'APPLIED';
+  accountId: string;
+  blockOrderId: string;
+  fillSeq: number;
+  cashDeltaMinor: string;
+}
+
+/** Why a suspense retry applied nothing: NOT_IN_SUSPENSE (404) or STILL_REFUSED (409). */
+export class SuspenseNotAppliedError extends Error {
+  readonly outcome: 'NOT_IN_SUSPENSE' | 'STILL_REFUSED';
+  constructor(outcome: 'NOT_IN_SUSPENSE' | 'STILL_REFUSED', message: string) {
+    super(message);
+    this.name = 'SuspenseNotAppliedError';
+    this.outcome = outcome;
+  }
 }

@@ -7,8 +7,13 @@
 import { Type } from 'typebox';
 import type { Static } from 'typebox';
 import { BlockOrderStatus } from '../actors/views.ts';
-import type { AccountView, BlockOrderAccountView, BlockOrderView } from '../actors/views.ts';
-import type { Readiness, ReadinessCheck } from './ports.ts';
+import type {
+  AccountView,
+  BlockOrderAccountView,
+  BlockOrderView,
+  SuspenseLineView,
+} from '../actors/views.ts';
+import type { FaultPlanView, Readiness, ReadinessCheck, SuspenseRetryResult } from './ports.ts';
 
 // No '.': an id is one NATS subject token (executions.<partition>.<blockOrderId>).
 export const ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$';
@@ -25,6 +30,35 @@ const Price = Type.String({ pattern: '^-?(0|[1-9][0-9]*)\\.[0-9]{6}$' });
 const Seq = Type.Integer({ minimum: 0 });
 const Count = Type.Integer({ minimum: 0 });
 
+const Side = Type.Union([Type.Literal('BUY'), Type.Literal('SELL')]);
+
+const SuspenseLineViewSchema = Type.Object(
+  {
+    blockOrderId: Type.String(),
+    fillSeq: Seq,
+    accountId: Type.String(),
+    securityId: Type.String(),
+    side: Side,
+    quantity: DecimalInteger,
+    price: Price,
+    reason: Type.String(),
+    detail: Type.String(),
+    resolution: Type.Union([Type.String(), Type.Null()]),
+  },
+  { additionalProperties: false },
+);
+
+const BlockOrderSuspenseViewSchema = Type.Object(
+  {
+    openLines: Count,
+    openQuantity: DecimalInteger,
+    resolvedLines: Count,
+    resolvedQuantity: DecimalInteger,
+    lines: Type.Array(SuspenseLineViewSchema),
+  },
+  { additionalProperties: false },
+);
+
 export const AccountViewSchema = Type.Object(
   {
     accountId: Type.String(),
@@ -33,6 +67,8 @@ export const AccountViewSchema = Type.Object(
     positions: Type.Record(Type.String(), DecimalInteger),
     lastAppliedSeqByOrder: Type.Record(Type.String(), Seq),
     rejectedAllocations: Count,
+    suspense: Type.Array(SuspenseLineViewSchema),
+    suspenseOpen: Count,
     journalSeq: Seq,
   },
   { additionalProperties: false },
@@ -51,7 +87,7 @@ export const BlockOrderViewSchema = Type.Object(
   {
     blockOrderId: Type.String(),
     securityId: Type.String(),
-    side: Type.Union([Type.Literal('BUY'), Type.Literal('SELL')]),
+    side: Side,
     tradeDate: Type.String(),
     lotSize: DecimalInteger,
     status: Type.Union([
@@ -68,6 +104,7 @@ export const BlockOrderViewSchema = Type.Object(
     confirmedThroughSeq: Seq,
     unconfirmedLines: Count,
     journalSeq: Seq,
+    suspense: BlockOrderSuspenseViewSchema,
   },
   { additionalProperties: false },
 );
@@ -89,6 +126,66 @@ export const ReadinessSchema = Type.Object(
       { additionalProperties: false },
     ),
     stoppedActors: Type.Array(Type.String()),
+  },
+  { additionalProperties: false },
+);
+
+export const SuspenseRetryParams = Type.Object(
+  {
+    id: Type.String({ pattern: ID_PATTERN }),
+    blockOrderId: Type.String({ pattern: ID_PATTERN }),
+    fillSeq: Type.String({ pattern: '^[1-9][0-9]{0,14}$' }),
+  },
+  { additionalProperties: false },
+);
+
+export const SuspenseRetryResultSchema = Type.Object(
+  {
+    outcome: Type.Literal('APPLIED'),
+    accountId: Type.String(),
+    blockOrderId: Type.String(),
+    fillSeq: Seq,
+    cashDeltaMinor: DecimalInteger,
+  },
+  { additionalProperties: false },
+);
+
+const FaultCount = Type.Integer({ minimum: 0, maximum: 10_000 });
+
+export const FaultRequestSchema = Type.Object(
+  {
+    actorThrows: Type.Optional(
+      Type.Object(
+        {
+          kind: Type.Union([Type.Literal('account'), Type.Literal('block-order')]),
+          id: Type.Optional(Type.String({ pattern: ID_PATTERN })),
+          count: FaultCount,
+          transient: Type.Optional(Type.Boolean()),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    journalFailures: Type.Optional(FaultCount),
+    journalDelayMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 60_000 })),
+  },
+  { additionalProperties: false },
+);
+
+export const FaultPlanSchema = Type.Object(
+  {
+    actorThrows: Type.Array(
+      Type.Object(
+        {
+          kind: Type.String(),
+          id: Type.Optional(Type.String()),
+          remaining: Count,
+          transient: Type.Boolean(),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    journalFailures: Count,
+    journalDelayMs: Count,
   },
   { additionalProperties: false },
 );
@@ -118,6 +215,9 @@ type _SchemasMatchViews = [
   Assert<Equal<Static<typeof AccountViewSchema>, AccountView>>,
   Assert<Equal<Static<typeof BlockOrderAccountViewSchema>, BlockOrderAccountView>>,
   Assert<Equal<Static<typeof BlockOrderViewSchema>, BlockOrderView>>,
+  Assert<Equal<Static<typeof SuspenseLineViewSchema>, SuspenseLineView>>,
+  Assert<Equal<Static<typeof SuspenseRetryResultSchema>, SuspenseRetryResult>>,
+  Assert<Equal<Static<typeof FaultPlanSchema>, FaultPlanView>>,
   Assert<Equal<Static<typeof ReadinessCheckSchema>, ReadinessCheck>>,
   Assert<Equal<Static<typeof ReadinessSchema>, Readiness>>,
 ];

@@ -3,9 +3,12 @@
  * PostgreSQL wire protocol). Every write transaction runs SERIALIZABLE and is
  * retried on SQLSTATE 40001.
  */
+import { Socket } from 'node:net';
 import { MikroORM } from '@mikro-orm/postgresql';
 import { CompiledQuery, type Kysely, type Transaction } from 'kysely';
+import pg from 'pg';
 import { BlockfillError, ErrorCode } from '../actors/errors.ts';
+import { redactUrl, UNREACHABLE_ERRNOS } from '../system/config.ts';
 import { entities } from './entities.ts';
 import { retrySerializable, type RetryPolicy } from './retry.ts';
 
@@ -14,9 +17,93 @@ export interface DatabaseOptions {
   poolMax: number;
   retriesMax: number;
   retryBackoffMs: number;
+  /** Bound on connecting at open, and again on the first query (default 5000). */
+  connectTimeoutMs?: number;
 }
 
 export type Row = object;
+
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+
+/** Opening the database failed for a reason the operator must fix (never transient). */
+export class DatabaseStartupError extends BlockfillError {
+  constructor(code: ErrorCode, message: string, cause?: unknown) {
+    super(code, message, { cause, transient: false });
+    this.name = 'DatabaseStartupError';
+  }
+}
+
+/** SQLSTATEs that say which part of DATABASE_URL the server rejected. */
+const DATABASE_MISSING = '3D000';
+const AUTH_REJECTED: ReadonlySet<string> = new Set(['28000', '28P01']);
+
+/** `error` as the start-up failure it means, by SQLSTATE or errno; other errors unchanged. */
+function startupFailure(error: unknown, client: pg.Client, url: string): unknown {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return error;
+  const where = `DATABASE_URL=${redactUrl(url)}`;
+  if (code === DATABASE_MISSING) {
+    return new DatabaseStartupError(
+      ErrorCode.DbMissing,
+      `database "${client.database}" does not exist on the server at ${where}: ` +
+        'create it, then run `npm run db:migrate`',
+      error,
+    );
+  }
+  if (AUTH_REJECTED.has(code)) {
+    return new DatabaseStartupError(
+      ErrorCode.DbAuthFailed,
+      `the server at ${where} refused role "${client.user}" (SQLSTATE ${code}): ` +
+        'check the role and its password',
+      error,
+    );
+  }
+  if (UNREACHABLE_ERRNOS.has(code)) {
+    return new DatabaseStartupError(
+      ErrorCode.DbUnreachable,
+      `cannot reach the database server at ${where} (${code}): ` +
+        'check that it runs and that host and port are right',
+      error,
+    );
+  }
+  return error;
+}
+
+/** `work`, or the `timedOut()` error once `timeoutMs` has passed. */
+function bounded<T>(work: Promise<T>, timeoutMs: number, timedOut: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(timedOut()), timeoutMs);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Connects once and runs a first query, each bounded by `timeoutMs`, so that
+ * a wrong URL or a server that never answers fails start-up with a message
+ * saying which, instead of a hang or a pool error much later.
+ */
+export async function probeDatabase(url: string, timeoutMs: number): Promise<void> {
+  // Our own socket, so a silent server's connection can be cut at the bound.
+  const socket = new Socket();
+  const client = new pg.Client({ connectionString: url, stream: () => socket });
+  client.on('error', () => undefined); // reported through connect/query; a late one must not crash
+  const timedOut = (step: string) => () =>
+    new DatabaseStartupError(
+      ErrorCode.DbTimeout,
+      `the database server at DATABASE_URL=${redactUrl(url)} did not ${step} within ` +
+        `${timeoutMs} ms (DB_CONNECT_TIMEOUT_MS): check that host and port are a PostgreSQL server ` +
+        'and that it is not overloaded',
+    );
+  try {
+    await bounded(client.connect(), timeoutMs, timedOut('complete a connection'));
+    await bounded(client.query('SELECT 1'), timeoutMs, timedOut('answer a first query'));
+  } catch (error) {
+    socket.destroy();
+    throw startupFailure(error, client, url);
+  }
+  await client.end();
+}
 
 /**
  * The driver reports a lost or refused connection as a plain Error with no
@@ -51,7 +138,9 @@ export class Database {
     };
   }
 
+  /** Probes the server first (see probeDatabase), then opens the pool. */
   static async open(options: DatabaseOptions): Promise<Database> {
+    await probeDatabase(options.url, options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
     const orm = await MikroORM.init({
       clientUrl: options.url,
       entities,

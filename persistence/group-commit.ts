@@ -15,8 +15,10 @@
  * go, so a flush takes whole keys without scanning everything that waits.
  */
 import { invariant } from '../actors/errors.ts';
+import type { ExecutionRow } from '../actors/ledger.ts';
 import {
   emptyJournalStats,
+  ExecutionConflictError,
   JournalClosedError,
   JournalConflictError,
   JournalOverloadedError,
@@ -32,6 +34,8 @@ export interface GroupCommitOptions {
   flushIntervalMs: number;
   flushesInFlightMax: number;
   pendingEventsMax: number;
+  /** Runs before each batch is written; throwing fails the whole batch (fault injection). */
+  beforeBatch?: (rows: readonly JournalRecord[]) => void | Promise<void>;
 }
 
 /**
@@ -40,9 +44,17 @@ export interface GroupCommitOptions {
  * Returns the indices of the rows not written and whether the writer had to
  * take a slower path (for the stats).
  */
-export type BatchWriter = (
-  rows: readonly JournalRecord[],
-) => Promise<{ notWritten: ReadonlySet<number>; fallback: boolean }>;
+export type BatchWriter = (rows: readonly JournalRecord[]) => Promise<BatchOutcome>;
+
+export interface BatchOutcome {
+  notWritten: ReadonlySet<number>;
+  fallback: boolean;
+  /**
+   * Of `notWritten`, the rows refused because a ledger row (a fill id) was
+   * already claimed, with those ids; the other rows met an existing journal row.
+   */
+  executionConflicts?: ReadonlyMap<number, readonly string[]>;
+}
 
 interface Waiter {
   remaining: number;
@@ -181,13 +193,21 @@ export class GroupCommit {
   async #flush(batch: Entry[]): Promise<void> {
     const startedMs = performance.now();
     try {
-      const { notWritten, fallback } = await this.#write(batch.map((e) => e.record));
+      const rows = batch.map((e) => e.record);
+      await this.#options.beforeBatch?.(rows);
+      const outcome = await this.#write(rows);
+      const { notWritten, fallback } = outcome;
       this.stats.batches++;
       if (fallback) this.stats.fallbacks++;
       this.stats.flushMsTotal += performance.now() - startedMs;
       this.stats.batchEventsLargest = Math.max(this.stats.batchEventsLargest, batch.length);
       batch.forEach((e, i) => {
         if (!notWritten.has(i)) return this.#succeed(e);
+        const fillIds = outcome.executionConflicts?.get(i);
+        if (fillIds) {
+          this.stats.executionConflicts++;
+          return this.#fail(e, new ExecutionConflictError(e.record.key, e.record.seq, fillIds));
+        }
         this.stats.conflicts++;
         this.#fail(e, new JournalConflictError(e.record.key, e.record.seq));
       });
@@ -261,12 +281,12 @@ export abstract class GroupCommitJournal implements Journal {
     this.#commits = new GroupCommit((rows) => this.writeBatch(rows), options);
   }
 
-  protected abstract writeBatch(
-    rows: readonly JournalRecord[],
-  ): Promise<{ notWritten: ReadonlySet<number>; fallback: boolean }>;
+  protected abstract writeBatch(rows: readonly JournalRecord[]): Promise<BatchOutcome>;
   abstract load(key: string, afterSeq: number, limit: number): Promise<StoredRecord[]>;
   abstract snapshot(key: string): Promise<SnapshotRecord | undefined>;
   abstract saveSnapshot(snapshot: Omit<SnapshotRecord, 'createdAtMs'>): Promise<void>;
+  abstract execution(fillId: string): Promise<ExecutionRow | undefined>;
+  abstract executionAt(blockOrderId: string, seq: number): Promise<ExecutionRow | undefined>;
 
   get stats(): JournalStats {
     return this.#commits.stats;

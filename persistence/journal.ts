@@ -12,6 +12,7 @@
  *   that key's later records of the same writer.
  */
 import { BlockfillError, ErrorCode } from '../actors/errors.ts';
+import type { ExecutionRow, LedgerRows } from '../actors/ledger.ts';
 import type { Database } from './db.ts';
 
 export interface JournalRecord {
@@ -20,9 +21,11 @@ export interface JournalRecord {
   seq: number;
   eventType: string;
   payload: Uint8Array;
+  /** Written in the same commit (the execution index, the suspense ledger). */
+  ledger?: LedgerRows;
 }
 
-export interface StoredRecord extends JournalRecord {
+export interface StoredRecord extends Omit<JournalRecord, 'ledger'> {
   createdAtMs: number;
 }
 
@@ -45,6 +48,8 @@ export interface JournalStats {
   flushMsTotal: number;
   /** Batches that met a key conflict on the fast path and were redone on the careful one. */
   fallbacks: number;
+  /** Records not written because a ledger row (a fill id) was already claimed. */
+  executionConflicts: number;
 }
 
 export const emptyJournalStats = (): JournalStats => ({
@@ -54,6 +59,7 @@ export const emptyJournalStats = (): JournalStats => ({
   conflicts: 0,
   flushMsTotal: 0,
   fallbacks: 0,
+  executionConflicts: 0,
 });
 
 export interface Journal {
@@ -68,6 +74,10 @@ export interface Journal {
   snapshot(key: string): Promise<SnapshotRecord | undefined>;
   /** Stores a snapshot unless a newer one exists. */
   saveSnapshot(snapshot: Omit<SnapshotRecord, 'createdAtMs'>): Promise<void>;
+  /** The execution index (ledger.ts): the execution that claimed `fillId`, if any. */
+  execution(fillId: string): Promise<ExecutionRow | undefined>;
+  /** The execution applied as `seq` of `blockOrderId`, if any. */
+  executionAt(blockOrderId: string, seq: number): Promise<ExecutionRow | undefined>;
   /** Resolves when every appended record has been written (or failed). */
   drain(): Promise<void>;
   close(): Promise<void>;
@@ -81,6 +91,23 @@ export class JournalConflictError extends BlockfillError {
       `journal already holds ${key}#${sequenceNr}: another writer owns this actor`,
     );
     this.name = 'JournalConflictError';
+  }
+}
+
+/**
+ * A record's ledger row collides with one already stored (a fill id claimed
+ * by another execution): the record and its key's later records are not
+ * written, like a journal conflict. The input's fault, not the actor's.
+ */
+export class ExecutionConflictError extends BlockfillError {
+  readonly fillIds: readonly string[];
+  constructor(key: string, sequenceNr: number, fillIds: readonly string[]) {
+    super(
+      ErrorCode.ExecutionConflict,
+      `${key}#${sequenceNr} not written: fill id ${fillIds.join(', ')} is already claimed by another execution`,
+    );
+    this.name = 'ExecutionConflictError';
+    this.fillIds = fillIds;
   }
 }
 

@@ -5,7 +5,8 @@
  * injected per batch.
  */
 import { invariant } from '../actors/errors.ts';
-import { GroupCommitJournal, type GroupCommitOptions } from './group-commit.ts';
+import type { ExecutionRow, ResolutionRow, SuspenseRow } from '../actors/ledger.ts';
+import { GroupCommitJournal, type BatchOutcome, type GroupCommitOptions } from './group-commit.ts';
 import type { JournalRecord, SnapshotRecord, StoredRecord } from './journal.ts';
 
 export interface MemoryJournalOptions extends GroupCommitOptions {
@@ -13,10 +14,17 @@ export interface MemoryJournalOptions extends GroupCommitOptions {
   beforeWrite?: (rows: readonly JournalRecord[]) => void | Promise<void>;
 }
 
+const atKey = (e: ExecutionRow) => `${e.blockOrderId}#${e.seq}`;
+
 export class MemoryJournal extends GroupCommitJournal {
   readonly #records = new Map<string, StoredRecord[]>();
   readonly #snapshots = new Map<string, SnapshotRecord>();
   readonly #beforeWrite: MemoryJournalOptions['beforeWrite'];
+  /** The execution index: by fill id, and by `${blockOrderId}#${seq}` (both unique). */
+  readonly #executions = new Map<string, ExecutionRow>();
+  readonly #executionAt = new Map<string, ExecutionRow>();
+  readonly suspense: SuspenseRow[] = [];
+  readonly resolutions: ResolutionRow[] = [];
   nowMs: () => number = () => Date.now();
 
   constructor(options: MemoryJournalOptions) {
@@ -33,12 +41,14 @@ export class MemoryJournal extends GroupCommitJournal {
     return [...this.#records.keys()];
   }
 
-  protected override async writeBatch(rows: readonly JournalRecord[]) {
+  protected override async writeBatch(rows: readonly JournalRecord[]): Promise<BatchOutcome> {
     await this.#beforeWrite?.(rows);
     // Like the SQL careful path: a row that exists cuts its key at that row.
     const cut = new Map<string, number>();
     const next = new Map<string, number>();
     const notWritten = new Set<number>();
+    const executionConflicts = new Map<number, string[]>();
+    const claimed = new Set<string>();
     rows.forEach((r, i) => {
       const stored = next.get(r.key) ?? (this.#records.get(r.key)?.length ?? 0) + 1;
       if (r.seq < stored || r.seq > (cut.get(r.key) ?? Infinity)) {
@@ -48,15 +58,54 @@ export class MemoryJournal extends GroupCommitJournal {
       }
       // Checked before anything is stored: a batch lands whole or not at all.
       invariant(r.seq === stored, `${r.key}#${r.seq} would leave a gap after #${stored - 1}`);
+      const lost = this.#unclaimable(r, claimed);
+      if (lost.length > 0) {
+        cut.set(r.key, r.seq);
+        notWritten.add(i);
+        executionConflicts.set(i, lost);
+        return;
+      }
+      for (const e of r.ledger?.executions ?? []) claimed.add(e.fillId).add(atKey(e));
       next.set(r.key, stored + 1);
     });
     rows.forEach((r, i) => {
-      if (notWritten.has(i)) return;
-      const stored = this.#records.get(r.key) ?? [];
-      stored.push({ ...r, createdAtMs: this.nowMs() });
-      this.#records.set(r.key, stored);
+      if (!notWritten.has(i)) this.#store(r);
     });
-    return { notWritten, fallback: notWritten.size > 0 };
+    return { notWritten, fallback: notWritten.size > 0, executionConflicts };
+  }
+
+  /** The fill ids of `r` that another execution (stored, or earlier in this batch) claimed. */
+  #unclaimable(r: JournalRecord, claimed: ReadonlySet<string>): string[] {
+    return (r.ledger?.executions ?? [])
+      .filter(
+        (e) =>
+          this.#executions.has(e.fillId) ||
+          this.#executionAt.has(atKey(e)) ||
+          claimed.has(e.fillId) ||
+          claimed.has(atKey(e)),
+      )
+      .map((e) => e.fillId);
+  }
+
+  #store(r: JournalRecord): void {
+    const { ledger, ...record } = r;
+    const stored = this.#records.get(r.key) ?? [];
+    stored.push({ ...record, createdAtMs: this.nowMs() });
+    this.#records.set(r.key, stored);
+    for (const e of ledger?.executions ?? []) {
+      this.#executions.set(e.fillId, e);
+      this.#executionAt.set(atKey(e), e);
+    }
+    this.suspense.push(...(ledger?.suspense ?? []));
+    this.resolutions.push(...(ledger?.resolutions ?? []));
+  }
+
+  override async execution(fillId: string): Promise<ExecutionRow | undefined> {
+    return this.#executions.get(fillId);
+  }
+
+  override async executionAt(blockOrderId: string, seq: number): Promise<ExecutionRow | undefined> {
+    return this.#executionAt.get(`${blockOrderId}#${seq}`);
   }
 
   override async load(key: string, afterSeq: number, limit: number): Promise<StoredRecord[]> {

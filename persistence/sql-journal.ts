@@ -15,8 +15,17 @@
  */
 import { invariant } from '../actors/errors.ts';
 import type { Database, Query } from './db.ts';
-import { GroupCommitJournal, type GroupCommitOptions } from './group-commit.ts';
+import type { ExecutionRow } from '../actors/ledger.ts';
+import { GroupCommitJournal, type BatchOutcome, type GroupCommitOptions } from './group-commit.ts';
 import type { JournalRecord, SnapshotRecord, StoredRecord } from './journal.ts';
+import {
+  EXECUTION_SELECT,
+  executionOf,
+  insertSql,
+  ledgerInserts,
+  type ExecutionSqlRow,
+  type LedgerInsert,
+} from './ledger-sql.ts';
 import { LookupBatcher } from './lookup-batcher.ts';
 
 export type SqlJournalOptions = GroupCommitOptions;
@@ -68,6 +77,54 @@ function columns(rows: readonly JournalRecord[]): unknown[] {
   ];
 }
 
+/**
+ * The fast path's one statement: the journal rows and, when the batch has
+ * any, their ledger rows as data-modifying CTEs (atomic together; a claimed
+ * fill id fails it with 23505 like an existing journal row).
+ */
+function fastStatement(rows: readonly JournalRecord[]): [string, unknown[]] {
+  const inserts = ledgerInserts(rows);
+  if (inserts.length === 0) return [INSERT_UNNEST, columns(rows)];
+  const params = columns(rows);
+  const ctes = [`j AS (${INSERT_UNNEST} RETURNING 1)`];
+  inserts.forEach((insert, n) => {
+    ctes.push(`l${n} AS (${insertSql(insert, params.length + 1)} RETURNING 1)`);
+    params.push(...insert.arrays);
+  });
+  return [`WITH ${ctes.join(', ')} SELECT 1`, params];
+}
+
+/**
+ * Claims the fill ids of the live records' executions; returns the records
+ * whose claim failed (the id, or the order's seq, is already claimed), with
+ * the ids. Within a batch the first claimant of an id wins.
+ */
+async function claimExecutions(
+  q: Query,
+  rows: readonly JournalRecord[],
+  live: (index: number) => boolean,
+): Promise<Map<number, string[]>> {
+  const conflicts = new Map<number, string[]>();
+  const [insert] = ledgerInserts(rows, live, ['executions']) as [LedgerInsert?];
+  if (!insert) return conflicts;
+  const claimed = await q<{ fill_id: string; persistence_key: string; sequence_nr: string }>(
+    `${insertSql(insert, 1)} ON CONFLICT DO NOTHING
+     RETURNING fill_id, persistence_key, sequence_nr`,
+    insert.arrays,
+  );
+  const won = new Set(
+    claimed.map((c) => `${rowId(c.persistence_key, Number(c.sequence_nr))}\u0000${c.fill_id}`),
+  );
+  rows.forEach((r, i) => {
+    if (!live(i)) return;
+    const lost = (r.ledger?.executions ?? [])
+      .map((e) => e.fillId)
+      .filter((id) => !won.has(`${rowId(r.key, r.seq)}\u0000${id}`));
+    if (lost.length > 0) conflicts.set(i, lost);
+  });
+  return conflicts;
+}
+
 export class SqlJournal extends GroupCommitJournal {
   readonly #db: Database;
   readonly #snapshots: LookupBatcher<SnapshotRecord>;
@@ -80,52 +137,78 @@ export class SqlJournal extends GroupCommitJournal {
     this.#snapshots = new LookupBatcher((keys) => this.#loadSnapshots(keys), 500);
   }
 
-  protected override async writeBatch(
-    rows: readonly JournalRecord[],
-  ): Promise<{ notWritten: ReadonlySet<number>; fallback: boolean }> {
+  protected override async writeBatch(rows: readonly JournalRecord[]): Promise<BatchOutcome> {
     invariant(rows.length > 0, 'an empty batch is never written');
     try {
-      await this.#db.statement(INSERT_UNNEST, columns(rows));
+      await this.#db.statement(...fastStatement(rows));
       return { notWritten: new Set(), fallback: false };
     } catch (error) {
       if (!isUniqueViolation(error)) throw error;
     }
-    const notWritten = await this.#db.serializable((q) => this.#writeCarefully(q, rows));
-    return { notWritten, fallback: true };
+    return this.#db.serializable((q) => this.#writeCarefully(q, rows));
   }
 
-  /** The two-writer path: keeps what is new, reports what existed, cuts each conflicting key clean. */
-  async #writeCarefully(q: Query, rows: readonly JournalRecord[]): Promise<Set<number>> {
+  /**
+   * The conflict path: keeps what is new, reports what existed, cuts each
+   * conflicting key clean. A key conflict at key#n (another writer owns the
+   * key) or a claimed fill id in key#n's ledger rows: this writer's rows of
+   * that key from n on were decided without knowing it and must not land.
+   */
+  async #writeCarefully(q: Query, rows: readonly JournalRecord[]): Promise<BatchOutcome> {
     const inserted = await q<{ persistence_key: string; sequence_nr: string }>(
       `${INSERT_UNNEST} ON CONFLICT (persistence_key, sequence_nr) DO NOTHING
        RETURNING persistence_key, sequence_nr`,
       columns(rows),
     );
     const done = new Set(inserted.map((r) => rowId(r.persistence_key, Number(r.sequence_nr))));
-    const firstConflict = new Map<string, number>();
-    for (const r of rows) {
-      if (!done.has(rowId(r.key, r.seq)))
-        firstConflict.set(r.key, Math.min(firstConflict.get(r.key) ?? Infinity, r.seq));
+    const cut = new Map<string, number>();
+    const cutAt = (key: string, seq: number) => cut.set(key, Math.min(cut.get(key) ?? seq, seq));
+    for (const r of rows) if (!done.has(rowId(r.key, r.seq))) cutAt(r.key, r.seq - 1);
+    const live = (i: number) => {
+      const r = rows[i];
+      return r !== undefined && done.has(rowId(r.key, r.seq)) && r.seq <= (cut.get(r.key) ?? r.seq);
+    };
+    const executionConflicts = await claimExecutions(q, rows, live);
+    for (const i of executionConflicts.keys()) {
+      const r = rows[i];
+      if (r) cutAt(r.key, r.seq - 1);
     }
-    // A conflict at key#n means another writer owns the key: this writer's
-    // later rows of that key were decided without it and must not land.
     const stale = rows.filter(
-      (r) => done.has(rowId(r.key, r.seq)) && r.seq > (firstConflict.get(r.key) ?? Infinity),
+      (r) => done.has(rowId(r.key, r.seq)) && r.seq > (cut.get(r.key) ?? Infinity),
     );
     if (stale.length > 0) {
-      await q(
-        `DELETE FROM journal WHERE (persistence_key, sequence_nr) IN
-           (SELECT * FROM unnest($1::text[], $2::bigint[]))`,
-        [stale.map((r) => r.key), stale.map((r) => r.seq)],
-      );
+      const keysSeqs = [stale.map((r) => r.key), stale.map((r) => r.seq)];
+      for (const table of ['journal', 'executions'])
+        await q(
+          `DELETE FROM ${table} WHERE (persistence_key, sequence_nr) IN
+             (SELECT * FROM unnest($1::text[], $2::bigint[]))`,
+          keysSeqs,
+        );
       for (const r of stale) done.delete(rowId(r.key, r.seq));
     }
+    for (const insert of ledgerInserts(rows, live, ['suspense', 'resolutions']))
+      await q(`${insertSql(insert, 1)} ON CONFLICT DO NOTHING`, insert.arrays);
     const notWritten = new Set<number>();
     rows.forEach((r, i) => {
       if (!done.has(rowId(r.key, r.seq))) notWritten.add(i);
     });
-    invariant(notWritten.size > 0, 'the careful path runs only after a key conflict');
-    return notWritten;
+    invariant(notWritten.size > 0, 'the careful path runs only after a conflict');
+    return { notWritten, fallback: true, executionConflicts };
+  }
+
+  override async execution(fillId: string): Promise<ExecutionRow | undefined> {
+    const rows = await this.#db.query<ExecutionSqlRow>(`${EXECUTION_SELECT} WHERE fill_id = $1`, [
+      fillId,
+    ]);
+    return rows[0] ? executionOf(rows[0]) : undefined;
+  }
+
+  override async executionAt(blockOrderId: string, seq: number): Promise<ExecutionRow | undefined> {
+    const rows = await this.#db.query<ExecutionSqlRow>(
+      `${EXECUTION_SELECT} WHERE block_order_id = $1 AND fill_seq = $2`,
+      [blockOrderId, seq],
+    );
+    return rows[0] ? executionOf(rows[0]) : undefined;
   }
 
   override snapshot(key: string): Promise<SnapshotRecord | undefined> {

@@ -3,7 +3,7 @@
  * how it prints them.
  */
 import os from 'node:os';
-import { Database } from '../persistence/db.ts';
+import { withMaintenance } from './support.ts';
 import { loadConfig } from '../system/config.ts';
 import { openJetStream } from '../system/jetstream.ts';
 
@@ -19,22 +19,15 @@ export function median(xs: readonly number[]): number {
 }
 
 export async function machineInfo(databaseUrl: string) {
-  const db = await Database.open({
-    url: databaseUrl,
-    poolMax: 1,
-    retriesMax: 1,
-    retryBackoffMs: 5,
-  });
   let postgres = 'unknown';
   let synchronousCommit = 'unknown';
-  try {
+  // The server, not DATABASE_URL's database (each run makes its own; that one may not exist).
+  await withMaintenance(databaseUrl, async (db) => {
     const [v] = await db.query<{ version: string }>('SELECT version() AS version');
     const [s] = await db.query<{ synchronous_commit: string }>('SHOW synchronous_commit');
     postgres = v?.version ?? postgres;
     synchronousCommit = s?.synchronous_commit ?? synchronousCommit;
-  } finally {
-    await db.close();
-  }
+  });
   const config = loadConfig(process.env);
   const nats = await openJetStream(config, 'blockfill-bench-info');
   const natsVersion = nats.nc.info?.version ?? 'unknown';

@@ -3,7 +3,7 @@
  * independently of the actors) and from the live actors through the API.
  */
 import type { FastifyInstance } from 'fastify';
-import { lineEvents, type AccountEvent } from '../actors/account/decider.ts';
+import { lineEvents, type AccountEvent, type Allocation } from '../actors/account/decider.ts';
 import type { BlockOrderEvent, Fill } from '../actors/block-order/decider.ts';
 import { cashDelta } from '../actors/domain/money.ts';
 import type { AccountView, BlockOrderView } from '../actors/views.ts';
@@ -22,6 +22,9 @@ export interface InvariantReport {
   /** Lines applied or rejected on accounts, counted from the journal. */
   allocationLinesApplied: number;
   rejectedAllocations: number;
+  /** Refused lines still in suspense at the end (shares that sit on no account). */
+  suspenseOpenLines: number;
+  suspenseOpenQuantity: bigint;
 }
 
 interface JournalRow {
@@ -157,9 +160,31 @@ export async function checkInvariants(args: {
   let accountEvents = 0;
   let allocationLinesApplied = 0;
   let rejectedAllocations = 0;
+  // Per order: quantity applied on accounts, and quantity refused (suspense).
+  const appliedByOrder = new Map<string, bigint>();
+  const suspendedByOrder = new Map<string, bigint>();
+  const addTo = (m: Map<string, bigint>, k: string, q: bigint) => m.set(k, (m.get(k) ?? 0n) + q);
+  const applyDelta = (accountId: string, a: Allocation) => {
+    const d = deltas.get(accountId) ?? { cash: 0n, positions: new Map<string, bigint>() };
+    deltas.set(accountId, d);
+    d.cash += cashDelta(a.side, a.quantity, a.price);
+    const signed = a.side === 'BUY' ? a.quantity : -a.quantity;
+    d.positions.set(a.securityId, (d.positions.get(a.securityId) ?? 0n) + signed);
+  };
+  const openSuspense = new Map<string, Allocation>();
   for await (const { key, event } of readJournal(db, `account-${args.idPrefix}`)) {
     const accountId = key.slice('account-'.length);
-    const lines = lineEvents(event as AccountEvent);
+    const accountEvent = event as AccountEvent;
+    if (accountEvent.type === 'SuspenseApplied') {
+      const a = accountEvent.allocation;
+      const lineKey = `${a.blockOrderId}|${a.fillSeq}|${accountId}`;
+      check(openSuspense.delete(lineKey), () => `${lineKey}: resolved but not in suspense`);
+      addTo(suspendedByOrder, a.blockOrderId, -a.quantity);
+      addTo(appliedByOrder, a.blockOrderId, a.quantity);
+      applyDelta(accountId, a);
+      continue;
+    }
+    const lines = lineEvents(accountEvent);
     if (lines.length > 0) accountEvents++;
     for (const e of lines) {
       allocationLinesApplied++;
@@ -174,19 +199,27 @@ export async function checkInvariants(args: {
       );
       if (e.type === 'AllocationRejected') {
         rejectedAllocations++;
+        openSuspense.set(lineKey, a);
+        addTo(suspendedByOrder, a.blockOrderId, a.quantity);
         continue;
       }
-      const d = deltas.get(accountId) ?? { cash: 0n, positions: new Map<string, bigint>() };
-      deltas.set(accountId, d);
-      d.cash += cashDelta(a.side, a.quantity, a.price);
-      d.positions.set(
-        a.securityId,
-        (d.positions.get(a.securityId) ?? 0n) + (a.side === 'BUY' ? a.quantity : -a.quantity),
-      );
+      addTo(appliedByOrder, a.blockOrderId, a.quantity);
+      applyDelta(accountId, a);
     }
   }
   for (const lineKey of expectedLines.keys())
     check(applied.has(lineKey), () => `${lineKey}: allocated but never applied`);
+  // Nothing booked nowhere: per order, fills = lines applied on accounts + suspense.
+  for (const order of seed.blockOrders) {
+    const filled = (fillsByOrder.get(order.id) ?? []).reduce((s, f) => s + f.quantity, 0n);
+    const onAccounts = appliedByOrder.get(order.id) ?? 0n;
+    const suspended = suspendedByOrder.get(order.id) ?? 0n;
+    check(
+      filled === onAccounts + suspended,
+      () => `${order.id}: filled ${filled} ≠ applied ${onAccounts} + suspense ${suspended}`,
+    );
+  }
+  await checkSuspenseLedger(db, args.idPrefix, openSuspense, check);
 
   // The live actors, through the API, agree with the journal-derived books.
   const concurrency = 64;
@@ -240,6 +273,11 @@ export async function checkInvariants(args: {
           view.unconfirmedLines === 0 && view.confirmedThroughSeq === view.lastFillSeq,
           () => `${order.id}: ${view.unconfirmedLines} lines unconfirmed`,
         );
+        const suspended = suspendedByOrder.get(order.id) ?? 0n;
+        check(
+          BigInt(view.suspense.openQuantity) === suspended,
+          () => `${order.id}: API suspense ${view.suspense.openQuantity}, journals ${suspended}`,
+        );
         const allocated = allocatedByOrder.get(order.id) ?? new Map<string, bigint>();
         for (const a of view.accounts) {
           check(
@@ -259,5 +297,30 @@ export async function checkInvariants(args: {
     accountEvents,
     allocationLinesApplied,
     rejectedAllocations,
+    suspenseOpenLines: openSuspense.size,
+    suspenseOpenQuantity: [...openSuspense.values()].reduce((s, a) => s + a.quantity, 0n),
   };
+}
+
+/** The suspense ledger (SQL) holds exactly the refused lines the journals say are open. */
+async function checkSuspenseLedger(
+  db: Database,
+  idPrefix: string,
+  openSuspense: ReadonlyMap<string, Allocation>,
+  check: (condition: boolean, message: () => string) => void,
+): Promise<void> {
+  const rows = await db.query<{ k: string; quantity: string }>(
+    `SELECT s.block_order_id || '|' || s.fill_seq || '|' || s.account_id AS k, s.quantity::text
+     FROM suspense s LEFT JOIN suspense_resolutions r USING (block_order_id, fill_seq, account_id)
+     WHERE r.resolution IS NULL AND s.account_id LIKE $1`,
+    [`${idPrefix.replace(/[\\%_]/g, '\\$&')}%`],
+  );
+  check(
+    rows.length === openSuspense.size,
+    () => `suspense ledger has ${rows.length} open lines, the journals ${openSuspense.size}`,
+  );
+  for (const row of rows) {
+    const a = openSuspense.get(row.k);
+    check(a?.quantity === BigInt(row.quantity), () => `${row.k}: suspense ledger differs`);
+  }
 }

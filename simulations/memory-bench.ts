@@ -31,6 +31,8 @@ function forgettingJournal(): Journal {
     load: async () => [],
     snapshot: async () => undefined,
     saveSnapshot: async () => {},
+    execution: async () => undefined,
+    executionAt: async () => undefined,
     drain: async () => {},
     close: async () => {},
   };

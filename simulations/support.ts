@@ -14,7 +14,11 @@ export function withDatabaseName(url: string, name: string): string {
 
 const SAFE_NAME = /^[a-z][a-z0-9_]{0,62}$/;
 
-async function withMaintenance<T>(url: string, work: (db: Database) => Promise<T>): Promise<T> {
+/** Runs `work` on the server's maintenance database (`postgres`, or CockroachDB's `defaultdb`). */
+export async function withMaintenance<T>(
+  url: string,
+  work: (db: Database) => Promise<T>,
+): Promise<T> {
   // PostgreSQL has `postgres`; CockroachDB has `defaultdb`.
   let lastError: unknown;
   for (const maintenance of ['postgres', 'defaultdb']) {

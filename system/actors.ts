@@ -13,10 +13,12 @@ import type {
   Clock,
   ReferencePort,
 } from '../actors/protocol.ts';
+import type { PersistentBehavior, Replyable } from '../actors/kernel.ts';
 import { decodeVersioned, encodeVersioned } from '../persistence/codec.ts';
 import type { Journal } from '../persistence/journal.ts';
 import type { Config } from './config.ts';
 import { ActorSystem, EntityHost, type HostOptions } from './entity-host.ts';
+import type { Faults } from './faults.ts';
 import type { Logger } from './log.ts';
 
 export interface Actors {
@@ -47,6 +49,20 @@ export function hostOptionsOf(config: Config): HostOptions {
   };
 }
 
+/** The behavior, throwing where the fault plan says (before it handles the message). */
+function withFaults<S, C extends Replyable, E>(
+  behavior: PersistentBehavior<S, C, E>,
+  faults: Faults,
+): PersistentBehavior<S, C, E> {
+  return {
+    ...behavior,
+    receive(state, command, ctx) {
+      faults.beforeReceive(behavior.kind, ctx.id);
+      return behavior.receive(state, command, ctx);
+    },
+  };
+}
+
 export function startActors(
   config: Config,
   deps: {
@@ -55,37 +71,44 @@ export function startActors(
     clock: Clock;
     observer: AllocationObserver;
     log: Logger;
+    /** Fault injection (tests and drills only); absent = none. */
+    faults?: Faults;
   },
   hostOptions: HostOptions = hostOptionsOf(config),
 ): Actors {
   const { journal, reference, clock, observer, log } = deps;
+  const faulty = <S, C extends Replyable, E>(b: PersistentBehavior<S, C, E>) =>
+    deps.faults?.enabled ? withFaults(b, deps.faults) : b;
   const system = new ActorSystem(
     `blockfill-${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
     { recoveryConcurrencyMax: config.recoveryConcurrencyMax },
   );
   const accounts = new EntityHost(
     system,
-    accountBehavior({ reference, clock, observer }),
+    faulty(accountBehavior({ reference, clock, observer })),
     { codec, journal, log },
     hostOptions,
   );
   const blockOrders = new EntityHost(
     system,
-    blockOrderBehavior({
-      reference,
-      clock,
-      observer,
-      accounts: { send: (id, message) => accounts.send(id, message) },
-      redeliveryAttemptsMax: config.redeliveryAttemptsMax,
-      redeliveryBackoffMs: config.redeliveryBackoffMs,
-      outboxFillsMax: config.outboxFillsMax,
-      onParked: (blockOrder, account, attempts) =>
-        log.error('re-delivery to an account keeps failing: retrying at the slowest backoff', {
-          blockOrder,
-          account,
-          attempts,
-        }),
-    }),
+    faulty(
+      blockOrderBehavior({
+        reference,
+        executions: journal,
+        clock,
+        observer,
+        accounts: { send: (id, message) => accounts.send(id, message) },
+        redeliveryAttemptsMax: config.redeliveryAttemptsMax,
+        redeliveryBackoffMs: config.redeliveryBackoffMs,
+        outboxFillsMax: config.outboxFillsMax,
+        onParked: (blockOrder, account, attempts) =>
+          log.error('re-delivery to an account keeps failing: retrying at the slowest backoff', {
+            blockOrder,
+            account,
+            attempts,
+          }),
+      }),
+    ),
     { codec, journal, log },
     hostOptions,
   );

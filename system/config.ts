@@ -2,6 +2,7 @@
  * All configuration in one place: environment variables with defaults and
  * validation. An invalid value stops start-up with a message naming the variable.
  */
+import { ConnectionError, TimeoutError } from '@nats-io/transport-node';
 import { BlockfillError, ErrorCode } from '../actors/errors.ts';
 
 export class ConfigError extends BlockfillError {
@@ -21,6 +22,8 @@ export interface Config {
   dbPoolMax: number;
   dbRetriesMax: number;
   dbRetryBackoffMs: number;
+  /** Start-up bound on connecting to the database, and again on its first query. */
+  dbConnectTimeoutMs: number;
   natsServers: string[];
   /** Empty for production names (EXECUTIONS); tests use a unique namespace per run. */
   namespace: string;
@@ -56,6 +59,8 @@ export interface Config {
   httpHost: string;
   httpPort: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Tests and drills only: POST /faults may inject failures (system/faults.ts). */
+  faultInjection: boolean;
 }
 
 type Env = Record<string, string | undefined>;
@@ -63,6 +68,62 @@ type Env = Record<string, string | undefined>;
 /** Hides credentials in URLs (user:password@) so an error message never leaks them. */
 function redact(value: string): string {
   return value.replace(/\/\/[^/@\s]*@/g, '//***@');
+}
+
+/** Query parameters of a PostgreSQL URL that carry secrets. */
+const SECRET_PARAMS = ['password', 'sslpassword'];
+
+/**
+ * A database URL fit for a log line: the role stays (it says which role was
+ * refused), the password becomes `***` (postgres://user:***@host:port/db).
+ */
+export function redactUrl(value: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(value);
+  } catch {
+    return redact(value);
+  }
+  if (parsed.password) parsed.password = '***';
+  for (const name of SECRET_PARAMS) {
+    if (parsed.searchParams.has(name)) parsed.searchParams.set(name, '***');
+  }
+  return parsed.toString();
+}
+
+/** errno codes of a server that cannot be reached at all (nothing listens, no such host). */
+export const UNREACHABLE_ERRNOS: ReadonlySet<string> = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+]);
+
+/**
+ * The error of connecting to NATS_URL at start-up, as NATS_UNREACHABLE naming
+ * the variable and its servers (credentials hidden: a NATS user may be a
+ * token). Other errors (a refused account, JetStream disabled) stay as they are.
+ */
+export function natsStartupFailure(error: unknown, servers: readonly string[]): unknown {
+  const errno = errnoOf(error) ?? errnoOf((error as { cause?: unknown } | null)?.cause);
+  const silent = error instanceof TimeoutError;
+  if (!silent && !(error instanceof ConnectionError) && !(errno && UNREACHABLE_ERRNOS.has(errno)))
+    return error;
+  const where = `NATS_URL=${redact(servers.join(','))}`;
+  const what = silent
+    ? 'no NATS server answered in time'
+    : `cannot reach NATS (${errno ?? 'no connection'})`;
+  return new BlockfillError(
+    ErrorCode.NatsUnreachable,
+    `${what} at ${where}: check that the server runs and that host and port are right`,
+    { cause: error, transient: false },
+  );
+}
+
+function errnoOf(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
 }
 
 function str(
@@ -112,6 +173,7 @@ export function loadConfig(env: Env = process.env): Config {
   }
   const journalBatchEventsMax = int(env, 'JOURNAL_BATCH_EVENTS_MAX', 2000, 1, 10_000);
   const config: Config = {
+    faultInjection: false,
     databaseUrl: url(env, 'DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/blockfill', [
       'postgres:',
       'postgresql:',
@@ -119,6 +181,7 @@ export function loadConfig(env: Env = process.env): Config {
     dbPoolMax: int(env, 'DB_POOL_MAX', 8, 2, 256),
     dbRetriesMax: int(env, 'DB_RETRIES_MAX', 8, 0, 100),
     dbRetryBackoffMs: int(env, 'DB_RETRY_BACKOFF_MS', 5, 1, 10_000),
+    dbConnectTimeoutMs: int(env, 'DB_CONNECT_TIMEOUT_MS', 5_000, 100, 600_000),
     natsServers: url(env, 'NATS_URL', 'nats://127.0.0.1:4222', ['nats:', 'tls:'])
       .split(',')
       .map((s) => s.trim()),
@@ -131,7 +194,8 @@ export function loadConfig(env: Env = process.env): Config {
     streamMaxAgeMs: int(env, 'STREAM_MAX_AGE_MS', 7 * 86_400_000, 0, 3_650 * 86_400_000),
     consumerInFlightMax: int(env, 'CONSUMER_IN_FLIGHT_MAX', 2000, 1, 100_000),
     consumerMaxAckPending: int(env, 'CONSUMER_MAX_ACK_PENDING', 4000, 1, 1_000_000),
-    consumerAckWaitMs: int(env, 'CONSUMER_ACK_WAIT_MS', 30_000, 1_000, 3_600_000),
+    // Short: a crashed process's fills come back soon; a live one sends in-progress acks.
+    consumerAckWaitMs: int(env, 'CONSUMER_ACK_WAIT_MS', 5_000, 1_000, 3_600_000),
     consumerDeliveriesMax: int(env, 'CONSUMER_DELIVERIES_MAX', 100, 1, 10_000),
     consumerNakDelayMs: int(env, 'CONSUMER_NAK_DELAY_MS', 200, 0, 60_000),
     journalBatchEventsMax,
@@ -163,6 +227,10 @@ export function loadConfig(env: Env = process.env): Config {
       String(config.supervisorBackoffMinMs),
     );
   }
+  const faults = str(env, 'FAULT_INJECTION', 'off');
+  if (faults !== 'on' && faults !== 'off')
+    throw new ConfigError('FAULT_INJECTION', 'must be on or off', faults);
+  config.faultInjection = faults === 'on';
   if (config.journalPendingEventsMax < config.journalBatchEventsMax) {
     throw new ConfigError(
       'JOURNAL_PENDING_EVENTS_MAX',

@@ -24,7 +24,7 @@ import {
 } from '../actors/errors.ts';
 import type { Failed, PersistentBehavior, Ref, Replyable, ShellContext } from '../actors/kernel.ts';
 import type { Journal, JournalRecord } from '../persistence/journal.ts';
-import type { Logger } from './log.ts';
+import { createRepeatLimiter, type Logger, type RepeatLimiter } from './log.ts';
 import { ask, registerHost, tell, unregisterHosts } from './messaging.ts';
 import {
   childCount,
@@ -105,6 +105,9 @@ interface Decided<S, E> {
   effects: Array<() => void>;
 }
 
+/** Crashes of one kind with one cause are logged once per window, then as a count. */
+const CRASH_LOG_WINDOW_MS = 10_000;
+
 /** Actors whose recent crashes are remembered before old entries are pruned (an outage crashes every live actor). */
 const CRASH_HISTORY_KEYS_MAX = 10_000;
 
@@ -153,6 +156,8 @@ export class EntityHost<S, C extends Replyable, E> {
   readonly #timers = new Set<NodeJS.Timeout>();
   #snapshotsInFlight = 0;
   #closed = false;
+  /** Crash lines: an outage crashes every live actor every few seconds; one line per cause and window. */
+  readonly #crashLog: RepeatLimiter;
   crashCount = 0;
 
   constructor(
@@ -167,6 +172,7 @@ export class EntityHost<S, C extends Replyable, E> {
     this.#behavior = behavior;
     this.#options = options;
     this.#deps = deps;
+    this.#crashLog = createRepeatLimiter(deps.log, { windowMs: CRASH_LOG_WINDOW_MS });
     this.#group = spawnGroup(system.ref, `${behavior.kind}s`);
     // One set of functions for every actor of this kind: a live actor costs no closures.
     this.#kind = entityKind<Slot<S>>({
@@ -247,7 +253,7 @@ export class EntityHost<S, C extends Replyable, E> {
     let rows: number;
     try {
       decided = await this.#decide(id, state, batch, self);
-      rows = await this.#persist(key, state.seq, decided.staged);
+      rows = await this.#persist(id, key, state.seq, decided.staged);
     } catch (error) {
       failAll(batch, error);
       throw error;
@@ -275,13 +281,17 @@ export class EntityHost<S, C extends Replyable, E> {
         const decoded = codec.decode(snapshot.payload, `snapshot ${key}`) as {
           s: unknown;
           seq: number;
+          f?: number;
         };
         invariant(
           decoded.seq === snapshot.seq,
           `snapshot of ${key} says #${decoded.seq}, row #${snapshot.seq}`,
         );
-        s = behavior.decodeSnapshot(decoded.s);
-        seq = snapshot.seq;
+        // A snapshot of another state shape is skipped: the journal alone rebuilds the state.
+        if ((decoded.f ?? 1) === (behavior.snapshotFormat ?? 1)) {
+          s = behavior.decodeSnapshot(decoded.s);
+          seq = snapshot.seq;
+        }
       }
       const last = await replay(journal, key, seq, this.#options.replayPageEvents, (record) => {
         s = behavior.evolve(s, behavior.decodeEvent(codec.decode(record.payload, `event ${key}`)));
@@ -313,18 +323,22 @@ export class EntityHost<S, C extends Replyable, E> {
   }
 
   /** Appends the batch's events as rows after `lastSeq`; returns how many rows. */
-  async #persist(key: string, lastSeq: number, staged: readonly E[]): Promise<number> {
+  async #persist(id: string, key: string, lastSeq: number, staged: readonly E[]): Promise<number> {
     if (staged.length === 0) return 0;
     const behavior = this.#behavior;
     const rows = behavior.pack ? behavior.pack(staged) : staged;
     invariant(rows.length > 0, `${key}: packing ${staged.length} events left no row`);
     // Every row is encoded before any is appended: a failed encode leaves no hole.
-    const records: JournalRecord[] = rows.map((event, i) => ({
-      key,
-      seq: lastSeq + i + 1,
-      eventType: behavior.eventType(event),
-      payload: this.#deps.codec.encode(event),
-    }));
+    const records: JournalRecord[] = rows.map((event, i) => {
+      const ledger = behavior.ledgerRows?.(event, id);
+      return {
+        key,
+        seq: lastSeq + i + 1,
+        eventType: behavior.eventType(event),
+        payload: this.#deps.codec.encode(event),
+        ...(ledger ? { ledger } : {}),
+      };
+    });
     await this.#deps.journal.append(records);
     return records.length;
   }
@@ -335,6 +349,7 @@ export class EntityHost<S, C extends Replyable, E> {
     const payload = this.#deps.codec.encode({
       s: this.#behavior.encodeSnapshot(state.s),
       seq: state.seq,
+      f: this.#behavior.snapshotFormat ?? 1,
     });
     this.#snapshotsInFlight++;
     // Behind the actor's back: a lost snapshot only means a longer replay.
@@ -362,12 +377,17 @@ export class EntityHost<S, C extends Replyable, E> {
       return CrashDecision.Stop;
     }
     const backoffMs = Math.min(backoffMaxMs, backoffMinMs * 2 ** Math.min(recent.length - 1, 30));
-    this.#deps.log.warn('actor crashed; resetting from snapshot and journal', {
-      actor: `${this.kind}/${id}`,
-      transient,
-      backoffMs,
-      error,
-    });
+    const cause = (error as { code?: unknown }).code ?? error.name;
+    this.#crashLog.warn(
+      `${this.kind}:${String(cause)}`,
+      'actor crashed; resetting from snapshot and journal',
+      {
+        actor: `${this.kind}/${id}`,
+        transient,
+        backoffMs,
+        error,
+      },
+    );
     await sleep(backoffMs);
     return CrashDecision.Reset;
   }
@@ -405,6 +425,7 @@ export class EntityHost<S, C extends Replyable, E> {
   /** Cancels timers and stops every actor of this kind (their passivation timers with them). */
   close(): void {
     this.#closed = true;
+    this.#crashLog.close();
     for (const t of this.#timers) clearTimeout(t);
     this.#timers.clear();
     // A stopped actor's mailbox is dropped: answer what is still queued.

@@ -5,7 +5,7 @@
  */
 import type { Fill } from '../actors/block-order/decider.ts';
 import { INT64_MAX } from '../actors/domain/money.ts';
-import { packWire, unpackWire } from './wire-codec.ts';
+import { floatKeys, packWire, unpackWire } from './wire-codec.ts';
 
 export const FILL_WIRE_VERSION = 1;
 /** quantity × price of one fill, in price units (1e-6): a trillion in currency. Keeps cash within int64. */
@@ -21,8 +21,14 @@ export type DecodeResult =
   | { ok: false; reason: 'DECODE_FAILED' | 'INVALID_FIELD'; field: string; rule: string };
 
 export function encodeFill(fill: Fill): Uint8Array {
-  const wire: WireFill = { v: FILL_WIRE_VERSION, ...fill };
-  return packWire(wire);
+  // Integers go as bigint, so as msgpack integers: msgpackr writes a JS
+  // number beyond 32 bits (an epoch in ms) as a float64, which is refused.
+  return packWire({
+    v: FILL_WIRE_VERSION,
+    ...fill,
+    seq: BigInt(fill.seq),
+    executedAtMs: BigInt(fill.executedAtMs),
+  });
 }
 
 /** FNV-1a, 32 bit: a stable hash, the same in every process and release. */
@@ -72,6 +78,27 @@ function exactInteger(value: unknown): bigint | undefined {
   return undefined;
 }
 
+/**
+ * A venue (a MIC, e.g. XNYS) is stored as text in the execution index: NUL,
+ * control characters or broken UTF-16 there would fail the commit it shares
+ * with other actors, or not compare equal after a round trip.
+ */
+export const VENUE_PATTERN = /^[\x20-\x7e]{1,32}$/;
+
+/** Fields that are integers on the wire: a float there is refused whatever its value (67.0 too). */
+const INTEGER_FIELDS: ReadonlySet<string> = new Set([
+  'v',
+  'seq',
+  'quantity',
+  'price',
+  'executedAtMs',
+]);
+
+/** The integer field sent as a float, if any; throws on bytes that are not msgpack throughout. */
+function floatIntegerField(bytes: Uint8Array): string | undefined {
+  return floatKeys(bytes).find((key) => INTEGER_FIELDS.has(key));
+}
+
 export function decodeFill(
   bytes: Uint8Array,
   subject: string,
@@ -91,6 +118,18 @@ export function decodeFill(
   }
   if (!isPlainObject(raw)) return bad('(message)', 'must be a msgpack map');
   const m = raw;
+  let float: string | undefined;
+  try {
+    float = floatIntegerField(bytes);
+  } catch (error) {
+    // e.g. the reserved byte 0xc1 inside a map: the decoder let it through as a value.
+    const rule = `must be msgpack: ${(error as Error).message}`;
+    return { ok: false, reason: 'DECODE_FAILED', field: '(message)', rule };
+  }
+  if (float !== undefined) {
+    const value = String(m[float] as number);
+    return bad(float, `must be a msgpack integer, never a float (got float ${value})`);
+  }
   if (safeNumber(m.v) !== FILL_WIRE_VERSION) {
     return bad('v', `must be schema version ${FILL_WIRE_VERSION}`);
   }
@@ -115,8 +154,8 @@ export function decodeFill(
   if (quantity * price > FILL_NOTIONAL_MAX) {
     return bad('price', `quantity × price must not exceed ${FILL_NOTIONAL_MAX} (1e12 in currency)`);
   }
-  if (typeof m.venue !== 'string' || m.venue.length < 1 || m.venue.length > 32)
-    return bad('venue', 'must be a string of 1 to 32 characters');
+  if (typeof m.venue !== 'string' || !VENUE_PATTERN.test(m.venue))
+    return bad('venue', 'must be 1 to 32 printable ASCII characters');
   const executedAtMs = safeNumber(m.executedAtMs);
   if (executedAtMs === undefined || executedAtMs < 0) {
     return bad('executedAtMs', 'must be epoch milliseconds, an integer >= 0');

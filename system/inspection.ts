@@ -5,10 +5,22 @@
  * supervisors.
  */
 import { BlockfillError, ErrorCode } from '../actors/errors.ts';
-import type { AccountMessage, BlockOrderMessage, ViewReply } from '../actors/protocol.ts';
-import type { AccountView, BlockOrderView } from '../actors/views.ts';
-import type { InspectionPort, Readiness, ReadinessCheck } from '../api/ports.ts';
+import type {
+  AccountMessage,
+  BlockOrderMessage,
+  RetrySuspenseReply,
+  ViewReply,
+} from '../actors/protocol.ts';
+import type { AccountView, BlockOrderActorView } from '../actors/views.ts';
+import {
+  SuspenseNotAppliedError,
+  type InspectionPort,
+  type Readiness,
+  type ReadinessCheck,
+  type SuspenseRetryResult,
+} from '../api/ports.ts';
 import type { Database } from '../persistence/db.ts';
+import { blockOrderSuspense } from '../persistence/suspense-ledger.ts';
 import type { EntityHost } from './entity-host.ts';
 import type { FillConsumer, NatsHandles } from './jetstream.ts';
 
@@ -60,6 +72,42 @@ async function readiness(deps: InspectionDeps): Promise<Readiness> {
   };
 }
 
+async function retrySuspense(
+  deps: InspectionDeps,
+  accountId: string,
+  blockOrderId: string,
+  fillSeq: number,
+): Promise<SuspenseRetryResult | undefined> {
+  const reply = await deps.accounts.ask<RetrySuspenseReply>(
+    accountId,
+    (replyTo) => ({ type: 'RetrySuspense', blockOrderId, fillSeq, replyTo }),
+    deps.askTimeoutMs,
+  );
+  switch (reply.type) {
+    case 'SuspenseApplied':
+      return {
+        outcome: 'APPLIED',
+        accountId,
+        blockOrderId,
+        fillSeq,
+        cashDeltaMinor: reply.cashDeltaMinor.toString(),
+      };
+    case 'NotFound':
+      return undefined;
+    case 'NotApplied':
+      throw new SuspenseNotAppliedError(
+        reply.outcome === 'STILL_REFUSED' ? 'STILL_REFUSED' : 'NOT_IN_SUSPENSE',
+        `${accountId}: ${blockOrderId} seq ${fillSeq}: ${reply.detail}`,
+      );
+    case 'Failed':
+      return viewOrThrow(reply);
+    default: {
+      const never: never = reply;
+      throw new Error(`unexpected reply ${JSON.stringify(never)}`);
+    }
+  }
+}
+
 export function inspectionAdapter(deps: InspectionDeps): InspectionPort {
   const timeoutMs = deps.askTimeoutMs;
   return {
@@ -71,14 +119,18 @@ export function inspectionAdapter(deps: InspectionDeps): InspectionPort {
           timeoutMs,
         ),
       ),
-    blockOrder: async (id) =>
-      viewOrThrow(
-        await deps.blockOrders.ask<ViewReply<BlockOrderView>>(
+    blockOrder: async (id) => {
+      const view = viewOrThrow(
+        await deps.blockOrders.ask<ViewReply<BlockOrderActorView>>(
           id,
           (replyTo) => ({ type: 'GetView', replyTo }),
           timeoutMs,
         ),
-      ),
+      );
+      return view && { ...view, suspense: await blockOrderSuspense(deps.db, id) };
+    },
+    retrySuspense: (accountId, blockOrderId, fillSeq) =>
+      retrySuspense(deps, accountId, blockOrderId, fillSeq),
     readiness: () => readiness(deps),
   };
 }

@@ -25,12 +25,13 @@ import {
   type JsMsg,
 } from '@nats-io/jetstream';
 import { connect, headers, nanos, type NatsConnection } from '@nats-io/transport-node';
-import type { Fill } from '../actors/block-order/decider.ts';
+import { executionDifferences, FillRejection, type Fill } from '../actors/block-order/decider.ts';
 import { BlockfillError, ErrorCode, invariant } from '../actors/errors.ts';
 import type { AllocateFillReply } from '../actors/protocol.ts';
 import { streamNames, type Config } from './config.ts';
 import { decodeFill, encodeFill, fillSubject } from './fill-wire.ts';
 import type { Logger } from './log.ts';
+import { HeldFills } from './held-fills.ts';
 import { Permits } from './permits.ts';
 
 export type StreamNames = ReturnType<typeof streamNames>;
@@ -48,6 +49,9 @@ export async function connectNats(servers: string[], name: string): Promise<Nats
 }
 
 const DUPLICATE_WINDOW_MS = 120_000;
+
+/** A held fill whose predecessor did not show up within this is tried again (lowest per order). */
+const HELD_RETRY_AFTER_MS = 1_000;
 
 /** Creates or updates the streams; idempotent. */
 export class PartitionCountError extends BlockfillError {
@@ -171,12 +175,22 @@ export const DeadLetterHeader = {
   Detail: 'Blockfill-Detail',
   OriginalSubject: 'Blockfill-Original-Subject',
   OriginalSequence: 'Blockfill-Original-Sequence',
+  /** CONFLICTING_EXECUTION: the execution already applied, as JSON (the message is the other version). */
+  Existing: 'Blockfill-Existing',
 } as const;
+
+/** A fill as JSON for a header or a log line: bigints as decimal strings. */
+export function fillJson(fill: Fill): string {
+  return JSON.stringify(fill, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+}
 
 export interface ConsumerStats {
   acked: number;
+  /** Exact duplicates of an applied execution (same id, same content): acked, nothing changed. */
   duplicates: number;
   deadLettered: number;
+  /** Of deadLettered: messages that collided with an applied execution. */
+  conflicts: number;
   nakked: number;
 }
 
@@ -186,6 +200,10 @@ export interface FillConsumerDeps {
   config: Config;
   log: Logger;
   allocate(fill: Fill): Promise<AllocateFillReply>;
+  /** The execution index: who claimed a fill id (for an EXECUTION_CONFLICT failure). */
+  execution(fillId: string): Promise<Fill | undefined>;
+  /** Wakes a block order (it re-delivers its unconfirmed lines); never throws. */
+  wake(blockOrderId: string): void;
 }
 
 export class FillConsumer {
@@ -193,12 +211,32 @@ export class FillConsumer {
   readonly #slots: Permits;
   readonly #iterators: ConsumerMessages[] = [];
   readonly #loops: Promise<void>[] = [];
+  /** Messages being handled, with when that started (for in-progress acks). */
+  readonly #working = new Map<JsMsg, number>();
+  readonly #held: HeldFills<{ m: JsMsg; fill: Fill }>;
+  readonly #ticker: NodeJS.Timeout;
+  /** When each held message was first held (held at most #heldMaxMs per delivery). */
+  readonly #heldFirst = new WeakMap<JsMsg, number>();
+  readonly #heldMaxMs: number;
   #running = false;
-  readonly stats: ConsumerStats = { acked: 0, duplicates: 0, deadLettered: 0, nakked: 0 };
+  readonly stats: ConsumerStats = {
+    acked: 0,
+    duplicates: 0,
+    deadLettered: 0,
+    conflicts: 0,
+    nakked: 0,
+  };
 
   constructor(deps: FillConsumerDeps) {
     this.#deps = deps;
     this.#slots = new Permits(deps.config.consumerInFlightMax);
+    // Held fills are in flight too: the same bound.
+    this.#held = new HeldFills(deps.config.consumerInFlightMax);
+    // Long enough for a crashed process's fills to come back (their ack wait).
+    this.#heldMaxMs = 2 * deps.config.consumerAckWaitMs;
+    const tickMs = Math.max(100, Math.min(1_000, deps.config.consumerAckWaitMs / 3));
+    this.#ticker = setInterval(() => this.#tick(), tickMs);
+    this.#ticker.unref();
   }
 
   get running(): boolean {
@@ -208,9 +246,11 @@ export class FillConsumer {
   async start(durables: string[]): Promise<void> {
     invariant(!this.#running && this.#iterators.length === 0, 'the consumer starts once');
     invariant(durables.length > 0, 'the consumer needs at least one durable');
+    // A quarter of the in-flight bound waits in the client per partition: a
+    // buffered message's ack wait runs before we see it (no in-progress ack).
     const perPartitionBuffer = Math.max(
       1,
-      Math.ceil(this.#deps.config.consumerInFlightMax / durables.length),
+      Math.ceil(this.#deps.config.consumerInFlightMax / durables.length / 4),
     );
     for (const durable of durables) {
       const consumer = await this.#deps.js.consumers.get(this.#deps.names.executions, durable);
@@ -224,9 +264,14 @@ export class FillConsumer {
   async #loop(messages: ConsumerMessages, durable: string): Promise<void> {
     try {
       for await (const m of messages) {
+        // From receipt on: a message waiting for a slot gets in-progress acks too.
+        this.#working.set(m, Date.now());
         await this.#slots.acquire();
         // #handle dispatches to the actor synchronously, so per-order order is kept.
-        void this.#handle(m).finally(() => this.#slots.release());
+        void this.#handle(m).finally(() => {
+          this.#working.delete(m);
+          this.#slots.release();
+        });
       }
     } catch (error) {
       this.#deps.log.error('consumer loop ended', { durable, error });
@@ -242,44 +287,147 @@ export class FillConsumer {
         await this.#deadLetter(m, decoded.reason, { field: decoded.field, rule: decoded.rule });
         return;
       }
-      const reply = await this.#deps
-        .allocate(decoded.fill)
-        .catch((error: Error & { code?: string }) => ({
-          type: 'Failed' as const,
-          code: error.code ?? 'ASK_FAILED',
-          message: error.message,
-        }));
-      switch (reply.type) {
-        case 'Allocated':
-          this.stats.acked++;
-          m.ack();
-          return;
-        case 'Duplicate':
-          this.stats.duplicates++;
-          m.ack();
-          return;
-        case 'Rejected':
-          if (reply.reason === 'OUT_OF_ORDER') return this.#retry(m, reply.reason, reply.detail);
-          await this.#deadLetter(m, reply.reason, { detail: reply.detail });
-          return;
-        case 'Failed':
-          // A failure (database down, actor restarting or stopped) says nothing
-          // about the fill: keep it, at a capped rate, until it can be handled.
-          this.#nak(m);
-          return;
-        default: {
-          const never: never = reply;
-          throw new Error(`unexpected reply ${JSON.stringify(never)}`);
-        }
-      }
+      await this.#dispatch(m, decoded.fill);
     } catch (error) {
-      this.#deps.log.error('fill handling failed; will be redelivered', {
-        subject: m.subject,
-        error,
-      });
-      this.stats.nakked++;
-      m.nak(config.consumerNakDelayMs);
+      await this.#unexpected(m, error);
     }
+  }
+
+  /**
+   * A bug met this message (handling threw). Retried like a failure, but a
+   * message that keeps doing it must not loop forever: past the delivery
+   * bound it is dead-lettered as HANDLING_FAILED with the error.
+   */
+  async #unexpected(m: JsMsg, error: unknown): Promise<void> {
+    const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    if (m.info.deliveryCount >= this.#deps.config.consumerDeliveriesMax) {
+      await this.#deadLetter(m, 'HANDLING_FAILED', { detail: message }).catch(() => this.#nak(m));
+      return;
+    }
+    this.#deps.log.error('fill handling failed; will be redelivered', {
+      subject: m.subject,
+      error,
+    });
+    this.#nak(m);
+  }
+
+  /** Asks the block order; acks, holds, naks or dead-letters by its answer. */
+  async #dispatch(m: JsMsg, fill: Fill): Promise<void> {
+    if (!this.#working.has(m)) this.#working.set(m, Date.now());
+    const reply = await this.#deps
+      .allocate(fill)
+      .catch((error: Error & { code?: string }) => ({
+        type: 'Failed' as const,
+        code: error.code ?? 'ASK_FAILED',
+        message: error.message,
+      }))
+      .finally(() => this.#working.delete(m));
+    switch (reply.type) {
+      case 'Allocated':
+        this.stats.acked++;
+        m.ack();
+        return this.#releaseNext(fill);
+      case 'Duplicate':
+        this.stats.duplicates++;
+        m.ack();
+        return this.#releaseNext(fill);
+      case 'Rejected':
+        if (reply.reason === FillRejection.OutOfOrder)
+          return this.#outOfOrder(m, fill, reply.detail, reply.expectedSeq);
+        await this.#deadLetter(m, reply.reason, {
+          detail: reply.detail,
+          ...(reply.existing ? { existing: reply.existing } : {}),
+        });
+        return;
+      case 'Failed':
+        if (reply.code === ErrorCode.ExecutionConflict) return await this.#claimFailed(m, fill);
+        // A failure (database down, actor restarting or stopped) says nothing
+        // about the fill: keep it, at a capped rate, until it can be handled.
+        this.#nak(m);
+        return;
+      default: {
+        const never: never = reply;
+        throw new Error(`unexpected reply ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  /** The fill after `fill` may be waiting here: it is next now. */
+  async #releaseNext(fill: Fill): Promise<void> {
+    const next = this.#held.take(fill.blockOrderId, fill.seq + 1);
+    if (next) await this.#redispatch(next.m, next.fill);
+  }
+
+  /** A held message dispatched again: its own errors are its own (never the releaser's). */
+  async #redispatch(m: JsMsg, fill: Fill): Promise<void> {
+    try {
+      await this.#dispatch(m, fill);
+    } catch (error) {
+      await this.#unexpected(m, error).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Ahead of its order's next seq (the missing one is in flight, or comes
+   * back after a crash's ack wait): held until its predecessor is allocated,
+   * with in-progress acks so the server does not redeliver it meanwhile.
+   * Only when the hold is full does it go back to the server (a nak).
+   */
+  async #outOfOrder(
+    m: JsMsg,
+    fill: Fill,
+    detail: string,
+    expectedSeq: number | undefined,
+  ): Promise<void> {
+    const nowMs = Date.now();
+    const firstHeldMs = this.#heldFirst.get(m) ?? nowMs;
+    // Only a gap that fills still unacked could explain is worth waiting for;
+    // and not forever (a predecessor may have been dead-lettered).
+    const plausible =
+      expectedSeq !== undefined &&
+      fill.seq - expectedSeq < this.#deps.config.consumerMaxAckPending &&
+      nowMs - firstHeldMs < this.#heldMaxMs;
+    const { blockOrderId, seq } = fill;
+    if (plausible && this.#running && this.#held.hold(blockOrderId, seq, { m, fill }, nowMs)) {
+      this.#heldFirst.set(m, firstHeldMs);
+      return;
+    }
+    await this.#retry(m, FillRejection.OutOfOrder, detail);
+  }
+
+  /** In-progress acks for long handlings and held fills; a retry for fills held too long. */
+  #tick(): void {
+    const nowMs = Date.now();
+    const quietMs = this.#deps.config.consumerAckWaitMs / 3;
+    for (const [m, sinceMs] of this.#working) if (nowMs - sinceMs >= quietMs) m.working();
+    for (const { m } of this.#held.items()) m.working();
+    for (const { m, fill } of this.#held.takeStale(nowMs, HELD_RETRY_AFTER_MS))
+      void this.#redispatch(m, fill);
+  }
+
+  /**
+   * The commit of this fill's order failed because a fill id in it was
+   * already claimed. Which one: the index says. This fill's own id claimed
+   * by another execution → a conflict; claimed by this very execution (its
+   * commit landed before the failing record) → applied; not claimed → it
+   * only shared the failed commit, and is tried again.
+   */
+  async #claimFailed(m: JsMsg, fill: Fill): Promise<void> {
+    // The order reset: a fill of its failed batch that did commit has its
+    // lines delivered on the order's next message, so send it one.
+    this.#deps.wake(fill.blockOrderId);
+    const existing = await this.#deps.execution(fill.fillId);
+    if (!existing) return this.#nak(m);
+    const differences = executionDifferences(existing, fill);
+    if (differences.length === 0) {
+      this.stats.duplicates++;
+      m.ack();
+      return this.#releaseNext(fill);
+    }
+    const detail =
+      `fill id ${fill.fillId} is already applied as ${existing.blockOrderId} seq ${existing.seq}; ` +
+      `this message differs in ${differences.join(', ')}`;
+    await this.#deadLetter(m, FillRejection.ConflictingExecution, { detail, existing });
   }
 
   async #retry(m: JsMsg, reason: string, detail: string): Promise<void> {
@@ -299,13 +447,15 @@ export class FillConsumer {
   async #deadLetter(
     m: JsMsg,
     reason: string,
-    info: { field?: string; rule?: string; detail?: string },
+    info: { field?: string; rule?: string; detail?: string; existing?: Fill },
   ): Promise<void> {
+    const { existing, ...logged } = info;
     const h = headers();
     h.set(DeadLetterHeader.Reason, reason);
     if (info.field) h.set(DeadLetterHeader.Field, info.field);
     if (info.rule) h.set(DeadLetterHeader.Rule, info.rule.slice(0, 500));
     if (info.detail) h.set(DeadLetterHeader.Detail, info.detail.slice(0, 500));
+    if (existing) h.set(DeadLetterHeader.Existing, fillJson(existing));
     h.set(DeadLetterHeader.OriginalSubject, m.subject);
     h.set(DeadLetterHeader.OriginalSequence, String(m.seq));
     const names = this.#deps.names;
@@ -316,7 +466,14 @@ export class FillConsumer {
       expect: { streamName: names.deadLetter },
     });
     this.stats.deadLettered++;
-    this.#deps.log.warn('fill dead-lettered', { subject: m.subject, seq: m.seq, reason, ...info });
+    if (reason === FillRejection.ConflictingExecution) this.stats.conflicts++;
+    this.#deps.log.warn('fill dead-lettered', {
+      subject: m.subject,
+      seq: m.seq,
+      reason,
+      ...logged,
+      ...(existing ? { existing: fillJson(existing) } : {}),
+    });
     m.ack();
   }
 
@@ -326,6 +483,14 @@ export class FillConsumer {
     for (const it of this.#iterators) it.stop();
     await Promise.allSettled(this.#loops);
     await this.#slots.idle();
+    // Held fills go back at once, for the next process to take.
+    for (const { m } of this.#held.takeAll()) m.nak();
+    clearInterval(this.#ticker);
+  }
+
+  /** Fills held ahead of their order's next seq, now. */
+  get heldFills(): number {
+    return this.#held.size;
   }
 }
 

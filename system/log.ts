@@ -48,3 +48,173 @@ export function createLogger(level: LogLevel, base: Record<string, unknown> = {}
     error: (m, f) => write('error', m, f),
   };
 }
+
+// ------------------------------------------------------------ repeat limiting
+
+export interface RepeatLimiterOptions {
+  /** A repeat within this long of its window's start is counted, not written. */
+  windowMs: number;
+  /** Distinct (key, message, code) entries tracked; the oldest is evicted beyond it. */
+  keysMax?: number;
+  /** Injected in tests; Date.now otherwise. */
+  nowMs?: () => number;
+  /** Runs `fn` after `ms`; returns its cancel. Injected in tests; an unref'd setTimeout otherwise. */
+  setTimer?: (fn: () => void, ms: number) => () => void;
+}
+
+/**
+ * A logger for failures that repeat (an actor crashing on every retry during
+ * a database outage): the first occurrence is written, repeats within the
+ * window are counted, and each window that saw repeats ends with one summary
+ * line. A window without repeats forgets its entry, so a later occurrence is
+ * written in full again.
+ */
+export interface RepeatLimiter {
+  warn(key: string, msg: string, fields?: Record<string, unknown>): void;
+  error(key: string, msg: string, fields?: Record<string, unknown>): void;
+  /** Writes the pending summaries and forgets every entry (shutdown). */
+  close(): void;
+  /** Entries tracked now. */
+  readonly size: number;
+}
+
+export const REPEAT_KEYS_MAX = 1_000;
+
+interface Entry {
+  level: 'warn' | 'error';
+  key: string;
+  msg: string;
+  code: string | undefined;
+  windowStartMs: number;
+  repeats: number;
+}
+
+function codeOf(value: unknown): string | undefined {
+  const code = (value as { code?: unknown } | null | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/**
+ * Infrastructure errors (transient ones, and driver errors carrying a SQLSTATE
+ * or errno) have a known cause: their stack, repeated, is noise. Programming
+ * errors and broken invariants keep theirs.
+ */
+function isInfrastructure(error: Error): boolean {
+  const transient = (error as { transient?: unknown }).transient;
+  if (typeof transient === 'boolean') return transient;
+  return codeOf(error) !== undefined;
+}
+
+/** `fields` with infrastructure errors reduced to name, message and code. */
+function withoutNoisyStacks(fields: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(fields)) {
+    out[k] =
+      v instanceof Error && isInfrastructure(v)
+        ? { name: v.name, message: v.message, code: codeOf(v) }
+        : v;
+  }
+  return out;
+}
+
+function firstErrorCode(fields: Record<string, unknown>): string | undefined {
+  for (const v of Object.values(fields)) if (v instanceof Error) return codeOf(v);
+  return undefined;
+}
+
+function formatDuration(ms: number): string {
+  return ms < 1_000 ? `${ms} ms` : `${Math.round(ms / 1_000)} s`;
+}
+
+/** One line for a window's suppressed repeats (none for a window without repeats). */
+function writeSummary(log: Logger, e: Entry, now: number): void {
+  if (e.repeats === 0) return;
+  const elapsedMs = now - e.windowStartMs;
+  log[e.level](
+    `${e.msg}: repeated ${e.repeats} ${e.repeats === 1 ? 'time' : 'times'} in the last ${formatDuration(elapsedMs)}`,
+    {
+      key: e.key,
+      ...(e.code === undefined ? {} : { code: e.code }),
+      repeated: e.repeats,
+      windowMs: elapsedMs,
+    },
+  );
+}
+
+const unrefTimer = (fn: () => void, ms: number) => {
+  const timer = setTimeout(fn, ms);
+  timer.unref();
+  return () => clearTimeout(timer);
+};
+
+export function createRepeatLimiter(log: Logger, options: RepeatLimiterOptions): RepeatLimiter {
+  const { windowMs } = options;
+  const keysMax = options.keysMax ?? REPEAT_KEYS_MAX;
+  const nowMs = options.nowMs ?? Date.now;
+  const setTimer = options.setTimer ?? unrefTimer;
+  // Insertion order is window-start order: a new window re-inserts its entry.
+  const entries = new Map<string, Entry>();
+  let cancel: (() => void) | undefined;
+
+  const summarize = (e: Entry, now: number) => writeSummary(log, e, now);
+  // Ends the windows due by `now`: one with repeats is summarized and starts the next.
+  const expire = (now: number) => {
+    for (const [id, e] of entries) {
+      if (now - e.windowStartMs < windowMs) break;
+      entries.delete(id);
+      if (e.repeats === 0) continue;
+      summarize(e, now);
+      e.repeats = 0;
+      e.windowStartMs = now;
+      entries.set(id, e);
+    }
+  };
+  const arm = () => {
+    const first = entries.values().next().value;
+    if (first === undefined || cancel) return;
+    const dueMs = Math.max(0, first.windowStartMs + windowMs - nowMs());
+    cancel = setTimer(() => {
+      cancel = undefined;
+      expire(nowMs());
+      arm();
+    }, dueMs);
+  };
+  const record = (
+    level: Entry['level'],
+    key: string,
+    msg: string,
+    fields: Record<string, unknown> = {},
+  ) => {
+    const now = nowMs();
+    expire(now);
+    const code = firstErrorCode(fields);
+    const id = JSON.stringify([key, msg, code ?? null]);
+    const entry = entries.get(id);
+    if (entry) {
+      entry.repeats++;
+      return;
+    }
+    if (entries.size >= keysMax) {
+      const [oldestId, oldest] = entries.entries().next().value as [string, Entry];
+      entries.delete(oldestId);
+      summarize(oldest, now);
+    }
+    entries.set(id, { level, key, msg, code, windowStartMs: now, repeats: 0 });
+    log[level](msg, { key, ...withoutNoisyStacks(fields) });
+    arm();
+  };
+  return {
+    warn: (key, msg, fields) => record('warn', key, msg, fields),
+    error: (key, msg, fields) => record('error', key, msg, fields),
+    close: () => {
+      cancel?.();
+      cancel = undefined;
+      const now = nowMs();
+      for (const e of entries.values()) summarize(e, now);
+      entries.clear();
+    },
+    get size() {
+      return entries.size;
+    },
+  };
+}

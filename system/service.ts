@@ -11,7 +11,6 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Fill } from '../actors/block-order/decider.ts';
-import { BlockfillError, ErrorCode } from '../actors/errors.ts';
 import {
   noopObserver,
   type AllocateFillReply,
@@ -23,11 +22,11 @@ import { buildApp } from '../api/app.ts';
 import type { InspectionPort } from '../api/ports.ts';
 import { Database } from '../persistence/db.ts';
 import type { Journal } from '../persistence/journal.ts';
-import { migrations } from '../persistence/migrations/index.ts';
+import { assertMigrated } from '../persistence/migrate.ts';
 import { SqlReferenceData } from '../persistence/reference.ts';
 import { SqlJournal } from '../persistence/sql-journal.ts';
 import { startActors, type Actors } from './actors.ts';
-import { streamNames, type Config } from './config.ts';
+import { natsStartupFailure, streamNames, type Config } from './config.ts';
 import { inspectionAdapter } from './inspection.ts';
 import {
   ensureConsumers,
@@ -38,6 +37,7 @@ import {
   type NatsHandles,
   type Publisher,
 } from './jetstream.ts';
+import { Faults } from './faults.ts';
 import { createLogger, type Logger } from './log.ts';
 import { wakeUnconfirmed } from './startup-sweep.ts';
 
@@ -62,6 +62,8 @@ export interface Service {
   publisher: Publisher;
   app: FastifyInstance;
   inspection: InspectionPort;
+  /** Fault injection: refuses every request unless FAULT_INJECTION=on. */
+  faults: Faults;
   allocate(fill: Fill): Promise<AllocateFillReply>;
   /** Wakes block orders whose journal ends with unconfirmed allocations; returns how many. */
   wakeUnconfirmed(): Promise<number>;
@@ -81,32 +83,6 @@ function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> 
 }
 
 export const systemClock: Clock = { nowMs: () => Date.now() };
-
-export class SchemaNotMigratedError extends BlockfillError {
-  constructor(missing: number[]) {
-    super(
-      ErrorCode.SchemaNotMigrated,
-      `database schema lacks migrations ${missing.join(', ')}: run \`npm run db:migrate\``,
-    );
-    this.name = 'SchemaNotMigratedError';
-  }
-}
-
-const UNDEFINED_TABLE = '42P01';
-
-async function assertMigrated(db: Database): Promise<void> {
-  let applied = new Set<number>();
-  try {
-    const rows = await db.query<{ version: number }>('SELECT version FROM schema_migrations');
-    applied = new Set(rows.map((r) => Number(r.version)));
-  } catch (error) {
-    // Only a missing table means "not migrated"; an unreachable database or a
-    // wrong role is reported as what it is.
-    if ((error as { code?: unknown }).code !== UNDEFINED_TABLE) throw error;
-  }
-  const missing = migrations.map((m) => m.version).filter((v) => !applied.has(v));
-  if (missing.length > 0) throw new SchemaNotMigratedError(missing);
-}
 
 /** Stops, last started first; each bounded and each run whatever the others did. */
 class Stops {
@@ -136,20 +112,24 @@ export async function openDatabase(config: Config, poolMax = config.dbPoolMax): 
     poolMax,
     retriesMax: config.dbRetriesMax,
     retryBackoffMs: config.dbRetryBackoffMs,
+    connectTimeoutMs: config.dbConnectTimeoutMs,
   });
 }
 
-function openJournal(config: Config, db: Database): SqlJournal {
+function openJournal(config: Config, db: Database, faults: Faults): SqlJournal {
   return new SqlJournal(db, {
     batchEventsMax: config.journalBatchEventsMax,
     flushIntervalMs: config.journalFlushIntervalMs,
     flushesInFlightMax: config.journalFlushesInFlightMax,
     pendingEventsMax: config.journalPendingEventsMax,
+    ...(faults.enabled ? { beforeBatch: faults.beforeBatch } : {}),
   });
 }
 
 async function openNats(config: Config) {
-  const nats = await openJetStream(config, `blockfill-${process.pid}`);
+  const nats = await openJetStream(config, `blockfill-${process.pid}`).catch((error: unknown) => {
+    throw natsStartupFailure(error, config.natsServers);
+  });
   const names = streamNames(config);
   try {
     await ensureStreams(nats.jsm, names, config.partitions, {
@@ -175,14 +155,16 @@ export async function startService(config: Config, options: ServiceOptions = {})
   try {
     const db = await openDatabase(config);
     stops.add('database close', () => db.close());
-    await assertMigrated(db);
-    const journal = openJournal(config, db);
+    await assertMigrated(db, config.databaseUrl);
+    const faults = new Faults(config.faultInjection);
+    if (faults.enabled) log.warn('fault injection is ON: for tests and drills only');
+    const journal = openJournal(config, db, faults);
     stops.add('journal close', () => journal.close());
     const base = new SqlReferenceData(db);
     const reference = options.reference ? options.reference(base) : base;
     const clock = options.clock ?? systemClock;
     const observer = options.observer ?? noopObserver;
-    const actors = startActors(config, { journal, reference, clock, observer, log });
+    const actors = startActors(config, { journal, reference, clock, observer, log, faults });
     stops.add('actors', () => actors.close());
     const { nats, names, durables } = await openNats(config);
     stops.add('nats close', () => nats.nc.close());
@@ -193,11 +175,25 @@ export async function startService(config: Config, options: ServiceOptions = {})
         (replyTo) => ({ type: 'AllocateFill', fill, replyTo }),
         askTimeoutMs,
       );
-    const consumer = new FillConsumer({ js: nats.js, names, config, log, allocate });
+    const consumer = new FillConsumer({
+      js: nats.js,
+      names,
+      config,
+      log,
+      allocate,
+      execution: (fillId) => journal.execution(fillId),
+      wake: (id) =>
+        void actors.blockOrders
+          .ask(id, (replyTo) => ({ type: 'Wake', replyTo }), askTimeoutMs)
+          .catch(() => undefined),
+    });
     const inspection = inspectionAdapter({ db, nats, consumer, ...actors, askTimeoutMs });
-    const app = await buildApp({ inspection }, appOptions(config));
+    const app = await buildApp({ inspection, faults }, appOptions(config));
     stops.add('http', () => app.close());
     if (options.listen) await app.listen({ host: config.httpHost, port: config.httpPort });
+    // With PORT=0 the OS picks the port: log the one it picked.
+    const address = options.listen ? app.server.address() : null;
+    const port = address && typeof address === 'object' ? address.port : undefined;
     const sweep = () =>
       wakeUnconfirmed({
         db,
@@ -206,8 +202,6 @@ export async function startService(config: Config, options: ServiceOptions = {})
         askTimeoutMs,
         log,
       });
-    const woken = await sweep();
-    if (woken > 0) log.info('re-delivering unconfirmed allocations', { blockOrders: woken });
     // Stopping consumption first: every fill in flight is answered and acked,
     // then the journal drains and NATS flushes the acks.
     stops.add('nats flush', () => nats.nc.flush());
@@ -215,10 +209,20 @@ export async function startService(config: Config, options: ServiceOptions = {})
     await consumer.start(durables);
     // A fill in flight may wait its whole ask timeout: the step outlasts it, so its ack is not lost.
     stops.add('consumer', () => consumer.stop(), askTimeoutMs + STOP_STEP_MS);
+    // Beside consuming, not before it: after a crash many orders have
+    // unconfirmed lines, and waking them all first delayed readiness by
+    // seconds. An order woken by a fill re-delivers its lines just the same.
+    void sweep().then(
+      (woken) =>
+        woken > 0 && log.info('re-delivered unconfirmed allocations', { blockOrders: woken }),
+      (error: unknown) =>
+        log.warn('start-up sweep incomplete; orders re-deliver when next woken', { error }),
+    );
     log.info('blockfill started', {
       partitions: config.partitions,
       stream: names.executions,
-      http: options.listen ? `${config.httpHost}:${config.httpPort}` : 'inject-only',
+      http: port === undefined ? 'inject-only' : `${config.httpHost}:${port}`,
+      ...(port === undefined ? {} : { port }),
     });
     let stopping: Promise<void> | undefined;
     const stop = () =>
@@ -227,7 +231,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     const { accounts, blockOrders } = actors;
     return {
       ...{ config, db, journal, nats, accounts, blockOrders, consumer, publisher, app },
-      ...{ inspection, allocate, wakeUnconfirmed: sweep, stop },
+      ...{ inspection, faults, allocate, wakeUnconfirmed: sweep, stop },
     };
   } catch (error) {
     await stops.run();

@@ -10,6 +10,7 @@ import {
   decide,
   evolve,
   initialState,
+  suspenseKey,
   type AccountCommand,
   type AccountDef,
   type AccountEvent,
@@ -117,6 +118,7 @@ t.test('Open on Empty emits AccountOpened', async (t) => {
     positions: { 'SEC-1': 500n },
     lastSeqByOrder: {},
     rejected: 0,
+    suspense: {},
   });
   t.not(openOf(t, state).positions, def.positions, 'positions are copied, not shared');
 });
@@ -402,4 +404,96 @@ t.test('ids named like Object.prototype members are ordinary ids', async (t) => 
         -1_516_852n,
       ),
     ]);
+});
+
+// ---------------------------------------------------------------- suspense
+
+const refusedSell = alloc({ side: 'SELL', quantity: 600n, price: 2_000_000n });
+const refused: AccountEvent = {
+  type: 'AllocationRejected',
+  allocation: refusedSell,
+  reason: AllocationRejection.InsufficientPosition,
+  detail: 'sell of 600 exceeds position 500 in SEC-1',
+  atMs: NOW + 1,
+};
+const retry = (blockOrderId = 'BO-1', fillSeq = 1): AccountCommand => ({
+  type: 'RetrySuspense',
+  blockOrderId,
+  fillSeq,
+  nowMs: NOW + 9,
+});
+
+t.test('a refused line goes to suspense with its reason; nothing else moves', async (t) => {
+  const s = openOf(t, replay([opened, refused]));
+  t.strictSame(Object.keys(s.suspense), [suspenseKey('BO-1', 1)]);
+  t.strictSame(s.suspense[suspenseKey('BO-1', 1)], {
+    allocation: refusedSell,
+    reason: 'INSUFFICIENT_POSITION',
+    detail: 'sell of 600 exceeds position 500 in SEC-1',
+  });
+  t.equal(s.cashMinor, def.cashMinor);
+  t.strictSame(s.positions, def.positions);
+});
+
+t.test(
+  'retry while the account still cannot take it: STILL_REFUSED, nothing persisted',
+  async (t) => {
+    const { decision, state } = given(t, [opened, refused])
+      .when(retry())
+      .thenNothing(ApplyOutcome.StillRefused);
+    t.match(decision.detail, /sell of 600 exceeds position 500/);
+    t.equal(Object.keys(openOf(t, state).suspense).length, 1, 'still in suspense');
+  },
+);
+
+t.test('retry once the shares arrived: applied exactly, out of suspense', async (t) => {
+  const buy = alloc({ blockOrderId: 'BO-2', side: 'BUY', quantity: 100n, price: 1_000_000n });
+  const history = [opened, refused, applied(buy, -10_000n)];
+  const { state } = given(t, history)
+    .when(retry())
+    .then(ApplyOutcome.Applied, [
+      {
+        type: 'SuspenseApplied',
+        allocation: refusedSell,
+        cashDeltaMinor: 120_000n,
+        atMs: NOW + 9,
+      },
+    ]);
+  const s = openOf(t, state);
+  t.strictSame(s.suspense, {});
+  t.strictSame(s.positions, { 'SEC-1': 0n });
+  // Exact money: opening cash - the buy + the sell of 600 at 2.00.
+  t.equal(s.cashMinor, def.cashMinor - 10_000n + 120_000n);
+  t.strictSame(s.lastSeqByOrder, { 'BO-1': 1, 'BO-2': 1 }, 'the order chains are untouched');
+  // Idempotent: a second retry finds nothing in suspense.
+  given(t, [...history, ...decide(retry(), replay(history)).events])
+    .when(retry())
+    .thenNothing(ApplyOutcome.NotInSuspense);
+});
+
+t.test('retry of a line never refused: NOT_IN_SUSPENSE; before opening: NOT_OPEN', async (t) => {
+  given(t, [opened, ...decide(apply(alloc()), replay([opened])).events])
+    .when(retry())
+    .thenNothing(ApplyOutcome.NotInSuspense);
+  given(t, [opened, refused]).when(retry('BO-1', 2)).thenNothing(ApplyOutcome.NotInSuspense);
+  given(t, []).when(retry()).thenNothing(ApplyOutcome.NotOpen);
+});
+
+t.test('SuspenseApplied for a line not in suspense is a broken invariant', async (t) => {
+  expectInvariant(
+    t,
+    () =>
+      replay([
+        opened,
+        { type: 'SuspenseApplied', allocation: alloc(), cashDeltaMinor: -15_168_519n, atMs: NOW },
+      ]),
+    /not in suspense/,
+  );
+});
+
+t.test('an account with nothing in suspense shares one frozen empty record', async (t) => {
+  const a = openOf(t, replay([opened]));
+  const b = openOf(t, replay([{ ...opened, def: { ...def, accountId: 'A2' } }]));
+  t.equal(a.suspense, b.suspense);
+  t.ok(Object.isFrozen(a.suspense));
 });

@@ -14,7 +14,12 @@ import {
   ValidationError,
 } from '../actors/errors.ts';
 import type { AccountView, BlockOrderView } from '../actors/views.ts';
-import type { InspectionPort, Readiness } from '../api/ports.ts';
+import {
+  SuspenseNotAppliedError,
+  type InspectionPort,
+  type Readiness,
+  type SuspenseRetryResult,
+} from '../api/ports.ts';
 
 const ID_RULE = 'must match pattern "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"';
 
@@ -43,6 +48,19 @@ class InMemoryInspection implements InspectionPort {
     if (this.failure) throw this.failure;
     return this.state;
   }
+
+  async retrySuspense(
+    accountId: string,
+    blockOrderId: string,
+    fillSeq: number,
+  ): Promise<SuspenseRetryResult | undefined> {
+    this.calls.push(`retrySuspense:${accountId}:${blockOrderId}:${fillSeq}`);
+    if (this.failure) throw this.failure;
+    if (!this.accounts.has(accountId)) return undefined;
+    if (fillSeq === 2) throw new SuspenseNotAppliedError('STILL_REFUSED', 'holds 0, sells 100');
+    if (fillSeq !== 1) throw new SuspenseNotAppliedError('NOT_IN_SUSPENSE', 'not in suspense');
+    return { outcome: 'APPLIED', accountId, blockOrderId, fillSeq, cashDeltaMinor: '1012500' };
+  }
 }
 
 function readiness(ready: boolean): Readiness {
@@ -65,6 +83,21 @@ const account: AccountView = {
   positions: { US0378331005: '9007199254740993', 'SEC.B': '0' },
   lastAppliedSeqByOrder: { 'BO-1': 42 },
   rejectedAllocations: 1,
+  suspense: [
+    {
+      blockOrderId: 'BO-1',
+      fillSeq: 2,
+      accountId: 'ACC-1',
+      securityId: 'US0378331005',
+      side: 'SELL',
+      quantity: '100',
+      price: '10.125000',
+      reason: 'INSUFFICIENT_POSITION',
+      detail: 'holds 0, sells 100',
+      resolution: null,
+    },
+  ],
+  suspenseOpen: 1,
   journalSeq: 17,
 };
 
@@ -95,6 +128,13 @@ const filledOrder: BlockOrderView = {
   confirmedThroughSeq: 2,
   unconfirmedLines: 2,
   journalSeq: 9,
+  suspense: {
+    openLines: 1,
+    openQuantity: '100',
+    resolvedLines: 0,
+    resolvedQuantity: '0',
+    lines: [{ ...account.suspense[0]!, blockOrderId: 'BO-1' }],
+  },
 };
 
 const newOrder: BlockOrderView = {
@@ -363,3 +403,35 @@ t.test('a malformed JSON body is 400 with a JSON body', async (t) => {
   t.equal(body.statusCode, 400);
   t.match(body.message, /not valid JSON/);
 });
+
+t.test(
+  'POST suspense retry: 200 applied, 409 still refused, 404 not in suspense or no account',
+  async (t) => {
+    const { app, port } = await setup(t);
+    const url = (account: string, seq: string) => `/accounts/${account}/suspense/BO-1/${seq}/retry`;
+    const ok = await app.inject({ method: 'POST', url: url('ACC-1', '1') });
+    t.equal(ok.statusCode, 200);
+    t.strictSame(ok.json(), {
+      outcome: 'APPLIED',
+      accountId: 'ACC-1',
+      blockOrderId: 'BO-1',
+      fillSeq: 1,
+      cashDeltaMinor: '1012500',
+    });
+    const refused = await app.inject({ method: 'POST', url: url('ACC-1', '2') });
+    t.equal(refused.statusCode, 409);
+    t.match(refused.json(), { error: 'STILL_REFUSED', message: /holds 0/, statusCode: 409 });
+    const absent = await app.inject({ method: 'POST', url: url('ACC-1', '3') });
+    t.equal(absent.statusCode, 404);
+    t.match(absent.json(), { error: 'NOT_IN_SUSPENSE' });
+    const noAccount = await app.inject({ method: 'POST', url: url('ACC-9', '1') });
+    t.equal(noAccount.statusCode, 404);
+    t.match(noAccount.json(), { message: 'account ACC-9 not found' });
+    for (const bad of ['0', '-1', 'x', '1.5', '1234567890123456']) {
+      const res = await app.inject({ method: 'POST', url: url('ACC-1', bad) });
+      t.equal(res.statusCode, 400, `fillSeq ${bad}`);
+      t.match(res.json(), { field: 'fillSeq' });
+    }
+    t.equal(port.calls.filter((c) => c.startsWith('retrySuspense')).length, 4);
+  },
+);

@@ -17,7 +17,6 @@ import {
   type Decision,
   type Fill,
   type OpenState,
-  RECENT_FILL_IDS_MAX,
 } from '../actors/block-order/decider.ts';
 import {
   decide as decideAccount,
@@ -133,11 +132,14 @@ const allocated = (f: Fill, lines: Record<string, bigint>, atMs = NOW): BlockOrd
   atMs,
 });
 
-const allocateCmd = (f: Fill, nowMs = NOW): BlockOrderCommand => ({
+const allocateCmd = (f: Fill, nowMs = NOW, prior?: Fill | null): BlockOrderCommand => ({
   type: 'AllocateFill',
   fill: f,
+  ...(prior !== undefined ? { prior } : {}),
   nowMs,
 });
+/** A message at an applied seq, with the execution on record there (what the shell looks up). */
+const repeatCmd = (f: Fill, prior: Fill | null) => allocateCmd(f, NOW, prior);
 /** The outbox's answer is filled in by `given(...).when(confirm)`. */
 const confirm: BlockOrderCommand = {
   type: 'ConfirmProgress',
@@ -172,7 +174,6 @@ t.test('Open on Empty emits BlockOrderOpened', async (t) => {
     filledNotional: 0n,
     fills: 0,
     lastFillSeq: 0,
-    recentFills: [],
     lastSeqByAccount: {},
     pending: [],
     confirmedThroughSeq: 0,
@@ -252,7 +253,7 @@ t.test('first fill is allocated pro rata in whole lots (worked example)', async 
   t.equal(s.filledNotional, 500n * PRICE);
   t.equal(s.fills, 1);
   t.equal(s.lastFillSeq, 1);
-  t.strictSame(s.recentFills, [{ fillId: 'F-1', seq: 1 }]);
+  t.strictSame(s.pending[0]?.execution, fill1);
 });
 
 t.test('second fill: leftover goes by largest fractional part', async (t) => {
@@ -274,23 +275,65 @@ t.test('the last fill completes every target exactly', async (t) => {
     .thenOutcome({ outcome: 'Rejected', reason: FillRejection.Overfill });
 });
 
-t.test('duplicates change nothing and emit nothing', async (t) => {
+t.test('only the very same execution is a duplicate; it changes nothing', async (t) => {
   const history = [opened, fill1Event, fill2Event];
-  // The same fillId again, even with a new seq.
   given(t, history)
-    .when(allocateCmd(fill(3, 10n, { fillId: 'F-1' })))
-    .thenOutcome({ outcome: 'Duplicate', reason: /fillId already applied as seq 1/ });
-  // A redelivery of the exact fill.
-  given(t, history)
-    .when(allocateCmd(fill2))
-    .thenOutcome({ outcome: 'Duplicate', reason: /seq 2|fillId/ });
-  // A new fillId at an already-applied seq.
-  given(t, history)
-    .when(allocateCmd(fill(1, 10n, { fillId: 'F-other' })))
-    .thenOutcome({ outcome: 'Duplicate', reason: /seq 1 already applied/ });
-  given(t, history)
-    .when(allocateCmd(fill(2, 10n, { fillId: 'F-other' })))
-    .thenOutcome({ outcome: 'Duplicate', reason: /seq 2 already applied/ });
+    .when(repeatCmd(fill2, fill2))
+    .thenOutcome({ outcome: 'Duplicate', reason: /F-2 already applied as seq 2/ });
+  given(t, history).when(repeatCmd(fill1, fill1)).thenOutcome({ outcome: 'Duplicate', events: [] });
+});
+
+t.test(
+  'a message colliding with an applied execution is a conflict, with both versions',
+  async (t) => {
+    const history = [opened, fill1Event, fill2Event];
+    // Another fill id at an applied seq (e.g. a bogus fill took the seq first).
+    const other = { ...fill2, fillId: 'F-other' };
+    const { decision } = given(t, history)
+      .when(repeatCmd(other, fill2))
+      .thenOutcome({
+        outcome: 'Rejected',
+        reason: FillRejection.ConflictingExecution,
+        detail: /seq 2 is already applied as fill F-2; this message differs in fillId$/,
+      });
+    t.strictSame(decision.outcome === 'Rejected' ? decision.existing : undefined, fill2);
+    // The same id with other content: quantity, price, venue, time each count.
+    for (const over of [
+      { quantity: 7n },
+      { price: PRICE + 1n },
+      { venue: 'XLON' },
+      { executedAtMs: 1 },
+    ]) {
+      given(t, history)
+        .when(repeatCmd({ ...fill1, ...over }, fill1))
+        .thenOutcome({
+          outcome: 'Rejected',
+          reason: FillRejection.ConflictingExecution,
+          detail: new RegExp(`differs in ${Object.keys(over)[0]}$`),
+        });
+    }
+    // Applied, but nothing on record to compare with: raised, never acked away.
+    given(t, history)
+      .when(repeatCmd(fill1, null))
+      .thenOutcome({
+        outcome: 'Rejected',
+        reason: FillRejection.ConflictingExecution,
+        detail: /no record/,
+      });
+  },
+);
+
+t.test('a repeat without the looked-up execution is a broken precondition', async (t) => {
+  const state = replay([opened, fill1Event]);
+  expectInvariant(t, () => decide(allocateCmd(fill1), state), /must look up its execution/);
+});
+
+t.test('a known fill id at a new seq is not judged here: the index claim catches it', async (t) => {
+  // The state keeps no fill ids (it stays small); the journal's unique claim
+  // on the id fails the commit (tested in kernel and journal tests).
+  t.match(decide(allocateCmd(fill(2, 10n, { fillId: 'F-1' })), replay([opened, fill1Event])), {
+    outcome: 'Accepted',
+  });
 });
 
 t.test('a seq gap is OUT_OF_ORDER', async (t) => {
@@ -387,7 +430,7 @@ t.test('evolve tracks prevSeq per line and allocated totals', async (t) => {
     ],
   );
   t.strictSame(
-    s.pending.map((p) => p.price),
+    s.pending.map((p) => p.execution.price),
     [PRICE, PRICE, PRICE],
   );
 });
@@ -672,11 +715,9 @@ t.test('ids named like Object.prototype members are ordinary ids', async (t) => 
   const { state } = given(t, [opened])
     .when(allocateCmd(odd))
     .then([allocated(odd, { A1: 300n, A2: 150n, A3: 50n })]);
-  const s = openOf(t, state);
-  t.strictSame(s.recentFills, [{ fillId: 'constructor', seq: 1 }]);
-  // The same id again is a duplicate, found by its own entry.
+  t.equal(openOf(t, state).pending[0]?.execution.fillId, 'constructor');
   given(t, [opened, allocated(odd, { A1: 300n, A2: 150n, A3: 50n })])
-    .when(allocateCmd(fill(2, 10n, { fillId: 'constructor' })))
+    .when(repeatCmd(odd, odd))
     .thenOutcome({ outcome: 'Duplicate' });
   const protoDef: BlockOrderDef = {
     ...def,
@@ -691,17 +732,28 @@ t.test('ids named like Object.prototype members are ordinary ids', async (t) => 
     .then([allocated(f, { toString: 100n, valueOf: 100n })]);
 });
 
-t.test('recent fill ids are bounded', async (t) => {
+t.test('the state keeps no fill ids: it does not grow with the fills once confirmed', async (t) => {
   let state = replay([
     { ...opened, def: { ...def, targets: [{ accountId: 'A1', quantity: 100_000n }] } },
   ]);
-  for (let seq = 1; seq <= RECENT_FILL_IDS_MAX + 10; seq++) {
+  for (let seq = 1; seq <= 300; seq++) {
     state = evolve(state, allocated(fill(seq, 10n), { A1: 10n }));
   }
+  state = evolve(state, {
+    type: 'AllocationsConfirmed',
+    throughSeq: 300,
+    caughtUp: true,
+    atMs: NOW,
+  });
   const s = openOf(t, state);
-  t.equal(s.recentFills.length, RECENT_FILL_IDS_MAX);
-  t.equal(s.recentFills[0]?.seq, 11);
-  t.equal(s.recentFills.at(-1)?.seq, RECENT_FILL_IDS_MAX + 10);
-  // An old fill id re-sent under its old sequence is still a duplicate, by sequence.
-  t.match(decide(allocateCmd(fill(1, 10n)), state), { outcome: 'Duplicate', events: [] });
+  t.equal(s.pending.length, 0);
+  t.notMatch(
+    JSON.stringify(s, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v)),
+    /F-1/,
+  );
+  // An old fill re-sent under its old sequence: judged against the index's record.
+  t.match(decide(repeatCmd(fill(1, 10n), fill(1, 10n)), state), {
+    outcome: 'Duplicate',
+    events: [],
+  });
 });

@@ -1,5 +1,13 @@
+import { TimeoutError } from '@nats-io/transport-node';
 import t, { type Test } from 'tap';
-import { ConfigError, loadConfig, streamNames, type Config } from '../system/config.ts';
+import {
+  ConfigError,
+  loadConfig,
+  natsStartupFailure,
+  redactUrl,
+  streamNames,
+  type Config,
+} from '../system/config.ts';
 
 type Env = Record<string, string | undefined>;
 
@@ -20,6 +28,7 @@ const DEFAULTS: Config = {
   dbPoolMax: 8,
   dbRetriesMax: 8,
   dbRetryBackoffMs: 5,
+  dbConnectTimeoutMs: 5_000,
   natsServers: ['nats://127.0.0.1:4222'],
   namespace: '',
   partitions: 4,
@@ -27,7 +36,7 @@ const DEFAULTS: Config = {
   streamMaxAgeMs: 604_800_000,
   consumerInFlightMax: 2000,
   consumerMaxAckPending: 4000,
-  consumerAckWaitMs: 30_000,
+  consumerAckWaitMs: 5_000,
   consumerDeliveriesMax: 100,
   consumerNakDelayMs: 200,
   journalBatchEventsMax: 2000,
@@ -51,6 +60,7 @@ const DEFAULTS: Config = {
   httpHost: '127.0.0.1',
   httpPort: 3000,
   logLevel: 'info',
+  faultInjection: false,
 };
 
 t.test('loadConfig({}) gives the defaults', async (t) => {
@@ -78,6 +88,7 @@ t.test('valid values are parsed', async (t) => {
     JOURNAL_BATCH_EVENTS_MAX: '10',
     JOURNAL_PENDING_EVENTS_MAX: '10',
     CONSUMER_NAK_DELAY_MS: '007',
+    DB_CONNECT_TIMEOUT_MS: '250',
   });
   t.strictSame(config, {
     ...DEFAULTS,
@@ -93,6 +104,7 @@ t.test('valid values are parsed', async (t) => {
     journalBatchEventsMax: 10,
     journalPendingEventsMax: 10,
     consumerNakDelayMs: 7,
+    dbConnectTimeoutMs: 250,
   });
 });
 
@@ -101,6 +113,8 @@ t.test('range bounds are inclusive', async (t) => {
   t.equal(loadConfig({ PARTITIONS: '1' }).partitions, 1);
   t.equal(loadConfig({ PARTITIONS: '256' }).partitions, 256);
   t.equal(loadConfig({ DB_POOL_MAX: '2' }).dbPoolMax, 2);
+  t.equal(loadConfig({ DB_CONNECT_TIMEOUT_MS: '100' }).dbConnectTimeoutMs, 100);
+  t.equal(loadConfig({ DB_CONNECT_TIMEOUT_MS: '600000' }).dbConnectTimeoutMs, 600_000);
   t.equal(loadConfig({ BLOCKFILL_NAMESPACE: `a${'b'.repeat(31)}` }).namespace.length, 32);
 });
 
@@ -121,6 +135,9 @@ t.test('every kind of invalid value throws a ConfigError naming the variable', a
     ['DB_POOL_MAX', '1', /must be between 2 and 256/],
     ['CONSUMER_ACK_WAIT_MS', '999', /must be between 1000 and 3600000/],
     ['ACTOR_ASK_TIMEOUT_MS', '9'.repeat(400), /must be between 10 and 600000/],
+    ['DB_CONNECT_TIMEOUT_MS', '99', /must be between 100 and 600000/],
+    ['DB_CONNECT_TIMEOUT_MS', '600001', /must be between 100 and 600000/],
+    ['DB_CONNECT_TIMEOUT_MS', '5s', /must be a whole number/],
     // URLs
     ['DATABASE_URL', 'mysql://db:3306/blockfill', /protocol must be one of postgres:, postgresql:/],
     ['DATABASE_URL', 'not a url', /must be a URL/],
@@ -136,6 +153,7 @@ t.test('every kind of invalid value throws a ConfigError naming the variable', a
     // log level
     ['LOG_LEVEL', 'verbose', /must be one of fatal, error, warn, info, debug, trace, silent/],
     ['LOG_LEVEL', 'INFO', /must be one of/],
+    ['FAULT_INJECTION', 'yes', /must be on or off/],
   ];
   for (const [variable, value, rule] of cases) {
     const error = configError(t, { [variable]: value });
@@ -173,6 +191,37 @@ t.test('cross-field rules name the offending variable', async (t) => {
 
 t.test('the first invalid variable is reported even when others are valid', async (t) => {
   t.equal(configError(t, { PORT: '3000', PARTITIONS: 'x' })?.variable, 'PARTITIONS');
+});
+
+// ------------------------------------------------------------------ redactUrl
+
+t.test('redactUrl hides the password and keeps the role, host, port and database', async (t) => {
+  t.equal(
+    redactUrl('postgres://app:s3cret@db.internal:6543/blockfill'),
+    'postgres://app:***@db.internal:6543/blockfill',
+  );
+  t.equal(
+    redactUrl('postgres://postgres@127.0.0.1:5432/blockfill'),
+    'postgres://postgres@127.0.0.1:5432/blockfill',
+  );
+  t.equal(
+    redactUrl('postgresql://app@db/blockfill?password=s3cret&sslmode=require'),
+    'postgresql://app@db/blockfill?password=***&sslmode=require',
+  );
+  t.notMatch(redactUrl('not a url://app:s3cret@db'), /s3cret/);
+});
+
+t.test('natsStartupFailure names NATS_URL for a silent server, hiding credentials', async (t) => {
+  const servers = ['nats://tok3n@n1:4222', 'nats://n2:4222'];
+  const silent = natsStartupFailure(new TimeoutError(), servers);
+  t.match(silent, { code: 'NATS_UNREACHABLE', transient: false });
+  t.equal(
+    (silent as Error).message,
+    'no NATS server answered in time at NATS_URL=nats://***@n1:4222,nats://n2:4222: ' +
+      'check that the server runs and that host and port are right',
+  );
+  const other = new Error('jetstream not enabled');
+  t.equal(natsStartupFailure(other, servers), other, 'other failures stay what they are');
 });
 
 // ---------------------------------------------------------------- streamNames

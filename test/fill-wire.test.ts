@@ -19,7 +19,7 @@ import {
   partitionOf,
   type DecodeResult,
 } from '../system/fill-wire.ts';
-import { packWire, unpackWire } from '../system/wire-codec.ts';
+import { floatKeys, packWire, unpackWire } from '../system/wire-codec.ts';
 import { thrown } from './helpers/asserts.ts';
 
 const ROOT = 'executions';
@@ -42,7 +42,13 @@ const decode = (bytes: Uint8Array, subject = subjectOf(baseFill.blockOrderId)): 
 
 /** The wire map of baseFill with some fields replaced (undefined = removed). */
 function wire(over: Record<string, unknown> = {}): Uint8Array {
-  const m: Record<string, unknown> = { v: FILL_WIRE_VERSION, ...baseFill, ...over };
+  // An epoch in ms as a JS number would pack as a float64: as bigint it is an int64.
+  const m: Record<string, unknown> = {
+    v: FILL_WIRE_VERSION,
+    ...baseFill,
+    executedAtMs: BigInt(baseFill.executedAtMs),
+    ...over,
+  };
   for (const [k, v] of Object.entries(m)) if (v === undefined) delete m[k];
   return packWire(m);
 }
@@ -83,7 +89,7 @@ t.test('encodeFill / decodeFill round trip, bigints exact', async (t) => {
       ...baseFill,
       fillId: `F${'x'.repeat(63)}`,
       blockOrderId: `B${'_'.repeat(63)}`,
-      venue: 'é',
+      venue: ' ~',
     },
   ];
   for (const fill of fills) {
@@ -93,7 +99,12 @@ t.test('encodeFill / decodeFill round trip, bigints exact', async (t) => {
 });
 
 t.test('the wire map carries the schema version', async (t) => {
-  t.strictSame(unpackWire(encodeFill(baseFill)), { v: 1, ...baseFill });
+  t.strictSame(unpackWire(encodeFill(baseFill)), {
+    v: 1,
+    ...baseFill,
+    seq: BigInt(baseFill.seq),
+    executedAtMs: BigInt(baseFill.executedAtMs),
+  });
   t.equal(FILL_WIRE_VERSION, 1);
 });
 
@@ -130,14 +141,58 @@ t.test('random valid fills round trip', async (t) => {
   t.equal(details.failed ? fc.defaultReportMessage(details) : undefined, undefined);
 });
 
+/** The wire map of baseFill with `field` hand-encoded as a float (0xcb float64 or 0xca float32). */
+function withFloat(field: string, value: number, width: 32 | 64): Uint8Array {
+  const marker = Buffer.from(packWire({ [field]: 0x7fffffff }));
+  const body = Buffer.from(wire({ [field]: 0x7fffffff }));
+  // Replace the int32 value 0x7fffffff (0xce 7fffffff) after the key with the float.
+  const int = Buffer.from([0xce, 0x7f, 0xff, 0xff, 0xff]);
+  const at = body.indexOf(int);
+  if (at < 0 || marker.indexOf(int) < 0) throw new Error('no int32 marker to replace');
+  const float = Buffer.alloc(width === 64 ? 9 : 5);
+  float[0] = width === 64 ? 0xcb : 0xca;
+  if (width === 64) float.writeDoubleBE(value, 1);
+  else float.writeFloatBE(value, 1);
+  return Buffer.concat([body.subarray(0, at), float, body.subarray(at + int.length)]);
+}
+
+t.test('a float in an integer field is refused whatever its value (67.0 too)', async (t) => {
+  for (const field of ['v', 'seq', 'quantity', 'price', 'executedAtMs']) {
+    for (const width of [32, 64] as const) {
+      const value = field === 'v' ? 1 : 67;
+      const bytes = withFloat(field, value, width);
+      t.equal(floatKeys(bytes).join(), field, `${field} float${width}: found in the bytes`);
+      expectRejected(
+        t,
+        decode(bytes),
+        'INVALID_FIELD',
+        field,
+        new RegExp(`never a float \\(got float ${value}\\)`),
+        `${field} as float${width} ${value}.0`,
+      );
+    }
+  }
+  // A float elsewhere (an extra field, a nested value) is not an integer field.
+  t.equal(decode(wire({ note: 1.5, nested: { quantity: 2.5 } })).ok, true);
+  t.strictSame(floatKeys(packWire({ a: 1.5, b: { c: 2.5 }, d: [3.5], e: 'x' })), ['a']);
+  t.strictSame(floatKeys(packWire([1.5])), [], 'not a map');
+});
+
 t.test('plain safe-integer numbers are accepted and become bigint', async (t) => {
   const result = decode(wire({ quantity: 100, price: 101_250_000 }));
   t.strictSame(result, { ok: true, fill: baseFill });
-  const max = decode(wire({ quantity: Number.MAX_SAFE_INTEGER, price: 1 }));
-  t.strictSame(max, {
-    ok: true,
-    fill: { ...baseFill, quantity: BigInt(Number.MAX_SAFE_INTEGER), price: 1n },
-  });
+  // Up to 2^32 - 1 a JS number packs as a msgpack integer; beyond it msgpackr
+  // writes a float64, which the wire refuses (producers send bigint there).
+  const max = decode(wire({ quantity: 2 ** 32 - 1, price: 1 }));
+  t.strictSame(max, { ok: true, fill: { ...baseFill, quantity: 2n ** 32n - 1n, price: 1n } });
+  expectRejected(
+    t,
+    decode(wire({ quantity: 2 ** 32, price: 1 })),
+    'INVALID_FIELD',
+    'quantity',
+    /never a float \(got float 4294967296\)/,
+    'quantity 2^32 as a JS number',
+  );
 });
 
 // ---------------------------------------------------------------- partitions and subjects
@@ -299,12 +354,13 @@ t.test('every field rule: INVALID_FIELD names the field and the rule', async (t)
       // seq
       ['seq 0', { seq: 0 }, 'seq', /integer >= 1/],
       ['seq -1', { seq: -1 }, 'seq', /integer >= 1/],
-      ['seq 1.5', { seq: 1.5 }, 'seq', /integer >= 1/],
-      ['seq 2^53', { seq: 2 ** 53 }, 'seq', /integer >= 1/],
+      ['seq 1.5', { seq: 1.5 }, 'seq', /never a float/],
+      ['seq 2^53', { seq: 2 ** 53 }, 'seq', /never a float/],
+      ['seq 2^53 as int64', { seq: 2n ** 53n }, 'seq', /integer >= 1/],
       ['seq "1"', { seq: '1' }, 'seq', /integer >= 1/],
       ['seq missing', { seq: undefined }, 'seq', /integer >= 1/],
       // quantity
-      ['quantity 1.5', { quantity: 1.5 }, 'quantity', /must be an integer \(never a float\)/],
+      ['quantity 1.5', { quantity: 1.5 }, 'quantity', /msgpack integer, never a float/],
       ['quantity 2^53 (float)', { quantity: 2 ** 53 }, 'quantity', /never a float/],
       ['quantity "100"', { quantity: '100' }, 'quantity', /never a float/],
       ['quantity missing', { quantity: undefined }, 'quantity', /never a float/],
@@ -315,22 +371,27 @@ t.test('every field rule: INVALID_FIELD names the field and the rule', async (t)
       ['quantity 2^63', { quantity: 2n ** 63n }, 'quantity', /fit in 64 bits/],
       ['quantity 2^64-1', { quantity: 2n ** 64n - 1n }, 'quantity', /fit in 64 bits/],
       // price
-      ['price 101.25', { price: 101.25 }, 'price', /fixed point, 6 decimals \(never a float\)/],
+      ['price 101.25', { price: 101.25 }, 'price', /never a float \(got float 101.25\)/],
       ['price "101.25"', { price: '101.25' }, 'price', /never a float/],
       ['price 0', { price: 0 }, 'price', /must be > 0 and fit in 64 bits/],
       ['price 0n', { price: 0n }, 'price', /must be > 0/],
       ['price -1n', { price: -1n }, 'price', /must be > 0/],
       ['price 2^63', { price: 2n ** 63n }, 'price', /fit in 64 bits/],
       // venue
-      ['venue empty', { venue: '' }, 'venue', /1 to 32 characters/],
-      ['venue 33 chars', { venue: 'V'.repeat(33) }, 'venue', /1 to 32 characters/],
-      ['venue number', { venue: 42 }, 'venue', /1 to 32 characters/],
-      ['venue missing', { venue: undefined }, 'venue', /1 to 32 characters/],
+      ['venue empty', { venue: '' }, 'venue', /1 to 32 printable ASCII characters/],
+      ['venue 33 chars', { venue: 'V'.repeat(33) }, 'venue', /1 to 32 printable ASCII characters/],
+      ['venue number', { venue: 42 }, 'venue', /1 to 32 printable ASCII characters/],
+      ['venue missing', { venue: undefined }, 'venue', /1 to 32 printable ASCII characters/],
+      ['venue with NUL', { venue: 'X\u0000' }, 'venue', /printable ASCII/],
+      ['venue with a lone surrogate', { venue: 'X\ud800' }, 'venue', /printable ASCII/],
+      ['venue with a newline', { venue: 'XN\nYS' }, 'venue', /printable ASCII/],
+      ['venue not ASCII', { venue: 'é' }, 'venue', /printable ASCII/],
       // executedAtMs
       ['executedAtMs -1', { executedAtMs: -1 }, 'executedAtMs', /integer >= 0/],
-      ['executedAtMs 1.5', { executedAtMs: 1.5 }, 'executedAtMs', /epoch milliseconds/],
+      ['executedAtMs 1.5', { executedAtMs: 1.5 }, 'executedAtMs', /never a float/],
       ['executedAtMs "0"', { executedAtMs: '0' }, 'executedAtMs', /integer >= 0/],
-      ['executedAtMs 2^53', { executedAtMs: 2 ** 53 }, 'executedAtMs', /integer >= 0/],
+      ['executedAtMs 2^53', { executedAtMs: 2 ** 53 }, 'executedAtMs', /never a float/],
+      ['executedAtMs 2^53 int64', { executedAtMs: 2n ** 53n }, 'executedAtMs', /integer >= 0/],
       ['executedAtMs missing', { executedAtMs: undefined }, 'executedAtMs', /integer >= 0/],
     ];
   for (const [label, over, field, rule] of cases) {
@@ -465,3 +526,17 @@ t.test(
     });
   },
 );
+
+t.test('a reserved byte 0xc1 anywhere is DECODE_FAILED, never a throw', async (t) => {
+  const body = Buffer.from(wire({ venue: 'XNYS' }));
+  const venue = Buffer.from(packWire('XNYS'));
+  const at = body.indexOf(venue);
+  t.ok(at > 0);
+  const poisoned = Buffer.concat([
+    body.subarray(0, at),
+    Buffer.from([0xc1]),
+    body.subarray(at + venue.length),
+  ]);
+  const result = decode(poisoned);
+  t.match(result, { ok: false, reason: 'DECODE_FAILED', field: '(message)', rule: /0xc1|c1/ });
+});

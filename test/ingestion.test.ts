@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import t from 'tap';
 import { packWire as packPlain, unpackWire as unpackPlain } from '../system/wire-codec.ts';
 import { streamNames } from '../system/config.ts';
-import { encodeFill, fillSubject, partitionOf } from '../system/fill-wire.ts';
+import { decodeFill, encodeFill, fillSubject, partitionOf } from '../system/fill-wire.ts';
 import { DeadLetterHeader } from '../system/jetstream.ts';
 import type { Service } from '../system/service.ts';
 import type { Database } from '../persistence/db.ts';
@@ -80,55 +80,86 @@ const sameBytes = (a: Uint8Array, b: Uint8Array) =>
 
 // ---------------------------------------------------------------- tests
 
-t.test('duplicate fills change nothing after the first', async (t) => {
-  const { service, db } = await startTestService(t, { seed: smallSeed() });
-  const names = streamNames(service.config);
-  const subject = fillSubject(names.subjectRoot, 'BUY1', service.config.partitions);
-  const f1 = fill(1, 500n);
+t.test(
+  'exact duplicates change nothing; a conflicting re-send is dead-lettered with both versions',
+  async (t) => {
+    const { service, db } = await startTestService(t, { seed: smallSeed() });
+    const names = streamNames(service.config);
+    const subject = fillSubject(names.subjectRoot, 'BUY1', service.config.partitions);
+    const f1 = fill(1, 500n);
 
-  await service.publisher.publishFill(f1);
-  await confirmedThrough(service, 'BUY1', 1);
-  await consumerDrained(service, 'BUY1');
-  const before = await views(service, ['A1', 'A2', 'A3'], ['BUY1']);
-  const journalBefore = await journalCounts(db);
-  t.same(
-    before.accounts.map((a) => [a.accountId, a.positions.SEC1, a.lastAppliedSeqByOrder.BUY1]),
-    [
-      ['A1', '1300', 1],
-      ['A2', '650', 1],
-      ['A3', '50', 1],
-    ],
-    'the first fill is applied pro-rata',
-  );
+    await service.publisher.publishFill(f1);
+    await confirmedThrough(service, 'BUY1', 1);
+    await consumerDrained(service, 'BUY1');
+    const before = await views(service, ['A1', 'A2', 'A3'], ['BUY1']);
+    const journalBefore = await journalCounts(db);
+    t.same(
+      before.accounts.map((a) => [a.accountId, a.positions.SEC1, a.lastAppliedSeqByOrder.BUY1]),
+      [
+        ['A1', '1300', 1],
+        ['A2', '650', 1],
+        ['A3', '50', 1],
+      ],
+      'the first fill is applied pro-rata',
+    );
 
-  // 1. The same fill again (same fillId = Nats-Msg-Id): the server drops it.
-  await service.publisher.publishFill(f1);
-  const again = await service.nats.js.publish(subject, encodeFill(f1), { msgID: f1.fillId });
-  t.equal(again.duplicate, true, 'JetStream reports the re-publish as a duplicate');
-  // 2. A different fillId for an already applied seq.
-  await service.publisher.publishFill({ ...f1, fillId: 'F1-replayed' });
-  // 3. The same fillId under a different Nats-Msg-Id: the server keeps it, the block order drops it.
-  const raw = await service.nats.js.publish(subject, encodeFill(f1), { msgID: 'another-msg-id' });
-  t.equal(raw.duplicate, false, 'a different Nats-Msg-Id is stored');
+    // 1. The same fill again (same fillId = Nats-Msg-Id): the server drops it.
+    await service.publisher.publishFill(f1);
+    const again = await service.nats.js.publish(subject, encodeFill(f1), { msgID: f1.fillId });
+    t.equal(again.duplicate, true, 'JetStream reports the re-publish as a duplicate');
+    // 2. A different fillId for an already applied seq: a conflict, never a duplicate.
+    await service.publisher.publishFill({ ...f1, fillId: 'F1-replayed' });
+    // 3. The same fillId under a different Nats-Msg-Id: the server keeps it, the block order drops it.
+    const raw = await service.nats.js.publish(subject, encodeFill(f1), { msgID: 'another-msg-id' });
+    t.equal(raw.duplicate, false, 'a different Nats-Msg-Id is stored');
 
-  const stream = await service.nats.jsm.streams.info(names.executions);
-  t.equal(stream.state.messages, 3, 'the stream holds F1, F1-replayed and the raw re-publish only');
+    const stream = await service.nats.jsm.streams.info(names.executions);
+    t.equal(
+      stream.state.messages,
+      3,
+      'the stream holds F1, F1-replayed and the raw re-publish only',
+    );
 
-  await eventually('the two stored duplicates answered', () =>
-    service.consumer.stats.duplicates === 2 ? true : undefined,
-  );
-  await consumerDrained(service, 'BUY1');
-  t.same(
-    service.consumer.stats,
-    { acked: 1, duplicates: 2, deadLettered: 0, nakked: 0 },
-    'duplicates are acked, never dead-lettered or retried',
-  );
-  t.same(await views(service, ['A1', 'A2', 'A3'], ['BUY1']), before, 'API views unchanged');
-  t.same(await journalCounts(db), journalBefore, 'journal rows per key unchanged');
-});
+    await eventually('the duplicate and the conflict answered', () =>
+      service.consumer.stats.duplicates + service.consumer.stats.conflicts === 2 ? true : undefined,
+    );
+    await consumerDrained(service, 'BUY1');
+    t.same(
+      service.consumer.stats,
+      { acked: 1, duplicates: 1, deadLettered: 1, conflicts: 1, nakked: 0 },
+      'the exact duplicate is acked; the conflict is dead-lettered, counted, never retried',
+    );
+    const dead = await service.nats.jsm.streams.getMessage(names.deadLetter, { seq: 1 });
+    t.equal(dead?.header.get(DeadLetterHeader.Reason), 'CONFLICTING_EXECUTION');
+    t.match(
+      dead?.header.get(DeadLetterHeader.Detail),
+      /already applied as fill F1; this message differs in fillId/,
+    );
+    t.match(JSON.parse(dead?.header.get(DeadLetterHeader.Existing) ?? '{}'), {
+      fillId: 'F1',
+      seq: 1,
+      quantity: '500',
+    });
+    t.match(
+      decodeFill(
+        dead?.data ?? new Uint8Array(),
+        subject,
+        names.subjectRoot,
+        service.config.partitions,
+      ),
+      {
+        ok: true,
+        fill: { fillId: 'F1-replayed' },
+      },
+      'the message itself is the other version',
+    );
+    t.same(await views(service, ['A1', 'A2', 'A3'], ['BUY1']), before, 'API views unchanged');
+    t.same(await journalCounts(db), journalBefore, 'journal rows per key unchanged');
+  },
+);
 
 t.test(
-  'allocating an already applied fill again answers Duplicate and journals nothing',
+  'only the same execution is a Duplicate; a colliding one is refused and journals nothing',
   async (t) => {
     const { service, db } = await startTestService(t, { seed: smallSeed() });
     const f1 = fill(1, 500n);
@@ -140,9 +171,17 @@ t.test(
     const same = await service.allocate(f1);
     t.equal(same.type, 'Duplicate', 'the same fill is a duplicate');
     const sameSeq = await service.allocate({ ...f1, fillId: 'F1-other' });
-    t.equal(sameSeq.type, 'Duplicate', 'another fillId with an applied seq is a duplicate');
+    t.match(
+      sameSeq,
+      { type: 'Rejected', reason: 'CONFLICTING_EXECUTION', existing: { fillId: f1.fillId } },
+      'another fillId at an applied seq is a conflict',
+    );
     const sameId = await service.allocate({ ...f1, seq: 2, quantity: 100n });
-    t.equal(sameId.type, 'Duplicate', 'the applied fillId with another seq is a duplicate');
+    t.match(
+      sameId,
+      { type: 'Failed', code: 'EXECUTION_CONFLICT' },
+      'the applied fillId at a new seq fails its commit on the index',
+    );
 
     t.same(await views(service, ['A1', 'A2', 'A3'], ['BUY1']), before, 'API views unchanged');
     t.same(await journalCounts(db), journalBefore, 'journal rows per key unchanged');
@@ -200,7 +239,7 @@ t.test(
         bytes: wire({}, 'venue'),
         reason: 'INVALID_FIELD',
         field: 'venue',
-        rule: /^must be a string of 1 to 32 characters$/,
+        rule: /^must be 1 to 32 printable ASCII characters$/,
       },
       {
         label: 'missing seq',
@@ -371,29 +410,34 @@ t.test(
   },
 );
 
-t.test('a fill that arrives before its predecessor is retried until it fits', async (t) => {
-  const { service } = await startTestService(t, { seed: smallSeed() });
-  await service.publisher.publishFill(fill(2, 500n, { price: 101_750_000n }));
-  await service.publisher.publishFill(fill(1, 500n));
-  const order = await confirmedThrough(service, 'BUY1', 2);
-  t.equal(order.fills, 2);
-  t.equal(order.filledQuantity, '1000');
-  t.equal(order.vwapPrice, '101.500000');
-  t.ok(service.consumer.stats.nakked >= 1, `seq 2 was nak'ed (${service.consumer.stats.nakked})`);
-  t.equal(service.consumer.stats.acked, 2, 'both fills allocated');
-  t.equal(service.consumer.stats.deadLettered, 0, 'nothing dead-lettered');
-  const a1 = await account(service, 'A1');
-  t.equal(a1.positions.SEC1, '1600');
-  t.same(a1.lastAppliedSeqByOrder, { BUY1: 2 });
-  t.equal(a1.cashMinor, String(1_000_000_00n - 6_090_000n));
-});
+t.test(
+  "a fill that arrives before its predecessor is held until it fits, not nak'ed",
+  async (t) => {
+    const { service } = await startTestService(t, { seed: smallSeed() });
+    await service.publisher.publishFill(fill(2, 500n, { price: 101_750_000n }));
+    await service.publisher.publishFill(fill(1, 500n));
+    const order = await confirmedThrough(service, 'BUY1', 2);
+    t.equal(order.fills, 2);
+    t.equal(order.filledQuantity, '1000');
+    t.equal(order.vwapPrice, '101.500000');
+    t.equal(service.consumer.stats.nakked, 0, 'seq 2 waited in the hold: no nak, no redelivery');
+    t.equal(service.consumer.heldFills, 0, 'nothing left held');
+    t.equal(service.consumer.stats.acked, 2, 'both fills allocated');
+    t.equal(service.consumer.stats.deadLettered, 0, 'nothing dead-lettered');
+    const a1 = await account(service, 'A1');
+    t.equal(a1.positions.SEC1, '1600');
+    t.same(a1.lastAppliedSeqByOrder, { BUY1: 2 });
+    t.equal(a1.cashMinor, String(1_000_000_00n - 6_090_000n));
+  },
+);
 
 t.test(
   'a fill that never becomes contiguous is dead-lettered after the delivery bound',
   async (t) => {
     const { service } = await startTestService(t, {
       seed: smallSeed(),
-      config: { CONSUMER_DELIVERIES_MAX: '2' },
+      // A hold lasts at most 2 × the ack wait per delivery.
+      config: { CONSUMER_DELIVERIES_MAX: '2', CONSUMER_ACK_WAIT_MS: '1000' },
     });
     const names = streamNames(service.config);
     await service.publisher.publishFill(fill(1, 100n));

@@ -9,6 +9,7 @@ import { ActorStoppedError } from '../actors/errors.ts';
 import { decodeVersioned, encodeVersioned, packPlain } from '../persistence/codec.ts';
 import { Database } from '../persistence/db.ts';
 import {
+  ExecutionConflictError,
   JournalClosedError,
   JournalConflictError,
   JournalGapError,
@@ -660,7 +661,7 @@ t.test('an actor recovers from its snapshot plus the journal tail after a restar
     return row && Number(row.sequence_nr) === 10 ? row : undefined;
   });
   t.ok(Number(snapshot.sequence_nr) >= 5, 'a snapshot row exists for counter-c1');
-  t.same(decodeVersioned(snapshot.payload, 'snapshot'), { s: { total: 55 }, seq: 10 });
+  t.same(decodeVersioned(snapshot.payload, 'snapshot'), { s: { total: 55 }, seq: 10, f: 1 });
   t.same(
     (await journalRows(f.db, 'counter-c1')).map((r) => r.seq),
     range(1, 12),
@@ -681,6 +682,8 @@ t.test('an actor recovers from its snapshot plus the journal tail after a restar
     },
     append: (records) => j2.append(records),
     saveSnapshot: (snapshot) => j2.saveSnapshot(snapshot),
+    execution: (fillId) => j2.execution(fillId),
+    executionAt: (order, seq) => j2.executionAt(order, seq),
     drain: () => j2.drain(),
     close: () => j2.close(),
     snapshot: async (key) => {
@@ -859,4 +862,109 @@ t.test('bounded: overload and close', async (t) => {
     range(1, 8),
   );
   t.throws(() => new SqlJournal(f.db, options({ batchEventsMax: 0 })), RangeError);
+});
+
+// ------------------------------------------------------------ ledger rows ---
+
+const execution = (fillId: string, blockOrderId: string, seq: number) => ({
+  fillId,
+  blockOrderId,
+  seq,
+  // Beyond 2^53: any float on the way would change the digits.
+  quantity: 9_007_199_254_740_993n,
+  price: 1n,
+  venue: 'XNYS',
+  executedAtMs: 1_763_650_000_000 + seq,
+});
+
+const claiming = (key: string, seq: number, ...executions: ReturnType<typeof execution>[]) => ({
+  ...added(key, seq, seq),
+  ledger: { executions },
+});
+
+t.test('ledger rows land in the commit of their record, exact', async (t) => {
+  const f = await fixture(t);
+  const { journal } = await f.openJournal({ flushIntervalMs: 5 });
+  const x = execution('X', 'BO-1', 1);
+  const refused = {
+    blockOrderId: 'BO-1',
+    fillSeq: 1,
+    accountId: 'A1',
+    securityId: 'S',
+    side: 'SELL' as const,
+    quantity: 9_007_199_254_740_993n,
+    price: 2n,
+    reason: 'INSUFFICIENT_POSITION',
+    detail: 'sell of … exceeds position 0',
+  };
+  await Promise.all([
+    journal.persist(claiming('block-order-BO-1', 1, x)),
+    journal.persist({ ...added('account-A1', 1, 1), ledger: { suspense: [refused] } }),
+  ]);
+  t.equal(journal.stats.fallbacks, 0, 'one statement, the fast path');
+  t.strictSame(await journal.journal.execution('X'), x);
+  t.strictSame(await journal.journal.executionAt('BO-1', 1), x);
+  t.equal(await journal.journal.execution('nope'), undefined);
+  const rows = await f.db.query<Record<string, string>>(
+    'SELECT account_id, quantity::text, detail, persistence_key, sequence_nr::text FROM suspense',
+  );
+  t.strictSame(rows, [
+    {
+      account_id: 'A1',
+      quantity: '9007199254740993',
+      detail: 'sell of … exceeds position 0',
+      persistence_key: 'account-A1',
+      sequence_nr: '1',
+    },
+  ]);
+  await journal.persist({
+    ...added('account-A1', 2, 2),
+    ledger: {
+      resolutions: [{ blockOrderId: 'BO-1', fillSeq: 1, accountId: 'A1', resolution: 'APPLIED' }],
+    },
+  });
+  const [resolution] = await f.db.query<{ resolution: string }>(
+    'SELECT resolution FROM suspense_resolutions',
+  );
+  t.equal(resolution?.resolution, 'APPLIED');
+});
+
+t.test('a claimed fill id fails only its record and its key from there on', async (t) => {
+  const f = await fixture(t);
+  const { journal } = await f.openJournal({ flushIntervalMs: 20 });
+  await journal.persist(claiming('block-order-OLD', 1, execution('X', 'OLD', 1)));
+  // One batch: a fresh claim, a re-use of X (and that key's next record), another fresh claim.
+  const outcomes = await Promise.allSettled([
+    journal.persist(claiming('block-order-A', 1, execution('Y', 'A', 1))),
+    journal.persist(claiming('block-order-B', 1, execution('X', 'B', 1))),
+    journal.persist(added('block-order-B', 2, 2)),
+    journal.persist(claiming('block-order-C', 1, execution('Z', 'C', 1))),
+  ]);
+  t.strictSame(
+    outcomes.map((o) => o.status),
+    ['fulfilled', 'rejected', 'rejected', 'fulfilled'],
+  );
+  const reason = outcomes[1]?.status === 'rejected' ? outcomes[1].reason : undefined;
+  t.ok(reason instanceof ExecutionConflictError);
+  t.match(reason, { code: 'EXECUTION_CONFLICT', fillIds: ['X'] });
+  t.equal(journal.stats.executionConflicts, 1);
+  t.ok(journal.stats.fallbacks >= 1, 'redone on the careful path');
+  t.same(await journalRows(f.db, 'block-order-B'), [], 'nothing of B landed');
+  t.same(await journalRows(f.db, 'block-order-A'), [{ seq: 1, eventType: 'Added', n: 1 }]);
+  t.match(await journal.journal.execution('X'), { blockOrderId: 'OLD' }, 'X still the old one');
+  t.match(await journal.journal.execution('Z'), { blockOrderId: 'C' });
+  // The same (order, seq) under another id is refused too.
+  await t.rejects(journal.persist(claiming('block-order-A2', 1, execution('W', 'A', 1))), {
+    code: 'EXECUTION_CONFLICT',
+  });
+  // Two claims of one new id in one batch: exactly one wins.
+  const race = await Promise.allSettled([
+    journal.persist(claiming('block-order-D', 1, execution('V', 'D', 1))),
+    journal.persist(claiming('block-order-E', 1, execution('V', 'E', 1))),
+  ]);
+  t.equal(race.filter((o) => o.status === 'fulfilled').length, 1, 'one winner');
+  const [{ n } = { n: '0' }] = await f.db.query<{ n: string }>(
+    "SELECT count(*)::text AS n FROM executions WHERE fill_id = 'V'",
+  );
+  t.equal(n, '1');
 });

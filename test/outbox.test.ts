@@ -10,7 +10,15 @@ import { expectInvariant, TEST_PRICE } from './helpers/asserts.ts';
 
 const fill = (seq: number, accounts: string[]): PendingFill => ({
   seq,
-  price: TEST_PRICE,
+  execution: {
+    fillId: `F-${seq}`,
+    blockOrderId: 'BO-1',
+    seq,
+    quantity: 10n * BigInt(accounts.length),
+    price: TEST_PRICE,
+    venue: 'XNYS',
+    executedAtMs: 0,
+  },
   lines: accounts.map((accountId) => ({ accountId, quantity: 10n, prevSeq: 0 })),
 });
 

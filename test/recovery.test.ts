@@ -267,7 +267,7 @@ t.test('a process restart recovers every view exactly, and new fills apply on to
   t.same(await journalCounts(db), journalBefore, 'recovery journaled nothing');
   t.same(
     service.consumer.stats,
-    { acked: 0, duplicates: 0, deadLettered: 0, nakked: 0 },
+    { acked: 0, duplicates: 0, deadLettered: 0, conflicts: 0, nakked: 0 },
     'no fill consumed twice',
   );
 
@@ -327,7 +327,7 @@ t.test(
     t.equal(order.unconfirmedLines, 0);
     t.same(
       service.consumer.stats,
-      { acked: 0, duplicates: 0, deadLettered: 0, nakked: 0 },
+      { acked: 0, duplicates: 0, deadLettered: 0, conflicts: 0, nakked: 0 },
       'the fill was not consumed again',
     );
     for (const [id, quantity, position] of [

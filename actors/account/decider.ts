@@ -48,6 +48,8 @@ export type LineEvent =
 export type AccountEvent =
   | { type: 'AccountOpened'; def: AccountDef; atMs: number }
   | LineEvent
+  /** A refused line, retried once the account could take it: applied now, out of suspense. */
+  | { type: 'SuspenseApplied'; allocation: Allocation; cashDeltaMinor: bigint; atMs: number }
   /**
    * Several line events decided in one mailbox batch, journaled as one row:
    * evolving it is exactly evolving its events in order.
@@ -63,11 +65,30 @@ export type AccountState =
       positions: Record<string, bigint>;
       lastSeqByOrder: Record<string, number>;
       rejected: number;
+      /**
+       * Lines this account refused and that are not resolved yet, by
+       * `suspenseKey`: they left the block and sit on no account (the
+       * suspense ledger, ledger.ts, holds them per block order too).
+       */
+      suspense: Record<string, SuspenseEntry>;
     };
+
+export interface SuspenseEntry {
+  allocation: Allocation;
+  reason: AllocationRejection;
+  detail: string;
+}
+
+const NO_SUSPENSE: Record<string, SuspenseEntry> = Object.freeze({});
+
+export const suspenseKey = (blockOrderId: string, fillSeq: number): string =>
+  `${blockOrderId}#${fillSeq}`;
 
 export type AccountCommand =
   | { type: 'Open'; def: AccountDef; nowMs: number }
-  | { type: 'Apply'; allocation: Allocation; nowMs: number };
+  | { type: 'Apply'; allocation: Allocation; nowMs: number }
+  /** Resolution: apply a suspended line to this account, now that it may take it. */
+  | { type: 'RetrySuspense'; blockOrderId: string; fillSeq: number; nowMs: number };
 
 export const ApplyOutcome = {
   Applied: 'APPLIED',
@@ -77,12 +98,18 @@ export const ApplyOutcome = {
   NotOpen: 'NOT_OPEN',
   AlreadyOpen: 'ALREADY_OPEN',
   Opened: 'OPENED',
+  /** RetrySuspense: no such line in suspense (never refused, or already resolved). */
+  NotInSuspense: 'NOT_IN_SUSPENSE',
+  /** RetrySuspense: the account still cannot take it; nothing persisted. */
+  StillRefused: 'STILL_REFUSED',
 } as const;
 export type ApplyOutcome = (typeof ApplyOutcome)[keyof typeof ApplyOutcome];
 
 export interface Decision {
   outcome: ApplyOutcome;
   events: AccountEvent[];
+  /** Why, for an outcome that persisted nothing. */
+  detail?: string;
 }
 
 export const initialState = (): AccountState => ({ status: 'Empty' });
@@ -136,9 +163,36 @@ export function decide(command: AccountCommand, state: AccountState): Decision {
         ],
       };
     }
+    case 'RetrySuspense':
+      return decideRetry(command, state);
     default:
       return assertNever(command, 'account command');
   }
+}
+
+function decideRetry(
+  command: Extract<AccountCommand, { type: 'RetrySuspense' }>,
+  state: AccountState,
+): Decision {
+  if (state.status === 'Empty') return { outcome: ApplyOutcome.NotOpen, events: [] };
+  const entry = own(state.suspense, suspenseKey(command.blockOrderId, command.fillSeq));
+  if (!entry) return { outcome: ApplyOutcome.NotInSuspense, events: [] };
+  const a = entry.allocation;
+  const outcome = applyToPosition(own(state.positions, a.securityId) ?? 0n, a);
+  // A rejection persists nothing: the line stays in suspense, as it was.
+  if (!outcome.ok)
+    return { outcome: ApplyOutcome.StillRefused, events: [], detail: outcome.detail };
+  return {
+    outcome: ApplyOutcome.Applied,
+    events: [
+      {
+        type: 'SuspenseApplied',
+        allocation: a,
+        cashDeltaMinor: outcome.cashDeltaMinor,
+        atMs: command.nowMs,
+      },
+    ],
+  };
 }
 
 export function evolve(state: AccountState, event: AccountEvent): AccountState {
@@ -152,6 +206,8 @@ export function evolve(state: AccountState, event: AccountEvent): AccountState {
         positions: { ...event.def.positions },
         lastSeqByOrder: {},
         rejected: 0,
+        // Shared and frozen: an account with nothing in suspense costs one pointer.
+        suspense: NO_SUSPENSE,
       };
     case 'AllocationApplied': {
       invariant(state.status === 'Open', 'AllocationApplied before AccountOpened');
@@ -173,12 +229,17 @@ export function evolve(state: AccountState, event: AccountEvent): AccountState {
     case 'AllocationRejected': {
       invariant(state.status === 'Open', 'AllocationRejected before AccountOpened');
       const a = event.allocation;
+      const entry = { allocation: a, reason: event.reason, detail: event.detail };
       return {
         ...state,
         lastSeqByOrder: { ...state.lastSeqByOrder, [a.blockOrderId]: a.fillSeq },
         rejected: state.rejected + 1,
+        suspense: { ...state.suspense, [suspenseKey(a.blockOrderId, a.fillSeq)]: entry },
       };
     }
+    case 'SuspenseApplied':
+      invariant(state.status === 'Open', 'SuspenseApplied before AccountOpened');
+      return evolveSuspenseApplied(state, event);
     case 'AllocationBatch':
       invariant(event.events.length > 0, 'an empty AllocationBatch');
       return event.events.reduce<AccountState>(evolve, state);
@@ -187,10 +248,31 @@ export function evolve(state: AccountState, event: AccountEvent): AccountState {
   }
 }
 
+function evolveSuspenseApplied(
+  state: Extract<AccountState, { status: 'Open' }>,
+  event: Extract<AccountEvent, { type: 'SuspenseApplied' }>,
+): AccountState {
+  const a = event.allocation;
+  const key = suspenseKey(a.blockOrderId, a.fillSeq);
+  invariant(own(state.suspense, key) !== undefined, `${key} is not in suspense`);
+  const outcome = applyToPosition(own(state.positions, a.securityId) ?? 0n, a);
+  invariant(outcome.ok, `position of ${state.accountId} in ${a.securityId} would go negative`);
+  invariant(event.cashDeltaMinor === outcome.cashDeltaMinor, 'cash delta does not match');
+  const suspense = { ...state.suspense };
+  delete suspense[key];
+  return {
+    ...state,
+    cashMinor: state.cashMinor + event.cashDeltaMinor,
+    positions: { ...state.positions, [a.securityId]: outcome.position },
+    suspense,
+  };
+}
+
 /** The line events an event carries (a batch carries several). */
 export function lineEvents(event: AccountEvent): LineEvent[] {
   switch (event.type) {
     case 'AccountOpened':
+    case 'SuspenseApplied':
       return [];
     case 'AllocationApplied':
     case 'AllocationRejected':

@@ -5,12 +5,15 @@
 import type { PersistentBehavior, ShellContext } from '../kernel.ts';
 import { InvariantError, assertNever } from '../errors.ts';
 import type { AccountMessage, AllocationObserver, Clock, ReferencePort } from '../protocol.ts';
-import type { AccountView } from '../views.ts';
+import { SuspenseResolution, type LedgerRows } from '../ledger.ts';
+import { formatPrice } from '../domain/money.ts';
+import { SUSPENSE_VIEW_MAX, type AccountView } from '../views.ts';
 import {
   ApplyOutcome,
   decide,
   evolve,
   initialState,
+  lineEvents,
   packForJournal,
   type AccountDef,
   type AccountEvent,
@@ -30,6 +33,7 @@ const EVENT_TYPES: ReadonlySet<string> = new Set([
   'AllocationApplied',
   'AllocationRejected',
   'AllocationBatch',
+  'SuspenseApplied',
 ]);
 
 type Ctx = ShellContext<AccountMessage, AccountEvent>;
@@ -45,12 +49,15 @@ export function accountBehavior(
     evolve,
     eventType: (event) => event.type,
     pack: packForJournal,
+    ledgerRows: (event, id) => accountLedgerRows(id, event),
     decodeEvent(data) {
       const type = (data as { type?: unknown }).type;
       if (typeof type !== 'string' || !EVENT_TYPES.has(type))
         throw new InvariantError(`unknown account event ${String(type)}`);
       return data as AccountEvent;
     },
+    // 2: the state holds the lines in suspense.
+    snapshotFormat: 2,
     encodeSnapshot: (state) => state,
     decodeSnapshot: (data) => data as AccountState,
     async receive(state, message, ctx) {
@@ -59,6 +66,8 @@ export function accountBehavior(
           return applyAllocation(deps, state, message, ctx);
         case 'GetView':
           return view(deps, state, message, ctx);
+        case 'RetrySuspense':
+          return retrySuspense(deps, state, message, ctx);
         default:
           return assertNever(message, 'account message');
       }
@@ -117,10 +126,79 @@ async function applyAllocation(
       return state;
     case ApplyOutcome.Opened:
     case ApplyOutcome.AlreadyOpen:
+    case ApplyOutcome.NotInSuspense:
+    case ApplyOutcome.StillRefused:
       throw new InvariantError(`Apply cannot yield ${decision.outcome}`);
     default:
       return assertNever(decision.outcome, 'apply outcome');
   }
+}
+
+/** The suspense ledger's rows for an account event: refused lines in, resolutions out. */
+function accountLedgerRows(accountId: string, event: AccountEvent): LedgerRows | undefined {
+  if (event.type === 'SuspenseApplied') {
+    const { blockOrderId, fillSeq } = event.allocation;
+    return {
+      resolutions: [{ blockOrderId, fillSeq, accountId, resolution: SuspenseResolution.Applied }],
+    };
+  }
+  const suspense = lineEvents(event).flatMap((e) =>
+    e.type === 'AllocationRejected'
+      ? [
+          {
+            blockOrderId: e.allocation.blockOrderId,
+            fillSeq: e.allocation.fillSeq,
+            accountId,
+            securityId: e.allocation.securityId,
+            side: e.allocation.side,
+            quantity: e.allocation.quantity,
+            price: e.allocation.price,
+            reason: e.reason,
+            detail: e.detail,
+          },
+        ]
+      : [],
+  );
+  return suspense.length > 0 ? { suspense } : undefined;
+}
+
+async function retrySuspense(
+  deps: AccountDeps,
+  state: AccountState,
+  message: Message<'RetrySuspense'>,
+  ctx: Ctx,
+): Promise<AccountState> {
+  if (state.status === 'Empty') {
+    const def = await deps.reference.account(ctx.id);
+    // Never opened: nothing was ever refused here.
+    ctx.reply(
+      message.replyTo,
+      def
+        ? { type: 'NotApplied', outcome: 'NOT_IN_SUSPENSE', detail: 'no line in suspense' }
+        : { type: 'NotFound' },
+    );
+    return state;
+  }
+  const { blockOrderId, fillSeq } = message;
+  const command = {
+    type: 'RetrySuspense' as const,
+    blockOrderId,
+    fillSeq,
+    nowMs: deps.clock.nowMs(),
+  };
+  const decision = decide(command, state);
+  const next = stage(deps, state, decision.events, ctx);
+  const applied = decision.events[0];
+  if (decision.outcome === ApplyOutcome.Applied && applied?.type === 'SuspenseApplied') {
+    ctx.reply(message.replyTo, { type: 'SuspenseApplied', cashDeltaMinor: applied.cashDeltaMinor });
+    return next;
+  }
+  const outcome = decision.outcome;
+  if (outcome !== ApplyOutcome.NotInSuspense && outcome !== ApplyOutcome.StillRefused)
+    throw new InvariantError(`RetrySuspense cannot yield ${outcome}`);
+  const detail = decision.detail ?? `${blockOrderId} seq ${fillSeq} is not in suspense here`;
+  ctx.reply(message.replyTo, { type: 'NotApplied', outcome, detail });
+  return next;
 }
 
 async function view(
@@ -152,6 +230,21 @@ function toView(state: Extract<AccountState, { status: 'Open' }>, journalSeq: nu
     positions: strings(state.positions),
     lastAppliedSeqByOrder: { ...state.lastSeqByOrder },
     rejectedAllocations: state.rejected,
+    suspense: Object.values(state.suspense)
+      .slice(0, SUSPENSE_VIEW_MAX)
+      .map((e) => ({
+        blockOrderId: e.allocation.blockOrderId,
+        fillSeq: e.allocation.fillSeq,
+        accountId: state.accountId,
+        securityId: e.allocation.securityId,
+        side: e.allocation.side,
+        quantity: e.allocation.quantity.toString(),
+        price: formatPrice(e.allocation.price),
+        reason: e.reason,
+        detail: e.detail,
+        resolution: null,
+      })),
+    suspenseOpen: Object.keys(state.suspense).length,
     journalSeq,
   };
 }

@@ -57,7 +57,8 @@ export interface PendingLine {
 
 export interface PendingFill {
   seq: number;
-  price: bigint;
+  /** The fill itself: a re-sent message at this seq is compared with it. */
+  execution: Fill;
   lines: PendingLine[];
 }
 
@@ -72,12 +73,6 @@ export type BlockOrderState =
       filledNotional: bigint;
       fills: number;
       lastFillSeq: number;
-      /**
-       * The last RECENT_FILL_IDS_MAX fills' ids: a re-published fill is caught by
-       * its sequence number anyway; the ids catch one re-sent under a new number.
-       * Bounded, so a long-lived order's state and snapshots stay small.
-       */
-      recentFills: Array<{ fillId: string; seq: number }>;
       lastSeqByAccount: Record<string, number>;
       /** Fills after the watermark (not yet confirmed by all their accounts), oldest first. */
       pending: PendingFill[];
@@ -88,7 +83,13 @@ export type OpenState = Extract<BlockOrderState, { status: 'Open' }>;
 
 export type BlockOrderCommand =
   | { type: 'Open'; def: BlockOrderDef; nowMs: number }
-  | { type: 'AllocateFill'; fill: Fill; nowMs: number }
+  /**
+   * `prior`: when `fill.seq` is already applied, the execution applied at that
+   * seq (from the pending fills or the execution index), or null if none is
+   * on record. A fill id re-used at a NEW seq is caught by the index's unique
+   * claim when the event commits (ledger.ts), not here: the state stays small.
+   */
+  | { type: 'AllocateFill'; fill: Fill; prior?: Fill | null; nowMs: number }
   /** `settledThroughSeq`: the shell's outbox says every line up to this fill is settled. */
   | { type: 'ConfirmProgress'; settledThroughSeq: number; nowMs: number };
 
@@ -101,23 +102,35 @@ export const FillRejection = {
   NonPositivePrice: 'NON_POSITIVE_PRICE',
   AlreadyOpen: 'ALREADY_OPEN',
   InvalidBlockOrder: 'INVALID_BLOCK_ORDER',
+  /** The message collides with an applied execution: an exception, never a duplicate. */
+  ConflictingExecution: 'CONFLICTING_EXECUTION',
 } as const;
 export type FillRejection = (typeof FillRejection)[keyof typeof FillRejection];
 
 export type Decision =
   | { outcome: 'Accepted'; events: BlockOrderEvent[] }
   | { outcome: 'Duplicate'; reason: string; events: [] }
-  | { outcome: 'Rejected'; reason: FillRejection; detail: string; events: [] };
+  | {
+      outcome: 'Rejected';
+      reason: FillRejection;
+      detail: string;
+      /** For a conflict: the execution already applied, the other version. */
+      existing?: Fill;
+      /** For OUT_OF_ORDER: the seq the order takes next. */
+      expectedSeq?: number;
+      events: [];
+    };
 
 const accepted = (...events: BlockOrderEvent[]): Decision => ({ outcome: 'Accepted', events });
-const rejected = (reason: FillRejection, detail: string): Decision => ({
+const rejected = (
+  reason: FillRejection,
+  detail: string,
+): Extract<Decision, { outcome: 'Rejected' }> => ({
   outcome: 'Rejected',
   reason,
   detail,
   events: [],
 });
-
-export const RECENT_FILL_IDS_MAX = 256;
 
 export const initialState = (): BlockOrderState => ({ status: 'Empty' });
 
@@ -179,14 +192,10 @@ function decideFill(
     return rejected(FillRejection.UnknownBlockOrder, `no block order ${fill.blockOrderId}`);
   if (fill.blockOrderId !== state.def.blockOrderId)
     return rejected(FillRejection.WrongBlockOrder, `fill is for ${fill.blockOrderId}`);
-  const seenSeq = state.recentFills.find((f) => f.fillId === fill.fillId)?.seq;
-  if (seenSeq !== undefined)
-    return { outcome: 'Duplicate', reason: `fillId already applied as seq ${seenSeq}`, events: [] };
-  if (fill.seq <= state.lastFillSeq)
-    return { outcome: 'Duplicate', reason: `seq ${fill.seq} already applied`, events: [] };
+  if (fill.seq <= state.lastFillSeq) return decideRepeat(fill, command.prior);
   if (fill.seq !== state.lastFillSeq + 1) {
     const detail = `expected seq ${state.lastFillSeq + 1}, got ${fill.seq}`;
-    return rejected(FillRejection.OutOfOrder, detail);
+    return { ...rejected(FillRejection.OutOfOrder, detail), expectedSeq: state.lastFillSeq + 1 };
   }
   if (fill.quantity <= 0n)
     return rejected(FillRejection.NonPositiveQuantity, 'quantity must be > 0');
@@ -205,6 +214,45 @@ function decideFill(
   return accepted({ type: 'FillAllocated', fill, lines: result.lines, atMs: command.nowMs });
 }
 
+/** The fields in which two versions of an execution differ (none: the same execution). */
+export function executionDifferences(a: Fill, b: Fill): string[] {
+  const fields = ['fillId', 'blockOrderId', 'seq', 'quantity', 'price', 'venue', 'executedAtMs'];
+  return fields.filter((f) => a[f as keyof Fill] !== b[f as keyof Fill]);
+}
+
+/**
+ * A message at an applied seq: only the very same execution is a duplicate.
+ * Anything else (another id, another quantity, ...) collides with what the
+ * books hold and is raised, never acked away.
+ */
+function decideRepeat(fill: Fill, prior: Fill | null | undefined): Decision {
+  invariant(
+    prior !== undefined,
+    `seq ${fill.seq} is applied: the shell must look up its execution`,
+  );
+  if (prior === null)
+    return rejected(
+      FillRejection.ConflictingExecution,
+      `seq ${fill.seq} is already applied and no record of its execution is kept to compare`,
+    );
+  invariant(prior.seq === fill.seq, `prior execution is seq ${prior.seq}, not ${fill.seq}`);
+  const differences = executionDifferences(prior, fill);
+  if (differences.length === 0)
+    return {
+      outcome: 'Duplicate',
+      reason: `fill ${fill.fillId} already applied as seq ${fill.seq}`,
+      events: [],
+    };
+  const detail = `seq ${fill.seq} is already applied as fill ${prior.fillId}; this message differs in ${differences.join(', ')}`;
+  return {
+    outcome: 'Rejected',
+    reason: FillRejection.ConflictingExecution,
+    detail,
+    existing: prior,
+    events: [],
+  };
+}
+
 export function evolve(state: BlockOrderState, event: BlockOrderEvent): BlockOrderState {
   switch (event.type) {
     case 'BlockOrderOpened':
@@ -217,7 +265,6 @@ export function evolve(state: BlockOrderState, event: BlockOrderEvent): BlockOrd
         filledNotional: 0n,
         fills: 0,
         lastFillSeq: 0,
-        recentFills: [],
         lastSeqByAccount: {},
         pending: [],
         confirmedThroughSeq: 0,
@@ -269,10 +316,6 @@ function evolveFill(
     filledNotional: state.filledNotional + fill.quantity * fill.price,
     fills: state.fills + 1,
     lastFillSeq: fill.seq,
-    recentFills: [
-      ...state.recentFills.slice(1 - RECENT_FILL_IDS_MAX),
-      { fillId: fill.fillId, seq: fill.seq },
-    ],
-    pending: [...state.pending, { seq: fill.seq, price: fill.price, lines: pendingLines }],
+    pending: [...state.pending, { seq: fill.seq, execution: fill, lines: pendingLines }],
   };
 }

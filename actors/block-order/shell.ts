@@ -14,9 +14,10 @@ import type {
   AllocationReply,
   BlockOrderMessage,
   Clock,
+  ExecutionLookup,
   ReferencePort,
 } from '../protocol.ts';
-import { BlockOrderStatus, type BlockOrderView } from '../views.ts';
+import { BlockOrderStatus, type BlockOrderActorView } from '../views.ts';
 import {
   decide,
   evolve,
@@ -26,6 +27,7 @@ import {
   type BlockOrderDef,
   type BlockOrderEvent,
   type BlockOrderState,
+  type Fill,
   type OpenState,
   type PendingFill,
 } from './decider.ts';
@@ -42,6 +44,7 @@ export interface BlockOrderShellState {
 
 export interface BlockOrderDeps {
   reference: ReferencePort;
+  executions: ExecutionLookup;
   accounts: AccountDirectory;
   clock: Clock;
   observer: AllocationObserver;
@@ -86,12 +89,17 @@ export function blockOrderBehavior(
     evolve: (state, event) => ({ ...state, d: evolve(state.d, event) }),
     recovered: (state) => ({ ...state, outbox: outboxOf(state.d, deps.outboxFillsMax) }),
     eventType: journalEventType,
+    // The fill id is claimed in the same commit as its allocation, for good.
+    ledgerRows: (event) =>
+      event.type === 'FillAllocated' ? { executions: [event.fill] } : undefined,
     decodeEvent(data) {
       const type = (data as { type?: unknown }).type;
       if (typeof type !== 'string' || !EVENT_TYPES.has(type))
         throw new InvariantError(`unknown block order event ${String(type)}`);
       return data as BlockOrderEvent;
     },
+    // 2: pending fills carry their whole execution; no recent fill ids.
+    snapshotFormat: 2,
     encodeSnapshot: (state) => state.d,
     decodeSnapshot: (data) => ({
       d: data as BlockOrderState,
@@ -196,7 +204,7 @@ class BlockOrderShell {
             securityId: def.securityId,
             side: def.side,
             quantity: line.quantity,
-            price: fill.price,
+            price: fill.execution.price,
           },
           replyTo: ctx.self,
         };
@@ -225,8 +233,9 @@ class BlockOrderShell {
       ctx.reply(message.replyTo, { type: 'Failed', code: ErrorCode.OutboxFull, message: detail });
       return state;
     }
+    const prior = await this.priorExecution(state, message.fill);
     const decision = decide(
-      { type: 'AllocateFill', fill: message.fill, nowMs: now(this.#deps) },
+      { type: 'AllocateFill', fill: message.fill, prior, nowMs: now(this.#deps) },
       state.d,
     );
     switch (decision.outcome) {
@@ -253,11 +262,28 @@ class BlockOrderShell {
           type: 'Rejected',
           reason: decision.reason,
           detail: decision.detail,
+          ...(decision.existing ? { existing: decision.existing } : {}),
+          ...(decision.expectedSeq ? { expectedSeq: decision.expectedSeq } : {}),
         });
         return state;
       default:
         return assertNever(decision, 'decision');
     }
+  }
+
+  /**
+   * For a message at an applied seq: the execution applied there. Recent
+   * fills are in memory (pending, durable or staged in this batch, whose
+   * replies all wait for its commit); older ones come from the index.
+   */
+  async priorExecution(state: State, fill: Fill): Promise<Fill | null | undefined> {
+    if (state.d.status !== 'Open' || fill.seq > state.d.lastFillSeq) return undefined;
+    const pending = state.d.pending;
+    if (pending.length > 0 && fill.seq >= (pending[0]?.seq ?? Infinity)) {
+      const found = pending.find((p) => p.seq === fill.seq);
+      if (found) return found.execution;
+    }
+    return (await this.#deps.executions.executionAt(state.d.def.blockOrderId, fill.seq)) ?? null;
   }
 
   settled(state: State, message: Extract<AllocationReply, { type: 'AllocationSettled' }>) {
@@ -323,12 +349,16 @@ class BlockOrderShell {
   }
 }
 
-function statusOf(filled: bigint, target: bigint): BlockOrderView['status'] {
+function statusOf(filled: bigint, target: bigint): BlockOrderActorView['status'] {
   if (filled === 0n) return BlockOrderStatus.New;
   return filled >= target ? BlockOrderStatus.Filled : BlockOrderStatus.PartiallyFilled;
 }
 
-function toView(state: OpenState, journalSeq: number, unconfirmedLines: number): BlockOrderView {
+function toView(
+  state: OpenState,
+  journalSeq: number,
+  unconfirmedLines: number,
+): BlockOrderActorView {
   const def = state.def;
   const target = totalTarget(def);
   const v = vwap(state.filledNotional, state.filledQuantity);
@@ -356,7 +386,7 @@ function toView(state: OpenState, journalSeq: number, unconfirmedLines: number):
 }
 
 /** Reference data only, before the first fill: the view of a just-opened order. */
-function unopenedView(def: BlockOrderDef): BlockOrderView {
+function unopenedView(def: BlockOrderDef): BlockOrderActorView {
   const opened = evolve(initialState(), { type: 'BlockOrderOpened', def, atMs: 0 });
   if (opened.status !== 'Open') throw new InvariantError('BlockOrderOpened must open the order');
   return toView(opened, 0, 0);

@@ -1,6 +1,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ResourceNotFoundError } from '../errors.ts';
-import { AccountViewSchema, IdParams } from '../schemas.ts';
+import {
+  AccountViewSchema,
+  IdParams,
+  SuspenseRetryParams,
+  SuspenseRetryResultSchema,
+} from '../schemas.ts';
 import { requiresInspection } from '../plugins/inspection.ts';
 
 const accountRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
@@ -11,6 +16,20 @@ const accountRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       const view = await fastify.inspection.account(request.params.id);
       if (view === undefined) throw new ResourceNotFoundError('account', request.params.id);
       return view;
+    },
+  );
+
+  // A resolution path for the suspense ledger: apply a refused line to its
+  // account now that it can take it (e.g. the shares arrived). Idempotent:
+  // once applied, the line is no longer in suspense (404).
+  fastify.post(
+    '/accounts/:id/suspense/:blockOrderId/:fillSeq/retry',
+    { schema: { params: SuspenseRetryParams, response: { 200: SuspenseRetryResultSchema } } },
+    async (request) => {
+      const { id, blockOrderId, fillSeq } = request.params;
+      const result = await fastify.inspection.retrySuspense(id, blockOrderId, Number(fillSeq));
+      if (result === undefined) throw new ResourceNotFoundError('account', id);
+      return result;
     },
   );
 };

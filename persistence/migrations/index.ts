@@ -58,4 +58,70 @@ export const migrations: Migration[] = [
       )`,
     ],
   },
+  {
+    // Ledger rows (actors/ledger.ts), written in the same commit as their
+    // journal row. Each names that row (persistence_key, sequence_nr).
+    version: 2,
+    name: 'execution_index_and_suspense',
+    statements: [
+      // A fill id is claimed once, forever: a re-use on any order, at any
+      // age, fails the claiming commit (EXECUTION_CONFLICT).
+      `CREATE TABLE IF NOT EXISTS executions (
+        fill_id TEXT NOT NULL PRIMARY KEY,
+        block_order_id TEXT NOT NULL,
+        fill_seq BIGINT NOT NULL,
+        quantity BIGINT NOT NULL,
+        price BIGINT NOT NULL,
+        venue TEXT NOT NULL,
+        executed_at_ms BIGINT NOT NULL,
+        persistence_key TEXT NOT NULL,
+        sequence_nr BIGINT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+      )`,
+      `CREATE UNIQUE INDEX IF NOT EXISTS executions_order_seq
+        ON executions (block_order_id, fill_seq)`,
+      `CREATE INDEX IF NOT EXISTS executions_journal_row
+        ON executions (persistence_key, sequence_nr)`,
+      // Lines an account refused: per block order, until resolved.
+      `CREATE TABLE IF NOT EXISTS suspense (
+        block_order_id TEXT NOT NULL,
+        fill_seq BIGINT NOT NULL,
+        account_id TEXT NOT NULL,
+        security_id TEXT NOT NULL,
+        side TEXT NOT NULL,
+        quantity BIGINT NOT NULL,
+        price BIGINT NOT NULL,
+        reason TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        persistence_key TEXT NOT NULL,
+        sequence_nr BIGINT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        PRIMARY KEY (block_order_id, fill_seq, account_id)
+      )`,
+      `CREATE TABLE IF NOT EXISTS suspense_resolutions (
+        block_order_id TEXT NOT NULL,
+        fill_seq BIGINT NOT NULL,
+        account_id TEXT NOT NULL,
+        resolution TEXT NOT NULL,
+        persistence_key TEXT NOT NULL,
+        sequence_nr BIGINT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        PRIMARY KEY (block_order_id, fill_seq, account_id)
+      )`,
+    ],
+  },
+];
+
+/**
+ * Tables that hold reference data (what rebalancing decided) and the
+ * migration record: everything else is derived from the EXECUTIONS stream
+ * and can be rebuilt by replaying it (the replay drill truncates it).
+ */
+export const NOT_DERIVED_TABLES: readonly string[] = [
+  'schema_migrations',
+  'securities',
+  'accounts',
+  'account_positions',
+  'block_orders',
+  'block_order_targets',
 ];

@@ -12,7 +12,7 @@ import type {
   ReferencePort,
   ViewReply,
 } from '../../actors/protocol.ts';
-import type { AccountView, BlockOrderView } from '../../actors/views.ts';
+import type { AccountView, BlockOrderActorView } from '../../actors/views.ts';
 import type { MemoryJournal } from '../../persistence/memory-journal.ts';
 import type { SeedData } from '../../persistence/reference.ts';
 import { memoryReference } from '../../simulations/memory-reference.ts';
@@ -26,7 +26,7 @@ export interface Kernel {
   blockOrders: EntityHost<unknown, BlockOrderMessage, unknown>;
   allocate(fill: Fill): Promise<AllocateFillReply>;
   account(id: string): Promise<AccountView>;
-  blockOrder(id: string): Promise<BlockOrderView>;
+  blockOrder(id: string): Promise<BlockOrderActorView>;
   stop(): void;
 }
 

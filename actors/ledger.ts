@@ -1,0 +1,57 @@
+/**
+ * Ledger rows: what the journal writes beside an event, in the same commit,
+ * so the database can answer questions the actors' small states cannot:
+ * - the execution index: every fill id ever allocated, unique forever, so a
+ *   re-used id is a conflict on any order at any age (not a memory of the
+ *   last few fills);
+ * - the suspense ledger: every line an account refused, per block order,
+ *   and how each was resolved.
+ * A row exists exactly when its event is durable; both are lost or kept together.
+ */
+import type { Fill } from './block-order/decider.ts';
+import type { Side } from './domain/money.ts';
+
+/** One execution as the index records it: the whole fill, so a re-sent message can be compared. */
+export type ExecutionRow = Fill;
+
+/** One line an account refused: it left the block and sits on no account until resolved. */
+export interface SuspenseRow {
+  blockOrderId: string;
+  fillSeq: number;
+  accountId: string;
+  securityId: string;
+  side: Side;
+  quantity: bigint;
+  price: bigint;
+  reason: string;
+  detail: string;
+}
+
+export const SuspenseResolution = {
+  /** Applied to the same account once it could take it. */
+  Applied: 'APPLIED',
+} as const;
+export type SuspenseResolution = (typeof SuspenseResolution)[keyof typeof SuspenseResolution];
+
+export interface ResolutionRow {
+  blockOrderId: string;
+  fillSeq: number;
+  accountId: string;
+  resolution: SuspenseResolution;
+}
+
+export interface LedgerRows {
+  executions?: ExecutionRow[];
+  suspense?: SuspenseRow[];
+  resolutions?: ResolutionRow[];
+}
+
+export function hasLedgerRows(rows: LedgerRows | undefined): rows is LedgerRows {
+  return (
+    rows !== undefined &&
+    (rows.executions?.length ?? 0) +
+      (rows.suspense?.length ?? 0) +
+      (rows.resolutions?.length ?? 0) >
+      0
+  );
+}

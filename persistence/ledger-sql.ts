@@ -1,0 +1,159 @@
+/**
+ * The ledger rows (actors/ledger.ts) in SQL: each kind is one table, written
+ * by one `INSERT … SELECT FROM unnest(arrays)` in the same statement or
+ * transaction as the journal rows they belong to. Every row names the
+ * journal row (persistence_key, sequence_nr) that wrote it.
+ */
+import type { ExecutionRow, LedgerRows } from '../actors/ledger.ts';
+import type { JournalRecord } from './journal.ts';
+
+/** One table's rows as column arrays, ready for unnest. */
+export interface LedgerInsert {
+  table: 'executions' | 'suspense' | 'suspense_resolutions';
+  /** Column name and SQL array type, in order. */
+  columns: ReadonlyArray<readonly [string, string]>;
+  arrays: unknown[][];
+  /** Which record (index into the batch) each row belongs to. */
+  recordOf: number[];
+}
+
+const EXECUTION_COLUMNS = [
+  ['fill_id', 'text[]'],
+  ['block_order_id', 'text[]'],
+  ['fill_seq', 'bigint[]'],
+  ['quantity', 'bigint[]'],
+  ['price', 'bigint[]'],
+  ['venue', 'text[]'],
+  ['executed_at_ms', 'bigint[]'],
+  ['persistence_key', 'text[]'],
+  ['sequence_nr', 'bigint[]'],
+] as const;
+
+const SUSPENSE_COLUMNS = [
+  ['block_order_id', 'text[]'],
+  ['fill_seq', 'bigint[]'],
+  ['account_id', 'text[]'],
+  ['security_id', 'text[]'],
+  ['side', 'text[]'],
+  ['quantity', 'bigint[]'],
+  ['price', 'bigint[]'],
+  ['reason', 'text[]'],
+  ['detail', 'text[]'],
+  ['persistence_key', 'text[]'],
+  ['sequence_nr', 'bigint[]'],
+] as const;
+
+const RESOLUTION_COLUMNS = [
+  ['block_order_id', 'text[]'],
+  ['fill_seq', 'bigint[]'],
+  ['account_id', 'text[]'],
+  ['resolution', 'text[]'],
+  ['persistence_key', 'text[]'],
+  ['sequence_nr', 'bigint[]'],
+] as const;
+
+type Kind = keyof LedgerRows;
+
+function rowsOf(record: JournalRecord, kind: Kind): Array<Record<string, unknown>> {
+  return (record.ledger?.[kind] ?? []) as unknown as Array<Record<string, unknown>>;
+}
+
+/** Column values of one ledger row; bigints travel as decimal strings (exact). */
+function values(kind: Kind, row: Record<string, unknown>, record: JournalRecord): unknown[] {
+  const s = (v: unknown) => String(v as string | bigint | number);
+  switch (kind) {
+    case 'executions':
+      return [
+        row.fillId,
+        row.blockOrderId,
+        row.seq,
+        s(row.quantity),
+        s(row.price),
+        row.venue,
+        row.executedAtMs,
+        record.key,
+        record.seq,
+      ];
+    case 'suspense':
+      return [
+        row.blockOrderId,
+        row.fillSeq,
+        row.accountId,
+        row.securityId,
+        row.side,
+        s(row.quantity),
+        s(row.price),
+        row.reason,
+        row.detail,
+        record.key,
+        record.seq,
+      ];
+    case 'resolutions':
+      return [row.blockOrderId, row.fillSeq, row.accountId, row.resolution, record.key, record.seq];
+    default: {
+      const never: never = kind;
+      throw new Error(`unknown ledger kind ${String(never)}`);
+    }
+  }
+}
+
+const TABLES = {
+  executions: { table: 'executions', columns: EXECUTION_COLUMNS },
+  suspense: { table: 'suspense', columns: SUSPENSE_COLUMNS },
+  resolutions: { table: 'suspense_resolutions', columns: RESOLUTION_COLUMNS },
+} as const;
+
+/** The inserts for the ledger rows of `records` (only the records `include` accepts). */
+export function ledgerInserts(
+  records: readonly JournalRecord[],
+  include: (index: number) => boolean = () => true,
+  kinds: readonly Kind[] = ['executions', 'suspense', 'resolutions'],
+): LedgerInsert[] {
+  const out: LedgerInsert[] = [];
+  for (const kind of kinds) {
+    const { table, columns } = TABLES[kind];
+    const arrays: unknown[][] = columns.map(() => []);
+    const recordOf: number[] = [];
+    records.forEach((record, i) => {
+      if (!include(i)) return;
+      for (const row of rowsOf(record, kind)) {
+        values(kind, row, record).forEach((v, c) => arrays[c]?.push(v));
+        recordOf.push(i);
+      }
+    });
+    if (recordOf.length > 0) out.push({ table, columns, arrays, recordOf });
+  }
+  return out;
+}
+
+/** `INSERT INTO table (…) SELECT * FROM unnest($n::type[], …)`, parameters from `firstParam`. */
+export function insertSql(insert: LedgerInsert, firstParam: number): string {
+  const names = insert.columns.map(([name]) => name).join(', ');
+  const params = insert.columns.map(([, type], i) => `$${firstParam + i}::${type}`).join(', ');
+  return `INSERT INTO ${insert.table} (${names}) SELECT * FROM unnest(${params})`;
+}
+
+export const EXECUTION_SELECT =
+  'SELECT fill_id, block_order_id, fill_seq, quantity, price, venue, executed_at_ms FROM executions';
+
+export interface ExecutionSqlRow {
+  fill_id: string;
+  block_order_id: string;
+  fill_seq: string;
+  quantity: string;
+  price: string;
+  venue: string;
+  executed_at_ms: string;
+}
+
+export function executionOf(row: ExecutionSqlRow): ExecutionRow {
+  return {
+    fillId: row.fill_id,
+    blockOrderId: row.block_order_id,
+    seq: Number(row.fill_seq),
+    quantity: BigInt(row.quantity),
+    price: BigInt(row.price),
+    venue: row.venue,
+    executedAtMs: Number(row.executed_at_ms),
+  };
+}
