@@ -1,0 +1,522 @@
+/**
+ * The burst drill: the service (a child process, on the shared servers with
+ * a database and namespace of the run's own) takes fills at its sustainable
+ * rate for a warm-up, then at 10 x that rate for --seconds. Its RSS is
+ * sampled every 250 ms: the peak must stay under a stated bound, since every
+ * queue in the service is bounded (in-flight fills, mailboxes, outboxes, the
+ * journal's pending rows) and overload must become back-pressure in
+ * JetStream, not memory. After the burst, publishing stops; every fill must
+ * be allocated, once, with the books exact.
+ *
+ *   npm run drill -- burst [--json] [--sustainable FILLS_PER_S] [--seconds S] [--rss-bound-mib M] [--quick] ...
+ *
+ * The publisher itself may not reach 10 x on this machine: the rate the
+ * server actually acknowledged during the burst is reported as offered.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { JetStreamManager } from '@nats-io/jetstream';
+import type { Database } from '../../persistence/db.ts';
+import { ConfigError, loadConfig, streamNames, type Config } from '../../system/config.ts';
+import {
+  ensureStreams,
+  openJetStream,
+  type NatsHandles,
+  type StreamNames,
+} from '../../system/jetstream.ts';
+import { openDatabase } from '../../system/service.ts';
+import { round3 } from '../arms/common.ts';
+import { generateScenario } from '../scenario.ts';
+import { describeExit, killAllChildren, type ChildService } from './child-service.ts';
+import {
+  parseDrillOptions,
+  round1,
+  UsageError,
+  usageResult,
+  type DrillIO,
+  type DrillResult,
+} from './common.ts';
+import {
+  CHILD_OUTPUT_CHARS_MAX,
+  FillFeed,
+  HOST,
+  jetStreamPublisher,
+  onInterrupt,
+  ProgressMeter,
+  RssSampler,
+  spawnService,
+  summarizeLog,
+  untilAborted,
+  verdictFailures,
+  verifyRun,
+  whileAlive,
+  type LogSummary,
+  type Verdict,
+} from './outage.ts';
+import { openSandbox, untilConfirmed, type Sandbox } from './sandbox.ts';
+
+/** See docs/DRILLS.md (`burst`) for how this default was chosen. */
+export const DEFAULT_RSS_BOUND_MIB = 1024;
+
+/**
+ * Accounts per block order in the burst's scenario. Fewer than the default
+ * scenario's 5-30: a 60 s burst is up to 1.2 million fills, and the exact
+ * invariant check holds every allocation line in memory (~300 bytes each);
+ * at 2-6 accounts that is ~4 lines per fill instead of ~16, which fits.
+ */
+export const BURST_ACCOUNTS_PER_ORDER = { min: 2, max: 6 } as const;
+
+export const BURST_USAGE = `npm run drill -- burst [--json] [--sustainable FILLS_PER_S] [--factor F]
+    [--seconds S] [--warm-up-s S] [--rss-bound-mib M] [--fills N] [--accounts N]
+    [--orders N] [--securities N] [--seed N] [--drain-timeout-s S] [--quick] [--keep]
+
+Runs the service as a child process (own database and namespace on the shared
+servers), publishes at the sustainable rate (default 2000 fills/s) for the
+warm-up (default 5 s), then at --factor (default 10) x that rate for --seconds
+(default 60; --quick: 10 s, warm-up 2 s). The child's RSS is sampled every
+250 ms. Then publishing stops and the drill waits until every fill is allocated.
+Exit 0 only if the RSS peak stayed within --rss-bound-mib (default ${DEFAULT_RSS_BOUND_MIB}),
+nothing was lost or doubled, every invariant holds and nothing was dead-lettered.
+
+  --fills N    caps the scenario (default: what the plan can publish); publishing
+               ends early if it runs out (reported)
+  --keep       keep the run's database and streams`;
+
+export interface BurstOptions {
+  sustainablePerSec: number;
+  factor: number;
+  seconds: number;
+  warmUpS: number;
+  rssBoundMiB: number;
+  fills: number;
+  accounts: number;
+  orders: number;
+  securities: number;
+  seed: number;
+  drainTimeoutS: number;
+  quick: boolean;
+  keep: boolean;
+  help: boolean;
+}
+
+export function parseBurstOptions(argv: string[]): BurstOptions {
+  const { numbers: n, values } = parseDrillOptions(
+    argv,
+    {
+      sustainable: { fallback: 2_000, min: 1, max: 1_000_000 },
+      factor: { fallback: 10, min: 1, max: 1_000 },
+      seconds: { fallback: 60, min: 1, max: 3_600 },
+      'warm-up-s': { fallback: 5, min: 0, max: 3_600 },
+      'rss-bound-mib': { fallback: DEFAULT_RSS_BOUND_MIB, min: 1, max: 1_000_000 },
+      fills: { fallback: 0, min: 1, max: 10_000_000 },
+      accounts: { fallback: 2_000, min: 1, max: 1_000_000 },
+      orders: { fallback: 200, min: 1, max: 100_000 },
+      securities: { fallback: 50, min: 1, max: 10_000 },
+      seed: { fallback: 42, min: 0, max: 2 ** 31 },
+      'drain-timeout-s': { fallback: 1_800, min: 1, max: 86_400 },
+    },
+    { quick: { type: 'boolean' }, keep: { type: 'boolean' } },
+  );
+  const given = (name: string) => argv.some((a) => a === `--${name}` || a.startsWith(`--${name}=`));
+  const quick = values.quick === true;
+  const seconds = quick && !given('seconds') ? 10 : n.seconds;
+  const warmUpS = quick && !given('warm-up-s') ? 2 : n['warm-up-s'];
+  const planned = n.sustainable * warmUpS + n.factor * n.sustainable * seconds;
+  return {
+    ...{ sustainablePerSec: n.sustainable, factor: n.factor, seconds, warmUpS },
+    ...{ rssBoundMiB: n['rss-bound-mib'], fills: n.fills || planned },
+    ...{ accounts: n.accounts, orders: n.orders, securities: n.securities, seed: n.seed },
+    ...{ drainTimeoutS: n['drain-timeout-s'], quick },
+    ...{ keep: values.keep === true, help: values.help === true },
+  };
+}
+
+/** Every wait of the drill is bounded (the drain by --drain-timeout-s). */
+const Limits = {
+  readyTimeoutMs: 60_000,
+  flushTimeoutMs: 120_000,
+  confirmTimeoutMs: 300_000,
+  stopTimeoutMs: 60_000,
+  rssIntervalMs: 250,
+  meterIntervalMs: 500,
+  meterProbeTimeoutMs: 5_000,
+  publishTimeoutMs: 10_000,
+  /** Enough unacknowledged publishes to keep one connection busy at tens of thousands per second. */
+  publishInFlightMax: 1_024,
+  /** The publisher lags rather than buffers: the burst is what the server took. */
+  publishBufferMax: 4_096,
+  failingForMaxMs: 60_000,
+} as const;
+
+/**
+ * Acknowledged (so allocated, or dead-lettered) messages of the stream: all
+ * of them minus what the durables have yet to deliver or have unacked. Cheap
+ * to ask at any backlog, unlike counting a million-row table.
+ */
+function ackedProbe(jsm: JetStreamManager, names: StreamNames, partitions: number) {
+  return async (): Promise<number> => {
+    const stream = await jsm.streams.info(names.executions);
+    let outstanding = 0;
+    for (let p = 0; p < partitions; p++) {
+      const info = await jsm.consumers.info(names.executions, `${names.durablePrefix}_P${p}`);
+      outstanding += info.num_pending + info.num_ack_pending;
+    }
+    return stream.state.messages - outstanding;
+  };
+}
+
+interface BurstCtx {
+  options: BurstOptions;
+  config: Config;
+  io: DrillIO;
+  signal: AbortSignal;
+  child: ChildService;
+  feed: FillFeed;
+  meter: ProgressMeter;
+  rss: RssSampler;
+  t0Ms: number;
+  phases: Phases;
+}
+
+/** performance.now() of each phase's end (undefined until reached). */
+interface Phases {
+  warmUpEndMs?: number;
+  burstEndMs?: number;
+  drainedAtMs?: number;
+  /** Published and allocated when the burst ended. */
+  publishedAtBurstEnd?: number;
+  allocatedAtBurstEnd?: number;
+}
+
+interface Held {
+  sandbox?: Sandbox;
+  handles?: NatsHandles;
+  db?: Database;
+  ctx?: Partial<BurstCtx>;
+}
+
+async function setUp(options: BurstOptions, io: DrillIO, signal: AbortSignal, held: Held) {
+  const scenario = generateScenario({
+    seed: options.seed,
+    fills: options.fills,
+    accounts: options.accounts,
+    blockOrders: options.orders,
+    securities: options.securities,
+    accountsPerOrderMin: BURST_ACCOUNTS_PER_ORDER.min,
+    accountsPerOrderMax: BURST_ACCOUNTS_PER_ORDER.max,
+  });
+  const sandbox = await openSandbox(
+    'burst',
+    { ...process.env, LOG_LEVEL: 'silent' },
+    scenario.seed,
+    io,
+  );
+  held.sandbox = sandbox;
+  const config = sandbox.config;
+  const handles = await openJetStream(config, 'blockfill-burst-drill');
+  held.handles = handles;
+  const names = streamNames(config);
+  await ensureStreams(handles.jsm, names, config.partitions, {
+    replicas: config.streamReplicas,
+    maxAgeMs: config.streamMaxAgeMs,
+  });
+  const { child, port } = await spawnService(config);
+  held.ctx = { child };
+  await child.waitReady({
+    url: `http://${HOST}:${port}/readyz`,
+    timeoutMs: Limits.readyTimeoutMs,
+    signal,
+  });
+  io.progress(
+    `database ${sandbox.databaseName}, namespace ${config.namespace}; service pid ${child.pid} ready; ` +
+      `warm-up ${options.warmUpS} s at ${options.sustainablePerSec}/s, then ${options.seconds} s at ` +
+      `${options.factor * options.sustainablePerSec}/s (scenario: up to ${options.fills} fills)`,
+  );
+  const rss = new RssSampler(child.pid, Limits.rssIntervalMs);
+  const feed = new FillFeed({
+    publish: jetStreamPublisher(handles.js, names, config.partitions, Limits.publishTimeoutMs),
+    fills: scenario.publishOrder,
+    ratePerSec: options.sustainablePerSec,
+    inFlightMax: Limits.publishInFlightMax,
+    bufferMax: Limits.publishBufferMax,
+    failingForMaxMs: Limits.failingForMaxMs,
+    signal,
+  });
+  const meter = new ProgressMeter({
+    probe: ackedProbe(handles.jsm, names, config.partitions),
+    feed: () => ({ enqueued: feed.enqueued, published: feed.published }),
+    intervalMs: Limits.meterIntervalMs,
+    probeTimeoutMs: Limits.meterProbeTimeoutMs,
+    samplesMax: 1_000_000,
+  });
+  const ctx: BurstCtx = {
+    ...{ options, config, io, signal, child, feed, meter, rss },
+    ...{ t0Ms: feed.startedAtMs, phases: {} },
+  };
+  held.ctx = ctx;
+  return { ctx, scenario, handles };
+}
+
+const pause = (ctx: BurstCtx, ms: number, what: string) =>
+  whileAlive(ctx.child, sleep(Math.max(0, ms), undefined, { signal: ctx.signal }), what);
+
+/** Warm-up at the sustainable rate, the burst, then the last publishes acknowledged. */
+async function publish(ctx: BurstCtx): Promise<void> {
+  const { options: o, phases, feed } = ctx;
+  await pause(ctx, o.warmUpS * 1000, 'the warm-up');
+  phases.warmUpEndMs = performance.now();
+  feed.setRate(o.factor * o.sustainablePerSec);
+  ctx.io.progress(`burst: ${o.factor * o.sustainablePerSec} fills/s for ${o.seconds} s ...`);
+  // Against a deadline: on a busy machine timers fire late, and late pauses would add up.
+  const endMs = phases.warmUpEndMs + o.seconds * 1000;
+  for (let reportMs = phases.warmUpEndMs + 10_000; performance.now() < endMs;) {
+    await pause(ctx, Math.min(endMs, reportMs) - performance.now(), 'the burst');
+    if (performance.now() < reportMs) continue;
+    const atS = Math.round((reportMs - phases.warmUpEndMs) / 1000);
+    reportMs += 10_000;
+    ctx.io.progress(
+      `  +${atS} s: published ${feed.published}, allocated ${ctx.meter.latest?.allocated ?? 0}, RSS peak so far ${round1(ctx.rss.peakKiB / 1024)} MiB`,
+    );
+  }
+  feed.stop();
+  phases.burstEndMs = performance.now();
+  phases.publishedAtBurstEnd = feed.published;
+  phases.allocatedAtBurstEnd = ctx.meter.latest?.allocated ?? 0;
+  await whileAlive(
+    ctx.child,
+    withTimeout(feed.done, Limits.flushTimeoutMs, 'the last publishes'),
+    'the last publishes',
+  );
+}
+
+/** Until every published fill is acknowledged by the service (bounded by --drain-timeout-s). */
+async function drain(ctx: BurstCtx): Promise<void> {
+  ctx.io.progress(
+    `burst over: ${ctx.feed.published} published, backlog ${ctx.feed.published - (ctx.meter.latest?.allocated ?? 0)}; draining ...`,
+  );
+  const deadlineMs = performance.now() + ctx.options.drainTimeoutS * 1000;
+  let reportAtMs = performance.now() + 30_000;
+  for (;;) {
+    const s = await whileAlive(ctx.child, ctx.meter.next(), 'the drain');
+    if ((s.allocated ?? 0) >= ctx.feed.published) {
+      ctx.phases.drainedAtMs = s.atMs;
+      return;
+    }
+    if (performance.now() > reportAtMs) {
+      reportAtMs += 30_000;
+      ctx.io.progress(
+        `  draining: ${s.allocated} of ${ctx.feed.published} allocated, RSS ${round1(ctx.rss.peakKiB / 1024)} MiB peak`,
+      );
+    }
+    if (performance.now() > deadlineMs)
+      throw new Error(
+        `only ${s.allocated}/${ctx.feed.published} fills allocated ${ctx.options.drainTimeoutS} s after the burst`,
+      );
+  }
+}
+
+function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
+
+export type BurstReport = {
+  sustainablePerSec: number;
+  offeredPerSec: number;
+  seconds: number;
+  fillsPublished: number;
+  fillsAllocated: number;
+  rssPeakMiB: number;
+  rssBoundMiB: number;
+  withinBound: boolean;
+  drainSeconds: number;
+  lostFills: number;
+  duplicateApplications: number;
+  invariantsOk: boolean;
+  [more: string]: unknown;
+};
+
+/** Offered = what the server acknowledged during the burst window, per second of it. */
+export function offeredPerSec(
+  feed: Pick<FillFeed, 'publishedAt'>,
+  fromMs: number,
+  toMs: number,
+): number {
+  const seconds = (toMs - fromMs) / 1000;
+  return seconds > 0
+    ? Math.round((feed.publishedAt(toMs) - feed.publishedAt(fromMs)) / seconds)
+    : 0;
+}
+
+function buildReport(
+  ctx: BurstCtx,
+  v: Verdict,
+  stop: { exit: { code: number | null; signal: string | null }; graceful: boolean },
+): BurstReport {
+  const { options: o, phases: p, feed, rss } = ctx;
+  const warmEnd = p.warmUpEndMs ?? ctx.t0Ms;
+  const burstEnd = p.burstEndMs ?? warmEnd;
+  const drainedAt = p.drainedAtMs ?? burstEnd;
+  const drainSeconds = round3((drainedAt - burstEnd) / 1000);
+  const backlog = (p.publishedAtBurstEnd ?? 0) - (p.allocatedAtBurstEnd ?? 0);
+  const log: LogSummary = summarizeLog(
+    ctx.child.output(),
+    [],
+    ctx.child.output().length >= CHILD_OUTPUT_CHARS_MAX,
+  );
+  return {
+    sustainablePerSec: o.sustainablePerSec,
+    offeredPerSec: offeredPerSec(feed, warmEnd, burstEnd),
+    seconds: round3((burstEnd - warmEnd) / 1000),
+    fillsPublished: v.fillsPublished,
+    fillsAllocated: v.fillsAllocated,
+    rssPeakMiB: rss.peakMiB,
+    rssBoundMiB: o.rssBoundMiB,
+    withinBound: rss.peakMiB <= o.rssBoundMiB,
+    drainSeconds,
+    lostFills: v.lost.length,
+    duplicateApplications: v.duplicated.length + v.duplicateLines.repeats,
+    invariantsOk: v.invariants.ok,
+    targetPerSec: o.factor * o.sustainablePerSec,
+    warmUpPerSec: offeredPerSec(feed, ctx.t0Ms, warmEnd),
+    rssMiB: {
+      warmUp: rss.peakBetweenMiB(ctx.t0Ms, warmEnd),
+      burst: rss.peakBetweenMiB(warmEnd, burstEnd),
+      drain: rss.peakBetweenMiB(burstEnd, drainedAt),
+      hwm: round1(rss.hwmKiB / 1024),
+    },
+    backlogAtBurstEnd: backlog,
+    drainFillsPerSec: drainSeconds > 0 ? Math.round(backlog / drainSeconds) : null,
+    publisherLagMaxFills: feed.lagMaxFills,
+    publishFailedAttempts: feed.failedAttempts,
+    deadLettered: v.deadLettered,
+    deadLetterReasons: v.deadLetterReasons,
+    streamMessages: v.streamMessages,
+    redeliveries: v.redeliveries,
+    invariantChecks: v.invariants.checks,
+    childLog: log,
+    sigterm: { exitCode: stop.exit.code, signal: stop.exit.signal, graceful: stop.graceful },
+    config: {
+      ...{ factor: o.factor, warmUpS: o.warmUpS, fills: o.fills, accounts: o.accounts },
+      ...{ orders: o.orders, securities: o.securities, seed: o.seed, quick: o.quick },
+      accountsPerOrder: BURST_ACCOUNTS_PER_ORDER,
+      partitions: ctx.config.partitions,
+      consumerInFlightMax: ctx.config.consumerInFlightMax,
+      outboxFillsMax: ctx.config.outboxFillsMax,
+      actorMailboxMax: ctx.config.actorMailboxMax,
+      journalPendingEventsMax: ctx.config.journalPendingEventsMax,
+    },
+  };
+}
+
+function summaryLines(r: BurstReport): string[] {
+  const rssMiB = r.rssMiB as Record<string, number>;
+  const log = r.childLog as LogSummary;
+  return [
+    `burst drill: ${r.seconds} s offered ${r.offeredPerSec} fills/s (target ${String(r.targetPerSec)} = 10 x sustainable ${r.sustainablePerSec}; warm-up ${String(r.warmUpPerSec)}/s)`,
+    `child RSS peak ${r.rssPeakMiB} MiB (warm-up ${rssMiB.warmUp}, burst ${rssMiB.burst}, drain ${rssMiB.drain}); bound ${r.rssBoundMiB} MiB: ${r.withinBound ? 'within' : 'EXCEEDED'}`,
+    `backlog at the burst's end ${String(r.backlogAtBurstEnd)}, drained in ${r.drainSeconds} s (${String(r.drainFillsPerSec)} fills/s)`,
+    `fills published ${r.fillsPublished}, allocated ${r.fillsAllocated}, lost ${r.lostFills}, applied twice ${r.duplicateApplications}, dead-lettered ${String(r.deadLettered)}`,
+    `invariants ${r.invariantsOk ? 'ALL HOLD' : 'VIOLATED'} (${String(r.invariantChecks)} exact checks); child log ${log.lines} lines ${JSON.stringify(log.byLevel)}`,
+    ...log.top.slice(0, 5).map((e) => `  ${e.count} x ${e.level} ${e.msg}`),
+  ];
+}
+
+async function burstDrill(
+  options: BurstOptions,
+  io: DrillIO,
+  signal: AbortSignal,
+  held: Held,
+): Promise<DrillResult> {
+  const { ctx, scenario, handles } = await setUp(options, io, signal, held);
+  await publish(ctx);
+  await drain(ctx);
+  held.db = await openDatabase(ctx.config, 4);
+  await untilConfirmed(held.db, Limits.confirmTimeoutMs);
+  ctx.meter.stop();
+  await ctx.rss.stop();
+  const restarted = ctx.child.exitedUnasked;
+  const stop = await ctx.child.stop(Limits.stopTimeoutMs);
+  const verdict = await untilAborted(
+    verifyRun({
+      config: ctx.config,
+      db: held.db,
+      nats: handles,
+      scenario,
+      published: ctx.feed.published,
+      io,
+      signal: ctx.signal,
+    }),
+    ctx.signal,
+  );
+  const report = buildReport(ctx, verdict, stop);
+  const failures = verdictFailures(verdict);
+  if (!report.withinBound)
+    failures.push(
+      `the child's RSS peaked at ${report.rssPeakMiB} MiB, above the bound of ${report.rssBoundMiB} MiB`,
+    );
+  if (restarted) failures.push('the service exited by itself during the drill');
+  if (!stop.graceful || stop.exit.code !== 0)
+    failures.push(
+      `the service did not exit 0 within ${Limits.stopTimeoutMs} ms of SIGTERM (${describeExit(stop.exit)})`,
+    );
+  if (ctx.feed.endedAtMs !== undefined && ctx.feed.endedAtMs < (ctx.phases.burstEndMs ?? 0) - 1_000)
+    io.progress(`note: the scenario's ${options.fills} fills ran out before the burst ended`);
+  return { ok: failures.length === 0, json: report, summary: summaryLines(report), failures };
+}
+
+function abortedResult(error: unknown, held: Held, signal: AbortSignal): DrillResult {
+  const reason = signal.aborted ? signal.reason : error;
+  const message = reason instanceof Error ? reason.message : String(reason);
+  const ctx = held.ctx;
+  return {
+    ok: false,
+    json: {
+      fillsPublished: ctx?.feed?.published ?? 0,
+      fillsAllocated: ctx?.meter?.latest?.allocated ?? 0,
+      rssPeakMiB: ctx?.rss?.peakMiB ?? null,
+      invariantsOk: false,
+      error: message,
+    },
+    summary: [`burst drill aborted: ${message.split('\n')[0]}`],
+    failures: [`drill aborted: ${message}`],
+  };
+}
+
+async function teardown(held: Held, abort: AbortController, keep: boolean): Promise<void> {
+  const ctx = held.ctx;
+  if (ctx?.child?.alive) await ctx.child.kill().catch(() => undefined);
+  killAllChildren();
+  abort.abort(new Error('the drill is over'));
+  ctx?.meter?.stop();
+  await ctx?.feed?.done.catch(() => undefined);
+  await ctx?.rss?.stop().catch(() => undefined);
+  await held.db?.close().catch(() => undefined);
+  await held.handles?.nc.close().catch(() => undefined);
+  await held.sandbox?.cleanup(keep);
+}
+
+export async function runBurstDrill(argv: string[], io: DrillIO): Promise<DrillResult> {
+  let options: BurstOptions;
+  try {
+    options = parseBurstOptions(argv);
+    loadConfig(process.env);
+  } catch (error) {
+    if (error instanceof UsageError || error instanceof ConfigError)
+      return usageResult(BURST_USAGE, error);
+    throw error;
+  }
+  if (options.help) return usageResult(BURST_USAGE);
+  const abort = new AbortController();
+  const removeHandlers = onInterrupt(abort, io);
+  const held: Held = {};
+  try {
+    return await burstDrill(options, io, abort.signal, held);
+  } catch (error) {
+    return abortedResult(error, held, abort.signal);
+  } finally {
+    await teardown(held, abort, options.keep).finally(removeHandlers);
+  }
+}

@@ -1,0 +1,1237 @@
+/**
+ * The kill drill: the service as a child process, SIGKILLed K times at
+ * random moments (before it is ready, while it catches up, in steady state)
+ * and restarted each time, while this process streams fills into JetStream
+ * at a steady rate whatever the child is doing. Afterwards: nothing lost,
+ * nothing applied twice, every invariant exact, nothing dead-lettered; and
+ * how long each restart took to be ready and to catch up, and how many
+ * redeliveries the crashes cost.
+ *
+ *   npm run drill -- kill [--json] [--kills K] [--rate fills/s] [--fills N] ...
+ *
+ * Everything is measured from outside the child (its counters die with it):
+ * allocations from the database (live: the execution index, one row per
+ * FillAllocated; at the end: the journal itself, folded), deliveries from the
+ * JetStream server's consumer state.
+ */
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { lineEvents, type AccountEvent } from '../../actors/account/decider.ts';
+import type { BlockOrderEvent, Fill } from '../../actors/block-order/decider.ts';
+import { BLOCK_ORDER_KIND, UNCONFIRMED_EVENT_TYPES } from '../../actors/block-order/shell.ts';
+import type { Database } from '../../persistence/db.ts';
+import { keysWhoseLastEventIs } from '../../persistence/journal.ts';
+import { migrate } from '../../persistence/migrate.ts';
+import { seedReferenceData } from '../../persistence/reference.ts';
+import { ConfigError, loadConfig, streamNames, type Config } from '../../system/config.ts';
+import {
+  DeadLetterHeader,
+  ensureStreams,
+  fillPublisher,
+  openJetStream,
+  type NatsHandles,
+  type Publisher,
+  type StreamNames,
+} from '../../system/jetstream.ts';
+import { createLogger } from '../../system/log.ts';
+import { Permits } from '../../system/permits.ts';
+import { openDatabase, startService } from '../../system/service.ts';
+import { percentiles, round3 } from '../arms/common.ts';
+import { checkInvariants, readJournal, type InvariantReport } from '../invariants.ts';
+import { generateScenario, prng, type Scenario } from '../scenario.ts';
+import { deleteStreams, dropDatabase, freshDatabase, withDatabaseName } from '../support.ts';
+import {
+  ChildExitedError,
+  ChildService,
+  describeExit,
+  freePort,
+  killAllChildren,
+  type ChildExit,
+} from './child-service.ts';
+import {
+  parseDrillOptions,
+  UsageError,
+  usageResult,
+  type DrillIO,
+  type DrillResult,
+} from './common.ts';
+
+/** How a life is ended: what the plan asked for (the phase actually hit is recorded apart). */
+export const KillMode = {
+  /** Within 100 ms of the spawn: before it is ready. */
+  Starting: 'starting',
+  /** Just after it is ready, while it works off the backlog of its outage. */
+  Recovering: 'recovering',
+  /** After it caught up, at a random moment. */
+  Steady: 'steady',
+} as const;
+export type KillMode = (typeof KillMode)[keyof typeof KillMode];
+
+/** Where the child was when the SIGKILL landed. */
+export const Phase = {
+  NotReady: 'notReady',
+  Recovering: 'recovering',
+  Steady: 'steady',
+} as const;
+export type Phase = (typeof Phase)[keyof typeof Phase];
+
+/** The performance targets: reported met / not met, not part of `ok`. */
+export const Targets = {
+  readyMsP99: 2_000,
+  catchUpSecondsP99: 10,
+  /** "No nak storm": on average at most one redelivery per fill over the run. */
+  naksPerFill: 1,
+} as const;
+
+/** Every wait of the drill is bounded. */
+const Limits = {
+  readyTimeoutMs: 60_000,
+  /** The resolution of ready times; probing faster only steals CPU from the booting child. */
+  readyPollMs: 25,
+  /** A steady kill waits for catch-up at most this long, then kills anyway (recorded). */
+  catchUpWaitMaxMs: 60_000,
+  drainTimeoutMs: 180_000,
+  confirmTimeoutMs: 60_000,
+  /** SIGTERM → exit; the service's own shutdown bound is ask timeout + 10 s. */
+  stopTimeoutMs: 30_000,
+  reapTimeoutMs: 5_000,
+  /** The resolution of catch-up times. */
+  meterIntervalMs: 200,
+  meterFailuresMax: 5,
+  /**
+   * Caught up = allocated ≥ published this long ago: back at the offered rate
+   * with at most this much lag (a fill's latency on a quiet machine is ~20 ms;
+   * on a busy one it reaches hundreds of ms without any backlog building).
+   */
+  catchUpSlackMs: 1_000,
+  publishInFlightMax: 64,
+  publishAttemptsMax: 3,
+  startingKillWithinMs: 100,
+  recoveringKillWithinMs: 300,
+  /** A steady life runs this long after catching up, uniformly at random. */
+  steadyDwellMinMs: 1_000,
+  steadyDwellMaxMs: 4_000,
+  /** Publishing goes on this long after the last child is ready, then stops. */
+  tailPublishMs: 5_000,
+  examplesMax: 10,
+} as const;
+
+/** The service's own default: the drill measures what ships. */
+const DEFAULT_ACK_WAIT_MS = loadConfig({}).consumerAckWaitMs;
+const HOST = '127.0.0.1';
+/** How much of a child's last output a failure message quotes. */
+const FAILURE_OUTPUT_CHARS = 8_000;
+const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const SERVICE_ENTRY = fileURLToPath(new URL('../../system/main.ts', import.meta.url));
+
+export const USAGE = `npm run drill -- kill [--json] [--kills K] [--rate FILLS_PER_S] [--fills N]
+    [--accounts N] [--orders N] [--securities N] [--seed N] [--ack-wait-ms MS] [--keep]
+
+Runs the service as a child process (node system/main.ts), SIGKILLs it K times
+(default 20) at seeded random moments and restarts it, while fills stream into
+JetStream at a steady rate (default 400/s). Then checks that no fill was lost,
+none applied twice, every invariant holds and nothing was dead-lettered, and
+reports ready time, catch-up time and redeliveries per fill.
+Publishing goes on until ${Limits.tailPublishMs / 1000} s after the last restart is ready; --fills caps it
+(default rate x (10 s per kill + 60 s)). --ack-wait-ms is the child's
+CONSUMER_ACK_WAIT_MS (default ${DEFAULT_ACK_WAIT_MS}: a SIGKILLed child's unacked fills wait
+that long before the server redelivers them); --keep keeps the database and streams.`;
+
+export interface KillOptions {
+  kills: number;
+  ratePerSec: number;
+  fills: number;
+  accounts: number;
+  orders: number;
+  securities: number;
+  seed: number;
+  ackWaitMs: number;
+  keep: boolean;
+  help: boolean;
+}
+
+/** Parses the drill's options (`--json` is accepted and left to the command line); throws UsageError. */
+export function parseKillOptions(
+  argv: string[],
+  env: Record<string, string | undefined> = process.env,
+): KillOptions {
+  const { numbers: n, values } = parseDrillOptions(
+    argv,
+    {
+      kills: { fallback: 20, min: 0, max: 1_000 },
+      rate: { fallback: 400, min: 1, max: 100_000 },
+      // 0: derived from kills and rate below.
+      fills: { fallback: 0, min: 1, max: 10_000_000 },
+      accounts: { fallback: 2_000, min: 1, max: 10_000_000 },
+      orders: { fallback: 200, min: 1, max: 1_000_000 },
+      securities: { fallback: 50, min: 1, max: 100_000 },
+      seed: { fallback: 42, min: 0, max: 2 ** 31 },
+      'ack-wait-ms': {
+        fallback: Number(env.CONSUMER_ACK_WAIT_MS) || DEFAULT_ACK_WAIT_MS,
+        min: 1_000,
+        max: 3_600_000,
+      },
+    },
+    { keep: { type: 'boolean' } },
+  );
+  return {
+    kills: n.kills,
+    ratePerSec: n.rate,
+    fills: n.fills || n.rate * (n.kills * 10 + 60),
+    accounts: n.accounts,
+    orders: n.orders,
+    securities: n.securities,
+    seed: n.seed,
+    ackWaitMs: n['ack-wait-ms'],
+    keep: values.keep === true,
+    help: values.help === true,
+  };
+}
+
+/** The modes of K kills: an even mix of the three, in a seeded random order. */
+export function planKills(kills: number, rnd: () => number): KillMode[] {
+  const modes = [KillMode.Starting, KillMode.Recovering, KillMode.Steady];
+  const plan = Array.from({ length: kills }, (_, i) => modes[i % modes.length] ?? KillMode.Steady);
+  for (let i = plan.length - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1));
+    [plan[i], plan[j]] = [plan[j] ?? KillMode.Steady, plan[i] ?? KillMode.Steady];
+  }
+  return plan;
+}
+
+export interface AllocationComparison {
+  /** Published, never allocated. */
+  lost: string[];
+  /** Allocated more than once. */
+  duplicated: string[];
+  /** Allocated, never published. */
+  unexpected: string[];
+}
+
+/** Published fill ids against the fill ids of the journal's FillAllocated rows (one per row). */
+export function compareAllocations(
+  publishedFillIds: Iterable<string>,
+  allocatedFillIds: Iterable<string>,
+): AllocationComparison {
+  const counts = new Map<string, number>();
+  for (const id of allocatedFillIds) counts.set(id, (counts.get(id) ?? 0) + 1);
+  const published = new Set(publishedFillIds);
+  return {
+    lost: [...published].filter((id) => !counts.has(id)),
+    duplicated: [...counts].filter(([, n]) => n > 1).map(([id]) => id),
+    unexpected: [...counts.keys()].filter((id) => !published.has(id)),
+  };
+}
+
+/** Counts keys seen more than once (each extra sighting counts); keeps a few examples. */
+export class RepeatCounter {
+  readonly #seen = new Set<string>();
+  repeats = 0;
+  readonly examples: string[] = [];
+  add(key: string): void {
+    if (!this.#seen.has(key)) {
+      this.#seen.add(key);
+      return;
+    }
+    this.repeats++;
+    if (this.examples.length < Limits.examplesMax) this.examples.push(key);
+  }
+}
+
+/**
+ * Streams fills into JetStream at a steady rate, in order, with a bounded
+ * number unacknowledged; keeps when each was acknowledged, so "published by
+ * time t" can be asked later. A failed publish is retried with the same
+ * message id (the server deduplicates), then fails the feed.
+ */
+class FillFeed {
+  readonly total: number;
+  readonly done: Promise<void>;
+  readonly startedAtMs: number;
+  readonly #ratePerSec: number;
+  /** performance.now() of each acknowledgement, ascending. */
+  readonly #ackedAtMs: number[] = [];
+  #stopRequested = false;
+  #endedAtMs: number | undefined;
+
+  constructor(args: {
+    publisher: Publisher;
+    fills: readonly Fill[];
+    ratePerSec: number;
+    signal: AbortSignal;
+  }) {
+    this.total = args.fills.length;
+    this.#ratePerSec = args.ratePerSec;
+    this.startedAtMs = performance.now();
+    this.done = this.#run(args);
+    // Observed by whoever awaits it; never an unhandled rejection meanwhile.
+    this.done.catch(() => undefined);
+  }
+
+  get published(): number {
+    return this.#ackedAtMs.length;
+  }
+
+  /** Fills acknowledged by JetStream at or before `atMs` (performance.now() time). */
+  publishedAt(atMs: number): number {
+    let lo = 0;
+    let hi = this.#ackedAtMs.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((this.#ackedAtMs[mid] ?? Infinity) <= atMs) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** Ends publishing after the fills already scheduled; `done` resolves once they are acknowledged. */
+  stop(): void {
+    this.#stopRequested = true;
+  }
+
+  /** performance.now() when the last fill was acknowledged, once publishing is over. */
+  get endedAtMs(): number | undefined {
+    return this.#endedAtMs;
+  }
+
+  async #run(args: {
+    publisher: Publisher;
+    fills: readonly Fill[];
+    signal: AbortSignal;
+  }): Promise<void> {
+    const gate = new Permits(Limits.publishInFlightMax);
+    let failure: unknown;
+    for (let i = 0; i < args.fills.length && failure === undefined && !this.#stopRequested; i++) {
+      const fill = args.fills[i];
+      if (!fill) break;
+      const waitMs = this.startedAtMs + (i * 1000) / this.#ratePerSec - performance.now();
+      if (waitMs > 1) await sleep(waitMs, undefined, { signal: args.signal });
+      await gate.acquire();
+      publishWithRetry(args.publisher, fill)
+        .then(
+          () => void this.#ackedAtMs.push(performance.now()),
+          (error: unknown) => (failure ??= error),
+        )
+        .finally(() => gate.release());
+    }
+    await gate.idle();
+    this.#endedAtMs = performance.now();
+    if (failure !== undefined) throw failure;
+  }
+}
+
+async function publishWithRetry(publisher: Publisher, fill: Fill): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await publisher.publishFill(fill);
+    } catch (error) {
+      if (attempt >= Limits.publishAttemptsMax) throw error;
+    }
+  }
+}
+
+interface Sample {
+  /** performance.now() when the count query started: the count is at least this fresh. */
+  atMs: number;
+  allocated: number;
+}
+
+/** Polls the count of allocated fills; `next()` waits for the next sample. */
+class AllocationMeter {
+  latest: Sample = { atMs: 0, allocated: 0 };
+  readonly #db: Database;
+  readonly #signal: AbortSignal;
+  readonly #waiters: Array<{ resolve(s: Sample): void; reject(e: unknown): void }> = [];
+  #failure: unknown;
+  #stopped = false;
+  readonly done: Promise<void>;
+
+  constructor(db: Database, signal: AbortSignal) {
+    this.#db = db;
+    this.#signal = signal;
+    this.done = this.#run();
+  }
+
+  next(): Promise<Sample> {
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+
+  stop(): void {
+    this.#stopped = true;
+  }
+
+  async #run(): Promise<void> {
+    let failures = 0;
+    try {
+      while (!this.#stopped) {
+        const atMs = performance.now();
+        try {
+          this.latest = { atMs, allocated: await countAllocated(this.#db) };
+          failures = 0;
+          for (const w of this.#waiters.splice(0)) w.resolve(this.latest);
+        } catch (error) {
+          if (++failures >= Limits.meterFailuresMax) throw error;
+        }
+        await sleep(Limits.meterIntervalMs, undefined, { signal: this.#signal });
+      }
+      throw new Error('the allocation meter was stopped');
+    } catch (error) {
+      this.#failure = error;
+      for (const w of this.#waiters.splice(0)) w.reject(error);
+    }
+  }
+}
+
+/**
+ * Fills allocated so far. The execution index holds one row per fill, written
+ * in the same commit as its FillAllocated journal row, so its count is the
+ * count of those rows; it is a narrow table, where counting the journal's
+ * FillAllocated rows (wide rows with payloads) costs ~100 ms per poll at
+ * 100k rows and would eat the CPU the service under test needs. The final
+ * checks fold the journal itself.
+ */
+async function countAllocated(db: Database): Promise<number> {
+  const rows = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM executions');
+  return rows[0]?.n ?? 0;
+}
+
+export interface LifeRecord {
+  life: number;
+  pid: number;
+  port: number;
+  /** The planned kill, or `final` for the last child (stopped with SIGTERM). */
+  mode: KillMode | 'final';
+  /** Seconds since the drill started publishing. */
+  spawnedAtS: number;
+  /** Published minus allocated when it was spawned. */
+  backlogAtSpawn: number;
+  /** Spawn → /readyz 200; null if it was killed first. */
+  readyMs: number | null;
+  /**
+   * Spawn → the first sample, once ready, where every fill published before
+   * the spawn is allocated and allocation is within catchUpSlackMs of
+   * publishing; null if it was killed first.
+   */
+  catchUpMs: number | null;
+  /**
+   * A steady life that had not caught up after catchUpWaitMaxMs: how long it
+   * had been running then (a lower bound of its catch-up time, counted as one).
+   */
+  catchUpAtLeastMs: number | null;
+  killedAfterMs: number | null;
+  phaseAtKill: Phase | null;
+  backlogAtKill: number | null;
+  exit: ChildExit | null;
+}
+
+/** One child's life: its watchers record ready and catch-up times as they happen. */
+class Life {
+  readonly record: LifeRecord;
+  readonly child: ChildService;
+  /** When we signalled it; samples from then on no longer count for it. */
+  endedAtMs: number | undefined;
+  readonly ready: Promise<{ ok: true } | { ok: false; error: unknown }>;
+  readonly caughtUp: Promise<unknown>;
+  readonly #publishedAtSpawn: number;
+
+  constructor(ctx: Ctx, child: ChildService, record: LifeRecord) {
+    this.child = child;
+    this.record = record;
+    this.#publishedAtSpawn = ctx.feed.published;
+    this.ready = child
+      .waitReady({
+        url: `http://${HOST}:${record.port}/readyz`,
+        timeoutMs: Limits.readyTimeoutMs,
+        pollMs: Limits.readyPollMs,
+        signal: ctx.signal,
+      })
+      .then(
+        (ms) => {
+          record.readyMs = round3(ms);
+          return { ok: true as const };
+        },
+        (error: unknown) => ({ ok: false as const, error }),
+      );
+    this.caughtUp = this.#watchCatchUp(ctx).catch((error: unknown) => error);
+  }
+
+  get phase(): Phase {
+    if (this.record.readyMs === null) return Phase.NotReady;
+    return this.record.catchUpMs === null ? Phase.Recovering : Phase.Steady;
+  }
+
+  async #watchCatchUp(ctx: Ctx): Promise<void> {
+    const spawnedAtMs = this.child.spawnedAtMs;
+    for (;;) {
+      const s = await ctx.meter.next();
+      if (this.endedAtMs !== undefined && s.atMs >= this.endedAtMs) return;
+      if (!this.child.alive) return;
+      // Caught up: everything published before the spawn is allocated (the
+      // outage's backlog is worked off) and allocation keeps pace with new fills.
+      const due = Math.max(
+        this.#publishedAtSpawn,
+        ctx.feed.publishedAt(s.atMs - Limits.catchUpSlackMs),
+      );
+      // Only a child that is ready (consuming) can be back at the offered rate.
+      const readyAtMs = this.record.readyMs === null ? Infinity : spawnedAtMs + this.record.readyMs;
+      if (s.atMs >= readyAtMs && s.allocated >= due) {
+        this.record.catchUpMs = round3(s.atMs - spawnedAtMs);
+        return;
+      }
+    }
+  }
+}
+
+interface Ctx {
+  options: KillOptions;
+  config: Config;
+  names: StreamNames;
+  db: Database;
+  nats: NatsHandles;
+  feed: FillFeed;
+  meter: AllocationMeter;
+  rnd: () => number;
+  signal: AbortSignal;
+  io: DrillIO;
+  lives: Life[];
+  t0Ms: number;
+}
+
+const pause = (ctx: Ctx, ms: number) => sleep(ms, undefined, { signal: ctx.signal });
+
+async function spawnLife(ctx: Ctx, index: number, mode: LifeRecord['mode']): Promise<Life> {
+  const port = await freePort(HOST);
+  const child = await ChildService.spawn({
+    entry: SERVICE_ENTRY,
+    cwd: REPO_ROOT,
+    env: {
+      ...process.env,
+      DATABASE_URL: ctx.config.databaseUrl,
+      BLOCKFILL_NAMESPACE: ctx.config.namespace,
+      PORT: String(port),
+      HOST,
+      CONSUMER_ACK_WAIT_MS: String(ctx.options.ackWaitMs),
+    },
+  });
+  const backlog = ctx.feed.published - ctx.meter.latest.allocated;
+  const record: LifeRecord = {
+    life: index,
+    pid: child.pid,
+    port,
+    mode,
+    spawnedAtS: round3((child.spawnedAtMs - ctx.t0Ms) / 1000),
+    backlogAtSpawn: Math.max(0, backlog),
+    readyMs: null,
+    catchUpMs: null,
+    catchUpAtLeastMs: null,
+    killedAfterMs: null,
+    phaseAtKill: null,
+    backlogAtKill: null,
+    exit: null,
+  };
+  const life = new Life(ctx, child, record);
+  ctx.lives.push(life);
+  return life;
+}
+
+/** Waits for `work`, but fails at once if the child exits by itself meanwhile. */
+async function whileAlive<T>(life: Life, work: Promise<T>): Promise<T> {
+  const exited = Symbol('exited');
+  const outcome = await Promise.race([work, life.child.exited.then(() => exited)]);
+  if (outcome === exited || life.child.exitedUnasked) throw crashError(life);
+  return outcome as T;
+}
+
+function crashError(life: Life): Error {
+  const exit = life.child.exit ?? { code: null, signal: null };
+  return new Error(
+    `the service (life ${life.record.life}, pid ${life.child.pid}) exited by itself ` +
+      `(${describeExit(exit)}); its last output:\n${life.child.output(FAILURE_OUTPUT_CHARS)}`,
+  );
+}
+
+async function untilReady(life: Life): Promise<void> {
+  const ready = await whileAlive(life, life.ready);
+  if (!ready.ok) {
+    if (ready.error instanceof ChildExitedError && life.child.exitedUnasked) throw crashError(life);
+    throw ready.error;
+  }
+}
+
+/** Waits for catch-up at most `timeoutMs`; returns whether it caught up. */
+async function untilCaughtUp(ctx: Ctx, life: Life, timeoutMs: number): Promise<boolean> {
+  const timedOut = pause(ctx, timeoutMs).then(() => 'timeout' as const);
+  const outcome = await whileAlive(life, Promise.race([life.caughtUp, timedOut]));
+  if (outcome === 'timeout') return false;
+  if (outcome !== undefined) throw outcome;
+  return life.record.catchUpMs !== null;
+}
+
+async function untilKillMoment(ctx: Ctx, life: Life, mode: KillMode): Promise<void> {
+  switch (mode) {
+    case KillMode.Starting:
+      return whileAlive(life, pause(ctx, ctx.rnd() * Limits.startingKillWithinMs));
+    case KillMode.Recovering:
+      await untilReady(life);
+      return whileAlive(life, pause(ctx, ctx.rnd() * Limits.recoveringKillWithinMs));
+    case KillMode.Steady: {
+      await untilReady(life);
+      if (!(await untilCaughtUp(ctx, life, Limits.catchUpWaitMaxMs))) {
+        life.record.catchUpAtLeastMs = round3(performance.now() - life.child.spawnedAtMs);
+        ctx.io.progress(`  life ${life.record.life}: not caught up after the wait; killing anyway`);
+      }
+      const { steadyDwellMinMs: min, steadyDwellMaxMs: max } = Limits;
+      return whileAlive(life, pause(ctx, min + ctx.rnd() * (max - min)));
+    }
+    default: {
+      const never: never = mode;
+      throw new Error(`unknown kill mode ${String(never)}`);
+    }
+  }
+}
+
+async function killLife(ctx: Ctx, life: Life): Promise<void> {
+  const r = life.record;
+  const atMs = performance.now();
+  r.phaseAtKill = life.phase;
+  r.backlogAtKill = Math.max(0, ctx.feed.published - ctx.meter.latest.allocated);
+  life.endedAtMs = atMs;
+  r.exit = await life.child.kill(Limits.reapTimeoutMs);
+  r.killedAfterMs = round3(atMs - life.child.spawnedAtMs);
+  await life.ready;
+  await life.caughtUp;
+}
+
+function describeLife(r: LifeRecord): string {
+  const ms = (x: number | null) => (x === null ? '-' : `${Math.round(x)} ms`);
+  const end =
+    r.mode === 'final'
+      ? 'stopped with SIGTERM'
+      : `SIGKILL (${r.mode}, hit ${r.phaseAtKill}) after ${ms(r.killedAfterMs)}, backlog ${r.backlogAtKill}`;
+  return `  life ${r.life} pid ${r.pid}: ready ${ms(r.readyMs)}, caught up ${ms(r.catchUpMs)}, ${end}`;
+}
+
+/** K lives ended by SIGKILL, then the last one, left running for the drain. */
+async function runLives(ctx: Ctx): Promise<Life> {
+  const plan = planKills(ctx.options.kills, ctx.rnd);
+  ctx.io.progress(`kill plan: ${plan.join(', ') || '(none)'}`);
+  for (let i = 0; i < plan.length; i++) {
+    const mode = plan[i] ?? KillMode.Steady;
+    const life = await spawnLife(ctx, i, mode);
+    await untilKillMoment(ctx, life, mode);
+    await killLife(ctx, life);
+    ctx.io.progress(describeLife(life.record));
+  }
+  const last = await spawnLife(ctx, plan.length, 'final');
+  await untilReady(last);
+  ctx.io.progress(
+    `all ${plan.length} kills done; ${ctx.feed.published} fills published, ` +
+      `${ctx.meter.latest.allocated} allocated; publishing ${Limits.tailPublishMs / 1000} s more, then draining ...`,
+  );
+  return last;
+}
+
+/** Publishing ends after a last stretch; every fill is allocated and every allocation confirmed; bounded. */
+async function drain(ctx: Ctx, last: Life): Promise<void> {
+  if (ctx.feed.endedAtMs === undefined) await whileAlive(last, pause(ctx, Limits.tailPublishMs));
+  ctx.feed.stop();
+  await whileAlive(last, ctx.feed.done);
+  const deadlineMs = performance.now() + Limits.drainTimeoutMs;
+  for (;;) {
+    const s = await whileAlive(last, ctx.meter.next());
+    if (s.allocated >= ctx.feed.published) break;
+    if (performance.now() > deadlineMs)
+      throw new Error(
+        `only ${s.allocated}/${ctx.feed.published} fills allocated ${Limits.drainTimeoutMs} ms after publishing ended`,
+      );
+  }
+  const confirmDeadlineMs = performance.now() + Limits.confirmTimeoutMs;
+  for (;;) {
+    const keys = await whileAlive(
+      last,
+      keysWhoseLastEventIs(ctx.db, `${BLOCK_ORDER_KIND}-`, UNCONFIRMED_EVENT_TYPES),
+    );
+    if (keys.length === 0) return;
+    if (performance.now() > confirmDeadlineMs)
+      throw new Error(`${keys.length} block orders still have unconfirmed allocations`);
+    await pause(ctx, Limits.meterIntervalMs);
+  }
+}
+
+interface StopOutcome {
+  exit: ChildExit;
+  graceful: boolean;
+  ms: number;
+}
+
+async function stopLast(ctx: Ctx, last: Life): Promise<StopOutcome> {
+  last.endedAtMs = performance.now();
+  const startedMs = performance.now();
+  const { exit, graceful } = await last.child.stop(Limits.stopTimeoutMs);
+  last.record.exit = exit;
+  await last.ready;
+  await last.caughtUp;
+  ctx.io.progress(describeLife(last.record));
+  return { exit, graceful, ms: Math.round(performance.now() - startedMs) };
+}
+
+interface ServerCounts {
+  streamMessages: number;
+  /** Σ delivered.consumer_seq over the run's durables: every delivery, first or not. */
+  deliveries: number;
+  /** Deliveries beyond the first of each message: naks and ack-wait expiries alike. */
+  redeliveries: number;
+  ackPending: number;
+  deadLettered: number;
+  deadLetterReasons: string[];
+}
+
+async function serverCounts(ctx: Ctx): Promise<ServerCounts> {
+  const { jsm } = ctx.nats;
+  const stream = await jsm.streams.info(ctx.names.executions);
+  let deliveries = 0;
+  let pending = 0;
+  let ackPending = 0;
+  for (let p = 0; p < ctx.config.partitions; p++) {
+    const info = await jsm.consumers.info(ctx.names.executions, `${ctx.names.durablePrefix}_P${p}`);
+    deliveries += info.delivered.consumer_seq;
+    pending += info.num_pending;
+    ackPending += info.num_ack_pending;
+  }
+  const firstDeliveries = stream.state.messages - pending;
+  const dlq = await jsm.streams.info(ctx.names.deadLetter);
+  const deadLetterReasons: string[] = [];
+  const firstSeq = dlq.state.first_seq;
+  for (
+    let seq = firstSeq;
+    seq < firstSeq + Math.min(dlq.state.messages, Limits.examplesMax);
+    seq++
+  ) {
+    const m = await jsm.streams.getMessage(ctx.names.deadLetter, { seq }).catch(() => null);
+    if (m)
+      deadLetterReasons.push(
+        `${m.header.get(DeadLetterHeader.Reason)} ${m.header.get(DeadLetterHeader.OriginalSubject)}: ${m.header.get(DeadLetterHeader.Detail)}`,
+      );
+  }
+  return {
+    streamMessages: stream.state.messages,
+    deliveries,
+    redeliveries: deliveries - firstDeliveries,
+    ackPending,
+    deadLettered: dlq.state.messages,
+    deadLetterReasons,
+  };
+}
+
+interface JournalFold {
+  allocatedFillIds: string[];
+  lines: RepeatCounter;
+}
+
+/** The journal, decoded here: every allocated fill id, and every account line applied. */
+async function foldJournal(db: Database): Promise<JournalFold> {
+  const allocatedFillIds: string[] = [];
+  for await (const { event } of readJournal(db, `${BLOCK_ORDER_KIND}-`)) {
+    const e = event as BlockOrderEvent;
+    if (e.type === 'FillAllocated') allocatedFillIds.push(e.fill.fillId);
+  }
+  const lines = new RepeatCounter();
+  for await (const { key, event } of readJournal(db, 'account-')) {
+    const accountId = key.slice('account-'.length);
+    for (const line of lineEvents(event as AccountEvent)) {
+      const a = line.allocation;
+      lines.add(`${a.blockOrderId}|${a.fillSeq}|${accountId}`);
+    }
+  }
+  return { allocatedFillIds, lines };
+}
+
+async function countJournalRows(db: Database): Promise<number> {
+  const rows = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM journal');
+  return rows[0]?.n ?? 0;
+}
+
+/**
+ * checkInvariants needs live actors: a service in this process, started on
+ * the drained journal, answers the API; it must find nothing left to do.
+ */
+async function checkBooks(
+  ctx: Ctx,
+  scenario: Scenario,
+): Promise<{ report: InvariantReport; rowsWrittenByChecker: number }> {
+  const rowsBefore = await countJournalRows(ctx.db);
+  const service = await startService(ctx.config, {
+    log: createLogger('error', { service: 'blockfill-kill-check' }),
+  });
+  try {
+    const report = await checkInvariants({
+      db: service.db,
+      app: service.app,
+      seed: scenario.seed,
+      fillsByOrder: scenario.fillsByOrder,
+      idPrefix: scenario.options.idPrefix,
+    });
+    return { report, rowsWrittenByChecker: (await countJournalRows(ctx.db)) - rowsBefore };
+  } finally {
+    await service.stop();
+  }
+}
+
+interface Verdict {
+  server: ServerCounts;
+  comparison: AllocationComparison;
+  fillsAllocated: number;
+  duplicateLines: RepeatCounter;
+  invariants: InvariantReport;
+  rowsWrittenByChecker: number;
+}
+
+/**
+ * The scenario as far as it was published: each order's fills in publish
+ * order are a prefix of its sequence, so a prefix of the stream is a
+ * scenario of its own (an order with none published stays unopened).
+ */
+export function publishedPart(scenario: Scenario, published: number): Scenario {
+  const publishOrder = scenario.publishOrder.slice(0, published);
+  const fillsByOrder = new Map<string, Fill[]>();
+  for (const id of scenario.fillsByOrder.keys()) fillsByOrder.set(id, []);
+  for (const fill of publishOrder) fillsByOrder.get(fill.blockOrderId)?.push(fill);
+  return { ...scenario, publishOrder, fillsByOrder };
+}
+
+async function verify(ctx: Ctx, whole: Scenario): Promise<Verdict> {
+  const scenario = publishedPart(whole, ctx.feed.published);
+  ctx.io.progress('counting deliveries and dead letters on the server ...');
+  const server = await serverCounts(ctx);
+  ctx.io.progress('folding the journal: lost and duplicated fills and lines ...');
+  const fold = await foldJournal(ctx.db);
+  const comparison = compareAllocations(
+    scenario.publishOrder.map((f) => f.fillId),
+    fold.allocatedFillIds,
+  );
+  ctx.io.progress('checking every invariant (journal and live actors) ...');
+  const { report, rowsWrittenByChecker } = await checkBooks(ctx, scenario);
+  return {
+    server,
+    comparison,
+    fillsAllocated: new Set(fold.allocatedFillIds).size,
+    duplicateLines: fold.lines,
+    invariants: report,
+    rowsWrittenByChecker,
+  };
+}
+
+function failuresOf(ctx: Ctx, v: Verdict, stop: StopOutcome): string[] {
+  const failures: string[] = [];
+  const examples = (ids: string[]) => ids.slice(0, Limits.examplesMax).join(', ');
+  const { lost, duplicated, unexpected } = v.comparison;
+  if (lost.length > 0)
+    failures.push(`${lost.length} published fills never allocated: ${examples(lost)}`);
+  if (duplicated.length > 0)
+    failures.push(`${duplicated.length} fills allocated more than once: ${examples(duplicated)}`);
+  if (unexpected.length > 0)
+    failures.push(
+      `${unexpected.length} allocated fills were never published: ${examples(unexpected)}`,
+    );
+  if (v.duplicateLines.repeats > 0)
+    failures.push(
+      `${v.duplicateLines.repeats} account lines applied more than once: ${v.duplicateLines.examples.join(', ')}`,
+    );
+  for (const violation of v.invariants.violations.slice(0, Limits.examplesMax))
+    failures.push(`invariant: ${violation}`);
+  if (v.server.deadLettered > 0)
+    failures.push(
+      `${v.server.deadLettered} good fills dead-lettered: ${v.server.deadLetterReasons.join('; ')}`,
+    );
+  if (v.server.streamMessages !== ctx.feed.published)
+    failures.push(
+      `the stream holds ${v.server.streamMessages} fills, ${ctx.feed.published} were published`,
+    );
+  if (!stop.graceful || stop.exit.code !== 0)
+    failures.push(
+      `the last child did not exit 0 within ${Limits.stopTimeoutMs} ms of SIGTERM (${describeExit(stop.exit)})`,
+    );
+  if (v.rowsWrittenByChecker !== 0)
+    failures.push(
+      `the drained journal was not final: a fresh start wrote ${v.rowsWrittenByChecker} rows`,
+    );
+  return failures;
+}
+
+const databaseNameOf = (config: Pick<Config, 'databaseUrl'>): string =>
+  new URL(config.databaseUrl).pathname.slice(1);
+
+const notNull = <T>(x: T | null): x is T => x !== null;
+
+/**
+ * From each kill that found the service caught up to the next moment some
+ * life caught up: how long one crash, and any further crashes during its
+ * recovery, kept the service below the offered rate.
+ */
+export function outagesMs(records: readonly LifeRecord[]): number[] {
+  const out: number[] = [];
+  let startMs: number | undefined;
+  for (const r of records) {
+    const spawnMs = r.spawnedAtS * 1000;
+    if (startMs !== undefined && r.catchUpMs !== null) {
+      out.push(spawnMs + r.catchUpMs - startMs);
+      startMs = undefined;
+    }
+    if (startMs === undefined && r.phaseAtKill === Phase.Steady && r.killedAfterMs !== null)
+      startMs = spawnMs + r.killedAfterMs;
+  }
+  return out;
+}
+
+function timing(records: LifeRecord[]) {
+  const readyMs = records.map((r) => r.readyMs).filter(notNull);
+  const catchUpMs = records.map((r) => r.catchUpMs ?? r.catchUpAtLeastMs).filter(notNull);
+  const ready = percentiles(readyMs);
+  const catchUp = percentiles(catchUpMs);
+  const outages = percentiles(outagesMs(records));
+  const seconds = (ms: number | undefined) => (ms === undefined ? null : round3(ms / 1000));
+  const spread = (p: ReturnType<typeof percentiles>) => ({
+    p50: seconds(p?.p50),
+    p99: seconds(p?.p99),
+    max: seconds(p?.max),
+  });
+  return {
+    readyMsP99: ready?.p99 ?? null,
+    catchUpSecondsP99: seconds(catchUp?.p99),
+    readyMs: { p50: ready?.p50 ?? null, p99: ready?.p99 ?? null, max: ready?.max ?? null },
+    catchUpSeconds: spread(catchUp),
+    outageSeconds: spread(outages),
+    /** Lives killed before they were ready / had caught up: no figure for them. */
+    livesWithoutReady: records.length - readyMs.length,
+    livesWithoutCatchUp: records.length - catchUpMs.length,
+  };
+}
+
+function killsByPhase(records: LifeRecord[]): Record<Phase, number> {
+  const out: Record<Phase, number> = { notReady: 0, recovering: 0, steady: 0 };
+  for (const r of records) if (r.phaseAtKill) out[r.phaseAtKill]++;
+  return out;
+}
+
+function drillConfig(ctx: Ctx) {
+  const o = ctx.options;
+  return {
+    kills: o.kills,
+    ratePerSec: o.ratePerSec,
+    fills: o.fills,
+    accounts: o.accounts,
+    orders: o.orders,
+    securities: o.securities,
+    seed: o.seed,
+    partitions: ctx.config.partitions,
+    consumerAckWaitMs: o.ackWaitMs,
+    consumerNakDelayMs: ctx.config.consumerNakDelayMs,
+    catchUpSlackMs: Limits.catchUpSlackMs,
+    meterIntervalMs: Limits.meterIntervalMs,
+    database: databaseNameOf(ctx.config),
+    namespace: ctx.config.namespace,
+    kept: o.keep,
+  };
+}
+
+type Timing = ReturnType<typeof timing>;
+type Target = { max: number; met: boolean };
+
+/** The drill's figures: the JSON of --json (a type, not an interface, so it is a plain record). */
+export type KillReport = {
+  kills: number;
+  fillsPublished: number;
+  fillsAllocated: number;
+  lostFills: number;
+  /** Fills allocated twice plus account lines applied twice. */
+  duplicateApplications: number;
+  invariantsOk: boolean;
+  readyMsP99: number | null;
+  catchUpSecondsP99: number | null;
+  /** Every redelivery per published fill: naks and ack-wait expiries alike. */
+  naksPerFill: number;
+  deadLettered: number;
+  deadLetterReasons: string[];
+  duplicateFills: number;
+  duplicateLines: number;
+  unpublishedAllocations: number;
+  redeliveries: number;
+  deliveries: number;
+  targets: { readyMsP99: Target; catchUpSecondsP99: Target; naksPerFill: Target };
+  readyMs: Timing['readyMs'];
+  catchUpSeconds: Timing['catchUpSeconds'];
+  /** Kill in steady state → caught up again, across kills during the recovery (outagesMs). */
+  outageSeconds: Timing['outageSeconds'];
+  livesWithoutReady: number;
+  livesWithoutCatchUp: number;
+  killsByPhase: Record<Phase, number>;
+  sigterm: { exitCode: number | null; signal: string | null; graceful: boolean; ms: number };
+  invariantChecks: number;
+  durationSeconds: number;
+  /** When publishing ended (seconds since it started): after the kills, unless --fills ran out. */
+  publishingEndedAtS: number | null;
+  /** Kills with no fills flowing any more (--fills ran out first): they test less. */
+  killsAfterPublishingEnded: number;
+  config: ReturnType<typeof drillConfig>;
+  timeline: LifeRecord[];
+};
+
+function buildReport(ctx: Ctx, v: Verdict, stop: StopOutcome, durationMs: number): KillReport {
+  const records = ctx.lives.map((l) => l.record);
+  const t = timing(records);
+  const fillsPublished = ctx.feed.published;
+  const naksPerFill = round3(v.server.redeliveries / Math.max(1, fillsPublished));
+  const target = (x: number | null, max: number) => ({ max, met: x !== null && x <= max });
+  const ended = ctx.feed.endedAtMs;
+  const endedS = ended === undefined ? null : round3((ended - ctx.t0Ms) / 1000);
+  return {
+    kills: records.filter((r) => r.mode !== 'final' && r.exit !== null).length,
+    fillsPublished,
+    fillsAllocated: v.fillsAllocated,
+    lostFills: v.comparison.lost.length,
+    duplicateApplications: v.comparison.duplicated.length + v.duplicateLines.repeats,
+    invariantsOk: v.invariants.ok,
+    readyMsP99: t.readyMsP99,
+    catchUpSecondsP99: t.catchUpSecondsP99,
+    naksPerFill,
+    deadLettered: v.server.deadLettered,
+    deadLetterReasons: v.server.deadLetterReasons,
+    duplicateFills: v.comparison.duplicated.length,
+    duplicateLines: v.duplicateLines.repeats,
+    unpublishedAllocations: v.comparison.unexpected.length,
+    redeliveries: v.server.redeliveries,
+    deliveries: v.server.deliveries,
+    targets: {
+      readyMsP99: target(t.readyMsP99, Targets.readyMsP99),
+      catchUpSecondsP99: target(t.catchUpSecondsP99, Targets.catchUpSecondsP99),
+      naksPerFill: target(naksPerFill, Targets.naksPerFill),
+    },
+    readyMs: t.readyMs,
+    catchUpSeconds: t.catchUpSeconds,
+    outageSeconds: t.outageSeconds,
+    livesWithoutReady: t.livesWithoutReady,
+    livesWithoutCatchUp: t.livesWithoutCatchUp,
+    killsByPhase: killsByPhase(records),
+    sigterm: {
+      exitCode: stop.exit.code,
+      signal: stop.exit.signal,
+      graceful: stop.graceful,
+      ms: stop.ms,
+    },
+    invariantChecks: v.invariants.checks,
+    durationSeconds: round3(durationMs / 1000),
+    publishingEndedAtS: endedS,
+    killsAfterPublishingEnded: records.filter(
+      (r) =>
+        endedS !== null &&
+        r.killedAfterMs !== null &&
+        r.spawnedAtS + r.killedAfterMs / 1000 > endedS,
+    ).length,
+    config: drillConfig(ctx),
+    timeline: records,
+  };
+}
+
+function summaryLines(r: KillReport): string[] {
+  const metText = (t: Target) => (t.met ? 'met' : 'NOT MET');
+  const spread = (
+    x: { p50: number | null; p99: number | null; max: number | null },
+    unit: string,
+  ) => (x.p99 === null ? '-' : `p50 ${x.p50} ${unit}, p99 ${x.p99} ${unit}, max ${x.max} ${unit}`);
+  const p = r.killsByPhase;
+  const c = r.config;
+  const ranOut = r.killsAfterPublishingEnded;
+  return [
+    `kill drill: ${r.kills} SIGKILLs (${p.notReady} before ready, ${p.recovering} while catching up, ${p.steady} steady) at ${c.ratePerSec} fills/s over ${r.durationSeconds} s`,
+    `fills published ${r.fillsPublished} (until ${r.publishingEndedAtS} s${ranOut > 0 ? `; --fills ran out before ${ranOut} kills` : ''}), allocated ${r.fillsAllocated}, lost ${r.lostFills}, applied twice ${r.duplicateApplications}, dead-lettered ${r.deadLettered}`,
+    `invariants ${r.invariantsOk ? 'ALL HOLD' : 'VIOLATED'} (${r.invariantChecks} exact checks)`,
+    `ready (spawn -> /readyz 200): ${spread(r.readyMs, 'ms')}; target p99 <= ${r.targets.readyMsP99.max} ms: ${metText(r.targets.readyMsP99)} (${r.livesWithoutReady} lives killed before ready)`,
+    `catch-up (spawn -> allocated = published): ${spread(r.catchUpSeconds, 's')}; target p99 <= ${r.targets.catchUpSecondsP99.max} s: ${metText(r.targets.catchUpSecondsP99)} (${r.livesWithoutCatchUp} lives killed before catching up; a steady life still behind after ${Limits.catchUpWaitMaxMs / 1000} s counts with the time it ran)`,
+    `outage (SIGKILL in steady state -> caught up again, kills during recovery included): ${spread(r.outageSeconds, 's')}`,
+    `redeliveries ${r.redeliveries} = ${r.naksPerFill} per fill (every redelivery: naks and ack-wait expiries); target <= ${r.targets.naksPerFill.max}: ${metText(r.targets.naksPerFill)}`,
+    `last child: SIGTERM -> exit ${r.sigterm.exitCode} in ${r.sigterm.ms} ms${r.sigterm.graceful ? '' : ' (NOT graceful)'}`,
+    `child CONSUMER_ACK_WAIT_MS ${c.consumerAckWaitMs}, CONSUMER_NAK_DELAY_MS ${c.consumerNakDelayMs}, ${c.partitions} partitions; database ${c.database}${c.kept ? ' (kept)' : ' (dropped)'}`,
+  ];
+}
+
+/** What a run holds, so the teardown can release it however the run ended. */
+interface Held {
+  db?: Database;
+  nats?: NatsHandles;
+  ctx?: Ctx;
+}
+
+async function prepare(config: Config, scenario: Scenario, held: Held): Promise<void> {
+  held.db = await openDatabase(config, 4);
+  await migrate(held.db);
+  await seedReferenceData(held.db, scenario.seed);
+  held.nats = await openJetStream(config, 'blockfill-kill-drill');
+  await ensureStreams(held.nats.jsm, streamNames(config), config.partitions, {
+    replicas: config.streamReplicas,
+    maxAgeMs: config.streamMaxAgeMs,
+  });
+}
+
+async function drill(
+  options: KillOptions,
+  config: Config,
+  io: DrillIO,
+  signal: AbortSignal,
+  held: Held,
+): Promise<DrillResult> {
+  const scenario = generateScenario({
+    seed: options.seed,
+    fills: options.fills,
+    accounts: options.accounts,
+    blockOrders: options.orders,
+    securities: options.securities,
+  });
+  io.progress(
+    `scenario: ${options.securities} securities, ${options.accounts} accounts, ${options.orders} block orders, up to ${options.fills} fills at ${options.ratePerSec}/s; database ${databaseNameOf(config)}, namespace ${config.namespace}`,
+  );
+  await freshDatabase(config.databaseUrl, databaseNameOf(config));
+  await prepare(config, scenario, held);
+  const { db, nats } = held;
+  if (!db || !nats) throw new Error('prepare left no database or NATS connection');
+  const names = streamNames(config);
+  const feed = new FillFeed({
+    publisher: fillPublisher(nats.js, names, config.partitions),
+    fills: scenario.publishOrder,
+    ratePerSec: options.ratePerSec,
+    signal,
+  });
+  const meter = new AllocationMeter(db, signal);
+  // A separate stream of randomness from the scenario's, same seed → same kills.
+  const rnd = prng(options.seed ^ 0x5eed_c0de);
+  const ctx: Ctx = {
+    options,
+    config,
+    names,
+    db,
+    nats,
+    feed,
+    meter,
+    rnd,
+    signal,
+    io,
+    lives: [],
+    t0Ms: feed.startedAtMs,
+  };
+  held.ctx = ctx;
+  const last = await runLives(ctx);
+  await drain(ctx, last);
+  const stop = await stopLast(ctx, last);
+  const durationMs = performance.now() - ctx.t0Ms;
+  meter.stop();
+  const verdict = await verify(ctx, scenario);
+  const report = buildReport(ctx, verdict, stop, durationMs);
+  const failures = failuresOf(ctx, verdict, stop);
+  return { ok: failures.length === 0, json: report, summary: summaryLines(report), failures };
+}
+
+function abortedResult(error: unknown, ctx: Ctx | undefined, signal: AbortSignal): DrillResult {
+  const reason = signal.aborted ? signal.reason : error;
+  const message = reason instanceof Error ? reason.message : String(reason);
+  const timeline = ctx?.lives.map((l) => l.record) ?? [];
+  const kills = timeline.filter((r) => r.mode !== 'final' && r.exit !== null).length;
+  return {
+    ok: false,
+    json: {
+      kills,
+      fillsPublished: ctx?.feed.published ?? 0,
+      fillsAllocated: ctx?.meter.latest.allocated ?? 0,
+      invariantsOk: false,
+      error: message,
+      ...(ctx ? { config: drillConfig(ctx) } : {}),
+      timeline,
+    },
+    summary: [`kill drill aborted after ${kills} kills: ${message.split('\n')[0]}`],
+    failures: [`drill aborted: ${message}`],
+  };
+}
+
+/** Ends every child, the publishing and the meter; removes the run's streams and database. */
+async function teardown(args: {
+  held: Held;
+  abort: AbortController;
+  config: Config;
+  baseUrl: string;
+  databaseName: string;
+  keep: boolean;
+  io: DrillIO;
+}): Promise<void> {
+  const { held, config } = args;
+  for (const life of held.ctx?.lives ?? []) {
+    if (life.child.alive) await life.child.kill(Limits.reapTimeoutMs).catch(() => undefined);
+  }
+  killAllChildren();
+  args.abort.abort(new Error('the drill is over'));
+  await held.ctx?.feed.done.catch(() => undefined);
+  await held.ctx?.meter.done;
+  await held.db?.close().catch(() => undefined);
+  const nats =
+    held.nats ?? (await openJetStream(config, 'blockfill-kill-cleanup').catch(() => undefined));
+  if (nats) {
+    if (!args.keep) await deleteStreams(nats.jsm, config.namespace).catch(() => undefined);
+    await nats.nc.close().catch(() => undefined);
+  }
+  if (args.keep)
+    args.io.progress(`kept database ${args.databaseName} and namespace ${config.namespace}`);
+  else
+    await dropDatabase(args.baseUrl, args.databaseName).catch((error: Error) =>
+      args.io.progress(`could not drop database ${args.databaseName}: ${error.message}`),
+    );
+}
+
+/** The drill's own SIGINT/SIGTERM: kill the child at once, then clean up; a second one exits. */
+function onInterrupt(abort: AbortController, io: DrillIO): () => void {
+  let signals = 0;
+  const handler = (signal: NodeJS.Signals) => {
+    killAllChildren();
+    if (++signals > 1) process.exit(130);
+    io.progress(`${signal}: killed the service; cleaning up ...`);
+    abort.abort(new Error(`interrupted by ${signal}`));
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return () => {
+    process.off('SIGINT', handler);
+    process.off('SIGTERM', handler);
+  };
+}
+
+export async function runKillDrill(argv: string[], io: DrillIO): Promise<DrillResult> {
+  let options: KillOptions;
+  let base: Config;
+  try {
+    options = parseKillOptions(argv);
+    base = loadConfig(process.env);
+  } catch (error) {
+    if (error instanceof UsageError || error instanceof ConfigError)
+      return usageResult(USAGE, error);
+    throw error;
+  }
+  if (options.help) return usageResult(USAGE);
+  const suffix = randomBytes(4).toString('hex');
+  const databaseName = `blockfill_kill_${suffix}`;
+  const config: Config = {
+    ...base,
+    databaseUrl: withDatabaseName(base.databaseUrl, databaseName),
+    namespace: `KILL${suffix.toUpperCase()}`,
+  };
+  const abort = new AbortController();
+  const removeHandlers = onInterrupt(abort, io);
+  const held: Held = {};
+  try {
+    return await drill(options, config, io, abort.signal, held);
+  } catch (error) {
+    return abortedResult(error, held.ctx, abort.signal);
+  } finally {
+    await teardown({
+      ...{ held, abort, config, baseUrl: base.databaseUrl, databaseName },
+      ...{ keep: options.keep, io },
+    }).finally(removeHandlers);
+  }
+}
