@@ -95,13 +95,16 @@ export async function checkInvariants(args: {
   let allocationLines = 0;
 
   const allocatedByOrder = new Map<string, Map<string, bigint>>();
-  for await (const { key, event } of readJournal(db, `block-order-${args.idPrefix}`)) {
+  const journaledFills = new Map<string, JournaledFill>();
+  for await (const { key, seq, event } of readJournal(db, `block-order-${args.idPrefix}`)) {
     const e = event as BlockOrderEvent;
     const id = key.slice('block-order-'.length);
     const order = orders.get(id);
     if (!order) continue;
     if (e.type !== 'FillAllocated') continue;
     fills++;
+    check(!journaledFills.has(e.fill.fillId), () => `fill id ${e.fill.fillId}: allocated twice`);
+    journaledFills.set(e.fill.fillId, { fill: e.fill, key, sequenceNr: seq });
     const published = fillsByOrder.get(id)?.[e.fill.seq - 1];
     check(
       published !== undefined &&
@@ -220,6 +223,7 @@ export async function checkInvariants(args: {
     );
   }
   await checkSuspenseLedger(db, args.idPrefix, openSuspense, check);
+  await checkExecutionIndex(db, args.idPrefix, journaledFills, check);
 
   // The live actors, through the API, agree with the journal-derived books.
   const concurrency = 64;
@@ -302,6 +306,60 @@ export async function checkInvariants(args: {
   };
 }
 
+/** A fill as its FillAllocated journal row holds it, with that row's address. */
+interface JournaledFill {
+  fill: Fill;
+  key: string;
+  sequenceNr: number;
+}
+
+/**
+ * The execution index (SQL) holds exactly one row per allocated fill, equal
+ * to the journaled fill and naming its journal row: it is what turns a
+ * re-used fill id into a conflict, so a missing or different row is a hole.
+ */
+async function checkExecutionIndex(
+  db: Database,
+  idPrefix: string,
+  journaled: ReadonlyMap<string, JournaledFill>,
+  check: (condition: boolean, message: () => string) => void,
+): Promise<void> {
+  const rows = await db.query<{
+    fill_id: string;
+    block_order_id: string;
+    fill_seq: string;
+    quantity: string;
+    price: string;
+    persistence_key: string;
+    sequence_nr: string;
+  }>(
+    `SELECT fill_id, block_order_id, fill_seq::text, quantity::text, price::text,
+            persistence_key, sequence_nr::text
+     FROM executions WHERE block_order_id LIKE $1`,
+    [likePrefix(idPrefix)],
+  );
+  check(
+    rows.length === journaled.size,
+    () => `execution index has ${rows.length} rows, the journals ${journaled.size} fills`,
+  );
+  for (const row of rows) {
+    const j = journaled.get(row.fill_id);
+    check(
+      j !== undefined &&
+        j.fill.blockOrderId === row.block_order_id &&
+        BigInt(j.fill.seq) === BigInt(row.fill_seq) &&
+        j.fill.quantity === BigInt(row.quantity) &&
+        j.fill.price === BigInt(row.price) &&
+        j.key === row.persistence_key &&
+        j.sequenceNr === Number(row.sequence_nr),
+      () => `execution index row ${row.fill_id} differs from the journal`,
+    );
+  }
+}
+
+/** A LIKE pattern for ids that start with `idPrefix` (its wildcards escaped). */
+const likePrefix = (idPrefix: string): string => `${idPrefix.replace(/[\\%_]/g, '\\$&')}%`;
+
 /** The suspense ledger (SQL) holds exactly the refused lines the journals say are open. */
 async function checkSuspenseLedger(
   db: Database,
@@ -309,11 +367,12 @@ async function checkSuspenseLedger(
   openSuspense: ReadonlyMap<string, Allocation>,
   check: (condition: boolean, message: () => string) => void,
 ): Promise<void> {
+  const prefixPattern = likePrefix(idPrefix);
   const rows = await db.query<{ k: string; quantity: string }>(
     `SELECT s.block_order_id || '|' || s.fill_seq || '|' || s.account_id AS k, s.quantity::text
      FROM suspense s LEFT JOIN suspense_resolutions r USING (block_order_id, fill_seq, account_id)
      WHERE r.resolution IS NULL AND s.account_id LIKE $1`,
-    [`${idPrefix.replace(/[\\%_]/g, '\\$&')}%`],
+    [prefixPattern],
   );
   check(
     rows.length === openSuspense.size,
@@ -323,4 +382,12 @@ async function checkSuspenseLedger(
     const a = openSuspense.get(row.k);
     check(a?.quantity === BigInt(row.quantity), () => `${row.k}: suspense ledger differs`);
   }
+  // A resolution of a line that was never in suspense would hide a booking.
+  const [orphans] = await db.query<{ n: number }>(
+    `SELECT count(*)::int AS n
+     FROM suspense_resolutions r LEFT JOIN suspense s USING (block_order_id, fill_seq, account_id)
+     WHERE s.account_id IS NULL AND r.account_id LIKE $1`,
+    [prefixPattern],
+  );
+  check(orphans?.n === 0, () => `${orphans?.n} suspense resolutions without a suspense line`);
 }

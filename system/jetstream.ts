@@ -218,6 +218,8 @@ export class FillConsumer {
   /** When each held message was first held (held at most #heldMaxMs per delivery). */
   readonly #heldFirst = new WeakMap<JsMsg, number>();
   readonly #heldMaxMs: number;
+  /** Stale held fills the ticker dispatched again: stop() waits for them too. */
+  readonly #redispatches = new Set<Promise<void>>();
   #running = false;
   readonly stats: ConsumerStats = {
     acked: 0,
@@ -401,8 +403,12 @@ export class FillConsumer {
     const quietMs = this.#deps.config.consumerAckWaitMs / 3;
     for (const [m, sinceMs] of this.#working) if (nowMs - sinceMs >= quietMs) m.working();
     for (const { m } of this.#held.items()) m.working();
-    for (const { m, fill } of this.#held.takeStale(nowMs, HELD_RETRY_AFTER_MS))
-      void this.#redispatch(m, fill);
+    if (!this.#running) return;
+    for (const { m, fill } of this.#held.takeStale(nowMs, HELD_RETRY_AFTER_MS)) {
+      const redispatch = this.#redispatch(m, fill);
+      this.#redispatches.add(redispatch);
+      void redispatch.finally(() => this.#redispatches.delete(redispatch));
+    }
   }
 
   /**
@@ -483,9 +489,14 @@ export class FillConsumer {
     for (const it of this.#iterators) it.stop();
     await Promise.allSettled(this.#loops);
     await this.#slots.idle();
+    await Promise.allSettled([...this.#redispatches]);
     // Held fills go back at once, for the next process to take.
     for (const { m } of this.#held.takeAll()) m.nak();
     clearInterval(this.#ticker);
+    invariant(
+      this.#redispatches.size === 0,
+      'a held fill was re-dispatched after the consumer stopped',
+    );
   }
 
   /** Fills held ahead of their order's next seq, now. */

@@ -3,13 +3,14 @@
  * the configured services. SIGTERM/SIGINT shut it down gracefully.
  */
 import module from 'node:module';
-import { BlockfillError, ErrorCode } from '../actors/errors.ts';
-import { ConfigError, loadConfig } from './config.ts';
-import { createLogger } from './log.ts';
 
-// V8's code cache for the modules loaded next (about a quarter of a second
-// of every start, which is downtime after a crash). Best effort.
+// V8's code cache for every module loaded after this line (about a quarter
+// of a second of every start, which is downtime after a crash), so the rest
+// is imported dynamically. Best effort.
 module.enableCompileCache?.();
+const { BlockfillError, ErrorCode } = await import('../actors/errors.ts');
+const { ConfigError, loadConfig } = await import('./config.ts');
+const { createLogger } = await import('./log.ts');
 const { startService } = await import('./service.ts');
 
 /**

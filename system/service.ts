@@ -152,6 +152,16 @@ function appOptions(config: Config) {
 export async function startService(config: Config, options: ServiceOptions = {}): Promise<Service> {
   const log = options.log ?? createLogger(config.logLevel, { service: 'blockfill' });
   const stops = new Stops(log);
+  // NATS connects while the database opens: both are on the restart path.
+  const natsOpening = openNats(config);
+  // Awaited after the database; until then its failure must not be unhandled.
+  natsOpening.catch(() => undefined);
+  stops.add('nats close', () =>
+    natsOpening.then(
+      ({ nats }) => nats.nc.close(),
+      () => undefined,
+    ),
+  );
   try {
     const db = await openDatabase(config);
     stops.add('database close', () => db.close());
@@ -166,8 +176,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     const observer = options.observer ?? noopObserver;
     const actors = startActors(config, { journal, reference, clock, observer, log, faults });
     stops.add('actors', () => actors.close());
-    const { nats, names, durables } = await openNats(config);
-    stops.add('nats close', () => nats.nc.close());
+    const { nats, names, durables } = await natsOpening;
     const askTimeoutMs = config.actorAskTimeoutMs;
     const allocate = (fill: Fill) =>
       actors.blockOrders.ask<AllocateFillReply>(

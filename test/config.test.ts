@@ -36,7 +36,7 @@ const DEFAULTS: Config = {
   streamMaxAgeMs: 604_800_000,
   consumerInFlightMax: 2000,
   consumerMaxAckPending: 4000,
-  consumerAckWaitMs: 5_000,
+  consumerAckWaitMs: 2_000,
   consumerDeliveriesMax: 100,
   consumerNakDelayMs: 200,
   journalBatchEventsMax: 2000,

@@ -2,13 +2,12 @@ import t from 'tap';
 import { Database } from '../persistence/db.ts';
 import { loadConfig, streamNames } from '../system/config.ts';
 import { openJetStream } from '../system/jetstream.ts';
+import { compareAllocations, RepeatCounter } from '../simulations/drills/books.ts';
 import {
-  compareAllocations,
   KillMode,
   outagesMs,
   parseKillOptions,
   planKills,
-  RepeatCounter,
   runKillDrill,
   type KillReport,
   type LifeRecord,
@@ -76,7 +75,7 @@ t.test('kills are planned as an even, seeded mix of the three moments', async (t
 
 t.test('options: defaults, sizes and refusals', async (t) => {
   const defaults = parseKillOptions([], {});
-  t.match(defaults, { kills: 20, ratePerSec: 400, fills: 400 * (20 * 10 + 60), ackWaitMs: 5_000 });
+  t.match(defaults, { kills: 20, ratePerSec: 400, fills: 400 * (20 * 10 + 60), ackWaitMs: 2_000 });
   t.equal(parseKillOptions(['--json'], {}).kills, 20, '--json is left to the command line');
   t.equal(parseKillOptions([], { CONSUMER_ACK_WAIT_MS: '5000' }).ackWaitMs, 5_000);
   t.match(parseKillOptions(['--kills', '3', '--rate', '100', '--fills', '50'], {}), {

@@ -14,17 +14,19 @@ import { connectNats } from '../system/jetstream.ts';
 import { offeredPerSec, parseBurstOptions, runBurstDrill } from '../simulations/drills/burst.ts';
 import { DRILLS, USAGE } from '../simulations/drills/cli.ts';
 import {
-  drainedSample,
   FillFeed,
-  outageTimeline,
-  parseOutageOptions,
   parseProcStatus,
   RssSampler,
-  runOutageDrill,
-  untilAborted,
   summarizeLog,
+  untilAborted,
   type MeterSample,
   type ReadinessPoll,
+} from '../simulations/drills/harness.ts';
+import {
+  drainedSample,
+  outageTimeline,
+  parseOutageOptions,
+  runOutageDrill,
 } from '../simulations/drills/outage.ts';
 import { PrivateServers, privateServersAvailable } from '../simulations/drills/private-servers.ts';
 import { generateScenario } from '../simulations/scenario.ts';

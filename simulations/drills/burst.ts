@@ -13,10 +13,9 @@
  * The publisher itself may not reach 10 x on this machine: the rate the
  * server actually acknowledged during the burst is reported as offered.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { Database } from '../../persistence/db.ts';
-import { ConfigError, loadConfig, streamNames, type Config } from '../../system/config.ts';
+import { loadConfig, streamNames, type Config } from '../../system/config.ts';
 import {
   ensureStreams,
   openJetStream,
@@ -25,33 +24,34 @@ import {
 } from '../../system/jetstream.ts';
 import { openDatabase } from '../../system/service.ts';
 import { round3 } from '../arms/common.ts';
-import { generateScenario } from '../scenario.ts';
-import { describeExit, killAllChildren, type ChildService } from './child-service.ts';
 import {
-  parseDrillOptions,
-  round1,
-  UsageError,
-  usageResult,
-  type DrillIO,
-  type DrillResult,
-} from './common.ts';
+  verdictFailures,
+  verdictFigures,
+  verifyRun,
+  type Verdict,
+  type VerdictFigures,
+} from './books.ts';
+import type { ChildService } from './child-service.ts';
+import { parseDrillOptions, round1, type DrillIO, type DrillResult } from './common.ts';
 import {
-  CHILD_OUTPUT_CHARS_MAX,
+  childLog,
+  drillScenario,
+  endChildren,
   FillFeed,
-  HOST,
-  jetStreamPublisher,
-  onInterrupt,
+  jetStreamFeed,
+  pause,
   ProgressMeter,
   RssSampler,
+  runGuarded,
+  serviceEndFailures,
   spawnService,
-  summarizeLog,
-  untilAborted,
-  verdictFailures,
-  verifyRun,
+  stopService,
   whileAlive,
+  withTimeout,
   type LogSummary,
-  type Verdict,
-} from './outage.ts';
+  type ScenarioSize,
+  type ServiceEnd,
+} from './harness.ts';
 import { openSandbox, untilConfirmed, type Sandbox } from './sandbox.ts';
 
 /** See docs/DRILLS.md (`burst`) for how this default was chosen. */
@@ -81,17 +81,12 @@ nothing was lost or doubled, every invariant holds and nothing was dead-lettered
                ends early if it runs out (reported)
   --keep       keep the run's database and streams`;
 
-export interface BurstOptions {
+export interface BurstOptions extends ScenarioSize {
   sustainablePerSec: number;
   factor: number;
   seconds: number;
   warmUpS: number;
   rssBoundMiB: number;
-  fills: number;
-  accounts: number;
-  orders: number;
-  securities: number;
-  seed: number;
   drainTimeoutS: number;
   quick: boolean;
   keep: boolean;
@@ -139,12 +134,12 @@ const Limits = {
   rssIntervalMs: 250,
   meterIntervalMs: 500,
   meterProbeTimeoutMs: 5_000,
-  publishTimeoutMs: 10_000,
-  /** Enough unacknowledged publishes to keep one connection busy at tens of thousands per second. */
-  publishInFlightMax: 1_024,
-  /** The publisher lags rather than buffers: the burst is what the server took. */
-  publishBufferMax: 4_096,
-  failingForMaxMs: 60_000,
+  /**
+   * Enough unacknowledged publishes to keep one connection busy at tens of
+   * thousands per second; a small buffer, so the publisher lags rather than
+   * buffers (the burst is what the server took).
+   */
+  feed: { inFlightMax: 1_024, bufferMax: 4_096, publishTimeoutMs: 10_000, failingForMaxMs: 60_000 },
 } as const;
 
 /**
@@ -195,12 +190,7 @@ interface Held {
 }
 
 async function setUp(options: BurstOptions, io: DrillIO, signal: AbortSignal, held: Held) {
-  const scenario = generateScenario({
-    seed: options.seed,
-    fills: options.fills,
-    accounts: options.accounts,
-    blockOrders: options.orders,
-    securities: options.securities,
+  const scenario = drillScenario(options, {
     accountsPerOrderMin: BURST_ACCOUNTS_PER_ORDER.min,
     accountsPerOrderMax: BURST_ACCOUNTS_PER_ORDER.max,
   });
@@ -219,12 +209,10 @@ async function setUp(options: BurstOptions, io: DrillIO, signal: AbortSignal, he
     replicas: config.streamReplicas,
     maxAgeMs: config.streamMaxAgeMs,
   });
-  const { child, port } = await spawnService(config);
-  held.ctx = { child };
-  await child.waitReady({
-    url: `http://${HOST}:${port}/readyz`,
-    timeoutMs: Limits.readyTimeoutMs,
+  const { child } = await spawnService(config, {
+    readyTimeoutMs: Limits.readyTimeoutMs,
     signal,
+    spawned: (c) => (held.ctx = { child: c }),
   });
   io.progress(
     `database ${sandbox.databaseName}, namespace ${config.namespace}; service pid ${child.pid} ready; ` +
@@ -232,14 +220,9 @@ async function setUp(options: BurstOptions, io: DrillIO, signal: AbortSignal, he
       `${options.factor * options.sustainablePerSec}/s (scenario: up to ${options.fills} fills)`,
   );
   const rss = new RssSampler(child.pid, Limits.rssIntervalMs);
-  const feed = new FillFeed({
-    publish: jetStreamPublisher(handles.js, names, config.partitions, Limits.publishTimeoutMs),
-    fills: scenario.publishOrder,
-    ratePerSec: options.sustainablePerSec,
-    inFlightMax: Limits.publishInFlightMax,
-    bufferMax: Limits.publishBufferMax,
-    failingForMaxMs: Limits.failingForMaxMs,
-    signal,
+  const feed = jetStreamFeed(handles.js, config, {
+    ...{ fills: scenario.publishOrder, ratePerSec: options.sustainablePerSec, signal },
+    ...Limits.feed,
   });
   const meter = new ProgressMeter({
     probe: ackedProbe(handles.jsm, names, config.partitions),
@@ -256,20 +239,20 @@ async function setUp(options: BurstOptions, io: DrillIO, signal: AbortSignal, he
   return { ctx, scenario, handles };
 }
 
-const pause = (ctx: BurstCtx, ms: number, what: string) =>
-  whileAlive(ctx.child, sleep(Math.max(0, ms), undefined, { signal: ctx.signal }), what);
+const steady = (ctx: BurstCtx, ms: number, what: string) =>
+  whileAlive(ctx.child, pause(ctx.signal, ms), what);
 
 /** Warm-up at the sustainable rate, the burst, then the last publishes acknowledged. */
 async function publish(ctx: BurstCtx): Promise<void> {
   const { options: o, phases, feed } = ctx;
-  await pause(ctx, o.warmUpS * 1000, 'the warm-up');
+  await steady(ctx, o.warmUpS * 1000, 'the warm-up');
   phases.warmUpEndMs = performance.now();
   feed.setRate(o.factor * o.sustainablePerSec);
   ctx.io.progress(`burst: ${o.factor * o.sustainablePerSec} fills/s for ${o.seconds} s ...`);
   // Against a deadline: on a busy machine timers fire late, and late pauses would add up.
   const endMs = phases.warmUpEndMs + o.seconds * 1000;
   for (let reportMs = phases.warmUpEndMs + 10_000; performance.now() < endMs;) {
-    await pause(ctx, Math.min(endMs, reportMs) - performance.now(), 'the burst');
+    await steady(ctx, Math.min(endMs, reportMs) - performance.now(), 'the burst');
     if (performance.now() < reportMs) continue;
     const atS = Math.round((reportMs - phases.warmUpEndMs) / 1000);
     reportMs += 10_000;
@@ -314,27 +297,14 @@ async function drain(ctx: BurstCtx): Promise<void> {
   }
 }
 
-function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
-  });
-  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
-}
-
-export type BurstReport = {
+export type BurstReport = VerdictFigures & {
   sustainablePerSec: number;
   offeredPerSec: number;
   seconds: number;
-  fillsPublished: number;
-  fillsAllocated: number;
   rssPeakMiB: number;
   rssBoundMiB: number;
   withinBound: boolean;
   drainSeconds: number;
-  lostFills: number;
-  duplicateApplications: number;
-  invariantsOk: boolean;
   [more: string]: unknown;
 };
 
@@ -350,35 +320,29 @@ export function offeredPerSec(
     : 0;
 }
 
-function buildReport(
-  ctx: BurstCtx,
-  v: Verdict,
-  stop: { exit: { code: number | null; signal: string | null }; graceful: boolean },
-): BurstReport {
+function buildReport(ctx: BurstCtx, v: Verdict, stop: ServiceEnd): BurstReport {
   const { options: o, phases: p, feed, rss } = ctx;
   const warmEnd = p.warmUpEndMs ?? ctx.t0Ms;
   const burstEnd = p.burstEndMs ?? warmEnd;
   const drainedAt = p.drainedAtMs ?? burstEnd;
   const drainSeconds = round3((drainedAt - burstEnd) / 1000);
   const backlog = (p.publishedAtBurstEnd ?? 0) - (p.allocatedAtBurstEnd ?? 0);
-  const log: LogSummary = summarizeLog(
-    ctx.child.output(),
-    [],
-    ctx.child.output().length >= CHILD_OUTPUT_CHARS_MAX,
-  );
+  const log = childLog(ctx.child);
+  const f = verdictFigures(v);
   return {
     sustainablePerSec: o.sustainablePerSec,
     offeredPerSec: offeredPerSec(feed, warmEnd, burstEnd),
     seconds: round3((burstEnd - warmEnd) / 1000),
-    fillsPublished: v.fillsPublished,
-    fillsAllocated: v.fillsAllocated,
+    // The order of docs/DRILLS.md's example.
+    fillsPublished: f.fillsPublished,
+    fillsAllocated: f.fillsAllocated,
     rssPeakMiB: rss.peakMiB,
     rssBoundMiB: o.rssBoundMiB,
     withinBound: rss.peakMiB <= o.rssBoundMiB,
     drainSeconds,
-    lostFills: v.lost.length,
-    duplicateApplications: v.duplicated.length + v.duplicateLines.repeats,
-    invariantsOk: v.invariants.ok,
+    lostFills: f.lostFills,
+    duplicateApplications: f.duplicateApplications,
+    invariantsOk: f.invariantsOk,
     targetPerSec: o.factor * o.sustainablePerSec,
     warmUpPerSec: offeredPerSec(feed, ctx.t0Ms, warmEnd),
     rssMiB: {
@@ -437,42 +401,26 @@ async function burstDrill(
   await untilConfirmed(held.db, Limits.confirmTimeoutMs);
   ctx.meter.stop();
   await ctx.rss.stop();
-  const restarted = ctx.child.exitedUnasked;
-  const stop = await ctx.child.stop(Limits.stopTimeoutMs);
-  const verdict = await untilAborted(
-    verifyRun({
-      config: ctx.config,
-      db: held.db,
-      nats: handles,
-      scenario,
-      published: ctx.feed.published,
-      io,
-      signal: ctx.signal,
-    }),
-    ctx.signal,
-  );
-  const report = buildReport(ctx, verdict, stop);
+  const end = await stopService(ctx.child, Limits.stopTimeoutMs);
+  const verdict = await verifyRun({
+    ...{ config: ctx.config, db: held.db, nats: handles, scenario, io, signal },
+    published: ctx.feed.published,
+  });
+  const report = buildReport(ctx, verdict, end);
   const failures = verdictFailures(verdict);
   if (!report.withinBound)
     failures.push(
       `the child's RSS peaked at ${report.rssPeakMiB} MiB, above the bound of ${report.rssBoundMiB} MiB`,
     );
-  if (restarted) failures.push('the service exited by itself during the drill');
-  if (!stop.graceful || stop.exit.code !== 0)
-    failures.push(
-      `the service did not exit 0 within ${Limits.stopTimeoutMs} ms of SIGTERM (${describeExit(stop.exit)})`,
-    );
+  failures.push(...serviceEndFailures(end, Limits.stopTimeoutMs));
   if (ctx.feed.endedAtMs !== undefined && ctx.feed.endedAtMs < (ctx.phases.burstEndMs ?? 0) - 1_000)
     io.progress(`note: the scenario's ${options.fills} fills ran out before the burst ended`);
   return { ok: failures.length === 0, json: report, summary: summaryLines(report), failures };
 }
 
-function abortedResult(error: unknown, held: Held, signal: AbortSignal): DrillResult {
-  const reason = signal.aborted ? signal.reason : error;
-  const message = reason instanceof Error ? reason.message : String(reason);
+function abortedResult(message: string, held: Held): Pick<DrillResult, 'json' | 'summary'> {
   const ctx = held.ctx;
   return {
-    ok: false,
     json: {
       fillsPublished: ctx?.feed?.published ?? 0,
       fillsAllocated: ctx?.meter?.latest?.allocated ?? 0,
@@ -481,15 +429,12 @@ function abortedResult(error: unknown, held: Held, signal: AbortSignal): DrillRe
       error: message,
     },
     summary: [`burst drill aborted: ${message.split('\n')[0]}`],
-    failures: [`drill aborted: ${message}`],
   };
 }
 
 async function teardown(held: Held, abort: AbortController, keep: boolean): Promise<void> {
   const ctx = held.ctx;
-  if (ctx?.child?.alive) await ctx.child.kill().catch(() => undefined);
-  killAllChildren();
-  abort.abort(new Error('the drill is over'));
+  await endChildren([ctx?.child], abort);
   ctx?.meter?.stop();
   await ctx?.feed?.done.catch(() => undefined);
   await ctx?.rss?.stop().catch(() => undefined);
@@ -498,25 +443,17 @@ async function teardown(held: Held, abort: AbortController, keep: boolean): Prom
   await held.sandbox?.cleanup(keep);
 }
 
-export async function runBurstDrill(argv: string[], io: DrillIO): Promise<DrillResult> {
-  let options: BurstOptions;
-  try {
-    options = parseBurstOptions(argv);
-    loadConfig(process.env);
-  } catch (error) {
-    if (error instanceof UsageError || error instanceof ConfigError)
-      return usageResult(BURST_USAGE, error);
-    throw error;
-  }
-  if (options.help) return usageResult(BURST_USAGE);
-  const abort = new AbortController();
-  const removeHandlers = onInterrupt(abort, io);
+export function runBurstDrill(argv: string[], io: DrillIO): Promise<DrillResult> {
   const held: Held = {};
-  try {
-    return await burstDrill(options, io, abort.signal, held);
-  } catch (error) {
-    return abortedResult(error, held, abort.signal);
-  } finally {
-    await teardown(held, abort, options.keep).finally(removeHandlers);
-  }
+  return runGuarded({
+    ...{ argv, io, usage: BURST_USAGE },
+    parse: (args) => {
+      const options = parseBurstOptions(args);
+      loadConfig(process.env); // a bad environment is a usage error, before the sandbox
+      return options;
+    },
+    run: (options, signal) => burstDrill(options, io, signal, held),
+    aborted: (message) => abortedResult(message, held),
+    teardown: (options, abort) => teardown(held, abort, options.keep),
+  });
 }

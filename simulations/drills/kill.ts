@@ -16,46 +16,40 @@
  */
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
-import { lineEvents, type AccountEvent } from '../../actors/account/decider.ts';
-import type { BlockOrderEvent, Fill } from '../../actors/block-order/decider.ts';
-import { BLOCK_ORDER_KIND, UNCONFIRMED_EVENT_TYPES } from '../../actors/block-order/shell.ts';
 import type { Database } from '../../persistence/db.ts';
-import { keysWhoseLastEventIs } from '../../persistence/journal.ts';
 import { migrate } from '../../persistence/migrate.ts';
 import { seedReferenceData } from '../../persistence/reference.ts';
-import { ConfigError, loadConfig, streamNames, type Config } from '../../system/config.ts';
-import {
-  DeadLetterHeader,
-  ensureStreams,
-  fillPublisher,
-  openJetStream,
-  type NatsHandles,
-  type Publisher,
-  type StreamNames,
-} from '../../system/jetstream.ts';
-import { createLogger } from '../../system/log.ts';
-import { Permits } from '../../system/permits.ts';
-import { openDatabase, startService } from '../../system/service.ts';
+import { loadConfig, streamNames, type Config } from '../../system/config.ts';
+import { ensureStreams, openJetStream, type NatsHandles } from '../../system/jetstream.ts';
+import { openDatabase } from '../../system/service.ts';
 import { percentiles, round3 } from '../arms/common.ts';
-import { checkInvariants, readJournal, type InvariantReport } from '../invariants.ts';
-import { generateScenario, prng, type Scenario } from '../scenario.ts';
+import { prng, type Scenario } from '../scenario.ts';
 import { deleteStreams, dropDatabase, freshDatabase, withDatabaseName } from '../support.ts';
 import {
-  ChildExitedError,
-  ChildService,
-  describeExit,
-  freePort,
-  killAllChildren,
-  type ChildExit,
-} from './child-service.ts';
+  verdictFailures,
+  verdictFigures,
+  verifyRun,
+  type Verdict,
+  type VerdictFigures,
+} from './books.ts';
+import { ChildService, describeExit, freePort, type ChildExit } from './child-service.ts';
+import { parseDrillOptions, type DrillIO, type DrillResult } from './common.ts';
 import {
-  parseDrillOptions,
-  UsageError,
-  usageResult,
-  type DrillIO,
-  type DrillResult,
-} from './common.ts';
+  drillScenario,
+  endChildren,
+  FillFeed,
+  HOST,
+  jetStreamFeed,
+  pause,
+  REPO_ROOT,
+  runGuarded,
+  SERVICE_ENTRY,
+  stopService,
+  whileAlive,
+  type ScenarioSize,
+  type ServiceEnd,
+} from './harness.ts';
+import { untilConfirmed } from './sandbox.ts';
 
 /** How a life is ended: what the plan asked for (the phase actually hit is recorded apart). */
 export const KillMode = {
@@ -105,8 +99,11 @@ const Limits = {
    * on a busy one it reaches hundreds of ms without any backlog building).
    */
   catchUpSlackMs: 1_000,
-  publishInFlightMax: 64,
-  publishAttemptsMax: 3,
+  /**
+   * No buffer beyond what is in flight (behind, the schedule lags); every
+   * publish failing for 30 s ends the drill (NATS is not meant to go away here).
+   */
+  feed: { inFlightMax: 64, bufferMax: 64, publishTimeoutMs: 5_000, failingForMaxMs: 30_000 },
   startingKillWithinMs: 100,
   recoveringKillWithinMs: 300,
   /** A steady life runs this long after catching up, uniformly at random. */
@@ -114,16 +111,10 @@ const Limits = {
   steadyDwellMaxMs: 4_000,
   /** Publishing goes on this long after the last child is ready, then stops. */
   tailPublishMs: 5_000,
-  examplesMax: 10,
 } as const;
 
 /** The service's own default: the drill measures what ships. */
 const DEFAULT_ACK_WAIT_MS = loadConfig({}).consumerAckWaitMs;
-const HOST = '127.0.0.1';
-/** How much of a child's last output a failure message quotes. */
-const FAILURE_OUTPUT_CHARS = 8_000;
-const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const SERVICE_ENTRY = fileURLToPath(new URL('../../system/main.ts', import.meta.url));
 
 export const USAGE = `npm run drill -- kill [--json] [--kills K] [--rate FILLS_PER_S] [--fills N]
     [--accounts N] [--orders N] [--securities N] [--seed N] [--ack-wait-ms MS] [--keep]
@@ -138,14 +129,9 @@ Publishing goes on until ${Limits.tailPublishMs / 1000} s after the last restart
 CONSUMER_ACK_WAIT_MS (default ${DEFAULT_ACK_WAIT_MS}: a SIGKILLed child's unacked fills wait
 that long before the server redelivers them); --keep keeps the database and streams.`;
 
-export interface KillOptions {
+export interface KillOptions extends ScenarioSize {
   kills: number;
   ratePerSec: number;
-  fills: number;
-  accounts: number;
-  orders: number;
-  securities: number;
-  seed: number;
   ackWaitMs: number;
   keep: boolean;
   help: boolean;
@@ -198,137 +184,6 @@ export function planKills(kills: number, rnd: () => number): KillMode[] {
     [plan[i], plan[j]] = [plan[j] ?? KillMode.Steady, plan[i] ?? KillMode.Steady];
   }
   return plan;
-}
-
-export interface AllocationComparison {
-  /** Published, never allocated. */
-  lost: string[];
-  /** Allocated more than once. */
-  duplicated: string[];
-  /** Allocated, never published. */
-  unexpected: string[];
-}
-
-/** Published fill ids against the fill ids of the journal's FillAllocated rows (one per row). */
-export function compareAllocations(
-  publishedFillIds: Iterable<string>,
-  allocatedFillIds: Iterable<string>,
-): AllocationComparison {
-  const counts = new Map<string, number>();
-  for (const id of allocatedFillIds) counts.set(id, (counts.get(id) ?? 0) + 1);
-  const published = new Set(publishedFillIds);
-  return {
-    lost: [...published].filter((id) => !counts.has(id)),
-    duplicated: [...counts].filter(([, n]) => n > 1).map(([id]) => id),
-    unexpected: [...counts.keys()].filter((id) => !published.has(id)),
-  };
-}
-
-/** Counts keys seen more than once (each extra sighting counts); keeps a few examples. */
-export class RepeatCounter {
-  readonly #seen = new Set<string>();
-  repeats = 0;
-  readonly examples: string[] = [];
-  add(key: string): void {
-    if (!this.#seen.has(key)) {
-      this.#seen.add(key);
-      return;
-    }
-    this.repeats++;
-    if (this.examples.length < Limits.examplesMax) this.examples.push(key);
-  }
-}
-
-/**
- * Streams fills into JetStream at a steady rate, in order, with a bounded
- * number unacknowledged; keeps when each was acknowledged, so "published by
- * time t" can be asked later. A failed publish is retried with the same
- * message id (the server deduplicates), then fails the feed.
- */
-class FillFeed {
-  readonly total: number;
-  readonly done: Promise<void>;
-  readonly startedAtMs: number;
-  readonly #ratePerSec: number;
-  /** performance.now() of each acknowledgement, ascending. */
-  readonly #ackedAtMs: number[] = [];
-  #stopRequested = false;
-  #endedAtMs: number | undefined;
-
-  constructor(args: {
-    publisher: Publisher;
-    fills: readonly Fill[];
-    ratePerSec: number;
-    signal: AbortSignal;
-  }) {
-    this.total = args.fills.length;
-    this.#ratePerSec = args.ratePerSec;
-    this.startedAtMs = performance.now();
-    this.done = this.#run(args);
-    // Observed by whoever awaits it; never an unhandled rejection meanwhile.
-    this.done.catch(() => undefined);
-  }
-
-  get published(): number {
-    return this.#ackedAtMs.length;
-  }
-
-  /** Fills acknowledged by JetStream at or before `atMs` (performance.now() time). */
-  publishedAt(atMs: number): number {
-    let lo = 0;
-    let hi = this.#ackedAtMs.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if ((this.#ackedAtMs[mid] ?? Infinity) <= atMs) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  }
-
-  /** Ends publishing after the fills already scheduled; `done` resolves once they are acknowledged. */
-  stop(): void {
-    this.#stopRequested = true;
-  }
-
-  /** performance.now() when the last fill was acknowledged, once publishing is over. */
-  get endedAtMs(): number | undefined {
-    return this.#endedAtMs;
-  }
-
-  async #run(args: {
-    publisher: Publisher;
-    fills: readonly Fill[];
-    signal: AbortSignal;
-  }): Promise<void> {
-    const gate = new Permits(Limits.publishInFlightMax);
-    let failure: unknown;
-    for (let i = 0; i < args.fills.length && failure === undefined && !this.#stopRequested; i++) {
-      const fill = args.fills[i];
-      if (!fill) break;
-      const waitMs = this.startedAtMs + (i * 1000) / this.#ratePerSec - performance.now();
-      if (waitMs > 1) await sleep(waitMs, undefined, { signal: args.signal });
-      await gate.acquire();
-      publishWithRetry(args.publisher, fill)
-        .then(
-          () => void this.#ackedAtMs.push(performance.now()),
-          (error: unknown) => (failure ??= error),
-        )
-        .finally(() => gate.release());
-    }
-    await gate.idle();
-    this.#endedAtMs = performance.now();
-    if (failure !== undefined) throw failure;
-  }
-}
-
-async function publishWithRetry(publisher: Publisher, fill: Fill): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await publisher.publishFill(fill);
-    } catch (error) {
-      if (attempt >= Limits.publishAttemptsMax) throw error;
-    }
-  }
 }
 
 interface Sample {
@@ -487,7 +342,6 @@ class Life {
 interface Ctx {
   options: KillOptions;
   config: Config;
-  names: StreamNames;
   db: Database;
   nats: NatsHandles;
   feed: FillFeed;
@@ -498,8 +352,6 @@ interface Ctx {
   lives: Life[];
   t0Ms: number;
 }
-
-const pause = (ctx: Ctx, ms: number) => sleep(ms, undefined, { signal: ctx.signal });
 
 async function spawnLife(ctx: Ctx, index: number, mode: LifeRecord['mode']): Promise<Life> {
   const port = await freePort(HOST);
@@ -537,33 +389,19 @@ async function spawnLife(ctx: Ctx, index: number, mode: LifeRecord['mode']): Pro
 }
 
 /** Waits for `work`, but fails at once if the child exits by itself meanwhile. */
-async function whileAlive<T>(life: Life, work: Promise<T>): Promise<T> {
-  const exited = Symbol('exited');
-  const outcome = await Promise.race([work, life.child.exited.then(() => exited)]);
-  if (outcome === exited || life.child.exitedUnasked) throw crashError(life);
-  return outcome as T;
-}
-
-function crashError(life: Life): Error {
-  const exit = life.child.exit ?? { code: null, signal: null };
-  return new Error(
-    `the service (life ${life.record.life}, pid ${life.child.pid}) exited by itself ` +
-      `(${describeExit(exit)}); its last output:\n${life.child.output(FAILURE_OUTPUT_CHARS)}`,
-  );
-}
+const alive = <T>(life: Life, work: Promise<T>): Promise<T> =>
+  whileAlive(life.child, work, `life ${life.record.life}`);
 
 async function untilReady(life: Life): Promise<void> {
-  const ready = await whileAlive(life, life.ready);
-  if (!ready.ok) {
-    if (ready.error instanceof ChildExitedError && life.child.exitedUnasked) throw crashError(life);
-    throw ready.error;
-  }
+  // A child that exited by itself makes `alive` throw with its output.
+  const ready = await alive(life, life.ready);
+  if (!ready.ok) throw ready.error;
 }
 
 /** Waits for catch-up at most `timeoutMs`; returns whether it caught up. */
 async function untilCaughtUp(ctx: Ctx, life: Life, timeoutMs: number): Promise<boolean> {
-  const timedOut = pause(ctx, timeoutMs).then(() => 'timeout' as const);
-  const outcome = await whileAlive(life, Promise.race([life.caughtUp, timedOut]));
+  const timedOut = pause(ctx.signal, timeoutMs).then(() => 'timeout' as const);
+  const outcome = await alive(life, Promise.race([life.caughtUp, timedOut]));
   if (outcome === 'timeout') return false;
   if (outcome !== undefined) throw outcome;
   return life.record.catchUpMs !== null;
@@ -572,10 +410,10 @@ async function untilCaughtUp(ctx: Ctx, life: Life, timeoutMs: number): Promise<b
 async function untilKillMoment(ctx: Ctx, life: Life, mode: KillMode): Promise<void> {
   switch (mode) {
     case KillMode.Starting:
-      return whileAlive(life, pause(ctx, ctx.rnd() * Limits.startingKillWithinMs));
+      return alive(life, pause(ctx.signal, ctx.rnd() * Limits.startingKillWithinMs));
     case KillMode.Recovering:
       await untilReady(life);
-      return whileAlive(life, pause(ctx, ctx.rnd() * Limits.recoveringKillWithinMs));
+      return alive(life, pause(ctx.signal, ctx.rnd() * Limits.recoveringKillWithinMs));
     case KillMode.Steady: {
       await untilReady(life);
       if (!(await untilCaughtUp(ctx, life, Limits.catchUpWaitMaxMs))) {
@@ -583,7 +421,7 @@ async function untilKillMoment(ctx: Ctx, life: Life, mode: KillMode): Promise<vo
         ctx.io.progress(`  life ${life.record.life}: not caught up after the wait; killing anyway`);
       }
       const { steadyDwellMinMs: min, steadyDwellMaxMs: max } = Limits;
-      return whileAlive(life, pause(ctx, min + ctx.rnd() * (max - min)));
+      return alive(life, pause(ctx.signal, min + ctx.rnd() * (max - min)));
     }
     default: {
       const never: never = mode;
@@ -635,227 +473,40 @@ async function runLives(ctx: Ctx): Promise<Life> {
 
 /** Publishing ends after a last stretch; every fill is allocated and every allocation confirmed; bounded. */
 async function drain(ctx: Ctx, last: Life): Promise<void> {
-  if (ctx.feed.endedAtMs === undefined) await whileAlive(last, pause(ctx, Limits.tailPublishMs));
+  if (ctx.feed.endedAtMs === undefined) await alive(last, pause(ctx.signal, Limits.tailPublishMs));
   ctx.feed.stop();
-  await whileAlive(last, ctx.feed.done);
+  await alive(last, ctx.feed.done);
   const deadlineMs = performance.now() + Limits.drainTimeoutMs;
   for (;;) {
-    const s = await whileAlive(last, ctx.meter.next());
+    const s = await alive(last, ctx.meter.next());
     if (s.allocated >= ctx.feed.published) break;
     if (performance.now() > deadlineMs)
       throw new Error(
         `only ${s.allocated}/${ctx.feed.published} fills allocated ${Limits.drainTimeoutMs} ms after publishing ended`,
       );
   }
-  const confirmDeadlineMs = performance.now() + Limits.confirmTimeoutMs;
-  for (;;) {
-    const keys = await whileAlive(
-      last,
-      keysWhoseLastEventIs(ctx.db, `${BLOCK_ORDER_KIND}-`, UNCONFIRMED_EVENT_TYPES),
-    );
-    if (keys.length === 0) return;
-    if (performance.now() > confirmDeadlineMs)
-      throw new Error(`${keys.length} block orders still have unconfirmed allocations`);
-    await pause(ctx, Limits.meterIntervalMs);
-  }
+  await alive(last, untilConfirmed(ctx.db, Limits.confirmTimeoutMs));
 }
 
-interface StopOutcome {
-  exit: ChildExit;
-  graceful: boolean;
-  ms: number;
-}
-
-async function stopLast(ctx: Ctx, last: Life): Promise<StopOutcome> {
+async function stopLast(ctx: Ctx, last: Life): Promise<ServiceEnd> {
   last.endedAtMs = performance.now();
-  const startedMs = performance.now();
-  const { exit, graceful } = await last.child.stop(Limits.stopTimeoutMs);
-  last.record.exit = exit;
+  const end = await stopService(last.child, Limits.stopTimeoutMs);
+  last.record.exit = end.exit;
   await last.ready;
   await last.caughtUp;
   ctx.io.progress(describeLife(last.record));
-  return { exit, graceful, ms: Math.round(performance.now() - startedMs) };
+  return end;
 }
 
-interface ServerCounts {
-  streamMessages: number;
-  /** Σ delivered.consumer_seq over the run's durables: every delivery, first or not. */
-  deliveries: number;
-  /** Deliveries beyond the first of each message: naks and ack-wait expiries alike. */
-  redeliveries: number;
-  ackPending: number;
-  deadLettered: number;
-  deadLetterReasons: string[];
-}
-
-async function serverCounts(ctx: Ctx): Promise<ServerCounts> {
-  const { jsm } = ctx.nats;
-  const stream = await jsm.streams.info(ctx.names.executions);
-  let deliveries = 0;
-  let pending = 0;
-  let ackPending = 0;
-  for (let p = 0; p < ctx.config.partitions; p++) {
-    const info = await jsm.consumers.info(ctx.names.executions, `${ctx.names.durablePrefix}_P${p}`);
-    deliveries += info.delivered.consumer_seq;
-    pending += info.num_pending;
-    ackPending += info.num_ack_pending;
-  }
-  const firstDeliveries = stream.state.messages - pending;
-  const dlq = await jsm.streams.info(ctx.names.deadLetter);
-  const deadLetterReasons: string[] = [];
-  const firstSeq = dlq.state.first_seq;
-  for (
-    let seq = firstSeq;
-    seq < firstSeq + Math.min(dlq.state.messages, Limits.examplesMax);
-    seq++
-  ) {
-    const m = await jsm.streams.getMessage(ctx.names.deadLetter, { seq }).catch(() => null);
-    if (m)
-      deadLetterReasons.push(
-        `${m.header.get(DeadLetterHeader.Reason)} ${m.header.get(DeadLetterHeader.OriginalSubject)}: ${m.header.get(DeadLetterHeader.Detail)}`,
-      );
-  }
-  return {
-    streamMessages: stream.state.messages,
-    deliveries,
-    redeliveries: deliveries - firstDeliveries,
-    ackPending,
-    deadLettered: dlq.state.messages,
-    deadLetterReasons,
-  };
-}
-
-interface JournalFold {
-  allocatedFillIds: string[];
-  lines: RepeatCounter;
-}
-
-/** The journal, decoded here: every allocated fill id, and every account line applied. */
-async function foldJournal(db: Database): Promise<JournalFold> {
-  const allocatedFillIds: string[] = [];
-  for await (const { event } of readJournal(db, `${BLOCK_ORDER_KIND}-`)) {
-    const e = event as BlockOrderEvent;
-    if (e.type === 'FillAllocated') allocatedFillIds.push(e.fill.fillId);
-  }
-  const lines = new RepeatCounter();
-  for await (const { key, event } of readJournal(db, 'account-')) {
-    const accountId = key.slice('account-'.length);
-    for (const line of lineEvents(event as AccountEvent)) {
-      const a = line.allocation;
-      lines.add(`${a.blockOrderId}|${a.fillSeq}|${accountId}`);
-    }
-  }
-  return { allocatedFillIds, lines };
-}
-
-async function countJournalRows(db: Database): Promise<number> {
-  const rows = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM journal');
-  return rows[0]?.n ?? 0;
-}
-
-/**
- * checkInvariants needs live actors: a service in this process, started on
- * the drained journal, answers the API; it must find nothing left to do.
- */
-async function checkBooks(
-  ctx: Ctx,
-  scenario: Scenario,
-): Promise<{ report: InvariantReport; rowsWrittenByChecker: number }> {
-  const rowsBefore = await countJournalRows(ctx.db);
-  const service = await startService(ctx.config, {
-    log: createLogger('error', { service: 'blockfill-kill-check' }),
-  });
-  try {
-    const report = await checkInvariants({
-      db: service.db,
-      app: service.app,
-      seed: scenario.seed,
-      fillsByOrder: scenario.fillsByOrder,
-      idPrefix: scenario.options.idPrefix,
-    });
-    return { report, rowsWrittenByChecker: (await countJournalRows(ctx.db)) - rowsBefore };
-  } finally {
-    await service.stop();
-  }
-}
-
-interface Verdict {
-  server: ServerCounts;
-  comparison: AllocationComparison;
-  fillsAllocated: number;
-  duplicateLines: RepeatCounter;
-  invariants: InvariantReport;
-  rowsWrittenByChecker: number;
-}
-
-/**
- * The scenario as far as it was published: each order's fills in publish
- * order are a prefix of its sequence, so a prefix of the stream is a
- * scenario of its own (an order with none published stays unopened).
- */
-export function publishedPart(scenario: Scenario, published: number): Scenario {
-  const publishOrder = scenario.publishOrder.slice(0, published);
-  const fillsByOrder = new Map<string, Fill[]>();
-  for (const id of scenario.fillsByOrder.keys()) fillsByOrder.set(id, []);
-  for (const fill of publishOrder) fillsByOrder.get(fill.blockOrderId)?.push(fill);
-  return { ...scenario, publishOrder, fillsByOrder };
-}
-
-async function verify(ctx: Ctx, whole: Scenario): Promise<Verdict> {
-  const scenario = publishedPart(whole, ctx.feed.published);
-  ctx.io.progress('counting deliveries and dead letters on the server ...');
-  const server = await serverCounts(ctx);
-  ctx.io.progress('folding the journal: lost and duplicated fills and lines ...');
-  const fold = await foldJournal(ctx.db);
-  const comparison = compareAllocations(
-    scenario.publishOrder.map((f) => f.fillId),
-    fold.allocatedFillIds,
-  );
-  ctx.io.progress('checking every invariant (journal and live actors) ...');
-  const { report, rowsWrittenByChecker } = await checkBooks(ctx, scenario);
-  return {
-    server,
-    comparison,
-    fillsAllocated: new Set(fold.allocatedFillIds).size,
-    duplicateLines: fold.lines,
-    invariants: report,
-    rowsWrittenByChecker,
-  };
-}
-
-function failuresOf(ctx: Ctx, v: Verdict, stop: StopOutcome): string[] {
-  const failures: string[] = [];
-  const examples = (ids: string[]) => ids.slice(0, Limits.examplesMax).join(', ');
-  const { lost, duplicated, unexpected } = v.comparison;
-  if (lost.length > 0)
-    failures.push(`${lost.length} published fills never allocated: ${examples(lost)}`);
-  if (duplicated.length > 0)
-    failures.push(`${duplicated.length} fills allocated more than once: ${examples(duplicated)}`);
-  if (unexpected.length > 0)
-    failures.push(
-      `${unexpected.length} allocated fills were never published: ${examples(unexpected)}`,
-    );
-  if (v.duplicateLines.repeats > 0)
-    failures.push(
-      `${v.duplicateLines.repeats} account lines applied more than once: ${v.duplicateLines.examples.join(', ')}`,
-    );
-  for (const violation of v.invariants.violations.slice(0, Limits.examplesMax))
-    failures.push(`invariant: ${violation}`);
-  if (v.server.deadLettered > 0)
-    failures.push(
-      `${v.server.deadLettered} good fills dead-lettered: ${v.server.deadLetterReasons.join('; ')}`,
-    );
-  if (v.server.streamMessages !== ctx.feed.published)
-    failures.push(
-      `the stream holds ${v.server.streamMessages} fills, ${ctx.feed.published} were published`,
-    );
+/** The checks of the books every drill shares, and the kill drill's own. */
+function failuresOf(v: Verdict, stop: ServiceEnd): string[] {
+  const failures = verdictFailures(v);
+  // Fewer messages than published is a check of verdictFailures already.
+  if (v.streamMessages > v.fillsPublished)
+    failures.push(`the stream holds ${v.streamMessages} fills, ${v.fillsPublished} were published`);
   if (!stop.graceful || stop.exit.code !== 0)
     failures.push(
       `the last child did not exit 0 within ${Limits.stopTimeoutMs} ms of SIGTERM (${describeExit(stop.exit)})`,
-    );
-  if (v.rowsWrittenByChecker !== 0)
-    failures.push(
-      `the drained journal was not final: a fresh start wrote ${v.rowsWrittenByChecker} rows`,
     );
   return failures;
 }
@@ -940,14 +591,8 @@ type Timing = ReturnType<typeof timing>;
 type Target = { max: number; met: boolean };
 
 /** The drill's figures: the JSON of --json (a type, not an interface, so it is a plain record). */
-export type KillReport = {
+export type KillReport = VerdictFigures & {
   kills: number;
-  fillsPublished: number;
-  fillsAllocated: number;
-  lostFills: number;
-  /** Fills allocated twice plus account lines applied twice. */
-  duplicateApplications: number;
-  invariantsOk: boolean;
   readyMsP99: number | null;
   catchUpSecondsP99: number | null;
   /** Every redelivery per published fill: naks and ack-wait expiries alike. */
@@ -978,31 +623,26 @@ export type KillReport = {
   timeline: LifeRecord[];
 };
 
-function buildReport(ctx: Ctx, v: Verdict, stop: StopOutcome, durationMs: number): KillReport {
+function buildReport(ctx: Ctx, v: Verdict, stop: ServiceEnd, durationMs: number): KillReport {
   const records = ctx.lives.map((l) => l.record);
   const t = timing(records);
-  const fillsPublished = ctx.feed.published;
-  const naksPerFill = round3(v.server.redeliveries / Math.max(1, fillsPublished));
+  const naksPerFill = round3(v.redeliveries / Math.max(1, v.fillsPublished));
   const target = (x: number | null, max: number) => ({ max, met: x !== null && x <= max });
   const ended = ctx.feed.endedAtMs;
   const endedS = ended === undefined ? null : round3((ended - ctx.t0Ms) / 1000);
   return {
     kills: records.filter((r) => r.mode !== 'final' && r.exit !== null).length,
-    fillsPublished,
-    fillsAllocated: v.fillsAllocated,
-    lostFills: v.comparison.lost.length,
-    duplicateApplications: v.comparison.duplicated.length + v.duplicateLines.repeats,
-    invariantsOk: v.invariants.ok,
+    ...verdictFigures(v),
     readyMsP99: t.readyMsP99,
     catchUpSecondsP99: t.catchUpSecondsP99,
     naksPerFill,
-    deadLettered: v.server.deadLettered,
-    deadLetterReasons: v.server.deadLetterReasons,
-    duplicateFills: v.comparison.duplicated.length,
+    deadLettered: v.deadLettered,
+    deadLetterReasons: v.deadLetterReasons,
+    duplicateFills: v.duplicated.length,
     duplicateLines: v.duplicateLines.repeats,
-    unpublishedAllocations: v.comparison.unexpected.length,
-    redeliveries: v.server.redeliveries,
-    deliveries: v.server.deliveries,
+    unpublishedAllocations: v.unexpected.length,
+    redeliveries: v.redeliveries,
+    deliveries: v.deliveries,
     targets: {
       readyMsP99: target(t.readyMsP99, Targets.readyMsP99),
       catchUpSecondsP99: target(t.catchUpSecondsP99, Targets.catchUpSecondsP99),
@@ -1074,70 +714,56 @@ async function prepare(config: Config, scenario: Scenario, held: Held): Promise<
   });
 }
 
+/** The run's database and streams, the feed and the meter: everything but the children. */
+async function start(run: KillRun, io: DrillIO, signal: AbortSignal, held: Held) {
+  const { options, config } = run;
+  const scenario = drillScenario(options);
+  io.progress(
+    `scenario: ${options.securities} securities, ${options.accounts} accounts, ${options.orders} block orders, up to ${options.fills} fills at ${options.ratePerSec}/s; database ${run.databaseName}, namespace ${config.namespace}`,
+  );
+  await freshDatabase(config.databaseUrl, run.databaseName);
+  await prepare(config, scenario, held);
+  const { db, nats } = held;
+  if (!db || !nats) throw new Error('prepare left no database or NATS connection');
+  const feed = jetStreamFeed(nats.js, config, {
+    ...{ fills: scenario.publishOrder, ratePerSec: options.ratePerSec, signal },
+    ...Limits.feed,
+  });
+  const ctx: Ctx = {
+    ...{ options, config, db, nats, feed, signal, io, lives: [], t0Ms: feed.startedAtMs },
+    meter: new AllocationMeter(db, signal),
+    // A separate stream of randomness from the scenario's, same seed → same kills.
+    rnd: prng(options.seed ^ 0x5eed_c0de),
+  };
+  held.ctx = ctx;
+  return { ctx, scenario };
+}
+
 async function drill(
-  options: KillOptions,
-  config: Config,
+  run: KillRun,
   io: DrillIO,
   signal: AbortSignal,
   held: Held,
 ): Promise<DrillResult> {
-  const scenario = generateScenario({
-    seed: options.seed,
-    fills: options.fills,
-    accounts: options.accounts,
-    blockOrders: options.orders,
-    securities: options.securities,
-  });
-  io.progress(
-    `scenario: ${options.securities} securities, ${options.accounts} accounts, ${options.orders} block orders, up to ${options.fills} fills at ${options.ratePerSec}/s; database ${databaseNameOf(config)}, namespace ${config.namespace}`,
-  );
-  await freshDatabase(config.databaseUrl, databaseNameOf(config));
-  await prepare(config, scenario, held);
-  const { db, nats } = held;
-  if (!db || !nats) throw new Error('prepare left no database or NATS connection');
-  const names = streamNames(config);
-  const feed = new FillFeed({
-    publisher: fillPublisher(nats.js, names, config.partitions),
-    fills: scenario.publishOrder,
-    ratePerSec: options.ratePerSec,
-    signal,
-  });
-  const meter = new AllocationMeter(db, signal);
-  // A separate stream of randomness from the scenario's, same seed → same kills.
-  const rnd = prng(options.seed ^ 0x5eed_c0de);
-  const ctx: Ctx = {
-    options,
-    config,
-    names,
-    db,
-    nats,
-    feed,
-    meter,
-    rnd,
-    signal,
-    io,
-    lives: [],
-    t0Ms: feed.startedAtMs,
-  };
-  held.ctx = ctx;
+  const { ctx, scenario } = await start(run, io, signal, held);
   const last = await runLives(ctx);
   await drain(ctx, last);
   const stop = await stopLast(ctx, last);
   const durationMs = performance.now() - ctx.t0Ms;
-  meter.stop();
-  const verdict = await verify(ctx, scenario);
+  ctx.meter.stop();
+  const verdict = await verifyRun({ ...ctx, scenario, published: ctx.feed.published });
   const report = buildReport(ctx, verdict, stop, durationMs);
-  const failures = failuresOf(ctx, verdict, stop);
+  const failures = failuresOf(verdict, stop);
   return { ok: failures.length === 0, json: report, summary: summaryLines(report), failures };
 }
 
-function abortedResult(error: unknown, ctx: Ctx | undefined, signal: AbortSignal): DrillResult {
-  const reason = signal.aborted ? signal.reason : error;
-  const message = reason instanceof Error ? reason.message : String(reason);
+function abortedResult(
+  message: string,
+  ctx: Ctx | undefined,
+): Pick<DrillResult, 'json' | 'summary'> {
   const timeline = ctx?.lives.map((l) => l.record) ?? [];
   const kills = timeline.filter((r) => r.mode !== 'final' && r.exit !== null).length;
   return {
-    ok: false,
     json: {
       kills,
       fillsPublished: ctx?.feed.published ?? 0,
@@ -1148,72 +774,42 @@ function abortedResult(error: unknown, ctx: Ctx | undefined, signal: AbortSignal
       timeline,
     },
     summary: [`kill drill aborted after ${kills} kills: ${message.split('\n')[0]}`],
-    failures: [`drill aborted: ${message}`],
   };
 }
 
 /** Ends every child, the publishing and the meter; removes the run's streams and database. */
-async function teardown(args: {
-  held: Held;
-  abort: AbortController;
-  config: Config;
-  baseUrl: string;
-  databaseName: string;
-  keep: boolean;
-  io: DrillIO;
-}): Promise<void> {
-  const { held, config } = args;
-  for (const life of held.ctx?.lives ?? []) {
-    if (life.child.alive) await life.child.kill(Limits.reapTimeoutMs).catch(() => undefined);
-  }
-  killAllChildren();
-  args.abort.abort(new Error('the drill is over'));
+async function teardown(run: KillRun, held: Held, abort: AbortController, io: DrillIO) {
+  const { config, databaseName, options } = run;
+  await endChildren(held.ctx?.lives.map((l) => l.child) ?? [], abort);
   await held.ctx?.feed.done.catch(() => undefined);
   await held.ctx?.meter.done;
   await held.db?.close().catch(() => undefined);
   const nats =
     held.nats ?? (await openJetStream(config, 'blockfill-kill-cleanup').catch(() => undefined));
   if (nats) {
-    if (!args.keep) await deleteStreams(nats.jsm, config.namespace).catch(() => undefined);
+    if (!options.keep) await deleteStreams(nats.jsm, config.namespace).catch(() => undefined);
     await nats.nc.close().catch(() => undefined);
   }
-  if (args.keep)
-    args.io.progress(`kept database ${args.databaseName} and namespace ${config.namespace}`);
+  if (options.keep) io.progress(`kept database ${databaseName} and namespace ${config.namespace}`);
   else
-    await dropDatabase(args.baseUrl, args.databaseName).catch((error: Error) =>
-      args.io.progress(`could not drop database ${args.databaseName}: ${error.message}`),
+    await dropDatabase(run.baseUrl, databaseName).catch((error: Error) =>
+      io.progress(`could not drop database ${databaseName}: ${error.message}`),
     );
 }
 
-/** The drill's own SIGINT/SIGTERM: kill the child at once, then clean up; a second one exits. */
-function onInterrupt(abort: AbortController, io: DrillIO): () => void {
-  let signals = 0;
-  const handler = (signal: NodeJS.Signals) => {
-    killAllChildren();
-    if (++signals > 1) process.exit(130);
-    io.progress(`${signal}: killed the service; cleaning up ...`);
-    abort.abort(new Error(`interrupted by ${signal}`));
-  };
-  process.on('SIGINT', handler);
-  process.on('SIGTERM', handler);
-  return () => {
-    process.off('SIGINT', handler);
-    process.off('SIGTERM', handler);
-  };
+/** The options, and the run's own database and namespace on the shared servers. */
+interface KillRun {
+  options: KillOptions;
+  help: boolean;
+  config: Config;
+  /** The shared server's URL, to drop the run's database through. */
+  baseUrl: string;
+  databaseName: string;
 }
 
-export async function runKillDrill(argv: string[], io: DrillIO): Promise<DrillResult> {
-  let options: KillOptions;
-  let base: Config;
-  try {
-    options = parseKillOptions(argv);
-    base = loadConfig(process.env);
-  } catch (error) {
-    if (error instanceof UsageError || error instanceof ConfigError)
-      return usageResult(USAGE, error);
-    throw error;
-  }
-  if (options.help) return usageResult(USAGE);
+function planRun(argv: string[]): KillRun {
+  const options = parseKillOptions(argv);
+  const base = loadConfig(process.env);
   const suffix = randomBytes(4).toString('hex');
   const databaseName = `blockfill_kill_${suffix}`;
   const config: Config = {
@@ -1221,17 +817,15 @@ export async function runKillDrill(argv: string[], io: DrillIO): Promise<DrillRe
     databaseUrl: withDatabaseName(base.databaseUrl, databaseName),
     namespace: `KILL${suffix.toUpperCase()}`,
   };
-  const abort = new AbortController();
-  const removeHandlers = onInterrupt(abort, io);
+  return { options, help: options.help, config, baseUrl: base.databaseUrl, databaseName };
+}
+
+export function runKillDrill(argv: string[], io: DrillIO): Promise<DrillResult> {
   const held: Held = {};
-  try {
-    return await drill(options, config, io, abort.signal, held);
-  } catch (error) {
-    return abortedResult(error, held.ctx, abort.signal);
-  } finally {
-    await teardown({
-      ...{ held, abort, config, baseUrl: base.databaseUrl, databaseName },
-      ...{ keep: options.keep, io },
-    }).finally(removeHandlers);
-  }
+  return runGuarded({
+    ...{ argv, io, usage: USAGE, parse: planRun },
+    run: (run, signal) => drill(run, io, signal, held),
+    aborted: (message) => abortedResult(message, held.ctx),
+    teardown: (run, abort) => teardown(run, held, abort, io),
+  });
 }
