@@ -5,6 +5,7 @@
  *   GET /block-orders/:id   200 BlockOrderView  | 404
  *   GET /healthz            200 { status: 'ok' }
  *   GET /readyz             200 Readiness       | 503 Readiness
+ *   GET /consumer/stats     200 ConsumerStatsView (counters since start)
  *   GET/POST/DELETE /faults fault injection (403 unless FAULT_INJECTION=on)
  *
  * Errors always have a JSON ErrorBody (see api/errors.ts).

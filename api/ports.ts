@@ -23,6 +23,8 @@ export interface InspectionPort {
   /** undefined when no such block order exists (404). */
   blockOrder(id: string): Promise<BlockOrderView | undefined>;
   readiness(): Promise<Readiness>;
+  /** What the fill consumer did since this process started (in memory, never fails). */
+  consumerStats(): ConsumerStatsView;
   /**
    * Resolution of a refused line: apply it to its account now. undefined when
    * no such account exists (404); throws SuspenseNotAppliedError when the line
@@ -33,6 +35,21 @@ export interface InspectionPort {
     blockOrderId: string,
     fillSeq: number,
   ): Promise<SuspenseRetryResult | undefined>;
+}
+
+/**
+ * The fill consumer's counters since start: how many messages it acked as
+ * allocated, acked as exact duplicates, dead-lettered (conflicts among them)
+ * and nak'ed, and how many fills it holds now ahead of their predecessor.
+ */
+export interface ConsumerStatsView {
+  acked: number;
+  duplicates: number;
+  deadLettered: number;
+  /** Of deadLettered: CONFLICTING_EXECUTION, a collision with an applied execution. */
+  conflicts: number;
+  nakked: number;
+  heldFills: number;
 }
 
 /** Fault injection (tests and drills only): refuses every request unless enabled. */

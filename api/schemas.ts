@@ -13,7 +13,13 @@ import type {
   BlockOrderView,
   SuspenseLineView,
 } from '../actors/views.ts';
-import type { FaultPlanView, Readiness, ReadinessCheck, SuspenseRetryResult } from './ports.ts';
+import type {
+  ConsumerStatsView,
+  FaultPlanView,
+  Readiness,
+  ReadinessCheck,
+  SuspenseRetryResult,
+} from './ports.ts';
 
 // No '.': an id is one NATS subject token (executions.<partition>.<blockOrderId>).
 export const ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$';
@@ -190,6 +196,18 @@ export const FaultPlanSchema = Type.Object(
   { additionalProperties: false },
 );
 
+export const ConsumerStatsSchema = Type.Object(
+  {
+    acked: Count,
+    duplicates: Count,
+    deadLettered: Count,
+    conflicts: Count,
+    nakked: Count,
+    heldFills: Count,
+  },
+  { additionalProperties: false },
+);
+
 export const HealthSchema = Type.Object(
   { status: Type.Literal('ok') },
   { additionalProperties: false },
@@ -220,4 +238,5 @@ type _SchemasMatchViews = [
   Assert<Equal<Static<typeof FaultPlanSchema>, FaultPlanView>>,
   Assert<Equal<Static<typeof ReadinessCheckSchema>, ReadinessCheck>>,
   Assert<Equal<Static<typeof ReadinessSchema>, Readiness>>,
+  Assert<Equal<Static<typeof ConsumerStatsSchema>, ConsumerStatsView>>,
 ];

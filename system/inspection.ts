@@ -132,5 +132,6 @@ export function inspectionAdapter(deps: InspectionDeps): InspectionPort {
     retrySuspense: (accountId, blockOrderId, fillSeq) =>
       retrySuspense(deps, accountId, blockOrderId, fillSeq),
     readiness: () => readiness(deps),
+    consumerStats: () => ({ ...deps.consumer.stats, heldFills: deps.consumer.heldFills }),
   };
 }

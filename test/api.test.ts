@@ -17,6 +17,7 @@ import type { AccountView, BlockOrderView } from '../actors/views.ts';
 import {
   SuspenseNotAppliedError,
   type InspectionPort,
+  type ConsumerStatsView,
   type Readiness,
   type SuspenseRetryResult,
 } from '../api/ports.ts';
@@ -47,6 +48,20 @@ class InMemoryInspection implements InspectionPort {
     this.calls.push('readiness');
     if (this.failure) throw this.failure;
     return this.state;
+  }
+
+  stats: ConsumerStatsView = {
+    acked: 7,
+    duplicates: 1,
+    deadLettered: 2,
+    conflicts: 1,
+    nakked: 3,
+    heldFills: 0,
+  };
+
+  consumerStats(): ConsumerStatsView {
+    this.calls.push('consumerStats');
+    return this.stats;
   }
 
   async retrySuspense(
@@ -355,6 +370,16 @@ t.test('GET /readyz is 200 when ready, 503 with the same body when not', async (
   t.equal(notReady.statusCode, 503);
   t.match(notReady.headers['content-type'], /^application\/json/);
   t.same(notReady.json(), readiness(false));
+});
+
+t.test('GET /consumer/stats: the counters, exactly as the port has them', async (t) => {
+  const { app, port } = await setup(t);
+  const res = await app.inject({ method: 'GET', url: '/consumer/stats' });
+  t.equal(res.statusCode, 200);
+  t.same(res.json(), port.stats);
+  port.stats = { ...port.stats, conflicts: 2, deadLettered: 3 };
+  t.same((await app.inject({ method: 'GET', url: '/consumer/stats' })).json(), port.stats);
+  t.same(port.calls, ['consumerStats', 'consumerStats']);
 });
 
 t.test('GET /readyz when readiness itself fails: 503 error body, not a Readiness', async (t) => {

@@ -129,6 +129,12 @@ t.test(
       { acked: 1, duplicates: 1, deadLettered: 1, conflicts: 1, nakked: 0 },
       'the exact duplicate is acked; the conflict is dead-lettered, counted, never retried',
     );
+    const stats = await service.app.inject({ method: 'GET', url: '/consumer/stats' });
+    t.same(
+      stats.json(),
+      { acked: 1, duplicates: 1, deadLettered: 1, conflicts: 1, nakked: 0, heldFills: 0 },
+      'an operator sees the conflict on GET /consumer/stats',
+    );
     const dead = await service.nats.jsm.streams.getMessage(names.deadLetter, { seq: 1 });
     t.equal(dead?.header.get(DeadLetterHeader.Reason), 'CONFLICTING_EXECUTION');
     t.match(

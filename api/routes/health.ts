@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { HealthSchema, ReadinessSchema } from '../schemas.ts';
+import { ConsumerStatsSchema, HealthSchema, ReadinessSchema } from '../schemas.ts';
 import { requiresInspection } from '../plugins/inspection.ts';
 
 /** Probes are polled every few seconds: log only warnings and worse for them. */
@@ -24,6 +24,13 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       const readiness = await fastify.inspection.readiness();
       return reply.code(readiness.ready ? 200 : 503).send(readiness);
     },
+  );
+
+  // Exceptions an operator must see without reading logs: conflicts, dead letters, naks.
+  fastify.get(
+    '/consumer/stats',
+    { logLevel: PROBE_LOG_LEVEL, schema: { response: { 200: ConsumerStatsSchema } } },
+    async () => fastify.inspection.consumerStats(),
   );
 };
 

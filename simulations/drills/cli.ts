@@ -1,7 +1,7 @@
 /**
  * `npm run drill -- <name> [--json] [options]`: runs one drill and exits 0
  * only when every check of that drill held (1 otherwise, 2 for a bad command
- * line or a drill not implemented yet).
+ * line).
  *
  * With --json, stdout is exactly one JSON object; progress, logs, the usage
  * and the failed checks go to stderr. Without it, the drill's summary goes to
