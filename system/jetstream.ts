@@ -52,6 +52,8 @@ const DUPLICATE_WINDOW_MS = 120_000;
 
 /** A held fill whose predecessor did not show up within this is tried again (lowest per order). */
 const HELD_RETRY_AFTER_MS = 1_000;
+/** A nak's delay grows with the delivery count up to this many × CONSUMER_NAK_DELAY_MS. */
+const NAK_DELAY_STEPS_MAX = 25;
 
 /** Creates or updates the streams; idempotent. */
 export class PartitionCountError extends BlockfillError {
@@ -218,6 +220,7 @@ export class FillConsumer {
   /** When each held message was first held (held at most #heldMaxMs per delivery). */
   readonly #heldFirst = new WeakMap<JsMsg, number>();
   readonly #heldMaxMs: number;
+  readonly #quietMs: number;
   /** Stale held fills the ticker dispatched again: stop() waits for them too. */
   readonly #redispatches = new Set<Promise<void>>();
   #running = false;
@@ -234,10 +237,21 @@ export class FillConsumer {
     this.#slots = new Permits(deps.config.consumerInFlightMax);
     // Held fills are in flight too: the same bound.
     this.#held = new HeldFills(deps.config.consumerInFlightMax);
-    // Long enough for a crashed process's fills to come back (their ack wait).
-    this.#heldMaxMs = 2 * deps.config.consumerAckWaitMs;
-    const tickMs = Math.max(100, Math.min(1_000, deps.config.consumerAckWaitMs / 3));
-    this.#ticker = setInterval(() => this.#tick(), tickMs);
+    // Long enough for a crashed process's fills to come back (their ack wait),
+    // and for a predecessor nak'ed in an outage to come back (its capped delay).
+    const { consumerAckWaitMs: ackWaitMs, consumerNakDelayMs: nakDelayMs } = deps.config;
+    this.#heldMaxMs = Math.max(2 * ackWaitMs, NAK_DELAY_STEPS_MAX * nakDelayMs + ackWaitMs);
+    // A message in hand gets an in-progress ack within half the ack wait.
+    this.#quietMs = ackWaitMs / 4;
+    const tickMs = Math.max(100, Math.min(1_000, this.#quietMs));
+    this.#ticker = setInterval(() => {
+      try {
+        this.#tick();
+      } catch (error) {
+        // working() throws once the connection is closed (a stop that overran its bound).
+        this.#deps.log.warn('consumer tick failed', { error });
+      }
+    }, tickMs);
     this.#ticker.unref();
   }
 
@@ -265,9 +279,14 @@ export class FillConsumer {
 
   async #loop(messages: ConsumerMessages, durable: string): Promise<void> {
     try {
+      let waited = false;
       for await (const m of messages) {
+        // After a wait for a slot, this message sat in the client's buffer
+        // with its ack-wait timer running: restart it now.
+        if (waited) m.working();
         // From receipt on: a message waiting for a slot gets in-progress acks too.
         this.#working.set(m, Date.now());
+        waited = this.#slots.available === 0;
         await this.#slots.acquire();
         // #handle dispatches to the actor synchronously, so per-order order is kept.
         void this.#handle(m).finally(() => {
@@ -278,6 +297,8 @@ export class FillConsumer {
     } catch (error) {
       this.#deps.log.error('consumer loop ended', { durable, error });
       this.#running = false;
+      // Nothing dispatches held fills any more: back to the server, for the next process.
+      for (const { m } of this.#held.takeAll()) m.nak();
     }
   }
 
@@ -362,6 +383,8 @@ export class FillConsumer {
 
   /** A held message dispatched again: its own errors are its own (never the releaser's). */
   async #redispatch(m: JsMsg, fill: Fill): Promise<void> {
+    // Its ack-wait timer ran since the last tick: a fresh one for its handling.
+    m.working();
     try {
       await this.#dispatch(m, fill);
     } catch (error) {
@@ -400,8 +423,7 @@ export class FillConsumer {
   /** In-progress acks for long handlings and held fills; a retry for fills held too long. */
   #tick(): void {
     const nowMs = Date.now();
-    const quietMs = this.#deps.config.consumerAckWaitMs / 3;
-    for (const [m, sinceMs] of this.#working) if (nowMs - sinceMs >= quietMs) m.working();
+    for (const [m, sinceMs] of this.#working) if (nowMs - sinceMs >= this.#quietMs) m.working();
     for (const { m } of this.#held.items()) m.working();
     if (!this.#running) return;
     for (const { m, fill } of this.#held.takeStale(nowMs, HELD_RETRY_AFTER_MS)) {
@@ -447,7 +469,9 @@ export class FillConsumer {
   /** Backs off linearly with the delivery count, capped at 25 × CONSUMER_NAK_DELAY_MS. */
   #nak(m: JsMsg): void {
     this.stats.nakked++;
-    m.nak(this.#deps.config.consumerNakDelayMs * Math.min(m.info.deliveryCount, 25));
+    m.nak(
+      this.#deps.config.consumerNakDelayMs * Math.min(m.info.deliveryCount, NAK_DELAY_STEPS_MAX),
+    );
   }
 
   async #deadLetter(

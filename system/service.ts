@@ -215,9 +215,10 @@ export async function startService(config: Config, options: ServiceOptions = {})
     // then the journal drains and NATS flushes the acks.
     stops.add('nats flush', () => nats.nc.flush());
     stops.add('journal drain', () => journal.drain());
-    await consumer.start(durables);
-    // A fill in flight may wait its whole ask timeout: the step outlasts it, so its ack is not lost.
+    // A fill in flight may wait its whole ask timeout: the step outlasts it, so
+    // its ack is not lost. Added before start: a start that fails half-way stops too.
     stops.add('consumer', () => consumer.stop(), askTimeoutMs + STOP_STEP_MS);
+    await consumer.start(durables);
     // Beside consuming, not before it: after a crash many orders have
     // unconfirmed lines, and waking them all first delayed readiness by
     // seconds. An order woken by a fill re-delivers its lines just the same.
@@ -244,6 +245,11 @@ export async function startService(config: Config, options: ServiceOptions = {})
     };
   } catch (error) {
     await stops.run();
+    // A NATS connection still opening outlives its bounded stop step: close it whenever it opens.
+    void natsOpening.then(
+      ({ nats }) => nats.nc.close(),
+      () => undefined,
+    );
     throw error;
   }
 }
