@@ -13,6 +13,14 @@ export const Stream = {
   Market: 2,
   Model: 3,
   Account: 4,
+  /** Per block order of a day's tape: complete or not, overfill or not, where it stops. */
+  TapeOrder: 5,
+  /** Per block order of a day's tape: fill sizes. */
+  TapeSize: 6,
+  /** Per block order of a day's tape: prices and venues. */
+  TapePrint: 7,
+  /** Per day: which order's next fill the tape publishes. */
+  TapeInterleave: 8,
 } as const;
 export type Stream = (typeof Stream)[keyof typeof Stream];
 
