@@ -1,0 +1,76 @@
+/**
+ * `npm run simulate`: the trading-day scenario as a runnable Scenario
+ * (services-free), and the command itself against the real services: the
+ * usage, a bad command line (exit 2, no stack trace), and the smoke
+ * scenario end to end with --json (one JSON object on stdout, books exact).
+ */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { tradingDayScenario } from '../simulations/trading-day/scenario.ts';
+
+const SIMULATE = fileURLToPath(new URL('../simulations/simulate.ts', import.meta.url));
+
+function simulate(args: string[]) {
+  const run = spawnSync(process.execPath, [SIMULATE, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, LOG_LEVEL: 'silent' },
+    timeout: 240_000,
+  });
+  return { code: run.status, stdout: run.stdout, stderr: run.stderr };
+}
+
+t.test('given a small world, the scenario holds the tape and the accounts it serves', async (t) => {
+  const day = tradingDayScenario({ world: { seed: 5, accounts: 120, securities: 6 } });
+  const { scenario } = day;
+  t.ok(scenario.publishOrder.length > 0, 'the tape has fills');
+  t.equal(scenario.publishOrder.length, day.tape.fills);
+  const perOrder = [...scenario.fillsByOrder.values()].reduce((n, fills) => n + fills.length, 0);
+  t.equal(perOrder, scenario.publishOrder.length, 'every fill is in its order');
+  for (const [id, fills] of scenario.fillsByOrder)
+    t.same(
+      fills.map((f) => f.seq),
+      fills.map((_, i) => i + 1),
+      `${id}: seqs from 1, in order`,
+    );
+  const targetIds = new Set(
+    scenario.seed.blockOrders.flatMap((o) => o.targets.map((x) => x.accountId)),
+  );
+  t.same(
+    scenario.seed.accounts.map((a) => a.id).sort(),
+    [...targetIds].sort(),
+    'the seed holds exactly the accounts the orders serve',
+  );
+  t.equal(day.rebalance.accountsTrading, targetIds.size);
+  t.same(
+    tradingDayScenario({ world: { seed: 5, accounts: 120, securities: 6 } }).scenario.publishOrder,
+    scenario.publishOrder,
+    'deterministic from the seed',
+  );
+});
+
+t.test('--help lists the scenarios; a bad command line exits 2 without a stack', async (t) => {
+  const help = simulate(['--help']);
+  t.equal(help.code, 0);
+  t.match(help.stdout, /smoke\s+a small day/);
+  t.match(help.stdout, /trading-day\s+a day at the default size/);
+  for (const bad of [['--bogus'], ['--scenario', 'nope'], ['--scenario', 'smoke', '--rate', 'x']]) {
+    const run = simulate(bad);
+    t.equal(run.code, 2, `${bad.join(' ')}: exit 2`);
+    t.notMatch(run.stderr, /\n\s+at /, `${bad.join(' ')}: no stack trace`);
+    t.match(run.stderr, /npm run simulate -- --scenario/, `${bad.join(' ')}: the usage`);
+  }
+});
+
+t.test('the smoke scenario, end to end: one JSON object, exact books', async (t) => {
+  const run = simulate(['--scenario', 'smoke', '--json']);
+  t.equal(run.code, 0, run.stderr.slice(-2_000));
+  const lines = run.stdout.trim().split('\n');
+  t.equal(lines.length, 1, 'stdout is exactly one line');
+  const out = JSON.parse(lines[0] ?? '{}') as Record<string, unknown>;
+  t.match(out, { scenario: 'smoke', invariantsOk: true, violations: [], busts: 0 });
+  t.ok(
+    Number(out.fills) > 0 && Number(out.lines) > Number(out.fills),
+    'fills, fanned out to lines',
+  );
+});
