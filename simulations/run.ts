@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto';
 import type { Fill } from '../actors/block-order/decider.ts';
 import { BLOCK_ORDER_KIND, UNCONFIRMED_EVENT_TYPES } from '../actors/block-order/shell.ts';
 import type { AllocationObserver, Clock } from '../actors/protocol.ts';
+import { invariant } from '../actors/errors.ts';
 import type { Database } from '../persistence/db.ts';
 import { keysWhoseLastEventIs } from '../persistence/journal.ts';
 import { migrate } from '../persistence/migrate.ts';
@@ -44,6 +45,8 @@ export interface RunOptions {
   prepublish?: boolean;
   /** Fills per second while the service runs; absent = as fast as JetStream takes them. */
   publishRatePerSec?: number;
+  /** When fill i (0-based) is due, in ms from the start (a stream shape); not with a rate. */
+  publishScheduleMs?: (index: number) => number;
   /**
    * Latency percentiles leave out the first this many fills (they still must
    * settle): a steady-state figure, without the cold start of every actor.
@@ -145,18 +148,20 @@ async function publishAll(
   fills: readonly Fill[],
   options: {
     inFlightMax: number;
-    ratePerSec?: number;
+    /** When fill i is due, in ms from the start; absent = at once. */
+    dueMs?: (index: number) => number;
     onPublish: (fill: Fill, index: number) => void;
   },
 ): Promise<void> {
   const startedMs = monotonicClock.nowMs();
+  const { dueMs } = options;
   const gate = new Permits(options.inFlightMax);
   const failures: unknown[] = [];
   for (let i = 0; i < fills.length && failures.length === 0; i++) {
     const fill = fills[i];
     if (!fill) break;
-    if (options.ratePerSec !== undefined) {
-      const waitMs = startedMs + (i * 1000) / options.ratePerSec - monotonicClock.nowMs();
+    if (dueMs !== undefined) {
+      const waitMs = startedMs + dueMs(i) - monotonicClock.nowMs();
       if (waitMs > 1) await new Promise((resolve) => setTimeout(resolve, waitMs));
     }
     await gate.acquire();
@@ -168,6 +173,15 @@ async function publishAll(
   }
   await gate.idle();
   if (failures.length > 0) throw failures[0];
+}
+
+/** The publish pace: a schedule, a steady rate, or none (as fast as JetStream takes them). */
+function dueOf(options: RunOptions): { dueMs?: (index: number) => number } {
+  const rate = options.publishRatePerSec;
+  const schedule = options.publishScheduleMs;
+  invariant(rate === undefined || schedule === undefined, 'a publish rate or a schedule, not both');
+  if (schedule) return { dueMs: schedule };
+  return rate === undefined ? {} : { dueMs: (i) => (i * 1000) / rate };
 }
 
 async function prepublish(config: Config, scenario: Scenario, inFlightMax: number): Promise<void> {
@@ -255,7 +269,7 @@ async function runService(
       if (!options.prepublish) {
         await publishAll(service.publisher, scenario.publishOrder, {
           inFlightMax: options.publishInFlightMax,
-          ratePerSec: options.publishRatePerSec,
+          ...dueOf(options),
           onPublish: (fill, i) =>
             progress.arrived(fill, monotonicClock.nowMs(), i >= (options.latencyFromFill ?? 0)),
         });

@@ -9,29 +9,54 @@
 import { parseArgs } from 'node:util';
 import { runScenario, type RunResult } from './run.ts';
 import { tradingDayScenario, type TradingDayScenario } from './trading-day/scenario.ts';
+import type { StreamShape } from './trading-day/shape.ts';
+
+const ShapeKind = { Steady: 'steady', Burst: 'burst', Auctions: 'auctions' } as const;
+type ShapeKind = (typeof ShapeKind)[keyof typeof ShapeKind];
 
 interface ScenarioSpec {
   summary: string;
   accounts: number;
   securities: number;
+  /** Paced by this shape unless the command line says otherwise; absent = as fast as possible. */
+  shape?: ShapeKind;
+  ratePerSec: number;
 }
 
-/** The shipped scenarios (busts, bursts and a million accounts come with later increments). */
+/** A shape at base rate X: bursts of 10 × X for 5 s every 20 s; auctions 5 × X in the first and last 10 %. */
+function shapeOf(kind: ShapeKind, ratePerSec: number): StreamShape {
+  switch (kind) {
+    case ShapeKind.Steady:
+      return { kind: 'STEADY', ratePerSec };
+    case ShapeKind.Burst:
+      return { kind: 'BURST', ratePerSec, factor: 10, burstSec: 5, periodSec: 20 };
+    case ShapeKind.Auctions:
+      return { kind: 'AUCTIONS', ratePerSec, factor: 5, peakBps: 1_000 };
+    default: {
+      const never: never = kind;
+      throw new Error(`unknown shape ${String(never)}`);
+    }
+  }
+}
+
+/** The shipped scenarios (busts and corrections and a million accounts come with later increments). */
 const SCENARIOS: Readonly<Record<string, ScenarioSpec>> = {
   smoke: {
-    summary: 'a small day: 300 accounts, 10 securities (seconds)',
-    accounts: 300,
-    securities: 10,
+    summary: 'a small day: 300 accounts, 10 securities, as fast as possible (seconds)',
+    ...{ accounts: 300, securities: 10, ratePerSec: 500 },
   },
   'trading-day': {
-    summary: 'a day at the default size: 2,000 accounts, 50 securities',
-    accounts: 2_000,
-    securities: 50,
+    summary: 'a day at the default size: 2,000 accounts, 50 securities, as fast as possible',
+    ...{ accounts: 2_000, securities: 50, ratePerSec: 500 },
+  },
+  burst: {
+    summary: 'the default day paced at 100 fills/s, with bursts of 10x for 5 s every 20 s',
+    ...{ accounts: 2_000, securities: 50, shape: ShapeKind.Burst, ratePerSec: 100 },
   },
 };
 
 const USAGE = `npm run simulate -- --scenario <name> [--accounts N] [--securities N] [--seed S]
-    [--rate FILLS_PER_S] [--json] [--keep]
+    [--shape steady|burst|auctions] [--rate FILLS_PER_S] [--json] [--keep]
 
 Scenarios:
 ${Object.entries(SCENARIOS)
@@ -41,15 +66,18 @@ ${Object.entries(SCENARIOS)
 Rebalances the scenario's accounts into block orders, builds the day's tape
 (sells before buys), runs it through JetStream and the actors in a database
 and namespace of its own (dropped afterwards unless --keep), and checks
-every invariant exactly. --rate holds that many fills/s; without it fills
-are sent as fast as JetStream takes them.`;
+every invariant exactly. Pacing: --shape sends on that shape at base rate
+--rate (burst: 10x for 5 s every 20 s; auctions: 5x in the first and last
+10 % of the run); --rate alone holds that many fills/s; with neither, fills
+go as fast as JetStream takes them, unless the scenario has a shape.`;
 
 interface Args {
   scenario: ScenarioSpec & { name: string };
   accounts: number;
   securities: number;
   seed: number;
-  ratePerSec?: number;
+  /** Absent: as fast as JetStream takes them. */
+  pace?: StreamShape;
   json: boolean;
   keep: boolean;
 }
@@ -75,6 +103,7 @@ function parse(argv: string[]): Args | 'help' {
       securities: { type: 'string' },
       seed: { type: 'string' },
       rate: { type: 'string' },
+      shape: { type: 'string' },
       json: { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -85,17 +114,30 @@ function parse(argv: string[]): Args | 'help' {
   if (name === undefined) throw new UsageError('--scenario is required');
   const spec = SCENARIOS[name];
   if (!spec) throw new UsageError(`unknown scenario ${JSON.stringify(name)}`);
-  const rate = values.rate === undefined ? undefined : wholeNumber('rate', values.rate, 0);
-  if (rate === 0) throw new UsageError('--rate must be at least 1');
+  const pace = paceOf(spec, values.shape, values.rate);
   return {
     scenario: { ...spec, name },
     accounts: wholeNumber('accounts', values.accounts, spec.accounts),
     securities: wholeNumber('securities', values.securities, spec.securities),
     seed: wholeNumber('seed', values.seed, 42),
-    ...(rate === undefined ? {} : { ratePerSec: rate }),
+    ...(pace === undefined ? {} : { pace }),
     json: values.json,
     keep: values.keep,
   };
+}
+
+function paceOf(
+  spec: ScenarioSpec,
+  shapeArg: string | undefined,
+  rateArg: string | undefined,
+): StreamShape | undefined {
+  const rate = wholeNumber('rate', rateArg, spec.ratePerSec);
+  if (rate < 1) throw new UsageError('--rate must be at least 1');
+  if (shapeArg !== undefined && !(Object.values(ShapeKind) as string[]).includes(shapeArg))
+    throw new UsageError(`--shape must be one of ${Object.values(ShapeKind).join(', ')}`);
+  const kind = (shapeArg as ShapeKind | undefined) ?? spec.shape;
+  if (kind !== undefined) return shapeOf(kind, rate);
+  return rateArg === undefined ? undefined : shapeOf(ShapeKind.Steady, rate);
 }
 
 function parseOrExit(argv: string[]): Args {
@@ -116,6 +158,9 @@ function parseOrExit(argv: string[]): Args {
 function report(args: Args, day: TradingDayScenario, result: RunResult) {
   return {
     scenario: args.scenario.name,
+    pace: args.pace ?? 'as fast as possible',
+    offeredPerSec:
+      result.publishMs > 0 ? Math.round((result.fills * 1000) / result.publishMs) : null,
     invariantsOk: result.invariantsOk,
     fills: result.fills,
     busts: 0,
@@ -135,11 +180,17 @@ function report(args: Args, day: TradingDayScenario, result: RunResult) {
   };
 }
 
+function textOf(value: unknown): string {
+  if (Array.isArray(value)) return value.join('; ') || '-';
+  return typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value);
+}
+
 const args = parseOrExit(process.argv.slice(2));
 const say = (line: string) => (args.json ? process.stderr : process.stdout).write(`${line}\n`);
 say(`scenario ${args.scenario.name}: rebalancing and building the tape ...`);
 const day = tradingDayScenario({
   world: { seed: args.seed, accounts: args.accounts, securities: args.securities, idPrefix: 'TD' },
+  ...(args.pace ? { tape: { shape: args.pace } } : {}),
 });
 say(
   `  ${day.rebalance.accountsScanned} accounts scanned, ${day.rebalance.accountsTrading} trading, ` +
@@ -150,7 +201,7 @@ const result = await runScenario({
   tag: 'sim',
   keepDatabase: args.keep,
   publishInFlightMax: 256,
-  ...(args.ratePerSec === undefined ? {} : { publishRatePerSec: args.ratePerSec }),
+  ...(args.pace ? { publishScheduleMs: (i: number) => day.schedule.offsetMsOf(i) } : {}),
   settleTimeoutMs: 600_000,
   checkInvariants: true,
   env: process.env,
@@ -163,7 +214,5 @@ const result = await runScenario({
 });
 const out = report(args, day, result);
 if (args.json) process.stdout.write(`${JSON.stringify(out)}\n`);
-else
-  for (const [key, value] of Object.entries(out))
-    say(`${key.padEnd(20)} ${Array.isArray(value) ? value.join('; ') || '-' : String(value)}`);
+else for (const [key, value] of Object.entries(out)) say(`${key.padEnd(20)} ${textOf(value)}`);
 process.exitCode = result.invariantsOk ? 0 : 1;

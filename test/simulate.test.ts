@@ -54,7 +54,14 @@ t.test('--help lists the scenarios; a bad command line exits 2 without a stack',
   t.equal(help.code, 0);
   t.match(help.stdout, /smoke\s+a small day/);
   t.match(help.stdout, /trading-day\s+a day at the default size/);
-  for (const bad of [['--bogus'], ['--scenario', 'nope'], ['--scenario', 'smoke', '--rate', 'x']]) {
+  t.match(help.stdout, /burst\s+the default day paced/);
+  const bads = [
+    ['--bogus'],
+    ['--scenario', 'nope'],
+    ['--scenario', 'smoke', '--rate', 'x'],
+    ['--scenario', 'smoke', '--shape', 'zigzag'],
+  ];
+  for (const bad of bads) {
     const run = simulate(bad);
     t.equal(run.code, 2, `${bad.join(' ')}: exit 2`);
     t.notMatch(run.stderr, /\n\s+at /, `${bad.join(' ')}: no stack trace`);
@@ -68,9 +75,25 @@ t.test('the smoke scenario, end to end: one JSON object, exact books', async (t)
   const lines = run.stdout.trim().split('\n');
   t.equal(lines.length, 1, 'stdout is exactly one line');
   const out = JSON.parse(lines[0] ?? '{}') as Record<string, unknown>;
-  t.match(out, { scenario: 'smoke', invariantsOk: true, violations: [], busts: 0 });
+  t.match(out, {
+    scenario: 'smoke',
+    pace: 'as fast as possible',
+    invariantsOk: true,
+    violations: [],
+    busts: 0,
+  });
   t.ok(
     Number(out.fills) > 0 && Number(out.lines) > Number(out.fills),
     'fills, fanned out to lines',
   );
+});
+
+t.test('a paced run follows the shape it was given', async (t) => {
+  const run = simulate(['--scenario', 'smoke', '--shape', 'auctions', '--rate', '2000', '--json']);
+  t.equal(run.code, 0, run.stderr.slice(-2_000));
+  const out = JSON.parse(run.stdout.trim()) as Record<string, unknown>;
+  t.match(out, {
+    pace: { kind: 'AUCTIONS', ratePerSec: 2000, factor: 5, peakBps: 1000 },
+    invariantsOk: true,
+  });
 });

@@ -19,6 +19,7 @@ import {
   type RebalanceSummary,
 } from './rebalance.ts';
 import { toSeedSecurities } from './reference.ts';
+import type { Schedule } from './shape.ts';
 import { buildTape, tapeFills, type TapeOptions, type TapeSummary } from './tape.ts';
 import { buildWorld } from './world.ts';
 
@@ -41,6 +42,8 @@ export interface TradingDayScenario {
   scenario: Scenario;
   rebalance: RebalanceSummary;
   tape: TapeSummary;
+  /** When each fill of the publish order is due (the tape's stream shape). */
+  schedule: Schedule;
 }
 
 export function tradingDayScenario(
@@ -83,6 +86,7 @@ export function tradingDayScenario(
     },
     rebalance: day.summary,
     tape: tape.summary,
+    schedule: tape.schedule,
   };
 }
 
