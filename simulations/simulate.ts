@@ -50,8 +50,8 @@ const SCENARIOS: Readonly<Record<string, ScenarioSpec>> = {
     ...{ accounts: 2_000, securities: 50, ratePerSec: 500 },
   },
   burst: {
-    summary: 'the default day paced at 100 fills/s, with bursts of 10x for 5 s every 20 s',
-    ...{ accounts: 2_000, securities: 50, shape: ShapeKind.Burst, ratePerSec: 100 },
+    summary: 'the default day paced at 40 fills/s, with bursts of 10x for 5 s every 20 s',
+    ...{ accounts: 2_000, securities: 50, shape: ShapeKind.Burst, ratePerSec: 40 },
   },
 };
 
