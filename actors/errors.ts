@@ -153,9 +153,11 @@ export function invariant(condition: unknown, message: string): asserts conditio
   if (!condition) throw new InvariantError(message);
 }
 
+/** A JSON.stringify replacer: bigints (money, quantities) as exact decimal strings. */
+export const bigintsAsStrings = (_key: string, value: unknown): unknown =>
+  typeof value === 'bigint' ? value.toString() : value;
+
 /** Exhaustiveness check for discriminated unions. */
 export function assertNever(value: never, what = 'value'): never {
-  throw new InvariantError(
-    `unexpected ${what}: ${JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`,
-  );
+  throw new InvariantError(`unexpected ${what}: ${JSON.stringify(value, bigintsAsStrings)}`);
 }

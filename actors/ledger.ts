@@ -45,13 +45,3 @@ export interface LedgerRows {
   suspense?: SuspenseRow[];
   resolutions?: ResolutionRow[];
 }
-
-export function hasLedgerRows(rows: LedgerRows | undefined): rows is LedgerRows {
-  return (
-    rows !== undefined &&
-    (rows.executions?.length ?? 0) +
-      (rows.suspense?.length ?? 0) +
-      (rows.resolutions?.length ?? 0) >
-      0
-  );
-}

@@ -52,6 +52,10 @@ export interface ConsumerStatsView {
   heldFills: number;
 }
 
+/** Bounds of a fault plan: the schema and the injector both hold to them. */
+export const FAULT_COUNT_MAX = 10_000;
+export const FAULT_DELAY_MAX_MS = 60_000;
+
 /** Fault injection (tests and drills only): refuses every request unless enabled. */
 export interface FaultPort {
   readonly enabled: boolean;

@@ -13,12 +13,14 @@ import type {
   BlockOrderView,
   SuspenseLineView,
 } from '../actors/views.ts';
-import type {
-  ConsumerStatsView,
-  FaultPlanView,
-  Readiness,
-  ReadinessCheck,
-  SuspenseRetryResult,
+import {
+  FAULT_COUNT_MAX,
+  FAULT_DELAY_MAX_MS,
+  type ConsumerStatsView,
+  type FaultPlanView,
+  type Readiness,
+  type ReadinessCheck,
+  type SuspenseRetryResult,
 } from './ports.ts';
 
 // No '.': an id is one NATS subject token (executions.<partition>.<blockOrderId>).
@@ -156,7 +158,7 @@ export const SuspenseRetryResultSchema = Type.Object(
   { additionalProperties: false },
 );
 
-const FaultCount = Type.Integer({ minimum: 0, maximum: 10_000 });
+const FaultCount = Type.Integer({ minimum: 0, maximum: FAULT_COUNT_MAX });
 
 export const FaultRequestSchema = Type.Object(
   {
@@ -172,7 +174,7 @@ export const FaultRequestSchema = Type.Object(
       ),
     ),
     journalFailures: Type.Optional(FaultCount),
-    journalDelayMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 60_000 })),
+    journalDelayMs: Type.Optional(Type.Integer({ minimum: 0, maximum: FAULT_DELAY_MAX_MS })),
   },
   { additionalProperties: false },
 );

@@ -8,7 +8,8 @@ import { MikroORM } from '@mikro-orm/postgresql';
 import { CompiledQuery, type Kysely, type Transaction } from 'kysely';
 import pg from 'pg';
 import { BlockfillError, ErrorCode } from '../actors/errors.ts';
-import { redactUrl, UNREACHABLE_ERRNOS } from '../system/config.ts';
+import { redactUrl, UNREACHABLE_ERRNOS } from './addresses.ts';
+import { withTimeout } from './timeouts.ts';
 import { entities } from './entities.ts';
 import { retrySerializable, type RetryPolicy } from './retry.ts';
 
@@ -69,15 +70,6 @@ function startupFailure(error: unknown, client: pg.Client, url: string): unknown
   return error;
 }
 
-/** `work`, or the `timedOut()` error once `timeoutMs` has passed. */
-function bounded<T>(work: Promise<T>, timeoutMs: number, timedOut: () => Error): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(timedOut()), timeoutMs);
-  });
-  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
-}
-
 /**
  * Connects once and runs a first query, each bounded by `timeoutMs`, so that
  * a wrong URL or a server that never answers fails start-up with a message
@@ -96,8 +88,8 @@ export async function probeDatabase(url: string, timeoutMs: number): Promise<voi
         'and that it is not overloaded',
     );
   try {
-    await bounded(client.connect(), timeoutMs, timedOut('complete a connection'));
-    await bounded(client.query('SELECT 1'), timeoutMs, timedOut('answer a first query'));
+    await withTimeout(client.connect(), timeoutMs, timedOut('complete a connection'));
+    await withTimeout(client.query('SELECT 1'), timeoutMs, timedOut('answer a first query'));
   } catch (error) {
     socket.destroy();
     throw startupFailure(error, client, url);

@@ -197,6 +197,11 @@ export class GroupCommit {
       await this.#options.beforeBatch?.(rows);
       const outcome = await this.#write(rows);
       const { notWritten, fallback } = outcome;
+      for (const i of outcome.executionConflicts?.keys() ?? [])
+        invariant(
+          notWritten.has(i),
+          `row ${i} failed on the execution index but is reported written`,
+        );
       this.stats.batches++;
       if (fallback) this.stats.fallbacks++;
       this.stats.flushMsTotal += performance.now() - startedMs;

@@ -13,8 +13,6 @@ export interface LedgerInsert {
   /** Column name and SQL array type, in order. */
   columns: ReadonlyArray<readonly [string, string]>;
   arrays: unknown[][];
-  /** Which record (index into the batch) each row belongs to. */
-  recordOf: number[];
 }
 
 const EXECUTION_COLUMNS = [
@@ -113,15 +111,12 @@ export function ledgerInserts(
   for (const kind of kinds) {
     const { table, columns } = TABLES[kind];
     const arrays: unknown[][] = columns.map(() => []);
-    const recordOf: number[] = [];
     records.forEach((record, i) => {
       if (!include(i)) return;
-      for (const row of rowsOf(record, kind)) {
+      for (const row of rowsOf(record, kind))
         values(kind, row, record).forEach((v, c) => arrays[c]?.push(v));
-        recordOf.push(i);
-      }
     });
-    if (recordOf.length > 0) out.push({ table, columns, arrays, recordOf });
+    if ((arrays[0]?.length ?? 0) > 0) out.push({ table, columns, arrays });
   }
   return out;
 }

@@ -9,17 +9,14 @@ import type { ExecutionRow, ResolutionRow, SuspenseRow } from '../actors/ledger.
 import { GroupCommitJournal, type BatchOutcome, type GroupCommitOptions } from './group-commit.ts';
 import type { JournalRecord, SnapshotRecord, StoredRecord } from './journal.ts';
 
-export interface MemoryJournalOptions extends GroupCommitOptions {
-  /** Called before each batch is written; throw to fail the whole batch. */
-  beforeWrite?: (rows: readonly JournalRecord[]) => void | Promise<void>;
-}
+/** The group-commit options: `beforeBatch` fails a whole batch when it throws. */
+export type MemoryJournalOptions = GroupCommitOptions;
 
 const atKey = (e: ExecutionRow) => `${e.blockOrderId}#${e.seq}`;
 
 export class MemoryJournal extends GroupCommitJournal {
   readonly #records = new Map<string, StoredRecord[]>();
   readonly #snapshots = new Map<string, SnapshotRecord>();
-  readonly #beforeWrite: MemoryJournalOptions['beforeWrite'];
   /** The execution index: by fill id, and by `${blockOrderId}#${seq}` (both unique). */
   readonly #executions = new Map<string, ExecutionRow>();
   readonly #executionAt = new Map<string, ExecutionRow>();
@@ -29,7 +26,6 @@ export class MemoryJournal extends GroupCommitJournal {
 
   constructor(options: MemoryJournalOptions) {
     super(options);
-    this.#beforeWrite = options.beforeWrite;
   }
 
   /** Every stored record of `key` (a copy), for tests. */
@@ -42,7 +38,6 @@ export class MemoryJournal extends GroupCommitJournal {
   }
 
   protected override async writeBatch(rows: readonly JournalRecord[]): Promise<BatchOutcome> {
-    await this.#beforeWrite?.(rows);
     // Like the SQL careful path: a row that exists cuts its key at that row.
     const cut = new Map<string, number>();
     const next = new Map<string, number>();

@@ -5,7 +5,7 @@
  * concurrent second migrator either sees it applied or conflicts and retries.
  */
 import { BlockfillError, ErrorCode } from '../actors/errors.ts';
-import { redactUrl } from '../system/config.ts';
+import { redactUrl } from './addresses.ts';
 import type { Database } from './db.ts';
 import { migrations as allMigrations, type Migration } from './migrations/index.ts';
 

@@ -178,12 +178,19 @@ export class SqlJournal extends GroupCommitJournal {
     );
     if (stale.length > 0) {
       const keysSeqs = [stale.map((r) => r.key), stale.map((r) => r.seq)];
-      for (const table of ['journal', 'executions'])
-        await q(
+      for (const table of ['journal', 'executions']) {
+        const deleted = await q(
           `DELETE FROM ${table} WHERE (persistence_key, sequence_nr) IN
-             (SELECT * FROM unnest($1::text[], $2::bigint[]))`,
+             (SELECT * FROM unnest($1::text[], $2::bigint[])) RETURNING 1`,
           keysSeqs,
         );
+        // Each stale row was inserted by this transaction: every journal row is there to take back.
+        if (table === 'journal')
+          invariant(
+            deleted.length === stale.length,
+            `took back ${deleted.length} of ${stale.length} rows`,
+          );
+      }
       for (const r of stale) done.delete(rowId(r.key, r.seq));
     }
     for (const insert of ledgerInserts(rows, live, ['suspense', 'resolutions']))

@@ -11,7 +11,6 @@
  * - otherwise fills are published while the service runs, at
  *   `publishRatePerSec` or as fast as JetStream takes them.
  */
-import { randomBytes } from 'node:crypto';
 import type { Fill } from '../actors/block-order/decider.ts';
 import { BLOCK_ORDER_KIND, UNCONFIRMED_EVENT_TYPES } from '../actors/block-order/shell.ts';
 import type { AllocationObserver, Clock } from '../actors/protocol.ts';
@@ -33,7 +32,7 @@ import { percentiles, type LatencyMs } from './arms/common.ts';
 import { Permits } from '../system/permits.ts';
 import { checkInvariants, type InvariantReport } from './invariants.ts';
 import { generateScenario, type Scenario, type ScenarioOptions } from './scenario.ts';
-import { deleteStreams, dropDatabase, freshDatabase } from './support.ts';
+import { deleteStreams, dropDatabase, freshDatabase, runNames } from './support.ts';
 
 export interface RunOptions {
   scenario: Partial<ScenarioOptions> | Scenario;
@@ -216,9 +215,7 @@ export async function runScenario(options: RunOptions): Promise<RunResult> {
   options.progress(
     `scenario: ${scenario.seed.securities.length} securities, ${scenario.seed.accounts.length} accounts, ${scenario.seed.blockOrders.length} block orders, ${total} fills`,
   );
-  const suffix = randomBytes(4).toString('hex');
-  const databaseName = `blockfill_${options.tag}_${suffix}`;
-  const namespace = `${options.tag.toUpperCase()}${suffix.toUpperCase()}`;
+  const { databaseName, namespace } = runNames(options.tag);
   const config: Config = {
     ...base,
     databaseUrl: await freshDatabase(base.databaseUrl, databaseName),

@@ -2,9 +2,13 @@
  * Isolation for runs that must not share state: a fresh database per run and
  * per-namespace JetStream streams, both removable afterwards.
  */
+import { randomBytes } from 'node:crypto';
 import type { JetStreamManager } from '@nats-io/jetstream';
 import { streamNames } from '../system/config.ts';
 import { Database } from '../persistence/db.ts';
+
+/** The database a URL names. */
+export const databaseNameOf = (url: string): string => new URL(url).pathname.slice(1);
 
 export function withDatabaseName(url: string, name: string): string {
   const u = new URL(url);
@@ -13,6 +17,20 @@ export function withDatabaseName(url: string, name: string): string {
 }
 
 const SAFE_NAME = /^[a-z][a-z0-9_]{0,62}$/;
+
+/**
+ * A run's own names: database `blockfill_<tag>_<hex>` and stream namespace
+ * `<TAG><HEX>`, random, so two runs on one machine never share (nor drop)
+ * each other's state.
+ */
+export function runNames(tag: string): { databaseName: string; namespace: string } {
+  if (!/^[a-z][a-z0-9]{0,15}$/.test(tag)) throw new Error(`unsafe run tag ${tag}`);
+  const suffix = randomBytes(4).toString('hex');
+  return {
+    databaseName: `blockfill_${tag}_${suffix}`,
+    namespace: `${tag.toUpperCase()}${suffix.toUpperCase()}`,
+  };
+}
 
 /** Runs `work` on the server's maintenance database (`postgres`, or CockroachDB's `defaultdb`). */
 export async function withMaintenance<T>(
@@ -55,13 +73,13 @@ async function dropIn(db: Database, name: string): Promise<void> {
   }
 }
 
-/** Drops (if present) and creates database `name` on the server of `url`; returns its URL. */
+/**
+ * Creates database `name` on the server of `url`; returns its URL. Never
+ * drops first: a name that exists may be another run's, so it fails instead.
+ */
 export async function freshDatabase(url: string, name: string): Promise<string> {
   if (!SAFE_NAME.test(name)) throw new Error(`unsafe database name ${name}`);
-  await withMaintenance(url, async (db) => {
-    await dropIn(db, name);
-    await db.query(`CREATE DATABASE ${name}`);
-  });
+  await withMaintenance(url, (db) => db.query(`CREATE DATABASE ${name}`));
   return withDatabaseName(url, name);
 }
 

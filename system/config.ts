@@ -4,13 +4,14 @@
  */
 import { ConnectionError, TimeoutError } from '@nats-io/transport-node';
 import { BlockfillError, ErrorCode } from '../actors/errors.ts';
+import { errnoOf, redactSecrets, UNREACHABLE_ERRNOS } from '../persistence/addresses.ts';
 
 export class ConfigError extends BlockfillError {
   readonly variable: string;
   constructor(variable: string, rule: string, value: string) {
     super(
       ErrorCode.ConfigInvalid,
-      `invalid configuration: ${variable}=${JSON.stringify(redact(value))}: ${rule}`,
+      `invalid configuration: ${variable}=${JSON.stringify(redactSecrets(value))}: ${rule}`,
     );
     this.name = 'ConfigError';
     this.variable = variable;
@@ -65,41 +66,6 @@ export interface Config {
 
 type Env = Record<string, string | undefined>;
 
-/** Hides credentials in URLs (user:password@) so an error message never leaks them. */
-function redact(value: string): string {
-  return value.replace(/\/\/[^/@\s]*@/g, '//***@');
-}
-
-/** Query parameters of a PostgreSQL URL that carry secrets. */
-const SECRET_PARAMS = ['password', 'sslpassword'];
-
-/**
- * A database URL fit for a log line: the role stays (it says which role was
- * refused), the password becomes `***` (postgres://user:***@host:port/db).
- */
-export function redactUrl(value: string): string {
-  let parsed: URL;
-  try {
-    parsed = new URL(value);
-  } catch {
-    return redact(value);
-  }
-  if (parsed.password) parsed.password = '***';
-  for (const name of SECRET_PARAMS) {
-    if (parsed.searchParams.has(name)) parsed.searchParams.set(name, '***');
-  }
-  return parsed.toString();
-}
-
-/** errno codes of a server that cannot be reached at all (nothing listens, no such host). */
-export const UNREACHABLE_ERRNOS: ReadonlySet<string> = new Set([
-  'ECONNREFUSED',
-  'ENOTFOUND',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EAI_AGAIN',
-]);
-
 /**
  * The error of connecting to NATS_URL at start-up, as NATS_UNREACHABLE naming
  * the variable and its servers (credentials hidden: a NATS user may be a
@@ -110,7 +76,7 @@ export function natsStartupFailure(error: unknown, servers: readonly string[]): 
   const silent = error instanceof TimeoutError;
   if (!silent && !(error instanceof ConnectionError) && !(errno && UNREACHABLE_ERRNOS.has(errno)))
     return error;
-  const where = `NATS_URL=${redact(servers.join(','))}`;
+  const where = `NATS_URL=${redactSecrets(servers.join(','))}`;
   const what = silent
     ? 'no NATS server answered in time'
     : `cannot reach NATS (${errno ?? 'no connection'})`;
@@ -119,11 +85,6 @@ export function natsStartupFailure(error: unknown, servers: readonly string[]): 
     `${what} at ${where}: check that the server runs and that host and port are right`,
     { cause: error, transient: false },
   );
-}
-
-function errnoOf(error: unknown): string | undefined {
-  const code = (error as { code?: unknown } | null | undefined)?.code;
-  return typeof code === 'string' ? code : undefined;
 }
 
 function str(
@@ -173,7 +134,7 @@ export function loadConfig(env: Env = process.env): Config {
   }
   const journalBatchEventsMax = int(env, 'JOURNAL_BATCH_EVENTS_MAX', 2000, 1, 10_000);
   const config: Config = {
-    faultInjection: false,
+    faultInjection: onOff(env, 'FAULT_INJECTION', 'off'),
     databaseUrl: url(env, 'DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/blockfill', [
       'postgres:',
       'postgresql:',
@@ -222,6 +183,19 @@ export function loadConfig(env: Env = process.env): Config {
     httpPort: int(env, 'PORT', 3000, 0, 65_535),
     logLevel: logLevel as Config['logLevel'],
   };
+  checkRelations(config);
+  return config;
+}
+
+/** `on` or `off`, nothing else. */
+function onOff(env: Env, name: string, fallback: 'on' | 'off'): boolean {
+  const value = str(env, name, fallback);
+  if (value !== 'on' && value !== 'off') throw new ConfigError(name, 'must be on or off', value);
+  return value === 'on';
+}
+
+/** Rules between settings, each named by the setting that breaks it. */
+function checkRelations(config: Config): void {
   if (config.supervisorBackoffMinMs > config.supervisorBackoffMaxMs) {
     throw new ConfigError(
       'SUPERVISOR_BACKOFF_MIN_MS',
@@ -229,10 +203,6 @@ export function loadConfig(env: Env = process.env): Config {
       String(config.supervisorBackoffMinMs),
     );
   }
-  const faults = str(env, 'FAULT_INJECTION', 'off');
-  if (faults !== 'on' && faults !== 'off')
-    throw new ConfigError('FAULT_INJECTION', 'must be on or off', faults);
-  config.faultInjection = faults === 'on';
   if (config.journalPendingEventsMax < config.journalBatchEventsMax) {
     throw new ConfigError(
       'JOURNAL_PENDING_EVENTS_MAX',
@@ -240,7 +210,6 @@ export function loadConfig(env: Env = process.env): Config {
       String(config.journalPendingEventsMax),
     );
   }
-  return config;
 }
 
 /** JetStream names derived from the namespace, so concurrent test runs never share a stream. */

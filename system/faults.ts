@@ -4,23 +4,15 @@
  * actor throw on its next N messages, fail the next N journal batches, and
  * slow every journal batch by X ms. Each plan is bounded.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { BlockfillError, ErrorCode, ValidationError } from '../actors/errors.ts';
-
-export const FAULT_COUNT_MAX = 10_000;
-export const FAULT_DELAY_MAX_MS = 60_000;
-
-export interface FaultPlan {
-  /** Actors (by kind, and id if given) that throw on their next `count` messages. */
-  actorThrows: Array<{ kind: string; id?: string; remaining: number; transient: boolean }>;
-  journalFailures: number;
-  journalDelayMs: number;
-}
-
-export interface FaultRequest {
-  actorThrows?: { kind: string; id?: string; count: number; transient?: boolean };
-  journalFailures?: number;
-  journalDelayMs?: number;
-}
+import {
+  FAULT_COUNT_MAX,
+  FAULT_DELAY_MAX_MS,
+  type FaultPlanView as FaultPlan,
+  type FaultPort,
+  type FaultRequestBody as FaultRequest,
+} from '../api/ports.ts';
 
 export class FaultInjectionDisabledError extends BlockfillError {
   constructor() {
@@ -32,15 +24,14 @@ export class FaultInjectionDisabledError extends BlockfillError {
   }
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-function bounded(field: string, value: number, max: number): number {
+/** A request's count or delay, within 0..max (the API's schema holds to the same bounds). */
+function intWithin(field: string, value: number, max: number): number {
   if (!Number.isSafeInteger(value) || value < 0 || value > max)
     throw new ValidationError(field, `must be an integer within 0..${max}`);
   return value;
 }
 
-export class Faults {
+export class Faults implements FaultPort {
   readonly enabled: boolean;
   #plan: FaultPlan = { actorThrows: [], journalFailures: 0, journalDelayMs: 0 };
   /** Faults that fired, for the evidence. */
@@ -59,7 +50,7 @@ export class Faults {
     if (!this.enabled) throw new FaultInjectionDisabledError();
     const t = request.actorThrows;
     if (t) {
-      const count = bounded('actorThrows.count', t.count, FAULT_COUNT_MAX);
+      const count = intWithin('actorThrows.count', t.count, FAULT_COUNT_MAX);
       if (this.#plan.actorThrows.length >= 100)
         throw new ValidationError('actorThrows', 'at most 100 actor faults at once');
       this.#plan.actorThrows.push({
@@ -70,13 +61,13 @@ export class Faults {
       });
     }
     if (request.journalFailures !== undefined)
-      this.#plan.journalFailures = bounded(
+      this.#plan.journalFailures = intWithin(
         'journalFailures',
         request.journalFailures,
         FAULT_COUNT_MAX,
       );
     if (request.journalDelayMs !== undefined)
-      this.#plan.journalDelayMs = bounded(
+      this.#plan.journalDelayMs = intWithin(
         'journalDelayMs',
         request.journalDelayMs,
         FAULT_DELAY_MAX_MS,

@@ -45,7 +45,9 @@ export function fillSubject(subjectRoot: string, blockOrderId: string, partition
   return `${subjectRoot}.${partitionOf(blockOrderId, partitions)}.${blockOrderId}`;
 }
 
-const bad = (field: string, rule: string): DecodeResult => ({
+type DecodeFailure = Extract<DecodeResult, { ok: false }>;
+
+const bad = (field: string, rule: string): DecodeFailure => ({
   ok: false,
   reason: 'INVALID_FIELD',
   field,
@@ -99,12 +101,8 @@ function floatIntegerField(bytes: Uint8Array): string | undefined {
   return floatKeys(bytes).find((key) => INTEGER_FIELDS.has(key));
 }
 
-export function decodeFill(
-  bytes: Uint8Array,
-  subject: string,
-  subjectRoot: string,
-  partitions: number,
-): DecodeResult {
+/** The message as a msgpack map with no float in an integer field, or why not. */
+function decodeMap(bytes: Uint8Array): { ok: true; map: Record<string, unknown> } | DecodeFailure {
   let raw: unknown;
   try {
     raw = unpackWire(bytes);
@@ -130,6 +128,18 @@ export function decodeFill(
     const value = String(m[float] as number);
     return bad(float, `must be a msgpack integer, never a float (got float ${value})`);
   }
+  return { ok: true, map: m };
+}
+
+export function decodeFill(
+  bytes: Uint8Array,
+  subject: string,
+  subjectRoot: string,
+  partitions: number,
+): DecodeResult {
+  const decoded = decodeMap(bytes);
+  if (!decoded.ok) return decoded;
+  const m = decoded.map;
   if (safeNumber(m.v) !== FILL_WIRE_VERSION) {
     return bad('v', `must be schema version ${FILL_WIRE_VERSION}`);
   }

@@ -38,6 +38,7 @@ export class HeldFills<T> {
     order.set(seq, { seq, item, sinceMs: nowMs });
     this.#byOrder.set(orderId, order);
     this.#size++;
+    invariant(this.#size <= this.#heldMax, `held fills ${this.#size} beyond ${this.#heldMax}`);
     return true;
   }
 
@@ -79,6 +80,7 @@ export class HeldFills<T> {
   /** Takes everything (shutdown: the caller naks them, so the next process gets them at once). */
   takeAll(): T[] {
     const all = [...this.items()];
+    invariant(all.length === this.#size, `held ${all.length} fills, counted ${this.#size}`);
     this.#byOrder.clear();
     this.#size = 0;
     return all;

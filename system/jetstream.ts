@@ -25,9 +25,16 @@ import {
   type JsMsg,
 } from '@nats-io/jetstream';
 import { connect, headers, nanos, type NatsConnection } from '@nats-io/transport-node';
-import { executionDifferences, FillRejection, type Fill } from '../actors/block-order/decider.ts';
-import { BlockfillError, ErrorCode, invariant } from '../actors/errors.ts';
+import { decideAgainstApplied, FillRejection, type Fill } from '../actors/block-order/decider.ts';
+import {
+  assertNever,
+  bigintsAsStrings,
+  BlockfillError,
+  ErrorCode,
+  invariant,
+} from '../actors/errors.ts';
 import type { AllocateFillReply } from '../actors/protocol.ts';
+import type { ConsumerStatsView } from '../api/ports.ts';
 import { streamNames, type Config } from './config.ts';
 import { decodeFill, encodeFill, fillSubject } from './fill-wire.ts';
 import type { Logger } from './log.ts';
@@ -124,27 +131,28 @@ export async function ensureConsumers(
   names: StreamNames,
   config: Config,
 ): Promise<string[]> {
-  const durables: string[] = [];
-  for (let p = 0; p < config.partitions; p++) {
-    const durable = `${names.durablePrefix}_P${p}`;
-    const editable = {
-      ack_wait: nanos(config.consumerAckWaitMs),
-      max_ack_pending: config.consumerMaxAckPending,
-      // We enforce our own bound and dead-letter past it; the server's would drop silently.
-      max_deliver: -1,
-    };
-    await jsm.consumers.add(names.executions, {
-      durable_name: durable,
-      filter_subject: `${names.subjectRoot}.${p}.*`,
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      ...editable,
-    });
-    // add() leaves an existing durable as it was: apply changed settings.
-    await jsm.consumers.update(names.executions, durable, editable);
-    durables.push(durable);
-  }
-  return durables;
+  const editable = {
+    ack_wait: nanos(config.consumerAckWaitMs),
+    max_ack_pending: config.consumerMaxAckPending,
+    // We enforce our own bound and dead-letter past it; the server's would drop silently.
+    max_deliver: -1,
+  };
+  // One round trip per partition at once: start-up is downtime after a crash.
+  return Promise.all(
+    Array.from({ length: config.partitions }, async (_, p) => {
+      const durable = `${names.durablePrefix}_P${p}`;
+      await jsm.consumers.add(names.executions, {
+        durable_name: durable,
+        filter_subject: `${names.subjectRoot}.${p}.*`,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        ...editable,
+      });
+      // add() leaves an existing durable as it was: apply changed settings.
+      await jsm.consumers.update(names.executions, durable, editable);
+      return durable;
+    }),
+  );
 }
 
 export interface Publisher {
@@ -183,18 +191,11 @@ export const DeadLetterHeader = {
 
 /** A fill as JSON for a header or a log line: bigints as decimal strings. */
 export function fillJson(fill: Fill): string {
-  return JSON.stringify(fill, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+  return JSON.stringify(fill, bigintsAsStrings);
 }
 
-export interface ConsumerStats {
-  acked: number;
-  /** Exact duplicates of an applied execution (same id, same content): acked, nothing changed. */
-  duplicates: number;
-  deadLettered: number;
-  /** Of deadLettered: messages that collided with an applied execution. */
-  conflicts: number;
-  nakked: number;
-}
+/** What the consumer counts (GET /consumer/stats adds the fills held now). */
+export type ConsumerStats = Omit<ConsumerStatsView, 'heldFills'>;
 
 export interface FillConsumerDeps {
   js: JetStreamClient;
@@ -235,7 +236,8 @@ export class FillConsumer {
   constructor(deps: FillConsumerDeps) {
     this.#deps = deps;
     this.#slots = new Permits(deps.config.consumerInFlightMax);
-    // Held fills are in flight too: the same bound.
+    // Held fills have a bound of their own, equal to the in-flight bound (a held
+    // fill holds no permit: it waits for its predecessor, not for the actor).
     this.#held = new HeldFills(deps.config.consumerInFlightMax);
     // Long enough for a crashed process's fills to come back (their ack wait),
     // and for a predecessor nak'ed in an outage to come back (its capped delay).
@@ -423,7 +425,12 @@ export class FillConsumer {
   /** In-progress acks for long handlings and held fills; a retry for fills held too long. */
   #tick(): void {
     const nowMs = Date.now();
-    for (const [m, sinceMs] of this.#working) if (nowMs - sinceMs >= this.#quietMs) m.working();
+    // The time kept is the last in-progress ack, so each message gets one per quiet period.
+    for (const [m, sinceMs] of this.#working) {
+      if (nowMs - sinceMs < this.#quietMs) continue;
+      m.working();
+      this.#working.set(m, nowMs);
+    }
     for (const { m } of this.#held.items()) m.working();
     if (!this.#running) return;
     for (const { m, fill } of this.#held.takeStale(nowMs, HELD_RETRY_AFTER_MS)) {
@@ -446,16 +453,20 @@ export class FillConsumer {
     this.#deps.wake(fill.blockOrderId);
     const existing = await this.#deps.execution(fill.fillId);
     if (!existing) return this.#nak(m);
-    const differences = executionDifferences(existing, fill);
-    if (differences.length === 0) {
-      this.stats.duplicates++;
-      m.ack();
-      return this.#releaseNext(fill);
+    const decision = decideAgainstApplied(fill, existing, 'fillId');
+    switch (decision.outcome) {
+      case 'Duplicate':
+        this.stats.duplicates++;
+        m.ack();
+        return this.#releaseNext(fill);
+      case 'Rejected':
+        return this.#deadLetter(m, decision.reason, {
+          detail: decision.detail,
+          ...(decision.existing ? { existing: decision.existing } : {}),
+        });
+      default:
+        return assertNever(decision, 'decision against an applied execution');
     }
-    const detail =
-      `fill id ${fill.fillId} is already applied as ${existing.blockOrderId} seq ${existing.seq}; ` +
-      `this message differs in ${differences.join(', ')}`;
-    await this.#deadLetter(m, FillRejection.ConflictingExecution, { detail, existing });
   }
 
   async #retry(m: JsMsg, reason: string, detail: string): Promise<void> {
@@ -502,7 +513,7 @@ export class FillConsumer {
       seq: m.seq,
       reason,
       ...logged,
-      ...(existing ? { existing: fillJson(existing) } : {}),
+      ...(existing ? { existing } : {}),
     });
     m.ack();
   }
@@ -521,6 +532,7 @@ export class FillConsumer {
       this.#redispatches.size === 0,
       'a held fill was re-dispatched after the consumer stopped',
     );
+    invariant(this.#working.size === 0, `${this.#working.size} fills still in hand after stop`);
   }
 
   /** Fills held ahead of their order's next seq, now. */

@@ -1,4 +1,7 @@
 /** A small structured logger: one JSON object per line on stderr. */
+import { bigintsAsStrings, invariant } from '../actors/errors.ts';
+import { errnoOf } from '../persistence/addresses.ts';
+
 const LEVELS = {
   trace: 10,
   debug: 20,
@@ -27,8 +30,7 @@ function serialize(fields: Record<string, unknown>): Record<string, unknown> {
         code: (v as { code?: unknown }).code,
         stack: v.stack,
       };
-    } else if (typeof v === 'bigint') out[k] = v.toString();
-    else out[k] = v;
+    } else out[k] = v;
   }
   return out;
 }
@@ -38,7 +40,7 @@ export function createLogger(level: LogLevel, base: Record<string, unknown> = {}
   const write = (lvl: LogLevel, msg: string, fields: Record<string, unknown> = {}) => {
     if (LEVELS[lvl] < threshold) return;
     process.stderr.write(
-      `${JSON.stringify({ level: lvl, time: Date.now(), msg, ...base, ...serialize(fields) })}\n`,
+      `${JSON.stringify({ level: lvl, time: Date.now(), msg, ...base, ...serialize(fields) }, bigintsAsStrings)}\n`,
     );
   };
   return {
@@ -89,10 +91,7 @@ interface Entry {
   repeats: number;
 }
 
-function codeOf(value: unknown): string | undefined {
-  const code = (value as { code?: unknown } | null | undefined)?.code;
-  return typeof code === 'string' ? code : undefined;
-}
+const codeOf = errnoOf;
 
 /**
  * Infrastructure errors (transient ones, and driver errors carrying a SQLSTATE
@@ -147,6 +146,22 @@ const unrefTimer = (fn: () => void, ms: number) => {
   return () => clearTimeout(timer);
 };
 
+/**
+ * Ends the windows due by `now` (the map is in window-start order): one with
+ * repeats is summarized and starts the next window at the back.
+ */
+function expireWindows(log: Logger, entries: Map<string, Entry>, windowMs: number, now: number) {
+  for (const [id, e] of entries) {
+    if (now - e.windowStartMs < windowMs) break;
+    entries.delete(id);
+    if (e.repeats === 0) continue;
+    writeSummary(log, e, now);
+    e.repeats = 0;
+    e.windowStartMs = now;
+    entries.set(id, e);
+  }
+}
+
 export function createRepeatLimiter(log: Logger, options: RepeatLimiterOptions): RepeatLimiter {
   const { windowMs } = options;
   const keysMax = options.keysMax ?? REPEAT_KEYS_MAX;
@@ -157,18 +172,7 @@ export function createRepeatLimiter(log: Logger, options: RepeatLimiterOptions):
   let cancel: (() => void) | undefined;
 
   const summarize = (e: Entry, now: number) => writeSummary(log, e, now);
-  // Ends the windows due by `now`: one with repeats is summarized and starts the next.
-  const expire = (now: number) => {
-    for (const [id, e] of entries) {
-      if (now - e.windowStartMs < windowMs) break;
-      entries.delete(id);
-      if (e.repeats === 0) continue;
-      summarize(e, now);
-      e.repeats = 0;
-      e.windowStartMs = now;
-      entries.set(id, e);
-    }
-  };
+  const expire = (now: number) => expireWindows(log, entries, windowMs, now);
   const arm = () => {
     const first = entries.values().next().value;
     if (first === undefined || cancel) return;
@@ -200,6 +204,7 @@ export function createRepeatLimiter(log: Logger, options: RepeatLimiterOptions):
       summarize(oldest, now);
     }
     entries.set(id, { level, key, msg, code, windowStartMs: now, repeats: 0 });
+    invariant(entries.size <= keysMax, 'the repeat limiter holds at most keysMax keys');
     log[level](msg, { key, ...withoutNoisyStacks(fields) });
     arm();
   };

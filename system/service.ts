@@ -4,10 +4,11 @@
  * bounded in time and each run even if an earlier one failed; a failed start
  * stops what it had started.
  *
- * Start: database → journal → actors → NATS streams and consumers → HTTP →
- * start-up sweep → consuming. Stop: stop consuming (every fill in flight is
- * answered, its event durable, and acked) → drain the journal → flush NATS
- * (the acks) → HTTP → NATS → actors → journal → database.
+ * Start: NATS (streams, consumers) connects while the database, the journal
+ * and the actors start; then HTTP, then consuming, with the start-up sweep
+ * beside it. Stop: stop consuming (every fill in flight is answered, its
+ * event durable, and acked) → drain the journal → flush NATS (the acks) →
+ * HTTP → actors → journal → database → NATS.
  */
 import type { FastifyInstance } from 'fastify';
 import type { Fill } from '../actors/block-order/decider.ts';
@@ -23,6 +24,7 @@ import type { InspectionPort } from '../api/ports.ts';
 import { Database } from '../persistence/db.ts';
 import type { Journal } from '../persistence/journal.ts';
 import { assertMigrated } from '../persistence/migrate.ts';
+import { tookLonger, withTimeout } from '../persistence/timeouts.ts';
 import { SqlReferenceData } from '../persistence/reference.ts';
 import { SqlJournal } from '../persistence/sql-journal.ts';
 import { startActors, type Actors } from './actors.ts';
@@ -73,15 +75,6 @@ export interface Service {
 /** No shutdown step may hang SIGTERM forever (a database that stopped answering, say). */
 const STOP_STEP_MS = 10_000;
 
-function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  return Promise.race([
-    work,
-    new Promise<T>((_, reject) =>
-      setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms).unref(),
-    ),
-  ]);
-}
-
 export const systemClock: Clock = { nowMs: () => Date.now() };
 
 /** Stops, last started first; each bounded and each run whatever the others did. */
@@ -97,7 +90,7 @@ class Stops {
   async run(): Promise<void> {
     for (const { name, stop, boundMs } of [...this.#stops].reverse()) {
       try {
-        await withTimeout(Promise.resolve(stop()), boundMs, name);
+        await withTimeout(Promise.resolve(stop()), boundMs, tookLonger(name, boundMs));
       } catch (error) {
         this.#log.warn('shutdown step failed', { step: name, error });
       }
@@ -126,6 +119,8 @@ function openJournal(config: Config, db: Database, faults: Faults): SqlJournal {
   });
 }
 
+type OpenedNats = Awaited<ReturnType<typeof openNats>>;
+
 async function openNats(config: Config) {
   const nats = await openJetStream(config, `blockfill-${process.pid}`).catch((error: unknown) => {
     throw natsStartupFailure(error, config.natsServers);
@@ -149,6 +144,95 @@ function appOptions(config: Config) {
   return { logger: config.logLevel === 'silent' ? (false as const) : { level } };
 }
 
+/** What start-up builds before NATS is needed: the database, the journal and the actors. */
+interface Core {
+  db: Database;
+  faults: Faults;
+  journal: SqlJournal;
+  actors: Actors;
+}
+
+async function openCore(config: Config, options: ServiceOptions, log: Logger, stops: Stops) {
+  const db = await openDatabase(config);
+  stops.add('database close', () => db.close());
+  await assertMigrated(db, config.databaseUrl);
+  const faults = new Faults(config.faultInjection);
+  if (faults.enabled) log.warn('fault injection is ON: for tests and drills only');
+  const journal = openJournal(config, db, faults);
+  stops.add('journal close', () => journal.close());
+  const base = new SqlReferenceData(db);
+  const actors = startActors(config, {
+    journal,
+    reference: options.reference ? options.reference(base) : base,
+    clock: options.clock ?? systemClock,
+    observer: options.observer ?? noopObserver,
+    log,
+    faults,
+  });
+  stops.add('actors', () => actors.close());
+  const core: Core = { db, faults, journal, actors };
+  return core;
+}
+
+/** The consumer wired to the block orders: it allocates, looks claims up and wakes orders. */
+function fillConsumer(config: Config, log: Logger, core: Core, opened: OpenedNats) {
+  const askTimeoutMs = config.actorAskTimeoutMs;
+  const { blockOrders } = core.actors;
+  const allocate = (fill: Fill) =>
+    blockOrders.ask<AllocateFillReply>(
+      fill.blockOrderId,
+      (replyTo) => ({ type: 'AllocateFill', fill, replyTo }),
+      askTimeoutMs,
+    );
+  const consumer = new FillConsumer({
+    ...{ js: opened.nats.js, names: opened.names, config, log, allocate },
+    execution: (fillId) => core.journal.execution(fillId),
+    wake: (id) =>
+      void blockOrders
+        .ask(id, (replyTo) => ({ type: 'Wake', replyTo }), askTimeoutMs)
+        .catch(() => undefined),
+  });
+  return { consumer, allocate };
+}
+
+/** Listens if asked; with PORT=0 the OS picks the port, so the one it picked is returned. */
+async function listen(config: Config, options: ServiceOptions, app: FastifyInstance) {
+  if (!options.listen) return undefined;
+  await app.listen({ host: config.httpHost, port: config.httpPort });
+  const address = app.server.address();
+  return address && typeof address === 'object' ? address.port : undefined;
+}
+
+/**
+ * Runs beside consuming, not before it: after a crash many orders have
+ * unconfirmed lines, and waking them all first delayed readiness by seconds.
+ * An order woken by a fill re-delivers its lines just the same.
+ */
+function startSweep(config: Config, log: Logger, core: Core): () => Promise<number> {
+  const sweep = () =>
+    wakeUnconfirmed({
+      db: core.db,
+      blockOrders: core.actors.blockOrders,
+      concurrencyMax: config.recoveryConcurrencyMax,
+      askTimeoutMs: config.actorAskTimeoutMs,
+      log,
+    });
+  void sweep().then(
+    (woken) =>
+      woken > 0 && log.info('re-delivered unconfirmed allocations', { blockOrders: woken }),
+    (error: unknown) =>
+      log.warn('start-up sweep incomplete; orders re-deliver when next woken', { error }),
+  );
+  return sweep;
+}
+
+/** Closes the connection whenever it opens: the chain outlives its bounded stop step. */
+const closeWhenOpen = (opening: Promise<OpenedNats>): Promise<void> =>
+  opening.then(
+    ({ nats }) => nats.nc.close(),
+    () => undefined,
+  );
+
 export async function startService(config: Config, options: ServiceOptions = {}): Promise<Service> {
   const log = options.log ?? createLogger(config.logLevel, { service: 'blockfill' });
   const stops = new Stops(log);
@@ -156,81 +240,34 @@ export async function startService(config: Config, options: ServiceOptions = {})
   const natsOpening = openNats(config);
   // Awaited after the database; until then its failure must not be unhandled.
   natsOpening.catch(() => undefined);
-  stops.add('nats close', () =>
-    natsOpening.then(
-      ({ nats }) => nats.nc.close(),
-      () => undefined,
-    ),
-  );
+  stops.add('nats close', () => closeWhenOpen(natsOpening));
   try {
-    const db = await openDatabase(config);
-    stops.add('database close', () => db.close());
-    await assertMigrated(db, config.databaseUrl);
-    const faults = new Faults(config.faultInjection);
-    if (faults.enabled) log.warn('fault injection is ON: for tests and drills only');
-    const journal = openJournal(config, db, faults);
-    stops.add('journal close', () => journal.close());
-    const base = new SqlReferenceData(db);
-    const reference = options.reference ? options.reference(base) : base;
-    const clock = options.clock ?? systemClock;
-    const observer = options.observer ?? noopObserver;
-    const actors = startActors(config, { journal, reference, clock, observer, log, faults });
-    stops.add('actors', () => actors.close());
-    const { nats, names, durables } = await natsOpening;
+    const core = await openCore(config, options, log, stops);
+    const opened = await natsOpening;
+    const { nats, names } = opened;
+    const { consumer, allocate } = fillConsumer(config, log, core, opened);
     const askTimeoutMs = config.actorAskTimeoutMs;
-    const allocate = (fill: Fill) =>
-      actors.blockOrders.ask<AllocateFillReply>(
-        fill.blockOrderId,
-        (replyTo) => ({ type: 'AllocateFill', fill, replyTo }),
-        askTimeoutMs,
-      );
-    const consumer = new FillConsumer({
-      js: nats.js,
-      names,
-      config,
-      log,
-      allocate,
-      execution: (fillId) => journal.execution(fillId),
-      wake: (id) =>
-        void actors.blockOrders
-          .ask(id, (replyTo) => ({ type: 'Wake', replyTo }), askTimeoutMs)
-          .catch(() => undefined),
+    const inspection = inspectionAdapter({
+      db: core.db,
+      nats,
+      consumer,
+      ...core.actors,
+      askTimeoutMs,
     });
-    const inspection = inspectionAdapter({ db, nats, consumer, ...actors, askTimeoutMs });
-    const app = await buildApp({ inspection, faults }, appOptions(config));
+    const app = await buildApp({ inspection, faults: core.faults }, appOptions(config));
     stops.add('http', () => app.close());
-    if (options.listen) await app.listen({ host: config.httpHost, port: config.httpPort });
-    // With PORT=0 the OS picks the port: log the one it picked.
-    const address = options.listen ? app.server.address() : null;
-    const port = address && typeof address === 'object' ? address.port : undefined;
-    const sweep = () =>
-      wakeUnconfirmed({
-        db,
-        blockOrders: actors.blockOrders,
-        concurrencyMax: config.recoveryConcurrencyMax,
-        askTimeoutMs,
-        log,
-      });
+    const port = await listen(config, options, app);
     // Stopping consumption first: every fill in flight is answered and acked,
     // then the journal drains and NATS flushes the acks.
     stops.add('nats flush', () => nats.nc.flush());
-    stops.add('journal drain', () => journal.drain());
+    stops.add('journal drain', () => core.journal.drain());
     // A fill in flight may wait its whole ask timeout: the step outlasts it, so
     // its ack is not lost. Added before start: a start that fails half-way stops too.
     stops.add('consumer', () => consumer.stop(), askTimeoutMs + STOP_STEP_MS);
-    await consumer.start(durables);
-    // Beside consuming, not before it: after a crash many orders have
-    // unconfirmed lines, and waking them all first delayed readiness by
-    // seconds. An order woken by a fill re-delivers its lines just the same.
-    void sweep().then(
-      (woken) =>
-        woken > 0 && log.info('re-delivered unconfirmed allocations', { blockOrders: woken }),
-      (error: unknown) =>
-        log.warn('start-up sweep incomplete; orders re-deliver when next woken', { error }),
-    );
+    await consumer.start(opened.durables);
+    const sweep = startSweep(config, log, core);
     log.info('blockfill started', {
-      partitions: config.partitions,
-      stream: names.executions,
+      ...{ partitions: config.partitions, stream: names.executions },
       http: port === undefined ? 'inject-only' : `${config.httpHost}:${port}`,
       ...(port === undefined ? {} : { port }),
     });
@@ -238,18 +275,19 @@ export async function startService(config: Config, options: ServiceOptions = {})
     const stop = () =>
       (stopping ??= stops.run().then(() => log.info('blockfill stopped', { ...consumer.stats })));
     const publisher = fillPublisher(nats.js, names, config.partitions);
-    const { accounts, blockOrders } = actors;
+    const { db, journal, faults, actors } = core;
     return {
-      ...{ config, db, journal, nats, accounts, blockOrders, consumer, publisher, app },
-      ...{ inspection, faults, allocate, wakeUnconfirmed: sweep, stop },
+      ...{ config, db, journal, nats, consumer, publisher, app, inspection, faults, allocate },
+      ...{
+        accounts: actors.accounts,
+        blockOrders: actors.blockOrders,
+        wakeUnconfirmed: sweep,
+        stop,
+      },
     };
   } catch (error) {
+    // The 'nats close' step closes a connection still opening whenever it opens.
     await stops.run();
-    // A NATS connection still opening outlives its bounded stop step: close it whenever it opens.
-    void natsOpening.then(
-      ({ nats }) => nats.nc.close(),
-      () => undefined,
-    );
     throw error;
   }
 }

@@ -4,10 +4,10 @@ import {
   ConfigError,
   loadConfig,
   natsStartupFailure,
-  redactUrl,
   streamNames,
   type Config,
 } from '../system/config.ts';
+import { redactUrl } from '../persistence/addresses.ts';
 
 type Env = Record<string, string | undefined>;
 
@@ -210,6 +210,20 @@ t.test('redactUrl hides the password and keeps the role, host, port and database
   );
   t.notMatch(redactUrl('not a url://app:s3cret@db'), /s3cret/);
 });
+
+t.test(
+  'a rejected URL setting never echoes a password, in the user part or the query',
+  async (t) => {
+    for (const value of [
+      'mysql://u:s3cret@h/db?password=hunter2',
+      'postgres://u:s3cret@h:99999/db?sslpassword=hunter2&password=hunter2',
+    ]) {
+      const error = configError(t, { DATABASE_URL: value });
+      t.notMatch(error?.message, /s3cret|hunter2/, value);
+      t.match(error?.message, /DATABASE_URL=/);
+    }
+  },
+);
 
 t.test('natsStartupFailure names NATS_URL for a silent server, hiding credentials', async (t) => {
   const servers = ['nats://tok3n@n1:4222', 'nats://n2:4222'];

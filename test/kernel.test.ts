@@ -172,7 +172,7 @@ t.test('supervision: a failed journal write fails the batch; the retry lands onc
   let failNext = 0;
   const journal = new MemoryJournal({
     ...journalOptions,
-    beforeWrite: () => {
+    beforeBatch: () => {
       if (failNext > 0) {
         failNext--;
         throw Object.assign(new Error('connection reset'), { code: 'ECONNRESET' });

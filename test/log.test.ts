@@ -1,7 +1,12 @@
 /** The repeat limiter, on an injected clock and timer: no services, no real time. */
 import t from 'tap';
 import { BlockfillError, ErrorCode, InvariantError } from '../actors/errors.ts';
-import { createRepeatLimiter, type Logger, type RepeatLimiterOptions } from '../system/log.ts';
+import {
+  createLogger,
+  createRepeatLimiter,
+  type Logger,
+  type RepeatLimiterOptions,
+} from '../system/log.ts';
 
 interface Line {
   level: string;
@@ -185,4 +190,26 @@ t.test('close writes the pending summaries and forgets everything', async (t) =>
   );
   t.equal(limiter.size, 0);
   t.equal(timerDueMs(), undefined, 'the timer is cancelled');
+});
+
+t.test('the logger writes bigints exactly at any depth (a fill in a field)', async (t) => {
+  const written: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((chunk: string) =>
+    written.push(chunk) > 0) as typeof process.stderr.write;
+  try {
+    createLogger('info').warn('fill dead-lettered', {
+      quantity: 7n,
+      existing: { quantity: 100n, price: 101_250_000n, lines: [{ quantity: 2n ** 70n }] },
+    });
+  } finally {
+    process.stderr.write = write;
+  }
+  t.equal(written.length, 1);
+  const line = JSON.parse(written[0] ?? '{}') as Record<string, unknown>;
+  t.match(line, {
+    msg: 'fill dead-lettered',
+    quantity: '7',
+    existing: { quantity: '100', price: '101250000', lines: [{ quantity: String(2n ** 70n) }] },
+  });
 });

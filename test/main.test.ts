@@ -33,15 +33,17 @@ t.test('npm start serves the API and shuts down gracefully on SIGTERM', async (t
     const nats = await openJetStream(config, 'blockfill-test-cleanup');
     await deleteStreams(nats.jsm, config.namespace).finally(() => nats.nc.close());
   });
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  // PORT=0: the OS picks a free port and the start-up line says which.
   const { child, output } = run({
     DATABASE_URL: url,
     BLOCKFILL_NAMESPACE: config.namespace,
-    PORT: String(port),
+    PORT: '0',
     LOG_LEVEL: 'info',
   });
   const exited = once(child, 'exit');
   await waitFor('start-up log line', () => output().includes('blockfill started'));
+  const port = Number(/"msg":"blockfill started".*?"port":(\d+)/.exec(output())?.[1]);
+  t.ok(port > 0, `the real port is logged: ${port}`);
   const health = await fetch(`http://127.0.0.1:${port}/healthz`);
   t.equal(health.status, 200);
   const ready = await fetch(`http://127.0.0.1:${port}/readyz`);

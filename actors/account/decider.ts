@@ -254,7 +254,17 @@ function evolveSuspenseApplied(
 ): AccountState {
   const a = event.allocation;
   const key = suspenseKey(a.blockOrderId, a.fillSeq);
-  invariant(own(state.suspense, key) !== undefined, `${key} is not in suspense`);
+  const entry = own(state.suspense, key);
+  invariant(entry !== undefined, `${key} is not in suspense`);
+  // The line applied is the very line refused: the books and the suspense ledger agree.
+  const held = entry.allocation;
+  invariant(
+    held.securityId === a.securityId &&
+      held.side === a.side &&
+      held.quantity === a.quantity &&
+      held.price === a.price,
+    `${key}: the applied line differs from the one in suspense`,
+  );
   const outcome = applyToPosition(own(state.positions, a.securityId) ?? 0n, a);
   invariant(outcome.ok, `position of ${state.accountId} in ${a.securityId} would go negative`);
   invariant(event.cashDeltaMinor === outcome.cashDeltaMinor, 'cash delta does not match');

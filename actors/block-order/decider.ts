@@ -214,17 +214,57 @@ function decideFill(
   return accepted({ type: 'FillAllocated', fill, lines: result.lines, atMs: command.nowMs });
 }
 
+/** Every field of a fill: the compiler keeps the list whole, so a new field is compared too. */
+const FILL_FIELDS = {
+  fillId: true,
+  blockOrderId: true,
+  seq: true,
+  quantity: true,
+  price: true,
+  venue: true,
+  executedAtMs: true,
+} as const satisfies Record<keyof Fill, true>;
+
 /** The fields in which two versions of an execution differ (none: the same execution). */
-export function executionDifferences(a: Fill, b: Fill): string[] {
-  const fields = ['fillId', 'blockOrderId', 'seq', 'quantity', 'price', 'venue', 'executedAtMs'];
-  return fields.filter((f) => a[f as keyof Fill] !== b[f as keyof Fill]);
+function executionDifferences(a: Fill, b: Fill): string[] {
+  return (Object.keys(FILL_FIELDS) as (keyof Fill)[]).filter((f) => a[f] !== b[f]);
 }
 
+/** A decision against an applied execution: a duplicate, or a conflict. */
+export type RepeatDecision = Extract<Decision, { outcome: 'Duplicate' | 'Rejected' }>;
+
 /**
- * A message at an applied seq: only the very same execution is a duplicate.
- * Anything else (another id, another quantity, ...) collides with what the
- * books hold and is raised, never acked away.
+ * A message that meets an applied execution under the same key, its seq on
+ * this order or its fill id anywhere: only the very same execution is a
+ * duplicate. Anything else (another id, another quantity, ...) collides with
+ * what the books hold and is raised, never acked away.
  */
+export function decideAgainstApplied(
+  fill: Fill,
+  applied: Fill,
+  by: 'seq' | 'fillId',
+): RepeatDecision {
+  const differences = executionDifferences(applied, fill);
+  if (differences.length === 0)
+    return {
+      outcome: 'Duplicate',
+      reason: `fill ${fill.fillId} already applied as seq ${applied.seq}`,
+      events: [],
+    };
+  const held =
+    by === 'seq'
+      ? `seq ${fill.seq} is already applied as fill ${applied.fillId}`
+      : `fill id ${fill.fillId} is already applied as ${applied.blockOrderId} seq ${applied.seq}`;
+  return {
+    outcome: 'Rejected',
+    reason: FillRejection.ConflictingExecution,
+    detail: `${held}; this message differs in ${differences.join(', ')}`,
+    existing: applied,
+    events: [],
+  };
+}
+
+/** A message at an applied seq: compared with the execution applied there. */
 function decideRepeat(fill: Fill, prior: Fill | null | undefined): Decision {
   invariant(
     prior !== undefined,
@@ -236,21 +276,7 @@ function decideRepeat(fill: Fill, prior: Fill | null | undefined): Decision {
       `seq ${fill.seq} is already applied and no record of its execution is kept to compare`,
     );
   invariant(prior.seq === fill.seq, `prior execution is seq ${prior.seq}, not ${fill.seq}`);
-  const differences = executionDifferences(prior, fill);
-  if (differences.length === 0)
-    return {
-      outcome: 'Duplicate',
-      reason: `fill ${fill.fillId} already applied as seq ${fill.seq}`,
-      events: [],
-    };
-  const detail = `seq ${fill.seq} is already applied as fill ${prior.fillId}; this message differs in ${differences.join(', ')}`;
-  return {
-    outcome: 'Rejected',
-    reason: FillRejection.ConflictingExecution,
-    detail,
-    existing: prior,
-    events: [],
-  };
+  return decideAgainstApplied(fill, prior, 'seq');
 }
 
 export function evolve(state: BlockOrderState, event: BlockOrderEvent): BlockOrderState {

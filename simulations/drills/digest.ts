@@ -18,17 +18,12 @@ import { readJournal } from '../invariants.ts';
 
 /**
  * Block-order fields left out of the digest: delivery bookkeeping, not books.
- * Which fills are still awaiting their accounts (`pending`), how far the
- * accounts have confirmed (`confirmedThroughSeq`) and the recent-ids window
- * (`recentFills`, in older builds) depend on when confirmations happened to
- * be journaled, which differs between a live run and a replay; the
+ * Which fills are still awaiting their accounts (`pending`) and how far the
+ * accounts have confirmed (`confirmedThroughSeq`) depend on when
+ * confirmations happened to be journaled, which differs between a live run and a replay; the
  * allocations themselves do not.
  */
-export const BLOCK_ORDER_EXCLUDED_FIELDS: readonly string[] = [
-  'pending',
-  'confirmedThroughSeq',
-  'recentFills',
-];
+export const BLOCK_ORDER_EXCLUDED_FIELDS: readonly string[] = ['pending', 'confirmedThroughSeq'];
 
 /**
  * Canonical JSON: object keys sorted (at every depth), bigint as a decimal

@@ -12,6 +12,7 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import type { Fill } from '../../actors/block-order/decider.ts';
 import { ConfigError, streamNames, type Config } from '../../system/config.ts';
 import { encodeFill, fillSubject } from '../../system/fill-wire.ts';
+import { tookLonger, withTimeout as boundedBy } from '../../persistence/timeouts.ts';
 import type { StreamNames } from '../../system/jetstream.ts';
 import { generateScenario, type Scenario, type ScenarioOptions } from '../scenario.ts';
 import {
@@ -354,13 +355,8 @@ export class ProgressMeter {
 }
 
 /** `work`, or an error naming `what` after `ms`. */
-export function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
-  });
-  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
-}
+export const withTimeout = <T>(work: Promise<T>, ms: number, what: string): Promise<T> =>
+  boundedBy(work, ms, tookLonger(what, ms));
 
 // ------------------------------------------------------------------ the RSS
 

@@ -14,7 +14,6 @@
  * FillAllocated; at the end: the journal itself, folded), deliveries from the
  * JetStream server's consumer state.
  */
-import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Database } from '../../persistence/db.ts';
 import { migrate } from '../../persistence/migrate.ts';
@@ -24,7 +23,14 @@ import { ensureStreams, openJetStream, type NatsHandles } from '../../system/jet
 import { openDatabase } from '../../system/service.ts';
 import { percentiles, round3 } from '../arms/common.ts';
 import { prng, type Scenario } from '../scenario.ts';
-import { deleteStreams, dropDatabase, freshDatabase, withDatabaseName } from '../support.ts';
+import {
+  deleteStreams,
+  dropDatabase,
+  freshDatabase,
+  databaseNameOf,
+  runNames,
+  withDatabaseName,
+} from '../support.ts';
 import {
   verdictFailures,
   verdictFigures,
@@ -511,9 +517,6 @@ function failuresOf(v: Verdict, stop: ServiceEnd): string[] {
   return failures;
 }
 
-const databaseNameOf = (config: Pick<Config, 'databaseUrl'>): string =>
-  new URL(config.databaseUrl).pathname.slice(1);
-
 const notNull = <T>(x: T | null): x is T => x !== null;
 
 /**
@@ -581,7 +584,7 @@ function drillConfig(ctx: Ctx) {
     consumerNakDelayMs: ctx.config.consumerNakDelayMs,
     catchUpSlackMs: Limits.catchUpSlackMs,
     meterIntervalMs: Limits.meterIntervalMs,
-    database: databaseNameOf(ctx.config),
+    database: databaseNameOf(ctx.config.databaseUrl),
     namespace: ctx.config.namespace,
     kept: o.keep,
   };
@@ -810,12 +813,11 @@ interface KillRun {
 function planRun(argv: string[]): KillRun {
   const options = parseKillOptions(argv);
   const base = loadConfig(process.env);
-  const suffix = randomBytes(4).toString('hex');
-  const databaseName = `blockfill_kill_${suffix}`;
+  const { databaseName, namespace } = runNames('kill');
   const config: Config = {
     ...base,
     databaseUrl: withDatabaseName(base.databaseUrl, databaseName),
-    namespace: `KILL${suffix.toUpperCase()}`,
+    namespace,
   };
   return { options, help: options.help, config, baseUrl: base.databaseUrl, databaseName };
 }

@@ -24,7 +24,7 @@ import { ensureStreams, openJetStream, type NatsHandles } from '../../system/jet
 import { openDatabase } from '../../system/service.ts';
 import { round3 } from '../arms/common.ts';
 import type { Scenario } from '../scenario.ts';
-import { freshDatabase } from '../support.ts';
+import { databaseNameOf, freshDatabase, runNames } from '../support.ts';
 import {
   verdictFailures,
   verdictFigures,
@@ -383,19 +383,25 @@ function executionsProbe(databaseUrl: string): {
 
 // ------------------------------------------------------------ the run
 
-/** The service's config against the private servers: its own database and namespace. */
+/**
+ * The service's config against the private servers, with names of the run's
+ * own even there: a server restarted after its outage could in principle
+ * come back on a port another run's private server took meanwhile, and then
+ * these names fail loudly instead of sharing that run's state.
+ */
 function privateConfig(base: Config, pgServer: PrivatePostgres, nats: PrivateNats): Config {
+  const { databaseName, namespace } = runNames('outage');
   return {
     ...base,
-    databaseUrl: pgServer.url('blockfill_outage'),
+    databaseUrl: pgServer.url(databaseName),
     natsServers: [nats.url],
-    namespace: 'OUTAGE',
+    namespace,
     logLevel: 'silent',
   };
 }
 
 async function prepare(config: Config, scenario: Scenario, held: Held): Promise<NatsHandles> {
-  await freshDatabase(config.databaseUrl, 'blockfill_outage');
+  await freshDatabase(config.databaseUrl, databaseNameOf(config.databaseUrl));
   const db = await openDatabase(config, 2);
   try {
     await migrate(db);

@@ -178,7 +178,10 @@ export class PrivatePostgres {
     try {
       const first = readFileSync(join(this.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0];
       const pid = Number(first);
-      return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+      if (!Number.isInteger(pid) || pid <= 0) return undefined;
+      // A stale pid file after a crash may name a reused pid: only ours, serving this data dir.
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      return cmdline.includes(this.dataDir) ? pid : undefined;
     } catch {
       return undefined;
     }

@@ -4,7 +4,6 @@
  * the dead-letter stream read back, and bounded waits for the consumers to
  * go quiet and for confirmations to land.
  */
-import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DeliverPolicy } from '@nats-io/jetstream';
 import type { BlockOrderEvent, Fill } from '../../actors/block-order/decider.ts';
@@ -18,7 +17,7 @@ import { DeadLetterHeader, openJetStream, type NatsHandles } from '../../system/
 import { Permits } from '../../system/permits.ts';
 import { openDatabase } from '../../system/service.ts';
 import { readJournal } from '../invariants.ts';
-import { deleteStreams, dropDatabase, freshDatabase } from '../support.ts';
+import { deleteStreams, dropDatabase, freshDatabase, runNames } from '../support.ts';
 import type { DrillIO } from './common.ts';
 
 export interface Sandbox {
@@ -39,12 +38,11 @@ export async function openSandbox(
   io: DrillIO,
 ): Promise<Sandbox> {
   const base = loadConfig(env);
-  const suffix = randomBytes(4).toString('hex');
-  const databaseName = `blockfill_${tag}_${suffix}`;
+  const { databaseName, namespace } = runNames(tag);
   const config: Config = {
     ...base,
     databaseUrl: await freshDatabase(base.databaseUrl, databaseName),
-    namespace: `${tag.toUpperCase()}${suffix.toUpperCase()}`,
+    namespace,
   };
   const cleanup = async (keepDatabase: boolean) => {
     const nats = await openJetStream(config, 'blockfill-drill-cleanup').catch(() => undefined);
