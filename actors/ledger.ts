@@ -8,11 +8,15 @@
  *   and how each was resolved.
  * A row exists exactly when its event is durable; both are lost or kept together.
  */
-import type { Fill } from './block-order/decider.ts';
+import type { Entry } from './block-order/decider.ts';
 import type { Side } from './domain/money.ts';
 
-/** One execution as the index records it: the whole fill, so a re-sent message can be compared. */
-export type ExecutionRow = Fill;
+/**
+ * One entry as the index records it: the whole fill or amendment, so a
+ * re-sent message can be compared. Its id (fill id or amendment id) is unique
+ * forever, and so is its (order, seq).
+ */
+export type ExecutionRow = Entry;
 
 /** One line an account refused: it left the block and sits on no account until resolved. */
 export interface SuspenseRow {
@@ -30,6 +34,8 @@ export interface SuspenseRow {
 export const SuspenseResolution = {
   /** Applied to the same account once it could take it. */
   Applied: 'APPLIED',
+  /** The market busted or corrected the fill: the line left suspense (an amended one, if any, took its place). */
+  Amended: 'AMENDED',
 } as const;
 export type SuspenseResolution = (typeof SuspenseResolution)[keyof typeof SuspenseResolution];
 

@@ -4,7 +4,8 @@
  */
 import type { Failed, Ref } from './kernel.ts';
 import type { AccountDef, Allocation } from './account/decider.ts';
-import type { BlockOrderDef, Fill, FillRejection } from './block-order/decider.ts';
+import type { Amendment, FillVersion } from './block-order/amendments.ts';
+import type { BlockOrderDef, Entry, Fill, FillRejection } from './block-order/decider.ts';
 import type { AccountView, BlockOrderActorView } from './views.ts';
 
 export type ViewReply<V> = { type: 'View'; view: V } | { type: 'NotFound' } | Failed;
@@ -16,7 +17,7 @@ export type AllocateFillReply =
       type: 'Rejected';
       reason: FillRejection;
       detail: string;
-      existing?: Fill;
+      existing?: Entry;
       /** OUT_OF_ORDER: the seq the order takes next. */
       expectedSeq?: number;
     }
@@ -44,6 +45,8 @@ export type AllocationReply =
 
 export type BlockOrderMessage =
   | { type: 'AllocateFill'; fill: Fill; replyTo: Ref<AllocateFillReply> }
+  /** A bust, correction or cancel: answered like a fill. */
+  | { type: 'Amend'; amendment: Amendment; replyTo: Ref<AllocateFillReply> }
   | { type: 'Redeliver'; accountId: string; replyTo?: undefined }
   | { type: 'Wake'; replyTo: Ref<{ type: 'Awake'; pendingLines: number } | Failed> }
   | { type: 'GetView'; replyTo: Ref<ViewReply<BlockOrderActorView>> }
@@ -77,8 +80,10 @@ export type RetrySuspenseReply =
 
 /** The execution index (ledger.ts), read where the small state cannot answer. */
 export interface ExecutionLookup {
-  /** The execution applied as `seq` of `blockOrderId`, if on record. */
-  executionAt(blockOrderId: string, seq: number): Promise<Fill | undefined>;
+  /** The entry (fill or amendment) applied as `seq` of `blockOrderId`, if on record. */
+  executionAt(blockOrderId: string, seq: number): Promise<Entry | undefined>;
+  /** Fill `fillId` as it stands now (after its latest correction, or busted), if on record. */
+  fillVersion(fillId: string): Promise<FillVersion | undefined>;
 }
 
 /** Reference data: what rebalancing decided. Read once per actor, then journaled. */

@@ -16,6 +16,8 @@ export interface AccountView {
   lastAppliedSeqByOrder: Record<string, number>;
   /** Number of allocations rejected (e.g. a sell beyond the position). */
   rejectedAllocations: number;
+  /** Amendments that took a position below zero: applied and flagged (the written rule). */
+  negativePositionFlags: number;
   /** Refused lines not yet resolved (oldest first, at most SUSPENSE_VIEW_MAX). */
   suspense: SuspenseLineView[];
   /** How many refused lines are not yet resolved (all of them, not only those listed). */
@@ -58,6 +60,8 @@ export const BlockOrderStatus = {
   New: 'NEW',
   PartiallyFilled: 'PARTIALLY_FILLED',
   Filled: 'FILLED',
+  /** The unfilled remainder was cancelled (by the market's cancel). */
+  Cancelled: 'CANCELLED',
 } as const;
 export type BlockOrderStatus = (typeof BlockOrderStatus)[keyof typeof BlockOrderStatus];
 
@@ -77,7 +81,12 @@ export interface BlockOrderView {
   targetQuantity: string;
   filledQuantity: string;
   fills: number;
-  /** Last fill sequence number applied (0 = none). */
+  /** Fills busted, and corrections applied (each is its own seq). */
+  busts: number;
+  corrections: number;
+  /** Quantity the order's cancel took off (null: not cancelled). */
+  cancelledQuantity: string | null;
+  /** Last sequence number applied, fill or amendment (0 = none). */
   lastFillSeq: number;
   /** Volume-weighted average price as a decimal string with 6 fraction digits, rounded half-even; null before any fill. */
   vwapPrice: string | null;

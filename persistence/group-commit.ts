@@ -292,6 +292,7 @@ export abstract class GroupCommitJournal implements Journal {
   abstract saveSnapshot(snapshot: Omit<SnapshotRecord, 'createdAtMs'>): Promise<void>;
   abstract execution(fillId: string): Promise<ExecutionRow | undefined>;
   abstract executionAt(blockOrderId: string, seq: number): Promise<ExecutionRow | undefined>;
+  abstract fillVersionRecord(fillId: string): Promise<StoredRecord | undefined>;
 
   get stats(): JournalStats {
     return this.#commits.stats;

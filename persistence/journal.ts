@@ -78,6 +78,8 @@ export interface Journal {
   execution(fillId: string): Promise<ExecutionRow | undefined>;
   /** The execution applied as `seq` of `blockOrderId`, if any. */
   executionAt(blockOrderId: string, seq: number): Promise<ExecutionRow | undefined>;
+  /** The journal record that set fill `fillId`'s current lines (its allocation, or its latest bust or correction). */
+  fillVersionRecord(fillId: string): Promise<StoredRecord | undefined>;
   /** Resolves when every appended record has been written (or failed). */
   drain(): Promise<void>;
   close(): Promise<void>;

@@ -4,6 +4,8 @@
  * transaction as the journal rows they belong to. Every row names the
  * journal row (persistence_key, sequence_nr) that wrote it.
  */
+import { isAmendment } from '../actors/block-order/decider.ts';
+import { InvariantError } from '../actors/errors.ts';
 import type { ExecutionRow, LedgerRows } from '../actors/ledger.ts';
 import type { JournalRecord } from './journal.ts';
 
@@ -25,6 +27,8 @@ const EXECUTION_COLUMNS = [
   ['executed_at_ms', 'bigint[]'],
   ['persistence_key', 'text[]'],
   ['sequence_nr', 'bigint[]'],
+  ['kind', 'text[]'],
+  ['amends_fill_id', 'text[]'],
 ] as const;
 
 const SUSPENSE_COLUMNS = [
@@ -61,17 +65,7 @@ function values(kind: Kind, row: Record<string, unknown>, record: JournalRecord)
   const s = (v: unknown) => String(v as string | bigint | number);
   switch (kind) {
     case 'executions':
-      return [
-        row.fillId,
-        row.blockOrderId,
-        row.seq,
-        s(row.quantity),
-        s(row.price),
-        row.venue,
-        row.executedAtMs,
-        record.key,
-        record.seq,
-      ];
+      return executionValues(row as unknown as ExecutionRow, record);
     case 'suspense':
       return [
         row.blockOrderId,
@@ -93,6 +87,39 @@ function values(kind: Kind, row: Record<string, unknown>, record: JournalRecord)
       throw new Error(`unknown ledger kind ${String(never)}`);
     }
   }
+}
+
+/** A fill's columns, or an amendment's (its new quantity and price for a correction, else 0). */
+function executionValues(row: ExecutionRow, record: JournalRecord): unknown[] {
+  const at = [row.blockOrderId, row.seq];
+  const journalRow = [record.key, record.seq];
+  if (!isAmendment(row)) {
+    const { quantity, price, venue, executedAtMs } = row;
+    return [
+      row.fillId,
+      ...at,
+      String(quantity),
+      String(price),
+      venue,
+      executedAtMs,
+      ...journalRow,
+      'FILL',
+      null,
+    ];
+  }
+  const corrected = row.kind === 'CORRECTION' ? row : { quantity: 0n, price: 0n };
+  const amends = row.kind === 'CANCEL' ? null : row.fillId;
+  return [
+    row.amendmentId,
+    ...at,
+    String(corrected.quantity),
+    String(corrected.price),
+    '',
+    row.executedAtMs,
+    ...journalRow,
+    row.kind,
+    amends,
+  ];
 }
 
 const TABLES = {
@@ -129,7 +156,7 @@ export function insertSql(insert: LedgerInsert, firstParam: number): string {
 }
 
 export const EXECUTION_SELECT =
-  'SELECT fill_id, block_order_id, fill_seq, quantity, price, venue, executed_at_ms FROM executions';
+  'SELECT fill_id, block_order_id, fill_seq, quantity, price, venue, executed_at_ms, kind, amends_fill_id FROM executions';
 
 export interface ExecutionSqlRow {
   fill_id: string;
@@ -139,16 +166,51 @@ export interface ExecutionSqlRow {
   price: string;
   venue: string;
   executed_at_ms: string;
+  kind: string;
+  amends_fill_id: string | null;
 }
 
 export function executionOf(row: ExecutionSqlRow): ExecutionRow {
-  return {
-    fillId: row.fill_id,
+  const at = {
     blockOrderId: row.block_order_id,
     seq: Number(row.fill_seq),
-    quantity: BigInt(row.quantity),
-    price: BigInt(row.price),
-    venue: row.venue,
     executedAtMs: Number(row.executed_at_ms),
   };
+  const amends = row.amends_fill_id ?? '';
+  switch (row.kind) {
+    case 'FILL':
+      return {
+        fillId: row.fill_id,
+        ...at,
+        quantity: BigInt(row.quantity),
+        price: BigInt(row.price),
+        venue: row.venue,
+      };
+    case 'BUST':
+      return { kind: 'BUST', amendmentId: row.fill_id, ...at, fillId: amends };
+    case 'CORRECTION':
+      return {
+        kind: 'CORRECTION',
+        amendmentId: row.fill_id,
+        ...at,
+        fillId: amends,
+        quantity: BigInt(row.quantity),
+        price: BigInt(row.price),
+      };
+    case 'CANCEL':
+      return { kind: 'CANCEL', amendmentId: row.fill_id, ...at };
+    default:
+      throw new InvariantError(`execution index row ${row.fill_id} has unknown kind ${row.kind}`);
+  }
 }
+
+/**
+ * The journal row that set fill `$1`'s current lines: its own allocation, or
+ * its latest bust or correction (a cancel amends no fill).
+ */
+export const FILL_VERSION_SELECT = `SELECT j.persistence_key, j.sequence_nr, j.event_type, j.payload,
+    floor(extract(epoch FROM j.created_at) * 1000)::bigint AS created_ms
+  FROM executions e JOIN journal j
+    ON j.persistence_key = e.persistence_key AND j.sequence_nr = e.sequence_nr
+  WHERE (e.fill_id = $1 AND e.kind = 'FILL') OR e.amends_fill_id = $1
+  ORDER BY e.fill_seq DESC LIMIT 1`;

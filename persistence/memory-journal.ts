@@ -4,6 +4,7 @@
  * kernel's tests run in milliseconds without services. Faults can be
  * injected per batch.
  */
+import { entryIdOf, isAmendment } from '../actors/block-order/decider.ts';
 import { invariant } from '../actors/errors.ts';
 import type { ExecutionRow, ResolutionRow, SuspenseRow } from '../actors/ledger.ts';
 import { GroupCommitJournal, type BatchOutcome, type GroupCommitOptions } from './group-commit.ts';
@@ -20,6 +21,8 @@ export class MemoryJournal extends GroupCommitJournal {
   /** The execution index: by fill id, and by `${blockOrderId}#${seq}` (both unique). */
   readonly #executions = new Map<string, ExecutionRow>();
   readonly #executionAt = new Map<string, ExecutionRow>();
+  /** Per fill id, the record that set its current lines (its allocation, or its latest amendment). */
+  readonly #versions = new Map<string, { key: string; seq: number }>();
   readonly suspense: SuspenseRow[] = [];
   readonly resolutions: ResolutionRow[] = [];
   nowMs: () => number = () => Date.now();
@@ -60,7 +63,7 @@ export class MemoryJournal extends GroupCommitJournal {
         executionConflicts.set(i, lost);
         return;
       }
-      for (const e of r.ledger?.executions ?? []) claimed.add(e.fillId).add(atKey(e));
+      for (const e of r.ledger?.executions ?? []) claimed.add(entryIdOf(e)).add(atKey(e));
       next.set(r.key, stored + 1);
     });
     rows.forEach((r, i) => {
@@ -74,12 +77,12 @@ export class MemoryJournal extends GroupCommitJournal {
     return (r.ledger?.executions ?? [])
       .filter(
         (e) =>
-          this.#executions.has(e.fillId) ||
+          this.#executions.has(entryIdOf(e)) ||
           this.#executionAt.has(atKey(e)) ||
-          claimed.has(e.fillId) ||
+          claimed.has(entryIdOf(e)) ||
           claimed.has(atKey(e)),
       )
-      .map((e) => e.fillId);
+      .map((e) => entryIdOf(e));
   }
 
   #store(r: JournalRecord): void {
@@ -88,8 +91,10 @@ export class MemoryJournal extends GroupCommitJournal {
     stored.push({ ...record, createdAtMs: this.nowMs() });
     this.#records.set(r.key, stored);
     for (const e of ledger?.executions ?? []) {
-      this.#executions.set(e.fillId, e);
+      this.#executions.set(entryIdOf(e), e);
       this.#executionAt.set(atKey(e), e);
+      if (!isAmendment(e)) this.#versions.set(e.fillId, { key: r.key, seq: r.seq });
+      else if (e.kind !== 'CANCEL') this.#versions.set(e.fillId, { key: r.key, seq: r.seq });
     }
     this.suspense.push(...(ledger?.suspense ?? []));
     this.resolutions.push(...(ledger?.resolutions ?? []));
@@ -101,6 +106,11 @@ export class MemoryJournal extends GroupCommitJournal {
 
   override async executionAt(blockOrderId: string, seq: number): Promise<ExecutionRow | undefined> {
     return this.#executionAt.get(`${blockOrderId}#${seq}`);
+  }
+
+  override async fillVersionRecord(fillId: string): Promise<StoredRecord | undefined> {
+    const at = this.#versions.get(fillId);
+    return at ? this.#records.get(at.key)?.[at.seq - 1] : undefined;
   }
 
   override async load(key: string, afterSeq: number, limit: number): Promise<StoredRecord[]> {

@@ -18,8 +18,10 @@ import type { Database, Query } from './db.ts';
 import type { ExecutionRow } from '../actors/ledger.ts';
 import { GroupCommitJournal, type BatchOutcome, type GroupCommitOptions } from './group-commit.ts';
 import type { JournalRecord, SnapshotRecord, StoredRecord } from './journal.ts';
+import { entryIdOf } from '../actors/block-order/decider.ts';
 import {
   EXECUTION_SELECT,
+  FILL_VERSION_SELECT,
   executionOf,
   insertSql,
   ledgerInserts,
@@ -118,7 +120,7 @@ async function claimExecutions(
   rows.forEach((r, i) => {
     if (!live(i)) return;
     const lost = (r.ledger?.executions ?? [])
-      .map((e) => e.fillId)
+      .map((e) => entryIdOf(e))
       .filter((id) => !won.has(`${rowId(r.key, r.seq)}\u0000${id}`));
     if (lost.length > 0) conflicts.set(i, lost);
   });
@@ -216,6 +218,25 @@ export class SqlJournal extends GroupCommitJournal {
       [blockOrderId, seq],
     );
     return rows[0] ? executionOf(rows[0]) : undefined;
+  }
+
+  override async fillVersionRecord(fillId: string): Promise<StoredRecord | undefined> {
+    const rows = await this.#db.query<{
+      persistence_key: string;
+      sequence_nr: string;
+      event_type: string;
+      payload: Buffer;
+      created_ms: string;
+    }>(FILL_VERSION_SELECT, [fillId]);
+    const row = rows[0];
+    if (!row) return undefined;
+    return {
+      key: row.persistence_key,
+      seq: Number(row.sequence_nr),
+      eventType: row.event_type,
+      payload: row.payload,
+      createdAtMs: Number(row.created_ms),
+    };
   }
 
   override snapshot(key: string): Promise<SnapshotRecord | undefined> {

@@ -1,27 +1,53 @@
 /**
  * Exact checks of the books after a run, from the journal (decoded
  * independently of the actors) and from the live actors through the API.
+ *
+ * The expected books come from what was PUBLISHED (fills, busts,
+ * corrections and cancels, per order in seq order) and from the journals,
+ * never from the actors' own counters:
+ * - conservation per order (filled = applied on accounts + suspense) and per
+ *   account (cash and positions = opening + Σ its journaled lines);
+ * - no double application (each line key once), no line without its order's
+ *   event, no event without its lines on the accounts;
+ * - every bust, correction and cancel reflected (in the journal, the
+ *   execution index and the API's figures);
+ * - no negative position except one flagged by the written rule;
+ * - the rebalancing limits: no sell target beyond the opening position, and
+ *   (given the day's prices) no buy beyond the opening cash.
+ * A failed check names the order and the accounts.
  */
 import type { FastifyInstance } from 'fastify';
 import { lineEvents, type AccountEvent, type Allocation } from '../actors/account/decider.ts';
-import type { BlockOrderEvent, Fill } from '../actors/block-order/decider.ts';
-import { cashDelta } from '../actors/domain/money.ts';
+import { sameAmendment } from '../actors/block-order/amendments.ts';
+import {
+  entryIdOf,
+  isAmendment,
+  type BlockOrderEvent,
+  type Entry,
+} from '../actors/block-order/decider.ts';
+import { cashDelta, notionalMinor } from '../actors/domain/money.ts';
 import type { AccountView, BlockOrderView } from '../actors/views.ts';
 import { decodeVersioned } from '../persistence/codec.ts';
 import type { Database } from '../persistence/db.ts';
 import type { SeedData } from '../persistence/reference.ts';
+import { checkExecutionIndex, checkSuspenseLedger, type JournaledEntry } from './ledger-checks.ts';
 
 export interface InvariantReport {
   ok: boolean;
   checks: number;
   violations: string[];
   fills: number;
+  busts: number;
+  corrections: number;
+  cancels: number;
   allocationLines: number;
   /** Account journal rows that carry lines (a batch row carries several). */
   accountEvents: number;
   /** Lines applied or rejected on accounts, counted from the journal. */
   allocationLinesApplied: number;
   rejectedAllocations: number;
+  /** Negative positions left by amendments, each flagged by the written rule. */
+  negativePositionsFlagged: number;
   /** Refused lines still in suspense at the end (shares that sit on no account). */
   suspenseOpenLines: number;
   suspenseOpenQuantity: bigint;
@@ -60,334 +86,513 @@ export async function* readJournal(
   }
 }
 
-export async function checkInvariants(args: {
+export interface CheckArgs {
   db: Database;
   app: FastifyInstance;
   seed: SeedData;
-  fillsByOrder: Map<string, Fill[]>;
+  /** What was published per block order, in seq order: fills and amendments. */
+  fillsByOrder: ReadonlyMap<string, readonly Entry[]>;
   /** Ids in this run (a shared database may hold other runs). */
   idPrefix: string;
-}): Promise<InvariantReport> {
-  const { db, app, seed, fillsByOrder } = args;
-  const violations: string[] = [];
-  let checks = 0;
-  const check = (condition: boolean, message: () => string) => {
-    checks++;
-    if (!condition && violations.length < 50) violations.push(message());
-  };
+  /** The day's price per security the rebalancing priced buys at: checks no buy beyond cash. */
+  rebalancePrices?: ReadonlyMap<string, bigint>;
+}
 
-  const orders = new Map(seed.blockOrders.map((o) => [o.id, o]));
-  const lotOf = new Map(seed.securities.map((s) => [s.id, s.lotSize]));
-  // Expected per-account deltas, derived from the block orders' journals.
-  const expectedLines = new Map<
+export type Check = (condition: boolean, message: () => string) => void;
+
+/** One line an order's event sent an account: what the account must have applied. */
+interface ExpectedLine {
+  quantity: bigint;
+  price: bigint;
+  /** An amendment line: what the account had of the fill (its seq, quantity and price). */
+  amends?: { seq: number; quantity: bigint; price: bigint };
+}
+
+/** What the published stream says an order holds, walked in seq order. */
+interface OrderModel {
+  filled: bigint;
+  fills: number;
+  busts: number;
+  corrections: number;
+  cancelled: boolean;
+}
+
+function modelOf(entries: readonly Entry[]): OrderModel {
+  const live = new Map<string, bigint>();
+  const m: OrderModel = { filled: 0n, fills: 0, busts: 0, corrections: 0, cancelled: false };
+  for (const e of entries) {
+    if (!isAmendment(e)) {
+      m.fills++;
+      live.set(e.fillId, e.quantity);
+    } else if (e.kind === 'BUST') {
+      m.busts++;
+      live.delete(e.fillId);
+    } else if (e.kind === 'CORRECTION') {
+      m.corrections++;
+      live.set(e.fillId, e.quantity);
+    } else m.cancelled = true;
+  }
+  m.filled = [...live.values()].reduce((s, q) => s + q, 0n);
+  return m;
+}
+
+export async function checkInvariants(args: CheckArgs): Promise<InvariantReport> {
+  const books = new Books(args);
+  await books.readOrders();
+  await books.readAccounts();
+  books.checkConservation();
+  books.checkRebalanceLimits();
+  await checkSuspenseLedger(args.db, args.idPrefix, books.openSuspense, books.check);
+  await checkExecutionIndex(args.db, args.idPrefix, books.journaled, books.check);
+  await books.checkAccountsApi();
+  await books.checkOrdersApi();
+  return books.report();
+}
+
+/** The books as the journals and the published stream say they must be. */
+class Books {
+  readonly #args: CheckArgs;
+  readonly violations: string[] = [];
+  checks = 0;
+  readonly check: Check = (condition, message) => {
+    this.checks++;
+    if (!condition && this.violations.length < 50) this.violations.push(message());
+  };
+  readonly models = new Map<string, OrderModel>();
+  readonly expectedLines = new Map<string, ExpectedLine>();
+  /** Per order, per account: quantity held of the order's live fills (from the order's journal). */
+  readonly allocatedByOrder = new Map<string, Map<string, bigint>>();
+  /** Per fill id: each account's current share and its version seq and price. */
+  readonly fillLines = new Map<
     string,
-    {
-      blockOrderId: string;
-      seq: number;
-      accountId: string;
-      quantity: bigint;
-      price: bigint;
-      side: 'BUY' | 'SELL';
-      securityId: string;
-    }
+    { seq: number; price: bigint; lines: Map<string, bigint> }
   >();
-  let fills = 0;
-  let allocationLines = 0;
+  readonly journaled = new Map<string, JournaledEntry>();
+  readonly counts = { fills: 0, busts: 0, corrections: 0, cancels: 0, lines: 0 };
+  // Accounts, from their journals.
+  readonly applied = new Set<string>();
+  readonly deltas = new Map<string, { cash: bigint; positions: Map<string, bigint> }>();
+  readonly flaggedNegative = new Set<string>();
+  readonly appliedByOrder = new Map<string, bigint>();
+  readonly suspendedByOrder = new Map<string, bigint>();
+  readonly openSuspense = new Map<string, Allocation>();
+  readonly accountCounts = { events: 0, lines: 0, rejected: 0 };
 
-  const allocatedByOrder = new Map<string, Map<string, bigint>>();
-  const journaledFills = new Map<string, JournaledFill>();
-  for await (const { key, seq, event } of readJournal(db, `block-order-${args.idPrefix}`)) {
-    const e = event as BlockOrderEvent;
-    const id = key.slice('block-order-'.length);
-    const order = orders.get(id);
-    if (!order) continue;
-    if (e.type !== 'FillAllocated') continue;
-    fills++;
-    check(!journaledFills.has(e.fill.fillId), () => `fill id ${e.fill.fillId}: allocated twice`);
-    journaledFills.set(e.fill.fillId, { fill: e.fill, key, sequenceNr: seq });
-    const published = fillsByOrder.get(id)?.[e.fill.seq - 1];
-    check(
+  constructor(args: CheckArgs) {
+    this.#args = args;
+    for (const [id, entries] of args.fillsByOrder) this.models.set(id, modelOf(entries));
+  }
+
+  async readOrders(): Promise<void> {
+    const orders = new Map(this.#args.seed.blockOrders.map((o) => [o.id, o]));
+    for await (const { key, seq, event } of readJournal(
+      this.#args.db,
+      `block-order-${this.#args.idPrefix}`,
+    )) {
+      const id = key.slice('block-order-'.length);
+      if (!orders.has(id)) continue;
+      const e = event as BlockOrderEvent;
+      if (e.type === 'BlockOrderOpened' || e.type === 'AllocationsConfirmed') continue;
+      const entry = e.type === 'FillAllocated' ? e.fill : e.amendment;
+      this.#published(id, entry);
+      const entryId = entryIdOf(entry);
+      this.check(!this.journaled.has(entryId), () => `${id}: id ${entryId} journaled twice`);
+      this.journaled.set(entryId, { entry, key, sequenceNr: seq });
+      this.#orderEvent(id, e);
+    }
+  }
+
+  /** The journaled entry is the one published at its seq. */
+  #published(id: string, entry: Entry): void {
+    const published = this.#args.fillsByOrder.get(id)?.[entry.seq - 1];
+    const same =
       published !== undefined &&
-        published.fillId === e.fill.fillId &&
-        published.quantity === e.fill.quantity &&
-        published.price === e.fill.price,
-      () => `${id} seq ${e.fill.seq}: journaled fill differs from the published one`,
+      isAmendment(published) === isAmendment(entry) &&
+      (isAmendment(published) && isAmendment(entry)
+        ? sameAmendment(published, entry).length === 0
+        : !isAmendment(published) &&
+          !isAmendment(entry) &&
+          published.fillId === entry.fillId &&
+          published.quantity === entry.quantity &&
+          published.price === entry.price);
+    this.check(
+      same,
+      () => `${id} seq ${entry.seq}: journaled entry differs from the published one`,
     );
-    const sum = e.lines.reduce((s, l) => s + l.quantity, 0n);
-    check(
-      sum === e.fill.quantity,
-      () => `${id} seq ${e.fill.seq}: lines sum to ${sum}, fill is ${e.fill.quantity}`,
+  }
+
+  #orderEvent(
+    id: string,
+    e: Exclude<BlockOrderEvent, { type: 'BlockOrderOpened' | 'AllocationsConfirmed' }>,
+  ) {
+    const allocated = this.allocatedByOrder.get(id) ?? new Map<string, bigint>();
+    this.allocatedByOrder.set(id, allocated);
+    switch (e.type) {
+      case 'FillAllocated': {
+        this.counts.fills++;
+        const sum = e.lines.reduce((s, l) => s + l.quantity, 0n);
+        this.check(
+          sum === e.fill.quantity,
+          () => `${id} seq ${e.fill.seq}: lines sum to ${sum}, fill is ${e.fill.quantity}`,
+        );
+        const lines = new Map<string, bigint>();
+        for (const l of e.lines) {
+          this.check(
+            l.quantity > 0n,
+            () => `${id} seq ${e.fill.seq}: non-positive line for ${l.accountId}`,
+          );
+          lines.set(l.accountId, l.quantity);
+          this.#expect(
+            id,
+            e.fill.seq,
+            l.accountId,
+            { quantity: l.quantity, price: e.fill.price },
+            allocated,
+            l.quantity,
+          );
+        }
+        this.fillLines.set(e.fill.fillId, { seq: e.fill.seq, price: e.fill.price, lines });
+        return;
+      }
+      case 'FillBusted':
+      case 'FillCorrected':
+        return this.#amendEvent(id, e, allocated);
+      case 'OrderCancelled':
+        this.counts.cancels++;
+        return;
+      default: {
+        const never: never = e;
+        throw new Error(`unknown block order event ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  #amendEvent(
+    id: string,
+    e: Extract<BlockOrderEvent, { type: 'FillBusted' | 'FillCorrected' }>,
+    allocated: Map<string, bigint>,
+  ): void {
+    const a = e.amendment;
+    if (e.type === 'FillBusted') this.counts.busts++;
+    else this.counts.corrections++;
+    const current = this.fillLines.get(a.fillId);
+    this.check(
+      current !== undefined,
+      () => `${id} seq ${a.seq}: amends fill ${a.fillId}, never allocated`,
     );
-    const allocated = allocatedByOrder.get(id) ?? new Map<string, bigint>();
-    allocatedByOrder.set(id, allocated);
+    if (!current) return;
+    this.check(
+      e.amended.amendsSeq === current.seq && e.amended.previousPrice === current.price,
+      () =>
+        `${id} seq ${a.seq}: amends fill ${a.fillId} as of seq ${e.amended.amendsSeq}, its lines are of seq ${current.seq}`,
+    );
+    const price = e.type === 'FillCorrected' ? e.amendment.price : current.price;
+    const next = new Map<string, bigint>();
     for (const l of e.lines) {
-      allocationLines++;
-      check(l.quantity > 0n, () => `${id} seq ${e.fill.seq}: non-positive line for ${l.accountId}`);
-      allocated.set(l.accountId, (allocated.get(l.accountId) ?? 0n) + l.quantity);
-      const lineKey = `${id}|${e.fill.seq}|${l.accountId}`;
-      check(!expectedLines.has(lineKey), () => `${lineKey}: allocated twice`);
-      expectedLines.set(lineKey, {
-        blockOrderId: id,
-        seq: e.fill.seq,
-        accountId: l.accountId,
-        quantity: l.quantity,
-        price: e.fill.price,
-        side: order.side,
-        securityId: order.securityId,
-      });
+      this.check(
+        l.previousQuantity === (current.lines.get(l.accountId) ?? 0n),
+        () =>
+          `${id} seq ${a.seq}: ${l.accountId} had ${current.lines.get(l.accountId) ?? 0n} of ${a.fillId}, the event says ${l.previousQuantity}`,
+      );
+      if (l.quantity > 0n) next.set(l.accountId, l.quantity);
+      const amends = { seq: current.seq, quantity: l.previousQuantity, price: current.price };
+      this.#expect(
+        id,
+        a.seq,
+        l.accountId,
+        { quantity: l.quantity, price, amends },
+        allocated,
+        l.quantity - l.previousQuantity,
+      );
     }
-  }
-
-  for (const order of seed.blockOrders) {
-    const published = fillsByOrder.get(order.id) ?? [];
-    const publishedQty = published.reduce((s, f) => s + f.quantity, 0n);
-    const allocated = allocatedByOrder.get(order.id) ?? new Map<string, bigint>();
-    const allocatedQty = [...allocated.values()].reduce((s, q) => s + q, 0n);
-    check(
-      allocatedQty === publishedQty,
-      () => `${order.id}: allocated ${allocatedQty}, fills total ${publishedQty}`,
+    const untouched = [...current.lines.keys()].filter(
+      (acc) => !e.lines.some((l) => l.accountId === acc),
     );
-    for (const t of order.targets) {
-      check(
-        (allocated.get(t.accountId) ?? 0n) <= t.quantity,
-        () => `${order.id}: ${t.accountId} allocated beyond its target`,
-      );
-    }
-    const lot = lotOf.get(order.securityId) ?? 1n;
-    check(lot > 0n, () => `${order.id}: no lot size`);
+    this.check(
+      untouched.length === 0,
+      () => `${id} seq ${a.seq}: leaves ${untouched.join(', ')} out of the amendment`,
+    );
+    this.fillLines.set(a.fillId, { seq: a.seq, price, lines: next });
   }
 
-  // Accounts: every expected line applied exactly once (or durably rejected), nothing else.
-  const applied = new Set<string>();
-  const deltas = new Map<string, { cash: bigint; positions: Map<string, bigint> }>();
-  let accountEvents = 0;
-  let allocationLinesApplied = 0;
-  let rejectedAllocations = 0;
-  // Per order: quantity applied on accounts, and quantity refused (suspense).
-  const appliedByOrder = new Map<string, bigint>();
-  const suspendedByOrder = new Map<string, bigint>();
-  const addTo = (m: Map<string, bigint>, k: string, q: bigint) => m.set(k, (m.get(k) ?? 0n) + q);
-  const applyDelta = (accountId: string, a: Allocation) => {
-    const d = deltas.get(accountId) ?? { cash: 0n, positions: new Map<string, bigint>() };
-    deltas.set(accountId, d);
-    d.cash += cashDelta(a.side, a.quantity, a.price);
-    const signed = a.side === 'BUY' ? a.quantity : -a.quantity;
-    d.positions.set(a.securityId, (d.positions.get(a.securityId) ?? 0n) + signed);
-  };
-  const openSuspense = new Map<string, Allocation>();
-  for await (const { key, event } of readJournal(db, `account-${args.idPrefix}`)) {
-    const accountId = key.slice('account-'.length);
-    const accountEvent = event as AccountEvent;
-    if (accountEvent.type === 'SuspenseApplied') {
-      const a = accountEvent.allocation;
-      const lineKey = `${a.blockOrderId}|${a.fillSeq}|${accountId}`;
-      check(openSuspense.delete(lineKey), () => `${lineKey}: resolved but not in suspense`);
-      addTo(suspendedByOrder, a.blockOrderId, -a.quantity);
-      addTo(appliedByOrder, a.blockOrderId, a.quantity);
-      applyDelta(accountId, a);
-      continue;
-    }
-    const lines = lineEvents(accountEvent);
-    if (lines.length > 0) accountEvents++;
-    for (const e of lines) {
-      allocationLinesApplied++;
-      const a = e.allocation;
-      const lineKey = `${a.blockOrderId}|${a.fillSeq}|${accountId}`;
-      check(!applied.has(lineKey), () => `${lineKey}: applied twice`);
-      applied.add(lineKey);
-      const expected = expectedLines.get(lineKey);
-      check(
-        expected !== undefined && expected.quantity === a.quantity && expected.price === a.price,
-        () => `${lineKey}: applied allocation matches no allocated line`,
-      );
-      if (e.type === 'AllocationRejected') {
-        rejectedAllocations++;
-        openSuspense.set(lineKey, a);
-        addTo(suspendedByOrder, a.blockOrderId, a.quantity);
+  #expect(
+    id: string,
+    seq: number,
+    accountId: string,
+    line: ExpectedLine,
+    allocated: Map<string, bigint>,
+    delta: bigint,
+  ) {
+    this.counts.lines++;
+    const lineKey = `${id}|${seq}|${accountId}`;
+    this.check(!this.expectedLines.has(lineKey), () => `${lineKey}: allocated twice`);
+    this.expectedLines.set(lineKey, line);
+    allocated.set(accountId, (allocated.get(accountId) ?? 0n) + delta);
+  }
+
+  async readAccounts(): Promise<void> {
+    for await (const { key, event } of readJournal(
+      this.#args.db,
+      `account-${this.#args.idPrefix}`,
+    )) {
+      const accountId = key.slice('account-'.length);
+      const e = event as AccountEvent;
+      if (e.type === 'SuspenseApplied') {
+        const a = e.allocation;
+        const lineKey = `${a.blockOrderId}|${a.fillSeq}|${accountId}`;
+        this.check(
+          this.openSuspense.delete(lineKey),
+          () => `${lineKey}: resolved but not in suspense`,
+        );
+        addTo(this.suspendedByOrder, a.blockOrderId, -a.quantity);
+        addTo(this.appliedByOrder, a.blockOrderId, a.quantity);
+        this.#move(
+          accountId,
+          a.securityId,
+          cashDelta(a.side, a.quantity, a.price),
+          signed(a, a.quantity),
+        );
         continue;
       }
-      addTo(appliedByOrder, a.blockOrderId, a.quantity);
-      applyDelta(accountId, a);
+      const lines = lineEvents(e);
+      if (lines.length > 0) this.accountCounts.events++;
+      for (const line of lines) this.#accountLine(accountId, line);
+    }
+    for (const lineKey of this.expectedLines.keys())
+      this.check(this.applied.has(lineKey), () => `${lineKey}: allocated but never applied`);
+  }
+
+  #accountLine(accountId: string, e: ReturnType<typeof lineEvents>[number]): void {
+    this.accountCounts.lines++;
+    const a = e.allocation;
+    const lineKey = `${a.blockOrderId}|${a.fillSeq}|${accountId}`;
+    this.check(!this.applied.has(lineKey), () => `${lineKey}: applied twice`);
+    this.applied.add(lineKey);
+    const x = this.expectedLines.get(lineKey);
+    this.check(
+      x !== undefined &&
+        x.quantity === a.quantity &&
+        x.price === a.price &&
+        x.amends?.seq === a.amends?.seq &&
+        x.amends?.quantity === a.amends?.quantity &&
+        x.amends?.price === a.amends?.price,
+      () => `${lineKey}: applied allocation matches no allocated line`,
+    );
+    switch (e.type) {
+      case 'AllocationRejected':
+        this.accountCounts.rejected++;
+        this.openSuspense.set(lineKey, a);
+        addTo(this.suspendedByOrder, a.blockOrderId, a.quantity);
+        return;
+      case 'AllocationApplied':
+        addTo(this.appliedByOrder, a.blockOrderId, a.quantity);
+        this.#move(
+          accountId,
+          a.securityId,
+          cashDelta(a.side, a.quantity, a.price),
+          signed(a, a.quantity),
+        );
+        return;
+      case 'AllocationAmended':
+        return this.#amended(accountId, e);
+      default: {
+        const never: never = e;
+        throw new Error(`unknown line event ${JSON.stringify(never)}`);
+      }
     }
   }
-  for (const lineKey of expectedLines.keys())
-    check(applied.has(lineKey), () => `${lineKey}: allocated but never applied`);
-  // Nothing booked nowhere: per order, fills = lines applied on accounts + suspense.
-  for (const order of seed.blockOrders) {
-    const filled = (fillsByOrder.get(order.id) ?? []).reduce((s, f) => s + f.quantity, 0n);
-    const onAccounts = appliedByOrder.get(order.id) ?? 0n;
-    const suspended = suspendedByOrder.get(order.id) ?? 0n;
-    check(
-      filled === onAccounts + suspended,
-      () => `${order.id}: filled ${filled} ≠ applied ${onAccounts} + suspense ${suspended}`,
-    );
-  }
-  await checkSuspenseLedger(db, args.idPrefix, openSuspense, check);
-  await checkExecutionIndex(db, args.idPrefix, journaledFills, check);
 
-  // The live actors, through the API, agree with the journal-derived books.
+  #amended(accountId: string, e: Extract<AccountEvent, { type: 'AllocationAmended' }>): void {
+    const a = e.allocation;
+    const was = a.amends;
+    this.check(
+      was !== undefined,
+      () => `${a.blockOrderId}|${a.fillSeq}|${accountId}: amends nothing`,
+    );
+    if (!was) return;
+    const delta = a.quantity - was.quantity;
+    const oldKey = `${a.blockOrderId}|${was.seq}|${accountId}`;
+    if (e.suspended) {
+      this.check(
+        this.openSuspense.delete(oldKey),
+        () => `${oldKey}: amended in suspense, but not in suspense`,
+      );
+      if (a.quantity > 0n) this.openSuspense.set(`${a.blockOrderId}|${a.fillSeq}|${accountId}`, a);
+      addTo(this.suspendedByOrder, a.blockOrderId, delta);
+      return;
+    }
+    this.check(
+      !this.openSuspense.has(oldKey),
+      () => `${oldKey}: in suspense, but amended on the books`,
+    );
+    addTo(this.appliedByOrder, a.blockOrderId, delta);
+    const cash =
+      cashDelta(a.side, a.quantity, a.price) - cashDelta(a.side, was.quantity, was.price);
+    this.#move(accountId, a.securityId, cash, signed(a, delta));
+    if (e.negativePosition) this.flaggedNegative.add(`${accountId}|${a.securityId}`);
+  }
+
+  #move(accountId: string, securityId: string, cash: bigint, shares: bigint): void {
+    const d = this.deltas.get(accountId) ?? { cash: 0n, positions: new Map<string, bigint>() };
+    this.deltas.set(accountId, d);
+    d.cash += cash;
+    d.positions.set(securityId, (d.positions.get(securityId) ?? 0n) + shares);
+  }
+
+  /** Per order: what the stream filled is on the accounts or in suspense, and within targets. */
+  checkConservation(): void {
+    for (const order of this.#args.seed.blockOrders) {
+      const model = this.models.get(order.id) ?? modelOf([]);
+      const allocated = this.allocatedByOrder.get(order.id) ?? new Map<string, bigint>();
+      const allocatedQty = [...allocated.values()].reduce((s, q) => s + q, 0n);
+      this.check(
+        allocatedQty === model.filled,
+        () => `${order.id}: allocated ${allocatedQty}, the stream filled ${model.filled}`,
+      );
+      for (const t of order.targets) {
+        const q = allocated.get(t.accountId) ?? 0n;
+        this.check(
+          q >= 0n && q <= t.quantity,
+          () => `${order.id}: ${t.accountId} holds ${q} of a target of ${t.quantity}`,
+        );
+      }
+      const onAccounts = this.appliedByOrder.get(order.id) ?? 0n;
+      const suspended = this.suspendedByOrder.get(order.id) ?? 0n;
+      this.check(
+        model.filled === onAccounts + suspended,
+        () => `${order.id}: filled ${model.filled} ≠ applied ${onAccounts} + suspense ${suspended}`,
+      );
+    }
+  }
+
+  /**
+   * No sell target beyond the opening position; with the rebalance prices,
+   * no account's buys cost more than its opening cash plus its sells' proceeds.
+   */
+  checkRebalanceLimits(): void {
+    const { seed, rebalancePrices } = this.#args;
+    const accounts = new Map(seed.accounts.map((a) => [a.id, a]));
+    const net = new Map<string, bigint>();
+    for (const order of seed.blockOrders)
+      for (const t of order.targets) {
+        if (order.side === 'SELL') {
+          const held = accounts.get(t.accountId)?.positions[order.securityId] ?? 0n;
+          this.check(
+            t.quantity <= held,
+            () => `${order.id}: ${t.accountId} sells ${t.quantity}, holds ${held}`,
+          );
+        }
+        const price = rebalancePrices?.get(order.securityId);
+        if (price === undefined) continue;
+        const cost = notionalMinor(t.quantity, price);
+        addTo(net, t.accountId, order.side === 'BUY' ? cost : -cost);
+      }
+    for (const [accountId, cost] of net) {
+      const cash = accounts.get(accountId)?.openingCashMinor ?? 0n;
+      this.check(
+        cost <= cash,
+        () => `${accountId}: buys net of sells cost ${cost} at the rebalance prices, has ${cash}`,
+      );
+    }
+  }
+
+  async checkAccountsApi(): Promise<void> {
+    await inBatches(this.#args.seed.accounts, async (account) => {
+      const res = await this.#args.app.inject({ method: 'GET', url: `/accounts/${account.id}` });
+      this.check(res.statusCode === 200, () => `GET /accounts/${account.id}: ${res.statusCode}`);
+      if (res.statusCode !== 200) return;
+      const view = res.json<AccountView>();
+      const d = this.deltas.get(account.id);
+      const expectedCash = account.openingCashMinor + (d?.cash ?? 0n);
+      this.check(
+        BigInt(view.cashMinor) === expectedCash,
+        () => `${account.id}: cash ${view.cashMinor}, expected ${expectedCash}`,
+      );
+      const securities = new Set([
+        ...Object.keys(account.positions),
+        ...(d ? d.positions.keys() : []),
+      ]);
+      for (const s of securities) {
+        const expected = (account.positions[s] ?? 0n) + (d?.positions.get(s) ?? 0n);
+        this.check(
+          BigInt(view.positions[s] ?? '0') === expected,
+          () => `${account.id}: position in ${s} is ${view.positions[s]}, expected ${expected}`,
+        );
+        this.check(
+          expected >= 0n || this.flaggedNegative.has(`${account.id}|${s}`),
+          () => `${account.id}: negative position in ${s} without the rule's flag`,
+        );
+      }
+    });
+  }
+
+  async checkOrdersApi(): Promise<void> {
+    await inBatches(this.#args.seed.blockOrders, async (order) => {
+      const res = await this.#args.app.inject({ method: 'GET', url: `/block-orders/${order.id}` });
+      this.check(res.statusCode === 200, () => `GET /block-orders/${order.id}: ${res.statusCode}`);
+      if (res.statusCode !== 200) return;
+      const view = res.json<BlockOrderView>();
+      const m = this.models.get(order.id) ?? modelOf([]);
+      const shown = [
+        view.filledQuantity,
+        view.fills,
+        view.busts,
+        view.corrections,
+        view.cancelledQuantity !== null,
+      ];
+      const expected = [m.filled.toString(), m.fills, m.busts, m.corrections, m.cancelled];
+      this.check(
+        JSON.stringify(shown) === JSON.stringify(expected),
+        () =>
+          `${order.id}: API shows filled/fills/busts/corrections/cancelled ${JSON.stringify(shown)}, the stream ${JSON.stringify(expected)}`,
+      );
+      this.check(
+        view.unconfirmedLines === 0 && view.confirmedThroughSeq === view.lastFillSeq,
+        () => `${order.id}: ${view.unconfirmedLines} lines unconfirmed`,
+      );
+      const suspended = this.suspendedByOrder.get(order.id) ?? 0n;
+      this.check(
+        BigInt(view.suspense.openQuantity) === suspended,
+        () => `${order.id}: API suspense ${view.suspense.openQuantity}, journals ${suspended}`,
+      );
+      const allocated = this.allocatedByOrder.get(order.id) ?? new Map<string, bigint>();
+      for (const a of view.accounts)
+        this.check(
+          BigInt(a.allocatedQuantity) === (allocated.get(a.accountId) ?? 0n),
+          () => `${order.id}: API allocation of ${a.accountId} differs from the journal`,
+        );
+    });
+  }
+
+  report(): InvariantReport {
+    const openQuantity = [...this.openSuspense.values()].reduce((s, a) => s + a.quantity, 0n);
+    return {
+      ok: this.violations.length === 0,
+      checks: this.checks,
+      violations: this.violations,
+      fills: this.counts.fills,
+      busts: this.counts.busts,
+      corrections: this.counts.corrections,
+      cancels: this.counts.cancels,
+      allocationLines: this.counts.lines,
+      accountEvents: this.accountCounts.events,
+      allocationLinesApplied: this.accountCounts.lines,
+      rejectedAllocations: this.accountCounts.rejected,
+      negativePositionsFlagged: this.flaggedNegative.size,
+      suspenseOpenLines: this.openSuspense.size,
+      suspenseOpenQuantity: openQuantity,
+    };
+  }
+}
+
+const addTo = (m: Map<string, bigint>, k: string, q: bigint) => m.set(k, (m.get(k) ?? 0n) + q);
+
+const signed = (a: Allocation, quantity: bigint): bigint =>
+  a.side === 'BUY' ? quantity : -quantity;
+
+/** Runs `each` over `items`, 64 at a time (the API is in-process: bounded, not serial). */
+async function inBatches<T>(items: readonly T[], each: (item: T) => Promise<void>): Promise<void> {
   const concurrency = 64;
-  const accountsToCheck = seed.accounts;
-  for (let i = 0; i < accountsToCheck.length; i += concurrency) {
-    await Promise.all(
-      accountsToCheck.slice(i, i + concurrency).map(async (account) => {
-        const res = await app.inject({ method: 'GET', url: `/accounts/${account.id}` });
-        check(res.statusCode === 200, () => `GET /accounts/${account.id}: ${res.statusCode}`);
-        if (res.statusCode !== 200) return;
-        const view = res.json<AccountView>();
-        const d = deltas.get(account.id);
-        const expectedCash = account.openingCashMinor + (d?.cash ?? 0n);
-        check(
-          BigInt(view.cashMinor) === expectedCash,
-          () => `${account.id}: cash ${view.cashMinor}, expected ${expectedCash}`,
-        );
-        const securities = new Set([
-          ...Object.keys(account.positions),
-          ...(d ? d.positions.keys() : []),
-        ]);
-        for (const s of securities) {
-          const expected = (account.positions[s] ?? 0n) + (d?.positions.get(s) ?? 0n);
-          check(
-            BigInt(view.positions[s] ?? '0') === expected,
-            () => `${account.id}: position in ${s} is ${view.positions[s]}, expected ${expected}`,
-          );
-          check(expected >= 0n, () => `${account.id}: negative position in ${s}`);
-        }
-      }),
-    );
-  }
-  for (let i = 0; i < seed.blockOrders.length; i += concurrency) {
-    await Promise.all(
-      seed.blockOrders.slice(i, i + concurrency).map(async (order) => {
-        const res = await app.inject({ method: 'GET', url: `/block-orders/${order.id}` });
-        check(res.statusCode === 200, () => `GET /block-orders/${order.id}: ${res.statusCode}`);
-        if (res.statusCode !== 200) return;
-        const view = res.json<BlockOrderView>();
-        const published = fillsByOrder.get(order.id) ?? [];
-        const publishedQty = published.reduce((s, f) => s + f.quantity, 0n);
-        check(
-          BigInt(view.filledQuantity) === publishedQty,
-          () => `${order.id}: API filled ${view.filledQuantity}, published ${publishedQty}`,
-        );
-        check(
-          view.fills === published.length,
-          () => `${order.id}: API shows ${view.fills} fills, published ${published.length}`,
-        );
-        check(
-          view.unconfirmedLines === 0 && view.confirmedThroughSeq === view.lastFillSeq,
-          () => `${order.id}: ${view.unconfirmedLines} lines unconfirmed`,
-        );
-        const suspended = suspendedByOrder.get(order.id) ?? 0n;
-        check(
-          BigInt(view.suspense.openQuantity) === suspended,
-          () => `${order.id}: API suspense ${view.suspense.openQuantity}, journals ${suspended}`,
-        );
-        const allocated = allocatedByOrder.get(order.id) ?? new Map<string, bigint>();
-        for (const a of view.accounts) {
-          check(
-            BigInt(a.allocatedQuantity) === (allocated.get(a.accountId) ?? 0n),
-            () => `${order.id}: API allocation of ${a.accountId} differs from the journal`,
-          );
-        }
-      }),
-    );
-  }
-  return {
-    ok: violations.length === 0,
-    checks,
-    violations,
-    fills,
-    allocationLines,
-    accountEvents,
-    allocationLinesApplied,
-    rejectedAllocations,
-    suspenseOpenLines: openSuspense.size,
-    suspenseOpenQuantity: [...openSuspense.values()].reduce((s, a) => s + a.quantity, 0n),
-  };
-}
-
-/** A fill as its FillAllocated journal row holds it, with that row's address. */
-interface JournaledFill {
-  fill: Fill;
-  key: string;
-  sequenceNr: number;
-}
-
-/**
- * The execution index (SQL) holds exactly one row per allocated fill, equal
- * to the journaled fill and naming its journal row: it is what turns a
- * re-used fill id into a conflict, so a missing or different row is a hole.
- */
-async function checkExecutionIndex(
-  db: Database,
-  idPrefix: string,
-  journaled: ReadonlyMap<string, JournaledFill>,
-  check: (condition: boolean, message: () => string) => void,
-): Promise<void> {
-  const rows = await db.query<{
-    fill_id: string;
-    block_order_id: string;
-    fill_seq: string;
-    quantity: string;
-    price: string;
-    persistence_key: string;
-    sequence_nr: string;
-  }>(
-    `SELECT fill_id, block_order_id, fill_seq::text, quantity::text, price::text,
-            persistence_key, sequence_nr::text
-     FROM executions WHERE block_order_id LIKE $1`,
-    [likePrefix(idPrefix)],
-  );
-  check(
-    rows.length === journaled.size,
-    () => `execution index has ${rows.length} rows, the journals ${journaled.size} fills`,
-  );
-  for (const row of rows) {
-    const j = journaled.get(row.fill_id);
-    check(
-      j !== undefined &&
-        j.fill.blockOrderId === row.block_order_id &&
-        BigInt(j.fill.seq) === BigInt(row.fill_seq) &&
-        j.fill.quantity === BigInt(row.quantity) &&
-        j.fill.price === BigInt(row.price) &&
-        j.key === row.persistence_key &&
-        j.sequenceNr === Number(row.sequence_nr),
-      () => `execution index row ${row.fill_id} differs from the journal`,
-    );
-  }
-}
-
-/** A LIKE pattern for ids that start with `idPrefix` (its wildcards escaped). */
-const likePrefix = (idPrefix: string): string => `${idPrefix.replace(/[\\%_]/g, '\\$&')}%`;
-
-/** The suspense ledger (SQL) holds exactly the refused lines the journals say are open. */
-async function checkSuspenseLedger(
-  db: Database,
-  idPrefix: string,
-  openSuspense: ReadonlyMap<string, Allocation>,
-  check: (condition: boolean, message: () => string) => void,
-): Promise<void> {
-  const prefixPattern = likePrefix(idPrefix);
-  const rows = await db.query<{ k: string; quantity: string }>(
-    `SELECT s.block_order_id || '|' || s.fill_seq || '|' || s.account_id AS k, s.quantity::text
-     FROM suspense s LEFT JOIN suspense_resolutions r USING (block_order_id, fill_seq, account_id)
-     WHERE r.resolution IS NULL AND s.account_id LIKE $1`,
-    [prefixPattern],
-  );
-  check(
-    rows.length === openSuspense.size,
-    () => `suspense ledger has ${rows.length} open lines, the journals ${openSuspense.size}`,
-  );
-  for (const row of rows) {
-    const a = openSuspense.get(row.k);
-    check(a?.quantity === BigInt(row.quantity), () => `${row.k}: suspense ledger differs`);
-  }
-  // A resolution of a line that was never in suspense would hide a booking.
-  const [orphans] = await db.query<{ n: number }>(
-    `SELECT count(*)::int AS n
-     FROM suspense_resolutions r LEFT JOIN suspense s USING (block_order_id, fill_seq, account_id)
-     WHERE s.account_id IS NULL AND r.account_id LIKE $1`,
-    [prefixPattern],
-  );
-  check(orphans?.n === 0, () => `${orphans?.n} suspense resolutions without a suspense line`);
+  for (let i = 0; i < items.length; i += concurrency)
+    await Promise.all(items.slice(i, i + concurrency).map(each));
 }

@@ -33,6 +33,7 @@ function forgettingJournal(): Journal {
     saveSnapshot: async () => {},
     execution: async () => undefined,
     executionAt: async () => undefined,
+    fillVersionRecord: async () => undefined,
     drain: async () => {},
     close: async () => {},
   };

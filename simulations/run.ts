@@ -11,7 +11,7 @@
  * - otherwise fills are published while the service runs, at
  *   `publishRatePerSec` or as fast as JetStream takes them.
  */
-import type { Fill } from '../actors/block-order/decider.ts';
+import type { Entry } from '../actors/block-order/decider.ts';
 import { BLOCK_ORDER_KIND, UNCONFIRMED_EVENT_TYPES } from '../actors/block-order/shell.ts';
 import type { AllocationObserver, Clock } from '../actors/protocol.ts';
 import { invariant } from '../actors/errors.ts';
@@ -62,7 +62,10 @@ export interface RunOptions {
 export interface RunResult {
   invariantsOk: boolean;
   invariants?: InvariantReport;
+  /** Entries settled: fills, and amendments when the scenario has them. */
   fills: number;
+  /** The run second by second (settled, lines, latency, lag). */
+  series: SeriesPoint[];
   /** Allocation lines durably applied (or durably rejected) on accounts. */
   lines: number;
   fillsPerSec: number;
@@ -89,13 +92,35 @@ export interface RunResult {
 
 export const monotonicClock: Clock = { nowMs: () => performance.timeOrigin + performance.now() };
 
+/** What was published: the fills, or with the market's amendments, every entry. */
+export const entriesOf = (scenario: Scenario): readonly Entry[] =>
+  scenario.amended?.publishOrder ?? scenario.publishOrder;
+
+/** One second of a run: what settled in it, how fast, and what was still waiting at its end. */
+export interface SeriesPoint {
+  tSec: number;
+  fillsPerSec: number;
+  linesPerSec: number;
+  p50Ms: number | null;
+  p99Ms: number | null;
+  lagFills: number;
+}
+
+/** Per-second buckets, at most this many (a longer run folds its tail into the last one). */
+const SERIES_SECONDS_MAX = 6 * 3_600;
+
 /** Watches settlements: arrival times in, latencies and counts out. */
 class Progress implements AllocationObserver {
   readonly arrivedAtMs = new Map<string, number>();
   readonly latenciesMs: number[] = [];
   settled = 0;
   lines = 0;
+  published = 0;
   lastSettledAtMs = 0;
+  /** Per second since `startMs`: settled, lines, latencies, and published-but-unsettled at its end. */
+  readonly #buckets: Array<{ settled: number; lines: number; latenciesMs: number[]; lag: number }> =
+    [];
+  startMs = 0;
   readonly #total: number;
   readonly #done: () => void;
   readonly allSettled: Promise<void>;
@@ -110,10 +135,27 @@ class Progress implements AllocationObserver {
   /** Fills whose latency is not counted (the warm-up of a steady run). */
   readonly unmeasured = new Set<string>();
 
-  arrived(fill: Fill, atMs: number, measured = true): void {
+  arrived(fill: Entry, atMs: number, measured = true): void {
     const key = `${fill.blockOrderId}#${fill.seq}`;
     this.arrivedAtMs.set(key, atMs);
+    this.published++;
     if (!measured) this.unmeasured.add(key);
+  }
+
+  #bucket(atMs: number) {
+    const i = Math.min(Math.max(0, Math.floor((atMs - this.startMs) / 1000)), SERIES_SECONDS_MAX);
+    while (this.#buckets.length <= i)
+      this.#buckets.push({ settled: 0, lines: 0, latenciesMs: [], lag: 0 });
+    return this.#buckets[i]!;
+  }
+
+  /** The run second by second. */
+  series(): SeriesPoint[] {
+    return this.#buckets.map((b, tSec) => {
+      const p = percentiles(b.latenciesMs);
+      const point = { tSec, fillsPerSec: b.settled, linesPerSec: b.lines, lagFills: b.lag };
+      return { ...point, p50Ms: p ? p.p50 : null, p99Ms: p ? p.p99 : null };
+    });
   }
 
   fillSettled(blockOrderId: string, seq: number, atMs: number): void {
@@ -121,13 +163,20 @@ class Progress implements AllocationObserver {
     const t0 = this.arrivedAtMs.get(key);
     if (t0 === undefined) return; // a re-report after a restart, or not ours
     this.arrivedAtMs.delete(key);
-    if (!this.unmeasured.delete(key)) this.latenciesMs.push(atMs - t0);
+    const bucket = this.#bucket(atMs);
+    bucket.settled++;
+    if (!this.unmeasured.delete(key)) {
+      this.latenciesMs.push(atMs - t0);
+      bucket.latenciesMs.push(atMs - t0);
+    }
+    bucket.lag = this.published - this.settled - 1;
     this.lastSettledAtMs = atMs;
     if (++this.settled === this.#total) this.#done();
   }
 
   accountLineDurable(): void {
     this.lines++;
+    this.#bucket(monotonicClock.nowMs()).lines++;
   }
 }
 
@@ -144,12 +193,12 @@ async function prepareDatabase(config: Config, scenario: Scenario): Promise<void
 /** Publishes `fills` in order with a bounded number unacknowledged (so each order's fills stay in sequence). */
 async function publishAll(
   publisher: Publisher,
-  fills: readonly Fill[],
+  fills: readonly Entry[],
   options: {
     inFlightMax: number;
     /** When fill i is due, in ms from the start; absent = at once. */
     dueMs?: (index: number) => number;
-    onPublish: (fill: Fill, index: number) => void;
+    onPublish: (fill: Entry, index: number) => void;
   },
 ): Promise<void> {
   const startedMs = monotonicClock.nowMs();
@@ -166,7 +215,7 @@ async function publishAll(
     await gate.acquire();
     options.onPublish(fill, i);
     publisher
-      .publishFill(fill)
+      .publishEntry(fill)
       .catch((error: unknown) => failures.push(error))
       .finally(() => gate.release());
   }
@@ -192,7 +241,7 @@ async function prepublish(config: Config, scenario: Scenario, inFlightMax: numbe
       maxAgeMs: config.streamMaxAgeMs,
     });
     const publisher = fillPublisher(nats.js, names, config.partitions);
-    await publishAll(publisher, scenario.publishOrder, { inFlightMax, onPublish: () => {} });
+    await publishAll(publisher, entriesOf(scenario), { inFlightMax, onPublish: () => {} });
   } finally {
     await nats.nc.close();
   }
@@ -211,9 +260,10 @@ export async function runScenario(options: RunOptions): Promise<RunResult> {
   const base = loadConfig(options.env);
   const scenario =
     'publishOrder' in options.scenario ? options.scenario : generateScenario(options.scenario);
-  const total = scenario.publishOrder.length;
+  const total = entriesOf(scenario).length;
+  const amended = scenario.amended ? ` and ${total - scenario.publishOrder.length} amendments` : '';
   options.progress(
-    `scenario: ${scenario.seed.securities.length} securities, ${scenario.seed.accounts.length} accounts, ${scenario.seed.blockOrders.length} block orders, ${total} fills`,
+    `scenario: ${scenario.seed.securities.length} securities, ${scenario.seed.accounts.length} accounts, ${scenario.seed.blockOrders.length} block orders, ${scenario.publishOrder.length} fills${amended}`,
   );
   const { databaseName, namespace } = runNames(options.tag);
   const config: Config = {
@@ -246,14 +296,16 @@ async function runService(
   scenario: Scenario,
   databaseName: string,
 ): Promise<RunResult> {
-  const total = scenario.publishOrder.length;
+  const entries = entriesOf(scenario);
+  const total = entries.length;
   const progress = new Progress(total);
   const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, {
     service: 'blockfill',
   });
   // A backlog has arrived at t0: when the service starts taking it.
   const t0Ms = monotonicClock.nowMs();
-  if (options.prepublish) for (const fill of scenario.publishOrder) progress.arrived(fill, t0Ms);
+  progress.startMs = t0Ms;
+  if (options.prepublish) for (const fill of entries) progress.arrived(fill, t0Ms);
   const service = await startService(config, { observer: progress, clock: monotonicClock, log });
   try {
     const ticker = setInterval(() => {
@@ -264,7 +316,7 @@ async function runService(
     let publishMs = 0;
     try {
       if (!options.prepublish) {
-        await publishAll(service.publisher, scenario.publishOrder, {
+        await publishAll(service.publisher, entries, {
           inFlightMax: options.publishInFlightMax,
           ...dueOf(options),
           onPublish: (fill, i) =>
@@ -295,8 +347,9 @@ async function check(service: Service, scenario: Scenario, options: RunOptions) 
     db: service.db,
     app: service.app,
     seed: scenario.seed,
-    fillsByOrder: scenario.fillsByOrder,
+    fillsByOrder: scenario.amended?.entriesByOrder ?? scenario.fillsByOrder,
     idPrefix: scenario.options.idPrefix,
+    ...(scenario.rebalancePrices ? { rebalancePrices: scenario.rebalancePrices } : {}),
   });
 }
 
@@ -315,6 +368,7 @@ function summarize(r: {
     invariantsOk: r.invariants ? r.invariants.ok : true,
     invariants: r.invariants,
     fills: r.progress.settled,
+    series: r.progress.series(),
     lines: r.progress.lines,
     fillsPerSec: Math.round(r.progress.settled / seconds),
     linesPerSec: Math.round(r.progress.lines / seconds),

@@ -4,7 +4,7 @@
  * security and side, each serving many accounts), and the market's partial
  * fills of every order. Same seed, same scenario.
  */
-import type { Fill } from '../actors/block-order/decider.ts';
+import type { Entry, Fill } from '../actors/block-order/decider.ts';
 import { PRICE_SCALE } from '../actors/domain/money.ts';
 import type { SeedData } from '../persistence/reference.ts';
 
@@ -43,6 +43,18 @@ export interface Scenario {
   fillsByOrder: Map<string, Fill[]>;
   /** All fills in publish order: interleaved across orders, each order's fills in sequence. */
   publishOrder: Fill[];
+  /**
+   * With the market's amendments (busts, corrections, cancels): what is
+   * published instead of `publishOrder`, fills and amendments in one
+   * sequence per order. The fills in it are `publishOrder`'s.
+   */
+  /** The prices the rebalancing sized buys at (the day's open): the checker's cash limit. */
+  rebalancePrices?: Map<string, bigint>;
+  amended?: {
+    publishOrder: Entry[];
+    entriesByOrder: Map<string, Entry[]>;
+    counts: { busts: number; corrections: number; cancels: number };
+  };
 }
 
 /** mulberry32: small, fast, good enough for simulations; deterministic per seed. */

@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { runScenario, type RunResult } from './run.ts';
 import { tradingDayScenario, type TradingDayScenario } from './trading-day/scenario.ts';
 import type { StreamShape } from './trading-day/shape.ts';
+import type { AmendOptions } from './trading-day/amendments.ts';
 
 const ShapeKind = { Steady: 'steady', Burst: 'burst', Auctions: 'auctions' } as const;
 type ShapeKind = (typeof ShapeKind)[keyof typeof ShapeKind];
@@ -21,6 +22,8 @@ interface ScenarioSpec {
   /** Paced by this shape unless the command line says otherwise; absent = as fast as possible. */
   shape?: ShapeKind;
   ratePerSec: number;
+  /** The market's busts, corrections and cancels (absent: about 1 % each). */
+  amend?: Partial<AmendOptions>;
 }
 
 /** A shape at base rate X: bursts of 10 × X for 5 s every 20 s; auctions 5 × X in the first and last 10 %. */
@@ -52,6 +55,12 @@ const SCENARIOS: Readonly<Record<string, ScenarioSpec>> = {
   burst: {
     summary: 'the default day paced at 40 fills/s, with bursts of 10x for 5 s every 20 s',
     ...{ accounts: 2_000, securities: 50, shape: ShapeKind.Burst, ratePerSec: 40 },
+  },
+  'busts-and-corrections': {
+    summary:
+      'the default day with 5 % of fills busted, 5 % corrected, half the short orders cancelled',
+    ...{ accounts: 2_000, securities: 50, ratePerSec: 500 },
+    amend: { bustShareBps: 500, correctionShareBps: 500, cancelShareBps: 5_000 },
   },
 };
 
@@ -162,10 +171,10 @@ function report(args: Args, day: TradingDayScenario, result: RunResult) {
     offeredPerSec:
       result.publishMs > 0 ? Math.round((result.fills * 1000) / result.publishMs) : null,
     invariantsOk: result.invariantsOk,
-    fills: result.fills,
-    busts: 0,
-    corrections: 0,
-    cancels: 0,
+    fills: day.scenario.publishOrder.length,
+    busts: day.amendments.busts,
+    corrections: day.amendments.corrections,
+    cancels: day.amendments.cancels,
     linesPerSec: result.linesPerSec,
     fillsPerSec: result.fillsPerSec,
     p50Ms: result.latencyMs.p50,
@@ -191,6 +200,7 @@ say(`scenario ${args.scenario.name}: rebalancing and building the tape ...`);
 const day = tradingDayScenario({
   world: { seed: args.seed, accounts: args.accounts, securities: args.securities, idPrefix: 'TD' },
   ...(args.pace ? { tape: { shape: args.pace } } : {}),
+  amend: args.scenario.amend ?? {},
 });
 say(
   `  ${day.rebalance.accountsScanned} accounts scanned, ${day.rebalance.accountsTrading} trading, ` +
@@ -201,7 +211,7 @@ const result = await runScenario({
   tag: 'sim',
   keepDatabase: args.keep,
   publishInFlightMax: 256,
-  ...(args.pace ? { publishScheduleMs: (i: number) => day.schedule.offsetMsOf(i) } : {}),
+  ...(args.pace ? { publishScheduleMs: (i: number) => day.sendOffsetsMs[i] ?? 0 } : {}),
   settleTimeoutMs: 600_000,
   checkInvariants: true,
   env: process.env,

@@ -4,7 +4,9 @@
  */
 import { accountBehavior } from '../actors/account/shell.ts';
 import type { AccountEvent, AccountState } from '../actors/account/decider.ts';
+import { versionAfter } from '../actors/block-order/amendments.ts';
 import type { BlockOrderEvent } from '../actors/block-order/decider.ts';
+import { invariant } from '../actors/errors.ts';
 import { blockOrderBehavior, type BlockOrderShellState } from '../actors/block-order/shell.ts';
 import type {
   AccountMessage,
@@ -94,7 +96,17 @@ export function startActors(
     faulty(
       blockOrderBehavior({
         reference,
-        executions: journal,
+        executions: {
+          executionAt: (blockOrderId, seq) => journal.executionAt(blockOrderId, seq),
+          fillVersion: async (fillId) => {
+            const record = await journal.fillVersionRecord(fillId);
+            if (!record) return undefined;
+            const event = decodeVersioned(record.payload, `${record.key}#${record.seq}`);
+            const version = versionAfter(event as BlockOrderEvent);
+            invariant(version !== undefined, `${record.key}#${record.seq} sets no fill's lines`);
+            return version;
+          },
+        },
         clock,
         observer,
         accounts: { send: (id, message) => accounts.send(id, message) },

@@ -3,11 +3,14 @@
  * Decoding validates every field and names the field and the rule it broke,
  * so a bad message can go to the dead-letter stream with a precise reason.
  */
-import type { Fill } from '../actors/block-order/decider.ts';
+import type { Amendment } from '../actors/block-order/amendments.ts';
+import { isAmendment, type Entry, type Fill } from '../actors/block-order/decider.ts';
 import { INT64_MAX } from '../actors/domain/money.ts';
 import { floatKeys, packWire, unpackWire } from './wire-codec.ts';
 
 export const FILL_WIRE_VERSION = 1;
+/** Busts, corrections and cancels: schema 2, on the same subjects as their order's fills. */
+export const AMENDMENT_WIRE_VERSION = 2;
 /** quantity × price of one fill, in price units (1e-6): a trillion in currency. Keeps cash within int64. */
 export const FILL_NOTIONAL_MAX = 10n ** 18n;
 /** Ids are one NATS subject token: no '.', '*', '>' or spaces. The API uses the same rule. */
@@ -20,6 +23,8 @@ export type DecodeResult =
   | { ok: true; fill: Fill }
   | { ok: false; reason: 'DECODE_FAILED' | 'INVALID_FIELD'; field: string; rule: string };
 
+export type EntryDecodeResult = { ok: true; entry: Entry } | Extract<DecodeResult, { ok: false }>;
+
 export function encodeFill(fill: Fill): Uint8Array {
   // Integers go as bigint, so as msgpack integers: msgpackr writes a JS
   // number beyond 32 bits (an epoch in ms) as a float64, which is refused.
@@ -30,6 +35,18 @@ export function encodeFill(fill: Fill): Uint8Array {
     executedAtMs: BigInt(fill.executedAtMs),
   });
 }
+
+export function encodeAmendment(a: Amendment): Uint8Array {
+  return packWire({
+    v: AMENDMENT_WIRE_VERSION,
+    ...a,
+    seq: BigInt(a.seq),
+    executedAtMs: BigInt(a.executedAtMs),
+  });
+}
+
+export const encodeEntry = (entry: Entry): Uint8Array =>
+  isAmendment(entry) ? encodeAmendment(entry) : encodeFill(entry);
 
 /** FNV-1a, 32 bit: a stable hash, the same in every process and release. */
 export function partitionOf(blockOrderId: string, partitions: number): number {
@@ -131,6 +148,7 @@ function decodeMap(bytes: Uint8Array): { ok: true; map: Record<string, unknown> 
   return { ok: true, map: m };
 }
 
+/** A fill (schema 1) only: what the fill-only tools read. */
 export function decodeFill(
   bytes: Uint8Array,
   subject: string,
@@ -139,12 +157,40 @@ export function decodeFill(
 ): DecodeResult {
   const decoded = decodeMap(bytes);
   if (!decoded.ok) return decoded;
-  const m = decoded.map;
-  if (safeNumber(m.v) !== FILL_WIRE_VERSION) {
+  if (safeNumber(decoded.map.v) !== FILL_WIRE_VERSION)
     return bad('v', `must be schema version ${FILL_WIRE_VERSION}`);
+  return fillOf(decoded.map, subject, subjectRoot, partitions);
+}
+
+/** Whatever the order's subject carries: a fill (schema 1) or an amendment (schema 2). */
+export function decodeEntry(
+  bytes: Uint8Array,
+  subject: string,
+  subjectRoot: string,
+  partitions: number,
+): EntryDecodeResult {
+  const decoded = decodeMap(bytes);
+  if (!decoded.ok) return decoded;
+  const v = safeNumber(decoded.map.v);
+  if (v === FILL_WIRE_VERSION) {
+    const fill = fillOf(decoded.map, subject, subjectRoot, partitions);
+    return fill.ok ? { ok: true, entry: fill.fill } : fill;
   }
-  if (typeof m.fillId !== 'string' || !ID_PATTERN.test(m.fillId))
-    return bad('fillId', `must be a string matching ${ID_PATTERN.source}`);
+  if (v === AMENDMENT_WIRE_VERSION)
+    return amendmentOf(decoded.map, subject, subjectRoot, partitions);
+  return bad(
+    'v',
+    `must be schema version ${FILL_WIRE_VERSION} (fill) or ${AMENDMENT_WIRE_VERSION} (amendment)`,
+  );
+}
+
+/** The fields every entry has: the order (matching the subject), the seq and the time. */
+function entryHead(
+  m: Record<string, unknown>,
+  subject: string,
+  subjectRoot: string,
+  partitions: number,
+): { blockOrderId: string; seq: number; executedAtMs: number } | DecodeFailure {
   if (typeof m.blockOrderId !== 'string' || !ID_PATTERN.test(m.blockOrderId)) {
     return bad('blockOrderId', `must be a string matching ${ID_PATTERN.source}`);
   }
@@ -153,6 +199,17 @@ export function decodeFill(
     return bad('blockOrderId', `must match the subject (expected subject ${expected})`);
   const seq = safeNumber(m.seq);
   if (seq === undefined || seq < 1) return bad('seq', 'must be an integer >= 1');
+  const executedAtMs = safeNumber(m.executedAtMs);
+  if (executedAtMs === undefined || executedAtMs < 0) {
+    return bad('executedAtMs', 'must be epoch milliseconds, an integer >= 0');
+  }
+  return { blockOrderId: m.blockOrderId, seq, executedAtMs };
+}
+
+/** A quantity and price: positive integers whose product keeps cash within int64. */
+function quantityAndPrice(
+  m: Record<string, unknown>,
+): { quantity: bigint; price: bigint } | DecodeFailure {
   const quantity = exactInteger(m.quantity);
   if (quantity === undefined) return bad('quantity', 'must be an integer (never a float)');
   if (quantity <= 0n || quantity > INT64_MAX)
@@ -164,22 +221,56 @@ export function decodeFill(
   if (quantity * price > FILL_NOTIONAL_MAX) {
     return bad('price', `quantity × price must not exceed ${FILL_NOTIONAL_MAX} (1e12 in currency)`);
   }
+  return { quantity, price };
+}
+
+const idOf = (m: Record<string, unknown>, field: string): string | DecodeFailure => {
+  const value = m[field];
+  return typeof value === 'string' && ID_PATTERN.test(value)
+    ? value
+    : bad(field, `must be a string matching ${ID_PATTERN.source}`);
+};
+
+function fillOf(
+  m: Record<string, unknown>,
+  subject: string,
+  subjectRoot: string,
+  partitions: number,
+): DecodeResult {
+  const fillId = idOf(m, 'fillId');
+  if (typeof fillId !== 'string') return fillId;
+  const head = entryHead(m, subject, subjectRoot, partitions);
+  if ('ok' in head) return head;
+  const qp = quantityAndPrice(m);
+  if ('ok' in qp) return qp;
   if (typeof m.venue !== 'string' || !VENUE_PATTERN.test(m.venue))
     return bad('venue', 'must be 1 to 32 printable ASCII characters');
-  const executedAtMs = safeNumber(m.executedAtMs);
-  if (executedAtMs === undefined || executedAtMs < 0) {
-    return bad('executedAtMs', 'must be epoch milliseconds, an integer >= 0');
-  }
+  const { blockOrderId, seq, executedAtMs } = head;
   return {
     ok: true,
-    fill: {
-      fillId: m.fillId,
-      blockOrderId: m.blockOrderId,
-      seq,
-      quantity,
-      price,
-      venue: m.venue,
-      executedAtMs,
-    },
+    fill: { fillId, blockOrderId, seq, ...qp, venue: m.venue, executedAtMs },
   };
+}
+
+const AMENDMENT_KINDS: ReadonlySet<unknown> = new Set(['BUST', 'CORRECTION', 'CANCEL']);
+
+function amendmentOf(
+  m: Record<string, unknown>,
+  subject: string,
+  subjectRoot: string,
+  partitions: number,
+): EntryDecodeResult {
+  if (!AMENDMENT_KINDS.has(m.kind)) return bad('kind', 'must be BUST, CORRECTION or CANCEL');
+  const amendmentId = idOf(m, 'amendmentId');
+  if (typeof amendmentId !== 'string') return amendmentId;
+  const head = entryHead(m, subject, subjectRoot, partitions);
+  if ('ok' in head) return head;
+  const base = { amendmentId, ...head };
+  if (m.kind === 'CANCEL') return { ok: true, entry: { kind: 'CANCEL', ...base } };
+  const fillId = idOf(m, 'fillId');
+  if (typeof fillId !== 'string') return fillId;
+  if (m.kind === 'BUST') return { ok: true, entry: { kind: 'BUST', ...base, fillId } };
+  const qp = quantityAndPrice(m);
+  if ('ok' in qp) return qp;
+  return { ok: true, entry: { kind: 'CORRECTION', ...base, fillId, ...qp } };
 }

@@ -25,7 +25,12 @@ import {
   type JsMsg,
 } from '@nats-io/jetstream';
 import { connect, headers, nanos, type NatsConnection } from '@nats-io/transport-node';
-import { decideAgainstApplied, FillRejection, type Fill } from '../actors/block-order/decider.ts';
+import {
+  decideAgainstApplied,
+  entryIdOf,
+  FillRejection,
+  type Entry,
+} from '../actors/block-order/decider.ts';
 import {
   assertNever,
   bigintsAsStrings,
@@ -36,7 +41,7 @@ import {
 import type { AllocateFillReply } from '../actors/protocol.ts';
 import type { ConsumerStatsView } from '../api/ports.ts';
 import { streamNames, type Config } from './config.ts';
-import { decodeFill, encodeFill, fillSubject } from './fill-wire.ts';
+import { decodeEntry, encodeEntry, fillSubject } from './fill-wire.ts';
 import type { Logger } from './log.ts';
 import { HeldFills } from './held-fills.ts';
 import { Permits } from './permits.ts';
@@ -156,7 +161,9 @@ export async function ensureConsumers(
 }
 
 export interface Publisher {
-  publishFill(fill: Fill): Promise<void>;
+  publishFill(fill: Entry): Promise<void>;
+  /** A fill or an amendment, on its order's subject (deduplicated by its id). */
+  publishEntry(entry: Entry): Promise<void>;
 }
 
 export function fillPublisher(
@@ -164,18 +171,14 @@ export function fillPublisher(
   names: StreamNames,
   partitions: number,
 ): Publisher {
-  return {
-    async publishFill(fill) {
-      await js.publish(
-        fillSubject(names.subjectRoot, fill.blockOrderId, partitions),
-        encodeFill(fill),
-        {
-          msgID: fill.fillId,
-          expect: { streamName: names.executions },
-        },
-      );
-    },
+  const publishEntry = async (entry: Entry) => {
+    await js.publish(
+      fillSubject(names.subjectRoot, entry.blockOrderId, partitions),
+      encodeEntry(entry),
+      { msgID: entryIdOf(entry), expect: { streamName: names.executions } },
+    );
   };
+  return { publishFill: publishEntry, publishEntry };
 }
 
 export const DeadLetterHeader = {
@@ -189,8 +192,8 @@ export const DeadLetterHeader = {
   Existing: 'Blockfill-Existing',
 } as const;
 
-/** A fill as JSON for a header or a log line: bigints as decimal strings. */
-export function fillJson(fill: Fill): string {
+/** A fill or amendment as JSON for a header or a log line: bigints as decimal strings. */
+export function fillJson(fill: Entry): string {
   return JSON.stringify(fill, bigintsAsStrings);
 }
 
@@ -202,9 +205,9 @@ export interface FillConsumerDeps {
   names: StreamNames;
   config: Config;
   log: Logger;
-  allocate(fill: Fill): Promise<AllocateFillReply>;
+  allocate(entry: Entry): Promise<AllocateFillReply>;
   /** The execution index: who claimed a fill id (for an EXECUTION_CONFLICT failure). */
-  execution(fillId: string): Promise<Fill | undefined>;
+  execution(id: string): Promise<Entry | undefined>;
   /** Wakes a block order (it re-delivers its unconfirmed lines); never throws. */
   wake(blockOrderId: string): void;
 }
@@ -216,7 +219,7 @@ export class FillConsumer {
   readonly #loops: Promise<void>[] = [];
   /** Messages being handled, with when that started (for in-progress acks). */
   readonly #working = new Map<JsMsg, number>();
-  readonly #held: HeldFills<{ m: JsMsg; fill: Fill }>;
+  readonly #held: HeldFills<{ m: JsMsg; fill: Entry }>;
   readonly #ticker: NodeJS.Timeout;
   /** When each held message was first held (held at most #heldMaxMs per delivery). */
   readonly #heldFirst = new WeakMap<JsMsg, number>();
@@ -307,12 +310,12 @@ export class FillConsumer {
   async #handle(m: JsMsg): Promise<void> {
     const { config, names } = this.#deps;
     try {
-      const decoded = decodeFill(m.data, m.subject, names.subjectRoot, config.partitions);
+      const decoded = decodeEntry(m.data, m.subject, names.subjectRoot, config.partitions);
       if (!decoded.ok) {
         await this.#deadLetter(m, decoded.reason, { field: decoded.field, rule: decoded.rule });
         return;
       }
-      await this.#dispatch(m, decoded.fill);
+      await this.#dispatch(m, decoded.entry);
     } catch (error) {
       await this.#unexpected(m, error);
     }
@@ -337,7 +340,7 @@ export class FillConsumer {
   }
 
   /** Asks the block order; acks, holds, naks or dead-letters by its answer. */
-  async #dispatch(m: JsMsg, fill: Fill): Promise<void> {
+  async #dispatch(m: JsMsg, fill: Entry): Promise<void> {
     if (!this.#working.has(m)) this.#working.set(m, Date.now());
     const reply = await this.#deps
       .allocate(fill)
@@ -378,13 +381,13 @@ export class FillConsumer {
   }
 
   /** The fill after `fill` may be waiting here: it is next now. */
-  async #releaseNext(fill: Fill): Promise<void> {
+  async #releaseNext(fill: Entry): Promise<void> {
     const next = this.#held.take(fill.blockOrderId, fill.seq + 1);
     if (next) await this.#redispatch(next.m, next.fill);
   }
 
   /** A held message dispatched again: its own errors are its own (never the releaser's). */
-  async #redispatch(m: JsMsg, fill: Fill): Promise<void> {
+  async #redispatch(m: JsMsg, fill: Entry): Promise<void> {
     // Its ack-wait timer ran since the last tick: a fresh one for its handling.
     m.working();
     try {
@@ -402,7 +405,7 @@ export class FillConsumer {
    */
   async #outOfOrder(
     m: JsMsg,
-    fill: Fill,
+    fill: Entry,
     detail: string,
     expectedSeq: number | undefined,
   ): Promise<void> {
@@ -447,11 +450,11 @@ export class FillConsumer {
    * commit landed before the failing record) → applied; not claimed → it
    * only shared the failed commit, and is tried again.
    */
-  async #claimFailed(m: JsMsg, fill: Fill): Promise<void> {
+  async #claimFailed(m: JsMsg, fill: Entry): Promise<void> {
     // The order reset: a fill of its failed batch that did commit has its
     // lines delivered on the order's next message, so send it one.
     this.#deps.wake(fill.blockOrderId);
-    const existing = await this.#deps.execution(fill.fillId);
+    const existing = await this.#deps.execution(entryIdOf(fill));
     if (!existing) return this.#nak(m);
     const decision = decideAgainstApplied(fill, existing, 'fillId');
     switch (decision.outcome) {
@@ -488,7 +491,7 @@ export class FillConsumer {
   async #deadLetter(
     m: JsMsg,
     reason: string,
-    info: { field?: string; rule?: string; detail?: string; existing?: Fill },
+    info: { field?: string; rule?: string; detail?: string; existing?: Entry },
   ): Promise<void> {
     const { existing, ...logged } = info;
     const h = headers();

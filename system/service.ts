@@ -11,7 +11,7 @@
  * HTTP → actors → journal → database → NATS.
  */
 import type { FastifyInstance } from 'fastify';
-import type { Fill } from '../actors/block-order/decider.ts';
+import { isAmendment, type Entry } from '../actors/block-order/decider.ts';
 import {
   noopObserver,
   type AllocateFillReply,
@@ -66,7 +66,7 @@ export interface Service {
   inspection: InspectionPort;
   /** Fault injection: refuses every request unless FAULT_INJECTION=on. */
   faults: Faults;
-  allocate(fill: Fill): Promise<AllocateFillReply>;
+  allocate(entry: Entry): Promise<AllocateFillReply>;
   /** Wakes block orders whose journal ends with unconfirmed allocations; returns how many. */
   wakeUnconfirmed(): Promise<number>;
   stop(): Promise<void>;
@@ -178,15 +178,18 @@ async function openCore(config: Config, options: ServiceOptions, log: Logger, st
 function fillConsumer(config: Config, log: Logger, core: Core, opened: OpenedNats) {
   const askTimeoutMs = config.actorAskTimeoutMs;
   const { blockOrders } = core.actors;
-  const allocate = (fill: Fill) =>
+  const allocate = (entry: Entry) =>
     blockOrders.ask<AllocateFillReply>(
-      fill.blockOrderId,
-      (replyTo) => ({ type: 'AllocateFill', fill, replyTo }),
+      entry.blockOrderId,
+      (replyTo) =>
+        isAmendment(entry)
+          ? { type: 'Amend', amendment: entry, replyTo }
+          : { type: 'AllocateFill', fill: entry, replyTo },
       askTimeoutMs,
     );
   const consumer = new FillConsumer({
     ...{ js: opened.nats.js, names: opened.names, config, log, allocate },
-    execution: (fillId) => core.journal.execution(fillId),
+    execution: (id) => core.journal.execution(id),
     wake: (id) =>
       void blockOrders
         .ask(id, (replyTo) => ({ type: 'Wake', replyTo }), askTimeoutMs)

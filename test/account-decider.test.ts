@@ -118,6 +118,7 @@ t.test('Open on Empty emits AccountOpened', async (t) => {
     positions: { 'SEC-1': 500n },
     lastSeqByOrder: {},
     rejected: 0,
+    negativePositionFlags: 0,
     suspense: {},
   });
   t.not(openOf(t, state).positions, def.positions, 'positions are copied, not shared');

@@ -98,6 +98,7 @@ const account: AccountView = {
   positions: { US0378331005: '9007199254740993', 'SEC.B': '0' },
   lastAppliedSeqByOrder: { 'BO-1': 42 },
   rejectedAllocations: 1,
+  negativePositionFlags: 0,
   suspense: [
     {
       blockOrderId: 'BO-1',
@@ -126,6 +127,9 @@ const filledOrder: BlockOrderView = {
   targetQuantity: '90071992547409930',
   filledQuantity: '9007199254740993',
   fills: 3,
+  busts: 0,
+  corrections: 0,
+  cancelledQuantity: null,
   lastFillSeq: 3,
   vwapPrice: '187123456789.012345',
   accounts: [

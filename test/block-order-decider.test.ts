@@ -173,6 +173,9 @@ t.test('Open on Empty emits BlockOrderOpened', async (t) => {
     filledQuantity: 0n,
     filledNotional: 0n,
     fills: 0,
+    busts: 0,
+    corrections: 0,
+    cancelledQuantity: null,
     lastFillSeq: 0,
     lastSeqByAccount: {},
     pending: [],
@@ -430,7 +433,7 @@ t.test('evolve tracks prevSeq per line and allocated totals', async (t) => {
     ],
   );
   t.strictSame(
-    s.pending.map((p) => p.execution.price),
+    s.pending.map((p) => p.price),
     [PRICE, PRICE, PRICE],
   );
 });
@@ -715,7 +718,7 @@ t.test('ids named like Object.prototype members are ordinary ids', async (t) => 
   const { state } = given(t, [opened])
     .when(allocateCmd(odd))
     .then([allocated(odd, { A1: 300n, A2: 150n, A3: 50n })]);
-  t.equal(openOf(t, state).pending[0]?.execution.fillId, 'constructor');
+  t.equal((openOf(t, state).pending[0]?.execution as Fill | undefined)?.fillId, 'constructor');
   given(t, [opened, allocated(odd, { A1: 300n, A2: 150n, A3: 50n })])
     .when(repeatCmd(odd, odd))
     .thenOutcome({ outcome: 'Duplicate' });

@@ -56,7 +56,7 @@ t.test('the checker passes exact books and catches a hole in each ledger', async
     `execution index row ${victim.fillId} differs from the journal`,
   ]);
   await db.statement('DELETE FROM executions WHERE fill_id = $1', [victim.fillId]);
-  t.match((await check()).violations, [/^execution index has \d+ rows, the journals \d+ fills$/]);
+  t.match((await check()).violations, [/^execution index has \d+ rows, the journals \d+ entries$/]);
 
   await db.statement(
     `INSERT INTO suspense_resolutions

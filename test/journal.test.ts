@@ -684,6 +684,7 @@ t.test('an actor recovers from its snapshot plus the journal tail after a restar
     saveSnapshot: (snapshot) => j2.saveSnapshot(snapshot),
     execution: (fillId) => j2.execution(fillId),
     executionAt: (order, seq) => j2.executionAt(order, seq),
+    fillVersionRecord: (fillId) => j2.fillVersionRecord(fillId),
     drain: () => j2.drain(),
     close: () => j2.close(),
     snapshot: async (key) => {

@@ -19,6 +19,7 @@ const fill = (seq: number, accounts: string[]): PendingFill => ({
     venue: 'XNYS',
     executedAtMs: 0,
   },
+  price: TEST_PRICE,
   lines: accounts.map((accountId) => ({ accountId, quantity: 10n, prevSeq: 0 })),
 });
 

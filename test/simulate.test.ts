@@ -27,10 +27,12 @@ t.test('given a small world, the scenario holds the tape and the accounts it ser
   t.equal(scenario.publishOrder.length, day.tape.fills);
   const perOrder = [...scenario.fillsByOrder.values()].reduce((n, fills) => n + fills.length, 0);
   t.equal(perOrder, scenario.publishOrder.length, 'every fill is in its order');
-  for (const [id, fills] of scenario.fillsByOrder)
+  // Fills and amendments share each order's sequence: 1..n with no gap, in publish order.
+  const entriesByOrder = scenario.amended?.entriesByOrder ?? scenario.fillsByOrder;
+  for (const [id, entries] of entriesByOrder)
     t.same(
-      fills.map((f) => f.seq),
-      fills.map((_, i) => i + 1),
+      entries.map((f) => f.seq),
+      entries.map((_, i) => i + 1),
       `${id}: seqs from 1, in order`,
     );
   const targetIds = new Set(
@@ -47,6 +49,27 @@ t.test('given a small world, the scenario holds the tape and the accounts it ser
     scenario.publishOrder,
     'deterministic from the seed',
   );
+});
+
+t.test('given a heavy amendment rate, busts, corrections and cancels are woven in', async (t) => {
+  const amend = { bustShareBps: 1_000, correctionShareBps: 1_000, cancelShareBps: 10_000 };
+  const day = tradingDayScenario({ world: { seed: 5, accounts: 300, securities: 6 }, amend });
+  const amended = day.scenario.amended;
+  if (!amended) throw new Error('no amendments');
+  const { busts, corrections, cancels } = amended.counts;
+  t.ok(busts > 0 && corrections > 0 && cancels > 0, `${busts}/${corrections}/${cancels}`);
+  t.equal(
+    amended.publishOrder.length,
+    day.scenario.publishOrder.length + busts + corrections + cancels,
+  );
+  for (const [id, entries] of amended.entriesByOrder)
+    t.same(
+      entries.map((e) => e.seq),
+      entries.map((_, i) => i + 1),
+      `${id}: one sequence for fills and amendments`,
+    );
+  const again = tradingDayScenario({ world: { seed: 5, accounts: 300, securities: 6 }, amend });
+  t.same(again.scenario.amended?.publishOrder, amended.publishOrder, 'deterministic');
 });
 
 t.test('--help lists the scenarios; a bad command line exits 2 without a stack', async (t) => {
@@ -80,7 +103,7 @@ t.test('the smoke scenario, end to end: one JSON object, exact books', async (t)
     pace: 'as fast as possible',
     invariantsOk: true,
     violations: [],
-    busts: 0,
+    busts: Number,
   });
   t.ok(
     Number(out.fills) > 0 && Number(out.lines) > Number(out.fills),

@@ -7,8 +7,22 @@
  * account (`prevSeq`); if that is not the last one applied, an earlier
  * allocation was lost in flight and this one is refused as a GAP (nothing
  * persisted), so the block order re-delivers in order.
+ *
+ * Amendment lines (a bust or correction of a fill) travel the same chain.
+ * Each says what the account had of the fill (`amends`) and what it has now;
+ * the account applies the difference, in quantity and in cash, where cash
+ * is the difference of the two lines' cash (each rounded as a line is), so a
+ * bust gives back exactly what the fill took. If the amended line sits in
+ * suspense, the suspended line is amended instead and the position is not
+ * touched.
+ *
+ * The written rule for a position below zero: an amendment is the market's
+ * word and is never refused. If it takes a position below zero (a bust of a
+ * buy whose shares were sold since), it is applied AND flagged
+ * (`negativePosition`): the account shows the flag and the position, and
+ * the ledger checker accepts a negative position only with that flag.
  */
-import type { Side } from '../domain/money.ts';
+import { cashDelta, type Side } from '../domain/money.ts';
 import { applyToPosition } from '../domain/position.ts';
 import { own } from '../domain/records.ts';
 import { assertNever, invariant } from '../errors.ts';
@@ -25,8 +39,11 @@ export interface Allocation {
   prevSeq: number;
   securityId: string;
   side: Side;
+  /** > 0 for a fill's line; >= 0 for an amendment line (0: the account has none of the fill now). */
   quantity: bigint;
   price: bigint;
+  /** An amendment line: the account's line of the fill as it was before (its seq, quantity and price). */
+  amends?: { seq: number; quantity: bigint; price: bigint };
 }
 
 export const AllocationRejection = {
@@ -42,6 +59,20 @@ export type LineEvent =
       allocation: Allocation;
       reason: AllocationRejection;
       detail: string;
+      atMs: number;
+    }
+  /**
+   * An amendment line, applied: the position and cash move by the
+   * difference (`suspended`: the amended line sat in suspense, so the
+   * suspended line changed instead and the books did not move).
+   */
+  | {
+      type: 'AllocationAmended';
+      allocation: Allocation;
+      cashDeltaMinor: bigint;
+      suspended: boolean;
+      /** The rule for a position below zero: applied, and flagged here. */
+      negativePosition: boolean;
       atMs: number;
     };
 
@@ -65,6 +96,8 @@ export type AccountState =
       positions: Record<string, bigint>;
       lastSeqByOrder: Record<string, number>;
       rejected: number;
+      /** Amendments that took a position below zero (applied and flagged, by the written rule). */
+      negativePositionFlags: number;
       /**
        * Lines this account refused and that are not resolved yet, by
        * `suspenseKey`: they left the block and sit on no account (the
@@ -131,11 +164,12 @@ export function decide(command: AccountCommand, state: AccountState): Decision {
     case 'Apply': {
       if (state.status === 'Empty') return { outcome: ApplyOutcome.NotOpen, events: [] };
       const a = command.allocation;
-      invariant(a.quantity > 0n, `allocation quantity must be positive, got ${a.quantity}`);
       invariant(a.prevSeq < a.fillSeq, `prevSeq ${a.prevSeq} must precede fillSeq ${a.fillSeq}`);
       const last = own(state.lastSeqByOrder, a.blockOrderId) ?? 0;
       if (a.fillSeq <= last) return { outcome: ApplyOutcome.Duplicate, events: [] };
       if (a.prevSeq !== last) return { outcome: ApplyOutcome.Gap, events: [] };
+      if (a.amends) return decideAmendment(state, a, a.amends, command.nowMs);
+      invariant(a.quantity > 0n, `allocation quantity must be positive, got ${a.quantity}`);
       const outcome = applyToPosition(own(state.positions, a.securityId) ?? 0n, a);
       if (!outcome.ok) {
         return {
@@ -168,6 +202,43 @@ export function decide(command: AccountCommand, state: AccountState): Decision {
     default:
       return assertNever(command, 'account command');
   }
+}
+
+/** The position and cash an amendment line leaves, by the written rule (never refused). */
+export function amendPosition(
+  position: bigint,
+  a: Allocation,
+  amends: NonNullable<Allocation['amends']>,
+): { position: bigint; cashDeltaMinor: bigint } {
+  const sign = a.side === 'BUY' ? 1n : -1n;
+  return {
+    position: position + sign * (a.quantity - amends.quantity),
+    cashDeltaMinor:
+      cashDelta(a.side, a.quantity, a.price) - cashDelta(a.side, amends.quantity, amends.price),
+  };
+}
+
+function decideAmendment(
+  state: Extract<AccountState, { status: 'Open' }>,
+  a: Allocation,
+  amends: NonNullable<Allocation['amends']>,
+  nowMs: number,
+): Decision {
+  invariant(a.quantity >= 0n && amends.quantity >= 0n, 'amendment quantities are >= 0');
+  invariant(amends.seq < a.fillSeq, `amends seq ${amends.seq} is not before ${a.fillSeq}`);
+  const suspended = own(state.suspense, suspenseKey(a.blockOrderId, amends.seq)) !== undefined;
+  const moved = suspended
+    ? { position: 0n, cashDeltaMinor: 0n }
+    : amendPosition(own(state.positions, a.securityId) ?? 0n, a, amends);
+  const event = {
+    type: 'AllocationAmended' as const,
+    allocation: a,
+    cashDeltaMinor: moved.cashDeltaMinor,
+    suspended,
+    negativePosition: moved.position < 0n,
+    atMs: nowMs,
+  };
+  return { outcome: ApplyOutcome.Applied, events: [event] };
 }
 
 function decideRetry(
@@ -206,6 +277,7 @@ export function evolve(state: AccountState, event: AccountEvent): AccountState {
         positions: { ...event.def.positions },
         lastSeqByOrder: {},
         rejected: 0,
+        negativePositionFlags: 0,
         // Shared and frozen: an account with nothing in suspense costs one pointer.
         suspense: NO_SUSPENSE,
       };
@@ -240,6 +312,9 @@ export function evolve(state: AccountState, event: AccountEvent): AccountState {
     case 'SuspenseApplied':
       invariant(state.status === 'Open', 'SuspenseApplied before AccountOpened');
       return evolveSuspenseApplied(state, event);
+    case 'AllocationAmended':
+      invariant(state.status === 'Open', 'AllocationAmended before AccountOpened');
+      return evolveAmended(state, event);
     case 'AllocationBatch':
       invariant(event.events.length > 0, 'an empty AllocationBatch');
       return event.events.reduce<AccountState>(evolve, state);
@@ -278,6 +353,48 @@ function evolveSuspenseApplied(
   };
 }
 
+function evolveAmended(
+  state: Extract<AccountState, { status: 'Open' }>,
+  event: Extract<AccountEvent, { type: 'AllocationAmended' }>,
+): AccountState {
+  const a = event.allocation;
+  invariant(a.amends !== undefined, 'AllocationAmended of a line that amends nothing');
+  const lastSeqByOrder = { ...state.lastSeqByOrder, [a.blockOrderId]: a.fillSeq };
+  const oldKey = suspenseKey(a.blockOrderId, a.amends.seq);
+  const held = own(state.suspense, oldKey);
+  invariant(
+    event.suspended === (held !== undefined),
+    `${oldKey}: suspense does not match the event`,
+  );
+  if (held) {
+    // The suspended line is amended: it moves to this seq (or leaves, when nothing is left).
+    invariant(event.cashDeltaMinor === 0n, 'a suspended line moves no cash');
+    const suspense = { ...state.suspense };
+    delete suspense[oldKey];
+    if (a.quantity > 0n) {
+      const { amends: _, ...line } = a;
+      suspense[suspenseKey(a.blockOrderId, a.fillSeq)] = { ...held, allocation: line };
+    }
+    return { ...state, lastSeqByOrder, suspense };
+  }
+  const moved = amendPosition(own(state.positions, a.securityId) ?? 0n, a, a.amends);
+  invariant(
+    event.cashDeltaMinor === moved.cashDeltaMinor,
+    'cash delta does not match the amendment',
+  );
+  invariant(
+    event.negativePosition === moved.position < 0n,
+    'negative position flag does not match',
+  );
+  return {
+    ...state,
+    cashMinor: state.cashMinor + moved.cashDeltaMinor,
+    positions: { ...state.positions, [a.securityId]: moved.position },
+    lastSeqByOrder,
+    negativePositionFlags: state.negativePositionFlags + (event.negativePosition ? 1 : 0),
+  };
+}
+
 /** The line events an event carries (a batch carries several). */
 export function lineEvents(event: AccountEvent): LineEvent[] {
   switch (event.type) {
@@ -286,6 +403,7 @@ export function lineEvents(event: AccountEvent): LineEvent[] {
       return [];
     case 'AllocationApplied':
     case 'AllocationRejected':
+    case 'AllocationAmended':
       return [event];
     case 'AllocationBatch':
       return event.events;
@@ -308,7 +426,12 @@ export function packForJournal(events: readonly AccountEvent[]): AccountEvent[] 
     run = [];
   };
   for (const event of events) {
-    if (event.type === 'AllocationApplied' || event.type === 'AllocationRejected') run.push(event);
+    if (
+      event.type === 'AllocationApplied' ||
+      event.type === 'AllocationRejected' ||
+      event.type === 'AllocationAmended'
+    )
+      run.push(event);
     else {
       flush();
       out.push(event);

@@ -5,7 +5,12 @@
 import type { PersistentBehavior, ShellContext } from '../kernel.ts';
 import { InvariantError, assertNever } from '../errors.ts';
 import type { AccountMessage, AllocationObserver, Clock, ReferencePort } from '../protocol.ts';
-import { SuspenseResolution, type LedgerRows } from '../ledger.ts';
+import {
+  SuspenseResolution,
+  type LedgerRows,
+  type ResolutionRow,
+  type SuspenseRow,
+} from '../ledger.ts';
 import { formatPrice } from '../domain/money.ts';
 import { SUSPENSE_VIEW_MAX, type AccountView } from '../views.ts';
 import {
@@ -18,6 +23,7 @@ import {
   type AccountDef,
   type AccountEvent,
   type AccountState,
+  type Allocation,
 } from './decider.ts';
 
 export const ACCOUNT_KIND = 'account';
@@ -34,6 +40,7 @@ const EVENT_TYPES: ReadonlySet<string> = new Set([
   'AllocationRejected',
   'AllocationBatch',
   'SuspenseApplied',
+  'AllocationAmended',
 ]);
 
 type Ctx = ShellContext<AccountMessage, AccountEvent>;
@@ -56,8 +63,8 @@ export function accountBehavior(
         throw new InvariantError(`unknown account event ${String(type)}`);
       return data as AccountEvent;
     },
-    // 2: the state holds the lines in suspense.
-    snapshotFormat: 2,
+    // 3: the state counts negative-position flags (2: the lines in suspense).
+    snapshotFormat: 3,
     encodeSnapshot: (state) => state,
     decodeSnapshot: (data) => data as AccountState,
     async receive(state, message, ctx) {
@@ -142,24 +149,50 @@ function accountLedgerRows(accountId: string, event: AccountEvent): LedgerRows |
       resolutions: [{ blockOrderId, fillSeq, accountId, resolution: SuspenseResolution.Applied }],
     };
   }
-  const suspense = lineEvents(event).flatMap((e) =>
-    e.type === 'AllocationRejected'
-      ? [
-          {
-            blockOrderId: e.allocation.blockOrderId,
-            fillSeq: e.allocation.fillSeq,
-            accountId,
-            securityId: e.allocation.securityId,
-            side: e.allocation.side,
-            quantity: e.allocation.quantity,
-            price: e.allocation.price,
-            reason: e.reason,
-            detail: e.detail,
-          },
-        ]
-      : [],
-  );
-  return suspense.length > 0 ? { suspense } : undefined;
+  const suspense: SuspenseRow[] = [];
+  const resolutions: ResolutionRow[] = [];
+  for (const e of lineEvents(event)) {
+    if (e.type === 'AllocationRejected') suspense.push(suspenseRow(accountId, e.allocation, e));
+    if (e.type !== 'AllocationAmended' || !e.suspended) continue;
+    // An amended suspended line: the old one is resolved, the amended one (if any) is in suspense.
+    const a = e.allocation;
+    const amendsSeq = a.amends?.seq ?? 0;
+    resolutions.push({
+      blockOrderId: a.blockOrderId,
+      fillSeq: amendsSeq,
+      accountId,
+      resolution: SuspenseResolution.Amended,
+    });
+    if (a.quantity > 0n) suspense.push(suspenseRow(accountId, a, AMENDED_IN_SUSPENSE));
+  }
+  if (suspense.length === 0 && resolutions.length === 0) return undefined;
+  return {
+    ...(suspense.length > 0 ? { suspense } : {}),
+    ...(resolutions.length > 0 ? { resolutions } : {}),
+  };
+}
+
+const AMENDED_IN_SUSPENSE = {
+  reason: 'AMENDED_IN_SUSPENSE',
+  detail: 'the market amended a line this account had refused; the amended line stays in suspense',
+};
+
+function suspenseRow(
+  accountId: string,
+  a: Allocation,
+  why: { reason: string; detail: string },
+): SuspenseRow {
+  return {
+    blockOrderId: a.blockOrderId,
+    fillSeq: a.fillSeq,
+    accountId,
+    securityId: a.securityId,
+    side: a.side,
+    quantity: a.quantity,
+    price: a.price,
+    reason: why.reason,
+    detail: why.detail,
+  };
 }
 
 async function retrySuspense(
@@ -230,6 +263,7 @@ function toView(state: Extract<AccountState, { status: 'Open' }>, journalSeq: nu
     positions: strings(state.positions),
     lastAppliedSeqByOrder: { ...state.lastSeqByOrder },
     rejectedAllocations: state.rejected,
+    negativePositionFlags: state.negativePositionFlags,
     suspense: Object.values(state.suspense)
       .slice(0, SUSPENSE_VIEW_MAX)
       .map((e) => ({

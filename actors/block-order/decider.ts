@@ -1,6 +1,8 @@
 /**
  * Block order: one per security and side. Takes its fills in sequence order
- * and allocates each one to its accounts, pro-rata in whole lots.
+ * and allocates each one to its accounts, pro-rata in whole lots. The same
+ * sequence carries the market's amendments (amendments.ts): a bust, a
+ * correction or a cancel of the unfilled remainder, each at its own seq.
  *
  * Pure: `decide(command, state) → decision` and `evolve(state, event) → state`;
  * the state is exactly the fold of the events. Delivery tracking (which
@@ -11,6 +13,14 @@
  * is lost.
  */
 import { allocateFill, type AllocationLine } from '../domain/allocation.ts';
+import {
+  decideAmend,
+  evolveAmendment,
+  sameAmendment,
+  type AmendLine,
+  type Amendment,
+  type FillVersion,
+} from './amendments.ts';
 import type { Side } from '../domain/money.ts';
 import { own } from '../domain/records.ts';
 import { assertNever, invariant } from '../errors.ts';
@@ -42,24 +52,73 @@ export interface Fill {
   executedAtMs: number;
 }
 
+/** What the order's subject carries at one seq: a fill or an amendment (only amendments have `kind`). */
+export type Entry = Fill | Amendment;
+
+export const isAmendment = (entry: Entry): entry is Amendment => 'kind' in entry;
+
+/** The id an entry claims in the execution index: a fill id or an amendment id (one id space). */
+export const entryIdOf = (entry: Entry): string =>
+  isAmendment(entry) ? entry.amendmentId : entry.fillId;
+
+/** A bust or correction: the fill it amends, and that fill's version before it. */
+export interface AmendedFill {
+  /** The fill as first applied. */
+  fill: Fill;
+  /** The seq of the entry that set the lines amended now (the fill's own, or its last correction's). */
+  amendsSeq: number;
+  previousQuantity: bigint;
+  previousPrice: bigint;
+}
+
 export type BlockOrderEvent =
   | { type: 'BlockOrderOpened'; def: BlockOrderDef; atMs: number }
   | { type: 'FillAllocated'; fill: Fill; lines: AllocationLine[]; atMs: number }
+  /** Every account's share of the fill, reversed: `lines` hold what each had (quantity 0 now). */
+  | {
+      type: 'FillBusted';
+      amendment: Extract<Amendment, { kind: 'BUST' }>;
+      amended: AmendedFill;
+      lines: AmendLine[];
+      atMs: number;
+    }
+  /** The fill's lines as they are after the correction (each with what it replaced). */
+  | {
+      type: 'FillCorrected';
+      amendment: Extract<Amendment, { kind: 'CORRECTION' }>;
+      amended: AmendedFill;
+      lines: AmendLine[];
+      atMs: number;
+    }
+  /** The unfilled remainder is cancelled: no fill is taken after it. */
+  | {
+      type: 'OrderCancelled';
+      amendment: Extract<Amendment, { kind: 'CANCEL' }>;
+      cancelledQuantity: bigint;
+      atMs: number;
+    }
   /** `caughtUp`: every fill so far is confirmed (the journal's event_type tells, for the start-up sweep). */
   | { type: 'AllocationsConfirmed'; throughSeq: number; caughtUp: boolean; atMs: number };
 
 export interface PendingLine {
   accountId: string;
   quantity: bigint;
-  /** The previous fill seq that allocated to this account (0 = none): lets the account detect a gap. */
+  /** The previous seq that sent this account a line (0 = none): lets the account detect a gap. */
   prevSeq: number;
+  /** An amendment line: the quantity this account had of the amended fill. */
+  previousQuantity?: bigint;
 }
 
+/** An entry after the watermark (a fill or an amendment) whose lines are not all confirmed. */
 export interface PendingFill {
   seq: number;
-  /** The fill itself: a re-sent message at this seq is compared with it. */
-  execution: Fill;
+  /** The entry itself: a re-sent message at this seq is compared with it. */
+  execution: Entry;
+  /** The price of every line: the fill's, a correction's new one, a bust's original one. */
+  price: bigint;
   lines: PendingLine[];
+  /** For a bust or correction: what it amends (the account applies the difference). */
+  amended?: AmendedFill;
 }
 
 export type BlockOrderState =
@@ -71,7 +130,13 @@ export type BlockOrderState =
       filledQuantity: bigint;
       /** Σ quantity × price over fills, for the VWAP. */
       filledNotional: bigint;
+      /** Fills taken (a busted one still counts: it happened). */
       fills: number;
+      busts: number;
+      corrections: number;
+      /** What the cancel took off the unfilled remainder (null: not cancelled); no fill is taken after it. */
+      cancelledQuantity: bigint | null;
+      /** The last seq applied: fills and amendments share the order's sequence. */
       lastFillSeq: number;
       lastSeqByAccount: Record<string, number>;
       /** Fills after the watermark (not yet confirmed by all their accounts), oldest first. */
@@ -89,7 +154,19 @@ export type BlockOrderCommand =
    * on record. A fill id re-used at a NEW seq is caught by the index's unique
    * claim when the event commits (ledger.ts), not here: the state stays small.
    */
-  | { type: 'AllocateFill'; fill: Fill; prior?: Fill | null; nowMs: number }
+  | { type: 'AllocateFill'; fill: Fill; prior?: Entry | null; nowMs: number }
+  /**
+   * A bust, correction or cancel. `prior` as for a fill; `target`: for a bust
+   * or correction at a new seq, the amended fill's current version (from the
+   * pending entries or the journal), or null if no such fill is on record.
+   */
+  | {
+      type: 'Amend';
+      amendment: Amendment;
+      prior?: Entry | null;
+      target?: FillVersion | null;
+      nowMs: number;
+    }
   /** `settledThroughSeq`: the shell's outbox says every line up to this fill is settled. */
   | { type: 'ConfirmProgress'; settledThroughSeq: number; nowMs: number };
 
@@ -104,6 +181,17 @@ export const FillRejection = {
   InvalidBlockOrder: 'INVALID_BLOCK_ORDER',
   /** The message collides with an applied execution: an exception, never a duplicate. */
   ConflictingExecution: 'CONFLICTING_EXECUTION',
+  /** A bust or correction of a fill this order never took. */
+  UnknownFill: 'UNKNOWN_FILL',
+  /** A bust or correction of a fill already busted. */
+  AlreadyBusted: 'ALREADY_BUSTED',
+  /** A correction that would fill beyond the order's remaining (or a cancelled order's filled) quantity. */
+  CorrectionOverfill: 'CORRECTION_OVERFILL',
+  /** A correction to the quantity and price the fill has already. */
+  CorrectionChangesNothing: 'CORRECTION_CHANGES_NOTHING',
+  /** A fill after the order's remainder was cancelled. */
+  OrderCancelled: 'ORDER_CANCELLED',
+  AlreadyCancelled: 'ALREADY_CANCELLED',
 } as const;
 export type FillRejection = (typeof FillRejection)[keyof typeof FillRejection];
 
@@ -114,15 +202,18 @@ export type Decision =
       outcome: 'Rejected';
       reason: FillRejection;
       detail: string;
-      /** For a conflict: the execution already applied, the other version. */
-      existing?: Fill;
+      /** For a conflict: the entry already applied, the other version. */
+      existing?: Entry;
       /** For OUT_OF_ORDER: the seq the order takes next. */
       expectedSeq?: number;
       events: [];
     };
 
-const accepted = (...events: BlockOrderEvent[]): Decision => ({ outcome: 'Accepted', events });
-const rejected = (
+export const accepted = (...events: BlockOrderEvent[]): Decision => ({
+  outcome: 'Accepted',
+  events,
+});
+export const rejected = (
   reason: FillRejection,
   detail: string,
 ): Extract<Decision, { outcome: 'Rejected' }> => ({
@@ -144,6 +235,8 @@ export function decide(command: BlockOrderCommand, state: BlockOrderState): Deci
       return decideOpen(command, state);
     case 'AllocateFill':
       return decideFill(command, state);
+    case 'Amend':
+      return decideAmend(command, state);
     case 'ConfirmProgress': {
       if (state.status === 'Empty') return accepted();
       const through = command.settledThroughSeq;
@@ -193,10 +286,9 @@ function decideFill(
   if (fill.blockOrderId !== state.def.blockOrderId)
     return rejected(FillRejection.WrongBlockOrder, `fill is for ${fill.blockOrderId}`);
   if (fill.seq <= state.lastFillSeq) return decideRepeat(fill, command.prior);
-  if (fill.seq !== state.lastFillSeq + 1) {
-    const detail = `expected seq ${state.lastFillSeq + 1}, got ${fill.seq}`;
-    return { ...rejected(FillRejection.OutOfOrder, detail), expectedSeq: state.lastFillSeq + 1 };
-  }
+  if (fill.seq !== state.lastFillSeq + 1) return outOfOrder(state, fill.seq);
+  if (state.cancelledQuantity !== null)
+    return rejected(FillRejection.OrderCancelled, `the order's remainder is cancelled`);
   if (fill.quantity <= 0n)
     return rejected(FillRejection.NonPositiveQuantity, 'quantity must be > 0');
   if (fill.price <= 0n) return rejected(FillRejection.NonPositivePrice, 'price must be > 0');
@@ -214,6 +306,11 @@ function decideFill(
   return accepted({ type: 'FillAllocated', fill, lines: result.lines, atMs: command.nowMs });
 }
 
+export function outOfOrder(state: OpenState, seq: number): Decision {
+  const detail = `expected seq ${state.lastFillSeq + 1}, got ${seq}`;
+  return { ...rejected(FillRejection.OutOfOrder, detail), expectedSeq: state.lastFillSeq + 1 };
+}
+
 /** Every field of a fill: the compiler keeps the list whole, so a new field is compared too. */
 const FILL_FIELDS = {
   fillId: true,
@@ -226,9 +323,16 @@ const FILL_FIELDS = {
 } as const satisfies Record<keyof Fill, true>;
 
 /** The fields in which two versions of an execution differ (none: the same execution). */
-function executionDifferences(a: Fill, b: Fill): string[] {
+function executionDifferences(a: Entry, b: Entry): string[] {
+  if (isAmendment(a) || isAmendment(b)) {
+    if (!isAmendment(a) || !isAmendment(b)) return ['kind'];
+    return sameAmendment(a, b);
+  }
   return (Object.keys(FILL_FIELDS) as (keyof Fill)[]).filter((f) => a[f] !== b[f]);
 }
+
+const describe = (entry: Entry): string =>
+  isAmendment(entry) ? `${entry.kind.toLowerCase()} ${entry.amendmentId}` : `fill ${entry.fillId}`;
 
 /** A decision against an applied execution: a duplicate, or a conflict. */
 export type RepeatDecision = Extract<Decision, { outcome: 'Duplicate' | 'Rejected' }>;
@@ -240,21 +344,21 @@ export type RepeatDecision = Extract<Decision, { outcome: 'Duplicate' | 'Rejecte
  * what the books hold and is raised, never acked away.
  */
 export function decideAgainstApplied(
-  fill: Fill,
-  applied: Fill,
+  fill: Entry,
+  applied: Entry,
   by: 'seq' | 'fillId',
 ): RepeatDecision {
   const differences = executionDifferences(applied, fill);
   if (differences.length === 0)
     return {
       outcome: 'Duplicate',
-      reason: `fill ${fill.fillId} already applied as seq ${applied.seq}`,
+      reason: `${describe(fill)} already applied as seq ${applied.seq}`,
       events: [],
     };
   const held =
     by === 'seq'
-      ? `seq ${fill.seq} is already applied as fill ${applied.fillId}`
-      : `fill id ${fill.fillId} is already applied as ${applied.blockOrderId} seq ${applied.seq}`;
+      ? `seq ${fill.seq} is already applied as ${describe(applied)}`
+      : `id ${entryIdOf(fill)} is already applied as ${applied.blockOrderId} seq ${applied.seq}`;
   return {
     outcome: 'Rejected',
     reason: FillRejection.ConflictingExecution,
@@ -264,8 +368,8 @@ export function decideAgainstApplied(
   };
 }
 
-/** A message at an applied seq: compared with the execution applied there. */
-function decideRepeat(fill: Fill, prior: Fill | null | undefined): Decision {
+/** A message at an applied seq: compared with the entry applied there. */
+export function decideRepeat(fill: Entry, prior: Entry | null | undefined): Decision {
   invariant(
     prior !== undefined,
     `seq ${fill.seq} is applied: the shell must look up its execution`,
@@ -290,6 +394,9 @@ export function evolve(state: BlockOrderState, event: BlockOrderEvent): BlockOrd
         filledQuantity: 0n,
         filledNotional: 0n,
         fills: 0,
+        busts: 0,
+        corrections: 0,
+        cancelledQuantity: null,
         lastFillSeq: 0,
         lastSeqByAccount: {},
         pending: [],
@@ -298,6 +405,11 @@ export function evolve(state: BlockOrderState, event: BlockOrderEvent): BlockOrd
     case 'FillAllocated':
       invariant(state.status === 'Open', 'FillAllocated before BlockOrderOpened');
       return evolveFill(state, event);
+    case 'FillBusted':
+    case 'FillCorrected':
+    case 'OrderCancelled':
+      invariant(state.status === 'Open', `${event.type} before BlockOrderOpened`);
+      return evolveAmendment(state, event);
     case 'AllocationsConfirmed': {
       invariant(state.status === 'Open', 'AllocationsConfirmed before BlockOrderOpened');
       invariant(event.throughSeq <= state.lastFillSeq, 'confirmation beyond the last fill');
@@ -342,6 +454,9 @@ function evolveFill(
     filledNotional: state.filledNotional + fill.quantity * fill.price,
     fills: state.fills + 1,
     lastFillSeq: fill.seq,
-    pending: [...state.pending, { seq: fill.seq, execution: fill, lines: pendingLines }],
+    pending: [
+      ...state.pending,
+      { seq: fill.seq, execution: fill, price: fill.price, lines: pendingLines },
+    ],
   };
 }

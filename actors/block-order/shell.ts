@@ -27,10 +27,13 @@ import {
   type BlockOrderDef,
   type BlockOrderEvent,
   type BlockOrderState,
-  type Fill,
+  type Decision,
+  type Entry,
+  isAmendment,
   type OpenState,
   type PendingFill,
 } from './decider.ts';
+import { versionOfPending, type FillVersion } from './amendments.ts';
 import { Outbox } from './outbox.ts';
 
 export const BLOCK_ORDER_KIND = 'block-order';
@@ -67,13 +70,39 @@ export const journalEventType = (event: BlockOrderEvent): string =>
     : event.type;
 
 /** Journal event types that, as an order's last event, mean some line is still unconfirmed. */
-export const UNCONFIRMED_EVENT_TYPES = ['FillAllocated', 'AllocationsConfirmedPartial'] as const;
+export const UNCONFIRMED_EVENT_TYPES = [
+  'FillAllocated',
+  'FillBusted',
+  'FillCorrected',
+  'OrderCancelled',
+  'AllocationsConfirmedPartial',
+] as const;
 
 const EVENT_TYPES: ReadonlySet<string> = new Set([
   'BlockOrderOpened',
   'FillAllocated',
+  'FillBusted',
+  'FillCorrected',
+  'OrderCancelled',
   'AllocationsConfirmed',
 ]);
+
+/** The entry an event applies at its seq (claimed in the execution index), if any. */
+function entryOf(event: BlockOrderEvent): Entry | undefined {
+  switch (event.type) {
+    case 'FillAllocated':
+      return event.fill;
+    case 'FillBusted':
+    case 'FillCorrected':
+    case 'OrderCancelled':
+      return event.amendment;
+    case 'BlockOrderOpened':
+    case 'AllocationsConfirmed':
+      return undefined;
+    default:
+      return assertNever(event, 'block order event');
+  }
+}
 
 type Ctx = ShellContext<BlockOrderMessage, BlockOrderEvent>;
 type State = BlockOrderShellState;
@@ -89,17 +118,19 @@ export function blockOrderBehavior(
     evolve: (state, event) => ({ ...state, d: evolve(state.d, event) }),
     recovered: (state) => ({ ...state, outbox: outboxOf(state.d, deps.outboxFillsMax) }),
     eventType: journalEventType,
-    // The fill id is claimed in the same commit as its allocation, for good.
-    ledgerRows: (event) =>
-      event.type === 'FillAllocated' ? { executions: [event.fill] } : undefined,
+    // The fill (or amendment) id is claimed in the same commit as its lines, for good.
+    ledgerRows: (event) => {
+      const entry = entryOf(event);
+      return entry ? { executions: [entry] } : undefined;
+    },
     decodeEvent(data) {
       const type = (data as { type?: unknown }).type;
       if (typeof type !== 'string' || !EVENT_TYPES.has(type))
         throw new InvariantError(`unknown block order event ${String(type)}`);
       return data as BlockOrderEvent;
     },
-    // 2: pending fills carry their whole execution; no recent fill ids.
-    snapshotFormat: 2,
+    // 3: amendments (pending entries carry their price and what they amend).
+    snapshotFormat: 3,
     encodeSnapshot: (state) => state.d,
     decodeSnapshot: (data) => ({
       d: data as BlockOrderState,
@@ -116,6 +147,8 @@ export function blockOrderBehavior(
       switch (message.type) {
         case 'AllocateFill':
           return shell.allocateFill(state, message, ctx);
+        case 'Amend':
+          return shell.amend(state, message, ctx);
         case 'AllocationSettled':
           return shell.settled(shell.redeliverOnce(state, ctx), message);
         case 'AllocationNotApplied':
@@ -162,10 +195,16 @@ class BlockOrderShell {
     for (const event of events) {
       ctx.persist(event);
       d = evolve(d, event);
-      if (event.type === 'FillAllocated' && d.status === 'Open') {
+      const entry = entryOf(event);
+      if (entry && d.status === 'Open') {
         const added = d.pending.at(-1);
-        if (added?.seq !== event.fill.seq) throw new InvariantError('a new fill must be pending');
+        if (added?.seq !== entry.seq) throw new InvariantError('a new entry must be pending');
         state.outbox.add(added);
+        // An entry with no lines (a cancel) is settled as soon as it is durable.
+        if (added.lines.length === 0) {
+          const { blockOrderId, seq } = entry;
+          ctx.effect(() => this.#deps.observer.fillSettled(blockOrderId, seq, now(this.#deps)));
+        }
       } else if (event.type === 'AllocationsConfirmed') state.outbox.confirmed(event.throughSeq);
     }
     return { ...state, d };
@@ -194,6 +233,7 @@ class BlockOrderShell {
       for (const line of fill.lines) {
         if (accountId !== undefined && line.accountId !== accountId) continue;
         if (!state.outbox.isOpen(fill.seq, line.accountId)) continue;
+        const amended = fill.amended;
         const message = {
           type: 'ApplyAllocation' as const,
           accountId: line.accountId,
@@ -204,7 +244,16 @@ class BlockOrderShell {
             securityId: def.securityId,
             side: def.side,
             quantity: line.quantity,
-            price: fill.execution.price,
+            price: fill.price,
+            ...(amended
+              ? {
+                  amends: {
+                    seq: amended.amendsSeq,
+                    quantity: line.previousQuantity ?? 0n,
+                    price: amended.previousPrice,
+                  },
+                }
+              : {}),
           },
           replyTo: ctx.self,
         };
@@ -234,31 +283,61 @@ class BlockOrderShell {
       return state;
     }
     const prior = await this.priorExecution(state, message.fill);
-    const decision = decide(
-      { type: 'AllocateFill', fill: message.fill, prior, nowMs: now(this.#deps) },
-      state.d,
-    );
+    const command = {
+      type: 'AllocateFill' as const,
+      fill: message.fill,
+      prior,
+      nowMs: now(this.#deps),
+    };
+    return this.answer(state, decide(command, state.d), message.replyTo, ctx);
+  }
+
+  /** A bust, correction or cancel: decided against the amended fill's current version. */
+  async amend(initial: State, message: Message<'Amend'>, ctx: Ctx): Promise<State> {
+    const opened = await this.ensureOpen(initial, ctx);
+    if ('reason' in opened) {
+      ctx.reply(message.replyTo, { type: 'Rejected', ...opened });
+      return initial;
+    }
+    const state = this.redeliverOnce(opened, ctx);
+    if (state.outbox.full) {
+      const detail = `${ctx.id} has ${state.outbox.fills} entries awaiting their accounts`;
+      ctx.reply(message.replyTo, { type: 'Failed', code: ErrorCode.OutboxFull, message: detail });
+      return state;
+    }
+    const a = message.amendment;
+    const prior = await this.priorExecution(state, a);
+    const target =
+      prior === undefined && a.kind !== 'CANCEL'
+        ? await this.fillVersion(state, a.fillId)
+        : undefined;
+    const command = { type: 'Amend' as const, amendment: a, prior, target, nowMs: now(this.#deps) };
+    return this.answer(state, decide(command, state.d), message.replyTo, ctx);
+  }
+
+  /** Stages an accepted entry and delivers its lines; replies for every outcome. */
+  answer(state: State, decision: Decision, replyTo: Message<'Amend'>['replyTo'], ctx: Ctx): State {
     switch (decision.outcome) {
       case 'Accepted': {
         const next = this.stage(state, decision.events, ctx);
-        const allocated = decision.events[0];
-        if (allocated?.type !== 'FillAllocated')
-          throw new InvariantError('an accepted fill must yield FillAllocated');
-        // The new fill is the last pending one (stage asserted it): no scan of the others.
-        if (next.d.status === 'Open') this.deliver(next, ctx, next.d.pending.slice(-1));
-        const reply = {
-          type: 'Allocated' as const,
-          seq: allocated.fill.seq,
-          lines: allocated.lines.length,
-        };
-        ctx.reply(message.replyTo, reply);
+        const entry = decision.events.length === 1 ? entryOf(decision.events[0]!) : undefined;
+        if (!entry || next.d.status !== 'Open')
+          throw new InvariantError('an accepted entry must yield exactly its event');
+        // The new entry is the last pending one (stage asserted it): no scan of the others.
+        const added = next.d.pending.slice(-1);
+        this.deliver(next, ctx, added);
+        ctx.reply(replyTo, {
+          type: 'Allocated',
+          seq: entry.seq,
+          lines: added[0]?.lines.length ?? 0,
+        });
         return next;
       }
       case 'Duplicate':
-        ctx.reply(message.replyTo, { type: 'Duplicate', reason: decision.reason });
+        ctx.reply(replyTo, { type: 'Duplicate', reason: decision.reason });
         return state;
       case 'Rejected':
-        ctx.reply(message.replyTo, {
+        ctx.reply(replyTo, {
           type: 'Rejected',
           reason: decision.reason,
           detail: decision.detail,
@@ -272,11 +351,29 @@ class BlockOrderShell {
   }
 
   /**
+   * The fill an amendment names, as it stands now: the newest pending entry
+   * that set its lines (durable, or staged in this batch), else the journal.
+   */
+  async fillVersion(state: State, fillId: string): Promise<FillVersion | null> {
+    if (state.d.status !== 'Open') return null;
+    const pending = state.d.pending;
+    for (let i = pending.length - 1; i >= 0; i--) {
+      const p = pending[i]!;
+      const e = p.execution;
+      const concerns = isAmendment(e)
+        ? e.kind !== 'CANCEL' && e.fillId === fillId
+        : e.fillId === fillId;
+      if (concerns) return versionOfPending(p) ?? null;
+    }
+    return (await this.#deps.executions.fillVersion(fillId)) ?? null;
+  }
+
+  /**
    * For a message at an applied seq: the execution applied there. Recent
    * fills are in memory (pending, durable or staged in this batch, whose
    * replies all wait for its commit); older ones come from the index.
    */
-  async priorExecution(state: State, fill: Fill): Promise<Fill | null | undefined> {
+  async priorExecution(state: State, fill: Entry): Promise<Entry | null | undefined> {
     if (state.d.status !== 'Open' || fill.seq > state.d.lastFillSeq) return undefined;
     const pending = state.d.pending;
     if (pending.length > 0 && fill.seq >= (pending[0]?.seq ?? Infinity)) {
@@ -349,7 +446,12 @@ class BlockOrderShell {
   }
 }
 
-function statusOf(filled: bigint, target: bigint): BlockOrderActorView['status'] {
+function statusOf(
+  filled: bigint,
+  target: bigint,
+  cancelled: boolean,
+): BlockOrderActorView['status'] {
+  if (filled < target && cancelled) return BlockOrderStatus.Cancelled;
   if (filled === 0n) return BlockOrderStatus.New;
   return filled >= target ? BlockOrderStatus.Filled : BlockOrderStatus.PartiallyFilled;
 }
@@ -368,10 +470,13 @@ function toView(
     side: def.side,
     tradeDate: def.tradeDate,
     lotSize: def.lotSize.toString(),
-    status: statusOf(state.filledQuantity, target),
+    status: statusOf(state.filledQuantity, target, state.cancelledQuantity !== null),
     targetQuantity: target.toString(),
     filledQuantity: state.filledQuantity.toString(),
     fills: state.fills,
+    busts: state.busts,
+    corrections: state.corrections,
+    cancelledQuantity: state.cancelledQuantity === null ? null : state.cancelledQuantity.toString(),
     lastFillSeq: state.lastFillSeq,
     vwapPrice: v === null ? null : formatPrice(v),
     accounts: def.targets.map((t) => ({

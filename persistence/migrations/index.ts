@@ -110,6 +110,19 @@ export const migrations: Migration[] = [
       )`,
     ],
   },
+  {
+    // Amendments (a bust, correction or cancel) are entries of their order's
+    // sequence like fills: claimed in the same index, so one id space and one
+    // (order, seq) uniqueness cover both. `amends_fill_id` finds a fill's
+    // latest version. ADD COLUMN IF NOT EXISTS: re-runnable where DDL autocommits.
+    version: 3,
+    name: 'amendments_in_execution_index',
+    statements: [
+      `ALTER TABLE executions ADD COLUMN IF NOT EXISTS kind TEXT NOT NULL DEFAULT 'FILL'`,
+      `ALTER TABLE executions ADD COLUMN IF NOT EXISTS amends_fill_id TEXT`,
+      `CREATE INDEX IF NOT EXISTS executions_amends ON executions (amends_fill_id)`,
+    ],
+  },
 ];
 
 /**

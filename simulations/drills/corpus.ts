@@ -252,7 +252,7 @@ function valueClasses(): DecodeClass[] {
     f('negative executedAtMs', 'executedAtMs', packWire(-1n)),
     f('seq 0', 'seq', packWire(0n)),
     f('negative seq', 'seq', packWire(-1n)),
-    f('schema version 2', 'v', packWire(2)),
+    f('schema version 3 (unknown)', 'v', packWire(3)),
     f(`huge venue (${HUGE_STRING_CHARS} chars)`, 'venue', packWire('V'.repeat(HUGE_STRING_CHARS))),
     f(
       `huge fillId (${HUGE_STRING_CHARS} chars)`,

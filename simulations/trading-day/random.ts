@@ -21,6 +21,8 @@ export const Stream = {
   TapePrint: 7,
   /** Per day: which order's next fill the tape publishes. */
   TapeInterleave: 8,
+  /** Per day: which fills are busted or corrected, how, and which orders cancelled. */
+  TapeAmend: 9,
 } as const;
 export type Stream = (typeof Stream)[keyof typeof Stream];
 

@@ -123,7 +123,28 @@ function valueMicroOf(account: HoldingAccount, holdings: readonly Holding[]): bi
 
 /** The account's drift at the day's open: the max over its securities (see the header). */
 export function driftBpsOf(world: World, account: HoldingAccount, dayIndex: number): number {
-  const holdings = holdingsOf(world, account, dayIndex);
+  return maxDriftBps(account, holdingsOf(world, account, dayIndex));
+}
+
+/** The drift the account would have at the open once `trades` were done there (its cash moved too). */
+export function driftAfterBpsOf(
+  world: World,
+  account: HoldingAccount,
+  dayIndex: number,
+  trades: readonly AccountTrade[],
+): number {
+  let cashMinor = account.cashMinor;
+  const holdings = holdingsOf(world, account, dayIndex).map((h) => {
+    const t = trades.find((x) => x.securityIndex === h.securityIndex);
+    if (!t) return h;
+    cashMinor += cashDelta(t.side, t.quantity, t.priceMicro);
+    const signed = t.side === 'BUY' ? t.quantity : -t.quantity;
+    return { ...h, heldQuantity: h.heldQuantity + signed };
+  });
+  return maxDriftBps({ ...account, cashMinor }, holdings);
+}
+
+function maxDriftBps(account: HoldingAccount, holdings: readonly Holding[]): number {
   const valueMicro = valueMicroOf(account, holdings);
   if (valueMicro === 0n) return 0; // nothing to weigh: an empty account cannot drift
   let driftBps = 0n;
@@ -241,7 +262,12 @@ export interface RebalanceSummary {
   lines: number;
   buyNotionalMinor: bigint;
   sellNotionalMinor: bigint;
+  /** Per model: each trading account's drift before and after its trades, in bps (bounded: see DRIFT_SAMPLES_MAX). */
+  driftByModel: Map<string, { before: number[]; after: number[] }>;
 }
+
+/** Drift samples kept per model: enough for percentiles, bounded for a million accounts. */
+export const DRIFT_SAMPLES_MAX = 100_000;
 
 export interface RebalanceResult {
   blockOrders: SeedData['blockOrders'];
@@ -306,6 +332,20 @@ function selectGroup(
   return chosen;
 }
 
+function sampleDrift(
+  byModel: RebalanceSummary['driftByModel'],
+  world: World,
+  account: HoldingAccount,
+  dayIndex: number,
+  trades: readonly AccountTrade[],
+): void {
+  const samples = byModel.get(account.modelId) ?? { before: [], after: [] };
+  byModel.set(account.modelId, samples);
+  if (samples.before.length >= DRIFT_SAMPLES_MAX) return;
+  samples.before.push(driftBpsOf(world, account, dayIndex));
+  samples.after.push(driftAfterBpsOf(world, account, dayIndex, trades));
+}
+
 /** Deterministic: the same (prefix, day, security, side) always names the same order. */
 export function blockOrderIdOf(
   world: World,
@@ -352,13 +392,17 @@ export function rebalanceDay(
   const summary: RebalanceSummary = {
     ...{ tradeDate, accountsScanned: 0, accountsEligible: 0, groups: counts, accountsTrading: 0 },
     ...{ orders: 0, lines: 0, buyNotionalMinor: 0n, sellNotionalMinor: 0n },
+    driftByModel: new Map(),
   };
   for (const account of accounts) {
     summary.accountsScanned += 1;
     if (account.eligible) summary.accountsEligible += 1;
     if (selectGroup(world, groups, counts, account, dayIndex) === -1) continue;
     const trades = planTrades(world, account, dayIndex);
-    if (trades.length > 0) summary.accountsTrading += 1;
+    if (trades.length > 0) {
+      summary.accountsTrading += 1;
+      sampleDrift(summary.driftByModel, world, account, dayIndex, trades);
+    }
     for (const t of trades) {
       const key = orderKey(t.securityIndex, t.side);
       const targets = lines.get(key) ?? [];

@@ -6,7 +6,7 @@
  * exactly (tens of thousands of accounts); the million-account scenario needs
  * the streaming path (not built yet).
  */
-import type { Fill } from '../../actors/block-order/decider.ts';
+import { isAmendment, type Entry, type Fill } from '../../actors/block-order/decider.ts';
 import { invariant } from '../../actors/errors.ts';
 import type { SeedData } from '../../persistence/reference.ts';
 import { defaultScenario, type Scenario } from '../scenario.ts';
@@ -22,6 +22,13 @@ import { toSeedSecurities } from './reference.ts';
 import type { Schedule } from './shape.ts';
 import { buildTape, tapeFills, type TapeOptions, type TapeSummary } from './tape.ts';
 import { buildWorld } from './world.ts';
+import { barOf } from './market.ts';
+import {
+  amendedTape,
+  defaultAmendOptions,
+  type AmendCounts,
+  type AmendOptions,
+} from './amendments.ts';
 
 /** Fills a gathered scenario may hold (each is kept in memory twice). */
 export const GATHERED_FILLS_MAX = 2_000_000;
@@ -36,6 +43,8 @@ export interface TradingDayScenarioOptions {
   tape: Partial<TapeOptions>;
   groups: readonly CriteriaGroup[];
   dayIndex: number;
+  /** The market's busts, corrections and cancels; null: a tape of fills only. */
+  amend: Partial<AmendOptions> | null;
 }
 
 export interface TradingDayScenario {
@@ -44,6 +53,9 @@ export interface TradingDayScenario {
   tape: TapeSummary;
   /** When each fill of the publish order is due (the tape's stream shape). */
   schedule: Schedule;
+  /** When entry i of what is published (amendments included) is due, in ms from the start. */
+  sendOffsetsMs: readonly number[];
+  amendments: AmendCounts;
 }
 
 export function tradingDayScenario(
@@ -57,12 +69,8 @@ export function tradingDayScenario(
     tape.summary.fills <= GATHERED_FILLS_MAX,
     `${tape.summary.fills} fills: more than a gathered scenario holds (${GATHERED_FILLS_MAX})`,
   );
-  const publishOrder: Fill[] = [];
-  const fillsByOrder = new Map<string, Fill[]>(day.blockOrders.map((o) => [o.id, []]));
-  for (const { fill } of tapeFills(tape)) {
-    publishOrder.push(fill);
-    fillsByOrder.get(fill.blockOrderId)?.push(fill);
-  }
+  const gathered = gather(tape, day.blockOrders, options.amend === undefined ? {} : options.amend);
+  const { publishOrder, fillsByOrder } = gathered;
   invariant(publishOrder.length === tape.summary.fills, 'the tape yielded its summary count');
   const seed: SeedData = {
     securities: toSeedSecurities(world.securities),
@@ -83,11 +91,50 @@ export function tradingDayScenario(
       seed,
       fillsByOrder,
       publishOrder,
+      ...(gathered.amended ? { amended: gathered.amended } : {}),
+      rebalancePrices: new Map(
+        world.securities.map((sec) => [sec.id, barOf(world.market, sec.index, dayIndex).openMicro]),
+      ),
     },
     rebalance: day.summary,
     tape: tape.summary,
     schedule: tape.schedule,
+    sendOffsetsMs: gathered.sendOffsetsMs,
+    amendments: gathered.amended?.counts ?? { busts: 0, corrections: 0, cancels: 0 },
   };
+}
+
+/** The tape in memory: fills by order, and with amendments, every entry in publish order. */
+function gather(
+  tape: ReturnType<typeof buildTape>,
+  blockOrders: SeedData['blockOrders'],
+  amend: Partial<AmendOptions> | null,
+) {
+  const publishOrder: Fill[] = [];
+  const fillsByOrder = new Map<string, Fill[]>(blockOrders.map((o) => [o.id, []]));
+  const sendOffsetsMs: number[] = [];
+  if (amend === null) {
+    for (const { fill, sendOffsetMs } of tapeFills(tape)) {
+      publishOrder.push(fill);
+      fillsByOrder.get(fill.blockOrderId)?.push(fill);
+      sendOffsetsMs.push(sendOffsetMs);
+    }
+    return { publishOrder, fillsByOrder, sendOffsetsMs, amended: undefined };
+  }
+  const counts: AmendCounts = { busts: 0, corrections: 0, cancels: 0 };
+  const entries: Entry[] = [];
+  const entriesByOrder = new Map<string, Entry[]>(blockOrders.map((o) => [o.id, []]));
+  const options = { ...defaultAmendOptions, ...amend };
+  for (const { entry, sendOffsetMs } of amendedTape(tape, tapeFills(tape), options, counts)) {
+    entries.push(entry);
+    entriesByOrder.get(entry.blockOrderId)?.push(entry);
+    sendOffsetsMs.push(sendOffsetMs);
+    if (isAmendment(entry)) continue;
+    publishOrder.push(entry);
+    fillsByOrder.get(entry.blockOrderId)?.push(entry);
+  }
+  const amended = { publishOrder: entries, entriesByOrder, counts };
+  return { publishOrder, fillsByOrder, sendOffsetsMs, amended };
 }
 
 /** The accounts the day's block orders serve (the only ones whose books change). */

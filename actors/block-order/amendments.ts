@@ -1,0 +1,335 @@
+/**
+ * The market's amendments to a block order, decided and folded purely:
+ * - a BUST cancels an earlier fill: every account gives back exactly the
+ *   share it had of it (quantity and cash at that fill's price);
+ * - a CORRECTION replaces an earlier fill's quantity and/or price. A
+ *   price-only correction keeps every account's quantity and re-prices it,
+ *   so each account holds exactly what it would have, had the fill arrived
+ *   corrected. A quantity correction re-runs the same pro-rata rule
+ *   (allocateFill, with the fill's own seq for the tie rotation) for the
+ *   corrected quantity against each account's remaining without this fill:
+ *   when the fill is the order's latest (the usual case) that is exactly the
+ *   allocation it would have had; after later fills, it is the share the
+ *   corrected fill takes of what the order still needs;
+ * - a CANCEL cancels the unfilled remainder: no fill is taken after it, and
+ *   a correction may then only lower a fill.
+ *
+ * Each takes the next seq on the order's subject, like a fill, so it stays
+ * ordered with the fills it amends. It names the fill by id; the shell finds
+ * that fill's current version (its lines, after any earlier correction).
+ * Invalid ones are rejected with a reason of their own and persist nothing.
+ */
+import { allocateFill, type AllocationLine } from '../domain/allocation.ts';
+import { own } from '../domain/records.ts';
+import { assertNever, invariant } from '../errors.ts';
+import {
+  FillRejection,
+  accepted,
+  decideRepeat,
+  outOfOrder,
+  rejected,
+  totalTarget,
+  type BlockOrderCommand,
+  type BlockOrderEvent,
+  type BlockOrderState,
+  type Decision,
+  type Fill,
+  type OpenState,
+  type PendingFill,
+  type PendingLine,
+} from './decider.ts';
+
+export const AmendmentKind = {
+  Bust: 'BUST',
+  Correction: 'CORRECTION',
+  Cancel: 'CANCEL',
+} as const;
+export type AmendmentKind = (typeof AmendmentKind)[keyof typeof AmendmentKind];
+
+interface AmendmentBase {
+  /** Claimed in the execution index like a fill id: one id space, unique forever. */
+  amendmentId: string;
+  blockOrderId: string;
+  /** The next seq of the order: fills and amendments share one sequence. */
+  seq: number;
+  executedAtMs: number;
+}
+
+export type Amendment =
+  | (AmendmentBase & { kind: 'BUST'; fillId: string })
+  | (AmendmentBase & { kind: 'CORRECTION'; fillId: string; quantity: bigint; price: bigint })
+  | (AmendmentBase & { kind: 'CANCEL' });
+
+/** One account's line of an amended fill: what it had, and what it has now. */
+export interface AmendLine {
+  accountId: string;
+  previousQuantity: bigint;
+  quantity: bigint;
+}
+
+/** A fill as it stands now: after its latest correction, or busted. */
+export interface FillVersion {
+  fill: Fill;
+  /** The seq of the entry that set these lines: the fill's own, or its latest correction's. */
+  seq: number;
+  quantity: bigint;
+  price: bigint;
+  busted: boolean;
+  /** Each account's share now (quantity > 0). */
+  lines: AllocationLine[];
+}
+
+/** The fields in which two amendments differ (none: the same amendment). */
+export function sameAmendment(a: Amendment, b: Amendment): string[] {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  const ra = a as unknown as Record<string, unknown>;
+  const rb = b as unknown as Record<string, unknown>;
+  return [...keys].filter((k) => ra[k] !== rb[k]).sort();
+}
+
+/** The version of a fill an event leaves (undefined: the event sets no fill's lines). */
+export function versionAfter(event: BlockOrderEvent): FillVersion | undefined {
+  switch (event.type) {
+    case 'FillAllocated':
+      return {
+        fill: event.fill,
+        seq: event.fill.seq,
+        quantity: event.fill.quantity,
+        price: event.fill.price,
+        busted: false,
+        lines: event.lines,
+      };
+    case 'FillBusted':
+    case 'FillCorrected': {
+      const busted = event.type === 'FillBusted';
+      const lines = event.lines
+        .filter((l) => l.quantity > 0n)
+        .map((l) => ({ accountId: l.accountId, quantity: l.quantity }));
+      return {
+        fill: event.amended.fill,
+        seq: event.amendment.seq,
+        quantity: busted ? 0n : (event.amendment as { quantity: bigint }).quantity,
+        price: busted ? event.amended.previousPrice : (event.amendment as { price: bigint }).price,
+        busted,
+        lines,
+      };
+    }
+    case 'BlockOrderOpened':
+    case 'OrderCancelled':
+    case 'AllocationsConfirmed':
+      return undefined;
+    default:
+      return assertNever(event, 'block order event');
+  }
+}
+
+type AmendCommand = Extract<BlockOrderCommand, { type: 'Amend' }>;
+
+export function decideAmend(command: AmendCommand, state: BlockOrderState): Decision {
+  const a = command.amendment;
+  if (state.status === 'Empty')
+    return rejected(FillRejection.UnknownBlockOrder, `no block order ${a.blockOrderId}`);
+  if (a.blockOrderId !== state.def.blockOrderId)
+    return rejected(FillRejection.WrongBlockOrder, `amendment is for ${a.blockOrderId}`);
+  if (a.seq <= state.lastFillSeq) return decideRepeat(a, command.prior);
+  if (a.seq !== state.lastFillSeq + 1) return outOfOrder(state, a.seq);
+  switch (a.kind) {
+    case 'CANCEL': {
+      if (state.cancelledQuantity !== null)
+        return rejected(FillRejection.AlreadyCancelled, 'the remainder is already cancelled');
+      const cancelledQuantity = totalTarget(state.def) - state.filledQuantity;
+      return accepted({
+        type: 'OrderCancelled',
+        amendment: a,
+        cancelledQuantity,
+        atMs: command.nowMs,
+      });
+    }
+    case 'BUST':
+    case 'CORRECTION': {
+      const target = amendable(a, command.target, state);
+      if ('outcome' in target) return target;
+      return a.kind === 'BUST'
+        ? decideBust(a, target, command.nowMs)
+        : decideCorrection(a, target, state, command.nowMs);
+    }
+    default:
+      return assertNever(a, 'amendment');
+  }
+}
+
+/** The current version of the fill an amendment names, or why it cannot be amended. */
+function amendable(
+  a: Extract<Amendment, { kind: 'BUST' | 'CORRECTION' }>,
+  target: FillVersion | null | undefined,
+  state: OpenState,
+): FillVersion | Decision {
+  invariant(target !== undefined, `amendment ${a.amendmentId}: the shell must look up its fill`);
+  if (target === null || target.fill.blockOrderId !== state.def.blockOrderId)
+    return rejected(FillRejection.UnknownFill, `no fill ${a.fillId} on ${state.def.blockOrderId}`);
+  invariant(target.fill.fillId === a.fillId, `looked up ${target.fill.fillId} for ${a.fillId}`);
+  invariant(target.seq < a.seq, `fill version seq ${target.seq} is not before ${a.seq}`);
+  if (target.busted)
+    return rejected(
+      FillRejection.AlreadyBusted,
+      `fill ${a.fillId} was busted at seq ${target.seq}`,
+    );
+  return target;
+}
+
+const amendedOf = (target: FillVersion) => ({
+  fill: target.fill,
+  amendsSeq: target.seq,
+  previousQuantity: target.quantity,
+  previousPrice: target.price,
+});
+
+function decideBust(
+  a: Extract<Amendment, { kind: 'BUST' }>,
+  target: FillVersion,
+  nowMs: number,
+): Decision {
+  const lines = target.lines.map((l) => ({
+    accountId: l.accountId,
+    previousQuantity: l.quantity,
+    quantity: 0n,
+  }));
+  return accepted({
+    type: 'FillBusted',
+    amendment: a,
+    amended: amendedOf(target),
+    lines,
+    atMs: nowMs,
+  });
+}
+
+function decideCorrection(
+  a: Extract<Amendment, { kind: 'CORRECTION' }>,
+  target: FillVersion,
+  state: OpenState,
+  nowMs: number,
+): Decision {
+  if (a.quantity <= 0n)
+    return rejected(
+      FillRejection.NonPositiveQuantity,
+      'a correction keeps a quantity > 0 (a bust removes a fill)',
+    );
+  if (a.price <= 0n) return rejected(FillRejection.NonPositivePrice, 'price must be > 0');
+  if (a.quantity === target.quantity && a.price === target.price)
+    return rejected(
+      FillRejection.CorrectionChangesNothing,
+      `fill ${a.fillId} is already ${a.quantity} at ${a.price}`,
+    );
+  const shares = correctedShares(a, target, state);
+  if (!shares.ok) return rejected(FillRejection.CorrectionOverfill, shares.detail);
+  const previous = new Map(target.lines.map((l) => [l.accountId, l.quantity]));
+  const now = new Map(shares.lines.map((l) => [l.accountId, l.quantity]));
+  // Every account with a share before or after, in the order's account order.
+  const lines = state.def.targets
+    .filter((t) => previous.has(t.accountId) || now.has(t.accountId))
+    .map((t) => ({
+      accountId: t.accountId,
+      previousQuantity: previous.get(t.accountId) ?? 0n,
+      quantity: now.get(t.accountId) ?? 0n,
+    }));
+  const amended = amendedOf(target);
+  return accepted({ type: 'FillCorrected', amendment: a, amended, lines, atMs: nowMs });
+}
+
+/** The corrected fill's shares: the same quantities (price only), or the pro-rata rule again. */
+function correctedShares(
+  a: Extract<Amendment, { kind: 'CORRECTION' }>,
+  target: FillVersion,
+  state: OpenState,
+): { ok: true; lines: AllocationLine[] } | { ok: false; detail: string } {
+  if (a.quantity === target.quantity) return { ok: true, lines: target.lines };
+  if (state.cancelledQuantity !== null && a.quantity > target.quantity)
+    return {
+      ok: false,
+      detail: `the order's remainder is cancelled: fill ${a.fillId} can only be lowered`,
+    };
+  const current = new Map(target.lines.map((l) => [l.accountId, l.quantity]));
+  const result = allocateFill({
+    lotSize: state.def.lotSize,
+    fillQuantity: a.quantity,
+    fillSeq: target.fill.seq,
+    accounts: state.def.targets.map((t) => ({
+      accountId: t.accountId,
+      remaining:
+        t.quantity - (own(state.allocated, t.accountId) ?? 0n) + (current.get(t.accountId) ?? 0n),
+    })),
+  });
+  return result.ok ? result : { ok: false, detail: `correction of ${a.fillId}: ${result.detail}` };
+}
+
+type AmendmentEvent = Extract<
+  BlockOrderEvent,
+  { type: 'FillBusted' | 'FillCorrected' | 'OrderCancelled' }
+>;
+
+export function evolveAmendment(state: OpenState, event: AmendmentEvent): OpenState {
+  const seq = event.amendment.seq;
+  invariant(seq === state.lastFillSeq + 1, `amendment seq ${seq} after ${state.lastFillSeq}`);
+  if (event.type === 'OrderCancelled') {
+    invariant(state.cancelledQuantity === null, 'OrderCancelled on a cancelled order');
+    const pending = { seq, execution: event.amendment, price: 0n, lines: [] };
+    return {
+      ...state,
+      cancelledQuantity: event.cancelledQuantity,
+      lastFillSeq: seq,
+      pending: [...state.pending, pending],
+    };
+  }
+  const { amended, lines } = event;
+  const before = lines.reduce((s, l) => s + l.previousQuantity, 0n);
+  const after = lines.reduce((s, l) => s + l.quantity, 0n);
+  // Conservation: the lines are the whole fill, before and after.
+  invariant(
+    before === amended.previousQuantity,
+    `${event.type}: lines had ${before}, fill had ${amended.previousQuantity}`,
+  );
+  const corrected = event.type === 'FillCorrected' ? event.amendment : undefined;
+  invariant(after === (corrected?.quantity ?? 0n), `${event.type}: lines sum to ${after}`);
+  const price = corrected?.price ?? amended.previousPrice;
+  const allocated = { ...state.allocated };
+  const lastSeqByAccount = { ...state.lastSeqByAccount };
+  const pendingLines: PendingLine[] = [];
+  for (const line of lines) {
+    const now = (own(allocated, line.accountId) ?? 0n) + line.quantity - line.previousQuantity;
+    invariant(now >= 0n, `${line.accountId} would hold ${now} of ${state.def.blockOrderId}`);
+    allocated[line.accountId] = now;
+    const prevSeq = own(lastSeqByAccount, line.accountId) ?? 0;
+    pendingLines.push({ ...line, prevSeq });
+    lastSeqByAccount[line.accountId] = seq;
+  }
+  const entry = { seq, execution: event.amendment, price, lines: pendingLines, amended };
+  return {
+    ...state,
+    allocated,
+    lastSeqByAccount,
+    filledQuantity: state.filledQuantity + after - before,
+    filledNotional: state.filledNotional + after * price - before * amended.previousPrice,
+    busts: state.busts + (corrected ? 0 : 1),
+    corrections: state.corrections + (corrected ? 1 : 0),
+    lastFillSeq: seq,
+    pending: [...state.pending, entry],
+  };
+}
+
+/** The fill id a pending entry sets the lines of, and the version it leaves (a cancel: none). */
+export function versionOfPending(p: PendingFill): FillVersion | undefined {
+  const e = p.execution;
+  const lines = p.lines
+    .filter((l) => l.quantity > 0n)
+    .map((l) => ({ accountId: l.accountId, quantity: l.quantity }));
+  if (!('kind' in e))
+    return { fill: e, seq: p.seq, quantity: e.quantity, price: e.price, busted: false, lines };
+  if (e.kind === 'CANCEL') return undefined;
+  invariant(
+    p.amended !== undefined,
+    `pending ${e.kind.toLowerCase()} ${e.amendmentId} without its fill`,
+  );
+  const busted = e.kind === 'BUST';
+  const quantity = busted ? 0n : e.quantity;
+  return { fill: p.amended.fill, seq: p.seq, quantity, price: p.price, busted, lines };
+}
