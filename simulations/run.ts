@@ -31,6 +31,16 @@ import { openDatabase, startService, type Service } from '../system/service.ts';
 import { percentiles, type LatencyMs } from './arms/common.ts';
 import { Permits } from '../system/permits.ts';
 import { checkInvariants, type InvariantReport } from './invariants.ts';
+import type { Phase } from './progress.ts';
+
+/** Where the long phases report (simulations/progress.ts makes one). */
+export interface PhaseBoard {
+  phase(name: string, total: number): Phase;
+}
+
+const noPhase: Phase = { update: () => {}, increment: () => {}, stop: () => {} };
+const phaseOf = (options: RunOptions, name: string, total: number): Phase =>
+  options.phases?.phase(name, total) ?? noPhase;
 import { generateScenario, type Scenario, type ScenarioOptions } from './scenario.ts';
 import { deleteStreams, dropDatabase, freshDatabase, runNames } from './support.ts';
 
@@ -57,6 +67,10 @@ export interface RunOptions {
   afterStop?: (config: Config) => Promise<void>;
   env: Record<string, string | undefined>;
   progress: (line: string) => void;
+  /** Progress bars for the long phases (seeding, publishing, draining, checking). */
+  phases?: PhaseBoard;
+  /** This run's database and stream namespace; default: random names of its own (runNames). */
+  names?: { databaseName: string; namespace: string };
 }
 
 export interface RunResult {
@@ -265,14 +279,17 @@ export async function runScenario(options: RunOptions): Promise<RunResult> {
   options.progress(
     `scenario: ${scenario.seed.securities.length} securities, ${scenario.seed.accounts.length} accounts, ${scenario.seed.blockOrders.length} block orders, ${scenario.publishOrder.length} fills${amended}`,
   );
-  const { databaseName, namespace } = runNames(options.tag);
+  const { databaseName, namespace } = options.names ?? runNames(options.tag);
   const config: Config = {
     ...base,
     databaseUrl: await freshDatabase(base.databaseUrl, databaseName),
     namespace,
   };
   try {
+    const seeding = phaseOf(options, 'seeding', scenario.seed.accounts.length);
     await prepareDatabase(config, scenario);
+    seeding.update(scenario.seed.accounts.length);
+    seeding.stop();
     if (options.prepublish) {
       options.progress(`publishing ${total} fills before the service starts ...`);
       await prepublish(config, scenario, options.publishInFlightMax);
@@ -308,25 +325,28 @@ async function runService(
   if (options.prepublish) for (const fill of entries) progress.arrived(fill, t0Ms);
   const service = await startService(config, { observer: progress, clock: monotonicClock, log });
   try {
-    const ticker = setInterval(() => {
-      options.progress(
-        `  settled ${progress.settled}/${total} fills, ${progress.lines} lines durable`,
-      );
-    }, 2_000);
+    const draining = phaseOf(options, 'settling', total);
+    const ticker = setInterval(() => draining.update(progress.settled), 250);
     let publishMs = 0;
     try {
       if (!options.prepublish) {
+        const publishing = phaseOf(options, 'publishing', total);
         await publishAll(service.publisher, entries, {
           inFlightMax: options.publishInFlightMax,
           ...dueOf(options),
-          onPublish: (fill, i) =>
-            progress.arrived(fill, monotonicClock.nowMs(), i >= (options.latencyFromFill ?? 0)),
+          onPublish: (fill, i) => {
+            publishing.increment();
+            progress.arrived(fill, monotonicClock.nowMs(), i >= (options.latencyFromFill ?? 0));
+          },
         });
+        publishing.stop();
         publishMs = monotonicClock.nowMs() - t0Ms;
       }
       await untilSettled(progress, total, options.settleTimeoutMs);
     } finally {
       clearInterval(ticker);
+      draining.update(progress.settled);
+      draining.stop();
     }
     const elapsedMs = progress.lastSettledAtMs - t0Ms;
     // Let the last watermarks land before reading the books.
@@ -343,7 +363,8 @@ async function runService(
 
 async function check(service: Service, scenario: Scenario, options: RunOptions) {
   options.progress('checking invariants against the journal and the live actors ...');
-  return checkInvariants({
+  const checking = phaseOf(options, 'checking', 1);
+  const report = await checkInvariants({
     db: service.db,
     app: service.app,
     seed: scenario.seed,
@@ -351,6 +372,9 @@ async function check(service: Service, scenario: Scenario, options: RunOptions) 
     idPrefix: scenario.options.idPrefix,
     ...(scenario.rebalancePrices ? { rebalancePrices: scenario.rebalancePrices } : {}),
   });
+  checking.update(1);
+  checking.stop();
+  return report;
 }
 
 function summarize(r: {

@@ -685,3 +685,71 @@ t.test('assertInt64', (t) => {
   t.throws(() => assertInt64('cash', INT64_MIN - 1n), { name: 'ValidationError', field: 'cash' });
   t.end();
 });
+
+// ------------------------------------------------ the fast path is the rule itself
+
+/**
+ * The rule as first written: every account's quota, one full sort by
+ * (fractional part desc, rotation), chunks handed out in that order. The
+ * allocator now selects the first few candidates instead of sorting them all
+ * and keeps parts sparse; on any input it must give exactly these parts.
+ */
+function fullSortParts(lot: bigint, fill: bigint, fillSeq: number, remainings: bigint[]): bigint[] {
+  const n = remainings.length;
+  const total = remainings.reduce((s, r) => s + r, 0n);
+  if (fill === total) return [...remainings];
+  const lotTimesTotal = lot * total;
+  const parts = remainings.map((r) => ((fill * r) / lotTimesTotal) * lot);
+  const frac = remainings.map((r) => (fill * r) % lotTimesTotal);
+  let leftover = fill - parts.reduce((s, p) => s + p, 0n);
+  const rotation = fillSeq % n;
+  const tieKey = (i: number) => (i - rotation + n) % n;
+  const order = [...Array(n).keys()].filter((i) => remainings[i]! > parts[i]!);
+  order.sort((a, b) =>
+    frac[a] !== frac[b] ? (frac[a]! > frac[b]! ? -1 : 1) : tieKey(a) - tieKey(b),
+  );
+  for (let pass = 0; leftover > 0n && pass < 2; pass++)
+    for (const i of order) {
+      if (leftover === 0n) break;
+      let chunk = lot < leftover ? lot : leftover;
+      const capacity = remainings[i]! - parts[i]!;
+      if (capacity < chunk) chunk = capacity;
+      parts[i] = parts[i]! + chunk;
+      leftover -= chunk;
+    }
+  return parts;
+}
+
+t.test('the allocator gives exactly the reference rule, small orders and large ones', async (t) => {
+  const input = fc
+    .record({
+      lot: anyLot,
+      n: fc.oneof(fc.integer({ min: 1, max: 12 }), fc.integer({ min: 60, max: 400 })),
+      seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+      fillSeq: fc.integer({ min: 1, max: 10_000 }),
+      // Odd-lot remainings and big fills too: they exercise the fallback to the full sort.
+      oddLots: fc.boolean(),
+      fillShareBps: fc.integer({ min: 1, max: 10_000 }),
+    })
+    .map(({ lot, n, seed, fillSeq, oddLots, fillShareBps }) => {
+      let x = seed;
+      const next = () => (x = (Math.imul(x, 1103515245) + 12345) >>> 0);
+      const remainings: bigint[] = Array.from({ length: n }, () =>
+        oddLots ? BigInt(next() % 1_000) : BigInt(next() % 20) * lot,
+      );
+      if (remainings.every((r) => r <= 0n)) remainings[0] = lot;
+      const total = remainings.reduce((s, r) => s + r, 0n);
+      const fill = (total * BigInt(fillShareBps)) / 10_000n || 1n;
+      return { lot, fillSeq, remainings, fill };
+    });
+  const failure = counterexample(
+    fc.property(input, ({ lot, fillSeq, remainings, fill }) => {
+      const accounts = accountsOf(remainings);
+      const result = allocateFill({ lotSize: lot, fillQuantity: fill, fillSeq, accounts });
+      assert.ok(result.ok);
+      assert.deepEqual(partsOf(accounts, result), fullSortParts(lot, fill, fillSeq, remainings));
+    }),
+    120,
+  );
+  t.equal(failure, undefined, failure ?? 'holds');
+});

@@ -10,6 +10,7 @@ import {
   evolve,
   initialState,
   totalTarget,
+  allocatedOf,
   type BlockOrderCommand,
   type BlockOrderDef,
   type BlockOrderEvent,
@@ -169,7 +170,11 @@ t.test('Open on Empty emits BlockOrderOpened', async (t) => {
   t.strictSame(state, {
     status: 'Open',
     def,
-    allocated: {},
+    remaining: [
+      { accountId: 'A1', remaining: 600n },
+      { accountId: 'A2', remaining: 300n },
+      { accountId: 'A3', remaining: 100n },
+    ],
     filledQuantity: 0n,
     filledNotional: 0n,
     fills: 0,
@@ -177,7 +182,7 @@ t.test('Open on Empty emits BlockOrderOpened', async (t) => {
     corrections: 0,
     cancelledQuantity: null,
     lastFillSeq: 0,
-    lastSeqByAccount: {},
+    lastSeq: [0, 0, 0],
     pending: [],
     confirmedThroughSeq: 0,
   });
@@ -251,7 +256,7 @@ t.test('first fill is allocated pro rata in whole lots (worked example)', async 
       },
     ]);
   const s = openOf(t, state);
-  t.strictSame(s.allocated, { A1: 300n, A2: 150n, A3: 50n });
+  t.strictSame(allocatedOf(s), { A1: 300n, A2: 150n, A3: 50n });
   t.equal(s.filledQuantity, 500n);
   t.equal(s.filledNotional, 500n * PRICE);
   t.equal(s.fills, 1);
@@ -268,7 +273,7 @@ t.test('the last fill completes every target exactly', async (t) => {
     .when(allocateCmd(fill3))
     .then([fill3Event]);
   const s = openOf(t, state);
-  t.strictSame(s.allocated, { A1: 600n, A2: 300n, A3: 100n });
+  t.strictSame(allocatedOf(s), { A1: 600n, A2: 300n, A3: 100n });
   t.equal(s.filledQuantity, totalTarget(def));
   t.equal(s.filledNotional, 500n * PRICE + 130n * 101_260_000n + 370n * 101_240_000n);
   t.equal(s.fills, 3);
@@ -416,8 +421,8 @@ t.test('evolve tracks prevSeq per line and allocated totals', async (t) => {
     state = decision.events.reduce(evolve, state);
   }
   const s = openOf(t, state);
-  t.strictSame(s.allocated, { A1: 300n, A2: 100n });
-  t.strictSame(s.lastSeqByAccount, { A1: 3, A2: 3 });
+  t.strictSame(allocatedOf(s), { A1: 300n, A2: 100n });
+  t.strictSame(s.lastSeq, [3, 3, 0], 'A1 and A2 last got a line at seq 3; A3 never');
   t.strictSame(
     s.pending.map((p) => ({ seq: p.seq, lines: p.lines.map((l) => [l.accountId, l.prevSeq]) })),
     [
@@ -682,7 +687,7 @@ t.test('random fills through decide + evolve conserve quantity and respect targe
           return;
         }
       }
-      const allocatedSum = Object.values(s.allocated).reduce((a, b) => a + b, 0n);
+      const allocatedSum = Object.values(allocatedOf(s)).reduce((a, b) => a + b, 0n);
       if (allocatedSum !== sumFills || s.filledQuantity !== sumFills) {
         t.fail(`${at}: allocated ${allocatedSum}, filled ${s.filledQuantity}, fills ${sumFills}`);
         return;
@@ -694,9 +699,9 @@ t.test('random fills through decide + evolve conserve quantity and respect targe
       completed++;
       const s = openOf(t, state);
       for (const x of targets) {
-        if (s.allocated[x.accountId] !== x.quantity) {
+        if (allocatedOf(s)[x.accountId] !== x.quantity) {
           t.fail(
-            `seed ${seed}: ${x.accountId} ended at ${s.allocated[x.accountId]}, target ${x.quantity}`,
+            `seed ${seed}: ${x.accountId} ended at ${allocatedOf(s)[x.accountId]}, target ${x.quantity}`,
           );
           return;
         }

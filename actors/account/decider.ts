@@ -373,7 +373,9 @@ function evolveAmended(
     delete suspense[oldKey];
     if (a.quantity > 0n) {
       const { amends: _, ...line } = a;
-      suspense[suspenseKey(a.blockOrderId, a.fillSeq)] = { ...held, allocation: line };
+      // The refusal's words stay (why it was refused); the line is the amended one.
+      const detail = `amended by the market at seq ${a.fillSeq} to ${a.quantity}; refused: ${held.detail}`;
+      suspense[suspenseKey(a.blockOrderId, a.fillSeq)] = { ...held, allocation: line, detail };
     }
     return { ...state, lastSeqByOrder, suspense };
   }

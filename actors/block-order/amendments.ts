@@ -20,7 +20,6 @@
  * Invalid ones are rejected with a reason of their own and persist nothing.
  */
 import { allocateFill, type AllocationLine } from '../domain/allocation.ts';
-import { own } from '../domain/records.ts';
 import { assertNever, invariant } from '../errors.ts';
 import {
   FillRejection,
@@ -28,6 +27,7 @@ import {
   decideRepeat,
   outOfOrder,
   rejected,
+  targetIndex,
   totalTarget,
   type BlockOrderCommand,
   type BlockOrderEvent,
@@ -253,10 +253,9 @@ function correctedShares(
     lotSize: state.def.lotSize,
     fillQuantity: a.quantity,
     fillSeq: target.fill.seq,
-    accounts: state.def.targets.map((t) => ({
-      accountId: t.accountId,
-      remaining:
-        t.quantity - (own(state.allocated, t.accountId) ?? 0n) + (current.get(t.accountId) ?? 0n),
+    accounts: state.remaining.map((r) => ({
+      accountId: r.accountId,
+      remaining: r.remaining + (current.get(r.accountId) ?? 0n),
     })),
   });
   return result.ok ? result : { ok: false, detail: `correction of ${a.fillId}: ${result.detail}` };
@@ -291,22 +290,23 @@ export function evolveAmendment(state: OpenState, event: AmendmentEvent): OpenSt
   const corrected = event.type === 'FillCorrected' ? event.amendment : undefined;
   invariant(after === (corrected?.quantity ?? 0n), `${event.type}: lines sum to ${after}`);
   const price = corrected?.price ?? amended.previousPrice;
-  const allocated = { ...state.allocated };
-  const lastSeqByAccount = { ...state.lastSeqByAccount };
+  const remaining = state.remaining.slice();
+  const lastSeq = state.lastSeq.slice();
   const pendingLines: PendingLine[] = [];
   for (const line of lines) {
-    const now = (own(allocated, line.accountId) ?? 0n) + line.quantity - line.previousQuantity;
-    invariant(now >= 0n, `${line.accountId} would hold ${now} of ${state.def.blockOrderId}`);
-    allocated[line.accountId] = now;
-    const prevSeq = own(lastSeqByAccount, line.accountId) ?? 0;
-    pendingLines.push({ ...line, prevSeq });
-    lastSeqByAccount[line.accountId] = seq;
+    const i = targetIndex(state.def, line.accountId);
+    const now = remaining[i]!.remaining - line.quantity + line.previousQuantity;
+    const target = state.def.targets[i]!.quantity;
+    invariant(now >= 0n && now <= target, `${line.accountId} would need ${now} of ${target}`);
+    remaining[i] = Object.freeze({ accountId: line.accountId, remaining: now });
+    pendingLines.push({ ...line, prevSeq: lastSeq[i]! });
+    lastSeq[i] = seq;
   }
   const entry = { seq, execution: event.amendment, price, lines: pendingLines, amended };
   return {
     ...state,
-    allocated,
-    lastSeqByAccount,
+    remaining,
+    lastSeq,
     filledQuantity: state.filledQuantity + after - before,
     filledNotional: state.filledNotional + after * price - before * amended.previousPrice,
     busts: state.busts + (corrected ? 0 : 1),

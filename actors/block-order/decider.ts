@@ -12,7 +12,7 @@
  * a little too much is harmless; the persisted watermark guarantees nothing
  * is lost.
  */
-import { allocateFill, type AllocationLine } from '../domain/allocation.ts';
+import { allocateFill, type AccountRemaining, type AllocationLine } from '../domain/allocation.ts';
 import {
   decideAmend,
   evolveAmendment,
@@ -22,7 +22,6 @@ import {
   type FillVersion,
 } from './amendments.ts';
 import type { Side } from '../domain/money.ts';
-import { own } from '../domain/records.ts';
 import { assertNever, invariant } from '../errors.ts';
 
 export interface Target {
@@ -126,7 +125,14 @@ export type BlockOrderState =
   | {
       status: 'Open';
       def: BlockOrderDef;
-      allocated: Record<string, bigint>;
+      /**
+       * Per target, in def.targets order: what the account still needs (its
+       * target less what it holds of the order). Arrays, not records: a fill
+       * copies them (a pointer per account) and allocates straight from them,
+       * so an order of 40,000 accounts costs microseconds per fill, not a
+       * rebuild of a 40,000-key object.
+       */
+      remaining: AccountRemaining[];
       filledQuantity: bigint;
       /** Σ quantity × price over fills, for the VWAP. */
       filledNotional: bigint;
@@ -138,7 +144,8 @@ export type BlockOrderState =
       cancelledQuantity: bigint | null;
       /** The last seq applied: fills and amendments share the order's sequence. */
       lastFillSeq: number;
-      lastSeqByAccount: Record<string, number>;
+      /** Per target: the last seq that sent it a line (0 = none). */
+      lastSeq: number[];
       /** Fills after the watermark (not yet confirmed by all their accounts), oldest first. */
       pending: PendingFill[];
       confirmedThroughSeq: number;
@@ -225,6 +232,31 @@ export const rejected = (
 
 export const initialState = (): BlockOrderState => ({ status: 'Empty' });
 
+/** Target positions by account id, per def (a memo: the def never changes once opened). */
+const TARGET_INDEXES = new WeakMap<BlockOrderDef, Map<string, number>>();
+
+/** The position of `accountId` in def.targets; an account the order does not serve is a bug. */
+export function targetIndex(def: BlockOrderDef, accountId: string): number {
+  let index = TARGET_INDEXES.get(def);
+  if (!index) {
+    index = new Map(def.targets.map((t, i) => [t.accountId, i]));
+    TARGET_INDEXES.set(def, index);
+  }
+  const i = index.get(accountId);
+  invariant(i !== undefined, `${accountId} is not a target of ${def.blockOrderId}`);
+  return i;
+}
+
+/** What each account holds of the order (target less remaining), for views and tests. */
+export function allocatedOf(state: OpenState): Record<string, bigint> {
+  const out: Record<string, bigint> = {};
+  state.def.targets.forEach((t, i) => {
+    const held = t.quantity - state.remaining[i]!.remaining;
+    if (held !== 0n) out[t.accountId] = held;
+  });
+  return out;
+}
+
 export function totalTarget(def: BlockOrderDef): bigint {
   return def.targets.reduce((sum, t) => sum + t.quantity, 0n);
 }
@@ -296,10 +328,7 @@ function decideFill(
     lotSize: state.def.lotSize,
     fillQuantity: fill.quantity,
     fillSeq: fill.seq,
-    accounts: state.def.targets.map((t) => ({
-      accountId: t.accountId,
-      remaining: t.quantity - (own(state.allocated, t.accountId) ?? 0n),
-    })),
+    accounts: state.remaining,
   });
   // An empty order or an overfill: the fill is rejected whole.
   if (!result.ok) return rejected(FillRejection.Overfill, result.detail);
@@ -390,7 +419,9 @@ export function evolve(state: BlockOrderState, event: BlockOrderEvent): BlockOrd
       return {
         status: 'Open',
         def: event.def,
-        allocated: {},
+        remaining: event.def.targets.map((t) =>
+          Object.freeze({ accountId: t.accountId, remaining: t.quantity }),
+        ),
         filledQuantity: 0n,
         filledNotional: 0n,
         fills: 0,
@@ -398,7 +429,7 @@ export function evolve(state: BlockOrderState, event: BlockOrderEvent): BlockOrd
         corrections: 0,
         cancelledQuantity: null,
         lastFillSeq: 0,
-        lastSeqByAccount: {},
+        lastSeq: event.def.targets.map(() => 0),
         pending: [],
         confirmedThroughSeq: 0,
       };
@@ -437,19 +468,21 @@ function evolveFill(
     sum === fill.quantity,
     `allocation of fill ${fill.fillId} sums to ${sum}, not ${fill.quantity}`,
   );
-  const allocated = { ...state.allocated };
-  const lastSeqByAccount = { ...state.lastSeqByAccount };
+  const remaining = state.remaining.slice();
+  const lastSeq = state.lastSeq.slice();
   const pendingLines: PendingLine[] = [];
   for (const line of lines) {
-    allocated[line.accountId] = (own(allocated, line.accountId) ?? 0n) + line.quantity;
-    const prevSeq = own(lastSeqByAccount, line.accountId) ?? 0;
-    pendingLines.push({ accountId: line.accountId, quantity: line.quantity, prevSeq });
-    lastSeqByAccount[line.accountId] = fill.seq;
+    const i = targetIndex(state.def, line.accountId);
+    const now = remaining[i]!.remaining - line.quantity;
+    invariant(now >= 0n, `${line.accountId} would exceed its target on ${fill.blockOrderId}`);
+    remaining[i] = Object.freeze({ accountId: line.accountId, remaining: now });
+    pendingLines.push({ accountId: line.accountId, quantity: line.quantity, prevSeq: lastSeq[i]! });
+    lastSeq[i] = fill.seq;
   }
   return {
     ...state,
-    allocated,
-    lastSeqByAccount,
+    remaining,
+    lastSeq,
     filledQuantity: state.filledQuantity + fill.quantity,
     filledNotional: state.filledNotional + fill.quantity * fill.price,
     fills: state.fills + 1,

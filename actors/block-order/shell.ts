@@ -5,7 +5,6 @@
  * One small handler per message type; no business rule lives here.
  */
 import { formatPrice, vwap } from '../domain/money.ts';
-import { own } from '../domain/records.ts';
 import { ErrorCode, InvariantError, assertNever } from '../errors.ts';
 import type { PersistentBehavior, ShellContext } from '../kernel.ts';
 import type {
@@ -129,8 +128,8 @@ export function blockOrderBehavior(
         throw new InvariantError(`unknown block order event ${String(type)}`);
       return data as BlockOrderEvent;
     },
-    // 3: amendments (pending entries carry their price and what they amend).
-    snapshotFormat: 3,
+    // 4: remaining and last seq per target as arrays (3: amendments in pending entries).
+    snapshotFormat: 4,
     encodeSnapshot: (state) => state.d,
     decodeSnapshot: (data) => ({
       d: data as BlockOrderState,
@@ -479,10 +478,10 @@ function toView(
     cancelledQuantity: state.cancelledQuantity === null ? null : state.cancelledQuantity.toString(),
     lastFillSeq: state.lastFillSeq,
     vwapPrice: v === null ? null : formatPrice(v),
-    accounts: def.targets.map((t) => ({
+    accounts: def.targets.map((t, i) => ({
       accountId: t.accountId,
       targetQuantity: t.quantity.toString(),
-      allocatedQuantity: (own(state.allocated, t.accountId) ?? 0n).toString(),
+      allocatedQuantity: (t.quantity - state.remaining[i]!.remaining).toString(),
     })),
     confirmedThroughSeq: state.confirmedThroughSeq,
     unconfirmedLines,

@@ -391,7 +391,12 @@ const CLIENT_JS = String.raw`
   function fairnessPanel(policy) {
     var h = report.fairness.byPolicy[policy].histogram;
     var last = h.upperBps[h.upperBps.length - 1];
-    var names = h.counts.map(function (_, i) { return i < h.upperBps.length ? '≤ ' + h.upperBps[i] : '> ' + last; });
+    // The last edge stands for +Infinity (JSON has none): label it by the edge before it.
+    var names = h.counts.map(function (_, i) {
+      var edge = h.upperBps[i];
+      if (edge == null) return '> ' + last;
+      return edge >= 1e12 && i > 0 ? '> ' + h.upperBps[i - 1] : '≤ ' + edge;
+    });
     var current = policy === report.fairness.policy ? ' (this run)' : '';
     return {
       title: policy + current,

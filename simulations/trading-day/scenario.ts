@@ -45,6 +45,8 @@ export interface TradingDayScenarioOptions {
   dayIndex: number;
   /** The market's busts, corrections and cancels; null: a tape of fills only. */
   amend: Partial<AmendOptions> | null;
+  /** Send only the first this many fills of the tape (and the amendments among them). */
+  fillsMax: number;
 }
 
 export interface TradingDayScenario {
@@ -65,13 +67,15 @@ export function tradingDayScenario(
   const dayIndex = options.dayIndex ?? 0;
   const day = rebalanceDay(world, dayIndex, options.groups ?? DEFAULT_GROUPS);
   const tape = buildTape(world, dayIndex, day.blockOrders, options.tape ?? {});
+  const fillsMax = Math.min(options.fillsMax ?? Infinity, tape.summary.fills);
   invariant(
-    tape.summary.fills <= GATHERED_FILLS_MAX,
-    `${tape.summary.fills} fills: more than a gathered scenario holds (${GATHERED_FILLS_MAX})`,
+    fillsMax <= GATHERED_FILLS_MAX,
+    `${fillsMax} fills: more than a gathered scenario holds (${GATHERED_FILLS_MAX}); use fillsMax`,
   );
-  const gathered = gather(tape, day.blockOrders, options.amend === undefined ? {} : options.amend);
+  const amend = options.amend === undefined ? {} : options.amend;
+  const gathered = gather(tape, day.blockOrders, amend, fillsMax);
   const { publishOrder, fillsByOrder } = gathered;
-  invariant(publishOrder.length === tape.summary.fills, 'the tape yielded its summary count');
+  invariant(publishOrder.length === fillsMax, 'the tape yielded the fills asked for');
   const seed: SeedData = {
     securities: toSeedSecurities(world.securities),
     accounts: tradingAccounts(world, day.blockOrders),
@@ -109,12 +113,14 @@ function gather(
   tape: ReturnType<typeof buildTape>,
   blockOrders: SeedData['blockOrders'],
   amend: Partial<AmendOptions> | null,
+  fillsMax: number,
 ) {
   const publishOrder: Fill[] = [];
   const fillsByOrder = new Map<string, Fill[]>(blockOrders.map((o) => [o.id, []]));
   const sendOffsetsMs: number[] = [];
   if (amend === null) {
     for (const { fill, sendOffsetMs } of tapeFills(tape)) {
+      if (publishOrder.length >= fillsMax) break;
       publishOrder.push(fill);
       fillsByOrder.get(fill.blockOrderId)?.push(fill);
       sendOffsetsMs.push(sendOffsetMs);
@@ -126,6 +132,8 @@ function gather(
   const entriesByOrder = new Map<string, Entry[]>(blockOrders.map((o) => [o.id, []]));
   const options = { ...defaultAmendOptions, ...amend };
   for (const { entry, sendOffsetMs } of amendedTape(tape, tapeFills(tape), options, counts)) {
+    // A prefix of the day: its amendments all name fills inside it.
+    if (!isAmendment(entry) && publishOrder.length >= fillsMax) break;
     entries.push(entry);
     entriesByOrder.get(entry.blockOrderId)?.push(entry);
     sendOffsetsMs.push(sendOffsetMs);
