@@ -228,13 +228,31 @@ async function publishAll(
     }
     await gate.acquire();
     options.onPublish(fill, i);
-    publisher
-      .publishEntry(fill)
+    publishWithRetry(publisher, fill)
       .catch((error: unknown) => failures.push(error))
       .finally(() => gate.release());
   }
   await gate.idle();
   if (failures.length > 0) throw failures[0];
+}
+
+/** Publish attempts per entry: a loaded server can let an ack time out. */
+const PUBLISH_ATTEMPTS_MAX = 5;
+
+/**
+ * Publishes one entry; a timed-out publish is sent again (the stream
+ * deduplicates by the entry's id, so a retry can never double it).
+ */
+async function publishWithRetry(publisher: Publisher, entry: Entry): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await publisher.publishEntry(entry);
+    } catch (error) {
+      const timedOut = /timeout/i.test(`${(error as Error).name} ${(error as Error).message}`);
+      if (!timedOut || attempt >= PUBLISH_ATTEMPTS_MAX) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 250 * attempt));
+    }
+  }
 }
 
 /** The publish pace: a schedule, a steady rate, or none (as fast as JetStream takes them). */

@@ -86,6 +86,25 @@ t.test('the block order digest leaves out delivery bookkeeping only', async (t) 
   t.not(digestOf(blockOrderBooks(other)), digestOf(books), 'the books are');
 });
 
+t.test("the market's amendments are books: each counts in the digest", async (t) => {
+  const state = {
+    status: 'Open',
+    def: { blockOrderId: 'B1' },
+    filledQuantity: 10n,
+    busts: 0,
+    corrections: 0,
+    cancelledQuantity: null,
+    pending: [],
+  } as unknown as BlockOrderState;
+  const digest = (change: Record<string, unknown>) =>
+    digestOf(blockOrderBooks({ ...state, ...change } as unknown as BlockOrderState));
+  const plain = digest({});
+  t.not(digest({ busts: 1 }), plain, 'a bust');
+  t.not(digest({ corrections: 1 }), plain, 'a correction');
+  t.not(digest({ cancelledQuantity: 0n }), plain, 'a cancel, even of nothing');
+  t.not(digest({ cancelledQuantity: 0n }), digest({ cancelledQuantity: 5n }));
+});
+
 const wire = { subjectRoot: 'ns.TEST.executions', partitions: 4 };
 const scenario = poisonScenario({ fills: 120, accounts: 30, orders: 6, securities: 3, seed: 7 });
 

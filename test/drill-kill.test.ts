@@ -76,6 +76,13 @@ t.test('kills are planned as an even, seeded mix of the three moments', async (t
 t.test('options: defaults, sizes and refusals', async (t) => {
   const defaults = parseKillOptions([], {});
   t.match(defaults, { kills: 20, ratePerSec: 400, fills: 400 * (20 * 10 + 60), ackWaitMs: 2_000 });
+  t.same(defaults.amend, { amendBps: 200, cancelBps: 5_000 }, '~2 % busts and corrections');
+  t.same(parseKillOptions(['--amend-bps', '0'], {}).amend, { amendBps: 0, cancelBps: 0 }, 'off');
+  t.same(parseKillOptions(['--amend-bps', '0', '--cancel-bps', '100'], {}).amend, {
+    amendBps: 0,
+    cancelBps: 100,
+  });
+  t.throws(() => parseKillOptions(['--amend-bps', '6000'], {}), /between 0 and 5000/);
   t.equal(parseKillOptions(['--json'], {}).kills, 20, '--json is left to the command line');
   t.equal(parseKillOptions([], { CONSUMER_ACK_WAIT_MS: '5000' }).ackWaitMs, 5_000);
   t.match(parseKillOptions(['--kills', '3', '--rate', '100', '--fills', '50'], {}), {
@@ -128,49 +135,61 @@ const processAlive = (pid: number): boolean => {
   }
 };
 
-t.test('a small kill drill loses nothing and applies nothing twice', async (t) => {
-  const lines: string[] = [];
-  const startedMs = Date.now();
-  const result = await runKillDrill(
-    ['--kills', '3', '--rate', '100', '--fills', '4000'].concat([
-      '--accounts',
-      '200',
-      '--orders',
-      '20',
-      '--securities',
-      '10',
-      '--seed',
-      '7',
-    ]),
-    { progress: (line) => lines.push(line) },
-  );
-  const r = result.json as KillReport;
-  t.comment(result.summary.join('\n'));
-  if (!result.ok) t.comment(lines.join('\n'));
-  t.same(result.failures, [], 'no failures');
-  t.equal(result.ok, true);
-  t.equal(r.kills, 3);
-  t.ok(r.fillsPublished >= 500, `fills flowed through the kills (${r.fillsPublished})`);
-  t.equal(r.fillsAllocated, r.fillsPublished);
-  t.equal(r.killsAfterPublishingEnded, 0, 'every kill with fills flowing');
-  t.equal(r.lostFills, 0);
-  t.equal(r.duplicateApplications, 0);
-  t.equal(r.invariantsOk, true);
-  t.equal(r.deadLettered, 0);
-  t.equal(r.sigterm.exitCode, 0);
-  t.ok(r.readyMsP99 !== null && r.readyMsP99 > 0, 'ready time measured');
-  t.ok(r.catchUpSecondsP99 !== null && r.catchUpSecondsP99 > 0, 'catch-up time measured');
-  t.ok(r.naksPerFill >= 0 && Number.isFinite(r.naksPerFill));
-  t.equal(r.timeline.length, 4, 'three killed lives and the last one');
-  t.same(
-    r.timeline.map((life) => life.exit?.signal ?? life.exit?.code),
-    ['SIGKILL', 'SIGKILL', 'SIGKILL', 0],
-  );
-  t.ok(r.killsByPhase.notReady >= 1, 'one kill landed before the child was ready');
-  for (const life of r.timeline) t.notOk(processAlive(life.pid), `pid ${life.pid} is gone`);
-  t.same(await leftovers(r.config.database, r.config.namespace), {
-    database: false,
-    stream: false,
-  });
-  t.ok(Date.now() - startedMs < 90_000, 'within 90 s');
-});
+t.test(
+  'a small kill drill with busts, corrections and cancels loses nothing, doubles nothing',
+  async (t) => {
+    const lines: string[] = [];
+    const startedMs = Date.now();
+    // Seed 210 at this size: an order that stops short ends (and its cancel is
+    // published) at message 805 of 3122, well within what flows through three
+    // kills at 100/s (≥ ~1300); the whole day would take 31 s, longer than the
+    // kills (so they all land with messages flowing).
+    const result = await runKillDrill(
+      ['--kills', '3', '--rate', '100', '--fills', '3000'].concat([
+        '--accounts',
+        '200',
+        '--orders',
+        '40',
+        '--securities',
+        '10',
+        '--seed',
+        '210',
+      ]),
+      { progress: (line) => lines.push(line) },
+    );
+    const r = result.json as KillReport;
+    t.comment(result.summary.join('\n'));
+    if (!result.ok) t.comment(lines.join('\n'));
+    t.same(result.failures, [], 'no failures');
+    t.equal(result.ok, true);
+    t.equal(r.kills, 3);
+    t.ok(r.fillsPublished >= 500, `fills flowed through the kills (${r.fillsPublished})`);
+    t.equal(r.fillsAllocated, r.fillsPublished);
+    t.ok(r.busts > 0 && r.corrections > 0, `${r.busts} busts, ${r.corrections} corrections`);
+    t.ok(r.cancels > 0, `${r.cancels} cancels`);
+    t.equal(r.entriesPublished, r.fillsPublished + r.busts + r.corrections + r.cancels);
+    t.equal(r.entriesApplied, r.entriesPublished, 'every fill and amendment applied');
+    t.equal(r.killsAfterPublishingEnded, 0, 'every kill with fills flowing');
+    t.equal(r.lostFills, 0);
+    t.equal(r.lostAmendments, 0);
+    t.equal(r.duplicateApplications, 0);
+    t.equal(r.invariantsOk, true);
+    t.equal(r.deadLettered, 0);
+    t.equal(r.sigterm.exitCode, 0);
+    t.ok(r.readyMsP99 !== null && r.readyMsP99 > 0, 'ready time measured');
+    t.ok(r.catchUpSecondsP99 !== null && r.catchUpSecondsP99 > 0, 'catch-up time measured');
+    t.ok(r.naksPerFill >= 0 && Number.isFinite(r.naksPerFill));
+    t.equal(r.timeline.length, 4, 'three killed lives and the last one');
+    t.same(
+      r.timeline.map((life) => life.exit?.signal ?? life.exit?.code),
+      ['SIGKILL', 'SIGKILL', 'SIGKILL', 0],
+    );
+    t.ok(r.killsByPhase.notReady >= 1, 'one kill landed before the child was ready');
+    for (const life of r.timeline) t.notOk(processAlive(life.pid), `pid ${life.pid} is gone`);
+    t.same(await leftovers(r.config.database, r.config.namespace), {
+      database: false,
+      stream: false,
+    });
+    t.ok(Date.now() - startedMs < 90_000, 'within 90 s');
+  },
+);

@@ -1,13 +1,15 @@
 /**
- * The replay drill, small, against the real PostgreSQL and NATS: once through
- * the CLI with --json (stdout must be exactly one JSON object), once from a
- * later stream seq through the function the CLI runs (fills before it are
- * skipped, so the books must come out different and the drill must fail).
+ * The replay drill, small, against the real PostgreSQL and NATS, with the
+ * market's busts, corrections and cancels in the stream (the default): once
+ * through the CLI with --json (stdout must be exactly one JSON object), once
+ * from a later stream seq through the function the CLI runs (messages before
+ * it are skipped, so the books must come out different and the drill must
+ * fail).
  */
 import { spawn } from 'node:child_process';
 import t from 'tap';
 import { NOT_DERIVED_TABLES } from '../persistence/migrations/index.ts';
-import { runReplayDrill } from '../simulations/drills/replay.ts';
+import { parseReplayOptions, runReplayDrill } from '../simulations/drills/replay.ts';
 
 const SMALL = ['--fills', '400', '--orders', '8', '--accounts', '40', '--securities', '4'];
 
@@ -45,6 +47,16 @@ t.test(
     t.match(json.digestBefore, /^[0-9a-f]{64}$/);
     t.equal(json.digestAfter, json.digestBefore);
     t.equal(json.fills, 400, 'every fill replayed and settled');
+    // Seed 42 at this size: 11 busts, 3 corrections, 1 cancel.
+    const amendments = { busts: json.busts, corrections: json.corrections, cancels: json.cancels };
+    for (const [kind, n] of Object.entries(amendments))
+      t.ok((n as number) > 0, `${String(n)} ${kind} replayed`);
+    t.same(amendments, json.published, 'every published amendment replayed and settled');
+    t.equal(
+      json.entries,
+      400 + Object.values(amendments).reduce<number>((a, n) => a + (n as number), 0),
+    );
+    t.match(json.liveRun, { ...amendments, fills: 400, invariantsOk: true }, 'and in the live run');
     t.equal(json.from, 'start');
     t.equal(json.skippedMessages, 0);
     t.ok((json.events as number) > 400, `${String(json.events)} journal rows rebuilt`);
@@ -70,6 +82,15 @@ t.test('replay from a later seq skips fills: the digests differ and the drill fa
   t.not(json.digestAfter, json.digestBefore);
   t.equal(result.ok, false);
   t.match(result.failures.join('\n'), /digest after the replay differs/);
+});
+
+t.test('replay: amendments by default, off with --amend-bps 0', async (t) => {
+  t.same(parseReplayOptions([]).amend, { amendBps: 200, cancelBps: 5_000 });
+  t.same(parseReplayOptions(['--amend-bps', '0']).amend, { amendBps: 0, cancelBps: 0 });
+  t.same(parseReplayOptions(['--amend-bps', '50', '--cancel-bps', '0']).amend, {
+    amendBps: 50,
+    cancelBps: 0,
+  });
 });
 
 t.test('replay: conflicting options are a usage error', async (t) => {

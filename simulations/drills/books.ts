@@ -1,13 +1,24 @@
 /**
  * The final verification of a drill's books, shared by the kill, outage and
  * burst drills: with the service stopped, the journal is folded here (lost,
- * doubled and unpublished fills, account lines applied twice), every
+ * doubled and unpublished entries, account lines applied twice), every
  * invariant of simulations/invariants.ts is checked over the part of the
  * scenario that was published, and the JetStream server's counts are read
  * (deliveries, dead letters). Everything is measured from outside the service.
+ *
+ * An entry is what one message carries: a fill, or (when the scenario has
+ * the market's amendments) a bust, a correction or a cancel. Each claims its
+ * id once in the journal, so "lost" and "doubled" are counted over entry ids;
+ * the figures still say how many of them were fills.
  */
 import { lineEvents, type AccountEvent } from '../../actors/account/decider.ts';
-import type { BlockOrderEvent, Fill } from '../../actors/block-order/decider.ts';
+import {
+  entryIdOf,
+  isAmendment,
+  type BlockOrderEvent,
+  type Entry,
+  type Fill,
+} from '../../actors/block-order/decider.ts';
 import { BLOCK_ORDER_KIND } from '../../actors/block-order/shell.ts';
 import type { Database } from '../../persistence/db.ts';
 import { streamNames, type Config } from '../../system/config.ts';
@@ -15,6 +26,7 @@ import { DeadLetterHeader, type NatsHandles, type StreamNames } from '../../syst
 import { createLogger } from '../../system/log.ts';
 import { startService } from '../../system/service.ts';
 import { checkInvariants, readJournal, type InvariantReport } from '../invariants.ts';
+import { entriesOf } from '../run.ts';
 import type { Scenario } from '../scenario.ts';
 import type { DrillIO } from './common.ts';
 import { untilAborted } from './harness.ts';
@@ -22,7 +34,10 @@ import { untilAborted } from './harness.ts';
 /** Examples kept per kind of failure (ids, lines, dead-letter reasons). */
 const EXAMPLES_MAX = 10;
 
-/** Published fill ids against the fill ids of the journal's FillAllocated rows (one per row). */
+/**
+ * Published ids against the ids the journal applied (one per FillAllocated,
+ * FillBusted, FillCorrected or OrderCancelled row): fill and amendment ids alike.
+ */
 export function compareAllocations(
   publishedFillIds: Iterable<string>,
   allocatedFillIds: Iterable<string>,
@@ -59,29 +74,69 @@ export class RepeatCounter {
   }
 }
 
-/**
- * The scenario as far as it was published: each order's fills in publish
- * order are a prefix of its sequence, so a prefix of the stream is a
- * scenario of its own (an order with none published stays unopened).
- */
-function publishedPart(scenario: Scenario, published: number): Scenario {
-  const publishOrder = scenario.publishOrder.slice(0, published);
-  const fillsByOrder = new Map<string, Fill[]>();
-  for (const id of scenario.fillsByOrder.keys()) fillsByOrder.set(id, []);
-  for (const fill of publishOrder) fillsByOrder.get(fill.blockOrderId)?.push(fill);
-  return { ...scenario, publishOrder, fillsByOrder };
+/** Busts, corrections and cancels: what a drill's JSON reports of the market's amendments. */
+export interface AmendmentCounts {
+  busts: number;
+  corrections: number;
+  cancels: number;
+}
+
+/** Where each kind of amendment is counted. */
+export const COUNT_OF_KIND = {
+  BUST: 'busts',
+  CORRECTION: 'corrections',
+  CANCEL: 'cancels',
+} as const satisfies Record<string, keyof AmendmentCounts>;
+
+/** The amendments among `entries`, by kind. */
+export function amendmentCounts(entries: Iterable<Entry>): AmendmentCounts {
+  const counts: AmendmentCounts = { busts: 0, corrections: 0, cancels: 0 };
+  for (const e of entries) if (isAmendment(e)) counts[COUNT_OF_KIND[e.kind]] += 1;
+  return counts;
 }
 
 /**
- * Every allocated fill id (once per FillAllocated) and every account line,
- * from the journal. Minutes after a long burst: an interrupt ends it.
+ * The scenario as far as it was published: each order's entries in publish
+ * order are a prefix of its sequence, and every entry is valid after the
+ * ones before it (amend-scenario.ts), so a prefix of the stream is a
+ * scenario of its own (an order with none published stays unopened).
+ */
+export function publishedPart(scenario: Scenario, published: number): Scenario {
+  const entries = entriesOf(scenario).slice(0, published);
+  const fillsByOrder = new Map<string, Fill[]>();
+  const entriesByOrder = new Map<string, Entry[]>();
+  for (const id of scenario.fillsByOrder.keys()) {
+    fillsByOrder.set(id, []);
+    entriesByOrder.set(id, []);
+  }
+  const publishOrder: Fill[] = [];
+  for (const entry of entries) {
+    entriesByOrder.get(entry.blockOrderId)?.push(entry);
+    if (isAmendment(entry)) continue;
+    publishOrder.push(entry);
+    fillsByOrder.get(entry.blockOrderId)?.push(entry);
+  }
+  const part = { ...scenario, publishOrder, fillsByOrder };
+  if (!scenario.amended) return part;
+  const counts = amendmentCounts(entries);
+  return { ...part, amended: { publishOrder: entries, entriesByOrder, counts } };
+}
+
+/**
+ * Every applied entry id (once per journal row that applied it), the fill
+ * ids among them, and every account line, from the journal. Minutes after a
+ * long burst: an interrupt ends it.
  */
 async function foldJournal(db: Database, signal: AbortSignal) {
-  const allocatedFillIds: string[] = [];
+  const appliedIds: string[] = [];
+  const allocatedFills = new Set<string>();
   for await (const { event } of readJournal(db, `${BLOCK_ORDER_KIND}-`)) {
     const e = event as BlockOrderEvent;
-    if (e.type === 'FillAllocated') allocatedFillIds.push(e.fill.fillId);
-    if (allocatedFillIds.length % 10_000 === 0) signal.throwIfAborted();
+    if (e.type === 'BlockOrderOpened' || e.type === 'AllocationsConfirmed') continue;
+    const entry = e.type === 'FillAllocated' ? e.fill : e.amendment;
+    appliedIds.push(entryIdOf(entry));
+    if (!isAmendment(entry)) allocatedFills.add(entry.fillId);
+    if (appliedIds.length % 10_000 === 0) signal.throwIfAborted();
   }
   const lines = new RepeatCounter();
   let rows = 0;
@@ -91,7 +146,7 @@ async function foldJournal(db: Database, signal: AbortSignal) {
       lines.add(`${line.allocation.blockOrderId}|${line.allocation.fillSeq}|${accountId}`);
     if (++rows % 10_000 === 0) signal.throwIfAborted();
   }
-  return { allocatedFillIds, lines };
+  return { appliedIds, allocatedFills: allocatedFills.size, lines };
 }
 
 async function countJournalRows(db: Database): Promise<number> {
@@ -113,7 +168,7 @@ async function checkBooks(config: Config, db: Database, scenario: Scenario) {
       db: service.db,
       app: service.app,
       seed: scenario.seed,
-      fillsByOrder: scenario.fillsByOrder,
+      fillsByOrder: scenario.amended?.entriesByOrder ?? scenario.fillsByOrder,
       idPrefix: scenario.options.idPrefix,
     });
     return { report, rowsWrittenByChecker: (await countJournalRows(db)) - rowsBefore };
@@ -154,10 +209,19 @@ async function deliveryCounts(nats: NatsHandles, names: StreamNames, partitions:
 }
 
 export interface Verdict {
+  /** Messages acknowledged by JetStream: fills and amendments. */
+  entriesPublished: number;
+  /** Distinct entry ids the journal applied. */
+  entriesApplied: number;
+  /** The fills among the published entries. */
   fillsPublished: number;
   /** Distinct fill ids allocated. */
   fillsAllocated: number;
+  /** The amendments among the published entries. */
+  amendments: AmendmentCounts;
+  /** Entry ids published, never applied; the fills among them. */
   lost: string[];
+  lostFills: number;
   duplicated: string[];
   unexpected: string[];
   /** Account lines applied more than once (each extra application counts), with a few examples. */
@@ -179,7 +243,7 @@ interface VerifyArgs {
   db: Database;
   nats: NatsHandles;
   scenario: Scenario;
-  /** Fills acknowledged by JetStream: a prefix of the scenario's publish order. */
+  /** Entries acknowledged by JetStream: a prefix of the scenario's entries (entriesOf). */
   published: number;
   io: DrillIO;
   signal: AbortSignal;
@@ -197,17 +261,18 @@ export function verifyRun(args: VerifyArgs): Promise<Verdict> {
 async function verify(args: VerifyArgs): Promise<Verdict> {
   const scenario = publishedPart(args.scenario, args.published);
   const names = streamNames(args.config);
-  args.io.progress('folding the journal: lost and duplicated fills and lines ...');
+  const entries = entriesOf(scenario);
+  args.io.progress('folding the journal: lost and duplicated entries and lines ...');
   // Only counts leave this block: the fold's sets are garbage before the
   // invariant check builds its own (millions of lines after a long burst).
-  const { comparison, fillsAllocated, duplicateLines } = await (async () => {
+  const { comparison, lostFills, applied, duplicateLines } = await (async () => {
     const fold = await foldJournal(args.db, args.signal);
+    const comparison = compareAllocations(entries.map(entryIdOf), fold.appliedIds);
+    const fillIds = new Set(scenario.publishOrder.map((f) => f.fillId));
     return {
-      comparison: compareAllocations(
-        scenario.publishOrder.map((f) => f.fillId),
-        fold.allocatedFillIds,
-      ),
-      fillsAllocated: new Set(fold.allocatedFillIds).size,
+      comparison,
+      lostFills: comparison.lost.filter((id) => fillIds.has(id)).length,
+      applied: { entries: new Set(fold.appliedIds).size, fills: fold.allocatedFills },
       duplicateLines: { repeats: fold.lines.repeats, examples: fold.lines.examples },
     };
   })();
@@ -216,9 +281,13 @@ async function verify(args: VerifyArgs): Promise<Verdict> {
   const { report, rowsWrittenByChecker } = await checkBooks(args.config, args.db, scenario);
   args.signal.throwIfAborted();
   return {
-    fillsPublished: args.published,
-    fillsAllocated,
+    entriesPublished: args.published,
+    entriesApplied: applied.entries,
+    fillsPublished: scenario.publishOrder.length,
+    fillsAllocated: applied.fills,
+    amendments: amendmentCounts(entries),
     ...comparison,
+    lostFills,
     duplicateLines,
     invariants: report,
     rowsWrittenByChecker,
@@ -232,15 +301,18 @@ export function verdictFailures(v: Verdict): string[] {
   const failures: string[] = [];
   const examples = (ids: string[]) => ids.slice(0, EXAMPLES_MAX).join(', ');
   if (v.lost.length > 0)
-    failures.push(`${v.lost.length} published fills never allocated: ${examples(v.lost)}`);
+    failures.push(
+      `${v.lost.length} published entries never applied (${v.lostFills} fills): ${examples(v.lost)}`,
+    );
   if (v.duplicated.length > 0)
     failures.push(
-      `${v.duplicated.length} fills allocated more than once: ${examples(v.duplicated)}`,
+      `${v.duplicated.length} entries applied more than once: ${examples(v.duplicated)}`,
     );
   if (v.unexpected.length > 0)
     failures.push(
-      `${v.unexpected.length} allocated fills were never published: ${examples(v.unexpected)}`,
+      `${v.unexpected.length} applied entries were never published: ${examples(v.unexpected)}`,
     );
+  failures.push(...amendmentFailures(v));
   if (v.duplicateLines.repeats > 0)
     failures.push(
       `${v.duplicateLines.repeats} account lines applied more than once: ${v.duplicateLines.examples.join(', ')}`,
@@ -248,10 +320,12 @@ export function verdictFailures(v: Verdict): string[] {
   for (const violation of v.invariants.violations.slice(0, EXAMPLES_MAX))
     failures.push(`invariant: ${violation}`);
   if (v.deadLettered > 0)
-    failures.push(`${v.deadLettered} good fills dead-lettered: ${v.deadLetterReasons.join('; ')}`);
-  if (v.streamMessages < v.fillsPublished)
     failures.push(
-      `the stream holds ${v.streamMessages} messages, ${v.fillsPublished} fills were acknowledged: it lost some`,
+      `${v.deadLettered} good entries dead-lettered: ${v.deadLetterReasons.join('; ')}`,
+    );
+  if (v.streamMessages < v.entriesPublished)
+    failures.push(
+      `the stream holds ${v.streamMessages} messages, ${v.entriesPublished} were acknowledged: it lost some`,
     );
   if (v.rowsWrittenByChecker !== 0)
     failures.push(
@@ -260,15 +334,41 @@ export function verdictFailures(v: Verdict): string[] {
   return failures;
 }
 
+/**
+ * Every published bust, correction and cancel is in the journal, as many as
+ * were published (the invariants check each one's lines and the API's
+ * figures per order; this is the drill's own count over the run).
+ */
+function amendmentFailures(v: Verdict): string[] {
+  const journaled = {
+    busts: v.invariants.busts,
+    corrections: v.invariants.corrections,
+    cancels: v.invariants.cancels,
+  };
+  const differ = (Object.keys(journaled) as Array<keyof AmendmentCounts>).filter(
+    (k) => journaled[k] !== v.amendments[k],
+  );
+  if (differ.length === 0) return [];
+  return [
+    `amendments published ${JSON.stringify(v.amendments)}, journaled ${JSON.stringify(journaled)}`,
+  ];
+}
+
 export type VerdictFigures = ReturnType<typeof verdictFigures>;
 
 /** The figures every drill's JSON reports from its verdict. */
 export function verdictFigures(v: Verdict) {
   return {
+    /** Messages: fills and amendments. */
+    entriesPublished: v.entriesPublished,
+    entriesApplied: v.entriesApplied,
     fillsPublished: v.fillsPublished,
     fillsAllocated: v.fillsAllocated,
-    lostFills: v.lost.length,
-    /** Fills allocated twice plus account lines applied twice. */
+    ...v.amendments,
+    /** Published, never applied: fills, and amendments apart. */
+    lostFills: v.lostFills,
+    lostAmendments: v.lost.length - v.lostFills,
+    /** Entries applied twice plus account lines applied twice. */
     duplicateApplications: v.duplicated.length + v.duplicateLines.repeats,
     invariantsOk: v.invariants.ok,
   };

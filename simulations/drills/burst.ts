@@ -343,6 +343,13 @@ function buildReport(ctx: BurstCtx, v: Verdict, stop: ServiceEnd): BurstReport {
     lostFills: f.lostFills,
     duplicateApplications: f.duplicateApplications,
     invariantsOk: f.invariantsOk,
+    // The rest of the shared figures (entries and amendments), after the example's.
+    entriesPublished: f.entriesPublished,
+    entriesApplied: f.entriesApplied,
+    busts: f.busts,
+    corrections: f.corrections,
+    cancels: f.cancels,
+    lostAmendments: f.lostAmendments,
     targetPerSec: o.factor * o.sustainablePerSec,
     warmUpPerSec: offeredPerSec(feed, ctx.t0Ms, warmEnd),
     rssMiB: {

@@ -16,10 +16,13 @@ import { runReplayDrill } from './replay.ts';
 
 /** Every drill by name; each takes its own options (and accepts --json and --help). */
 export const DRILLS: Record<string, { run: DrillRunner; what: string }> = {
-  kill: { run: runKillDrill, what: 'SIGKILL the service again and again while fills stream in' },
+  kill: {
+    run: runKillDrill,
+    what: 'SIGKILL the service again and again while fills and amendments stream in',
+  },
   replay: {
     run: runReplayDrill,
-    what: 'rebuild every actor from the stream; the books must be equal',
+    what: 'rebuild every actor from the stream (amendments too); the books must be equal',
   },
   outage: {
     run: runOutageDrill,

@@ -9,11 +9,12 @@ import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { JetStreamClient } from '@nats-io/jetstream';
-import type { Fill } from '../../actors/block-order/decider.ts';
+import { entryIdOf, type Entry } from '../../actors/block-order/decider.ts';
 import { ConfigError, streamNames, type Config } from '../../system/config.ts';
-import { encodeFill, fillSubject } from '../../system/fill-wire.ts';
+import { encodeEntry, fillSubject } from '../../system/fill-wire.ts';
 import { tookLonger, withTimeout as boundedBy } from '../../persistence/timeouts.ts';
 import type { StreamNames } from '../../system/jetstream.ts';
+import { withAmendments } from '../amend-scenario.ts';
 import { generateScenario, type Scenario, type ScenarioOptions } from '../scenario.ts';
 import {
   ChildService,
@@ -22,7 +23,14 @@ import {
   killAllChildren,
   type ChildExit,
 } from './child-service.ts';
-import { round1, UsageError, usageResult, type DrillIO, type DrillResult } from './common.ts';
+import {
+  round1,
+  UsageError,
+  usageResult,
+  type DrillIO,
+  type DrillResult,
+  type NumberRule,
+} from './common.ts';
 
 export const HOST = '127.0.0.1';
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -35,9 +43,10 @@ interface PublishAck {
   /** The server had this Nats-Msg-Id already (a re-publish it dropped). */
   duplicate: boolean;
 }
-type PublishFill = (fill: Fill) => Promise<PublishAck>;
+/** Publishes one entry: a fill, or a bust, correction or cancel (they share the order's subject). */
+type PublishFill<E extends Entry = Entry> = (fill: E) => Promise<PublishAck>;
 
-/** One JetStream publish per fill (Nats-Msg-Id = fill id), each bounded by `timeoutMs`. */
+/** One JetStream publish per entry (Nats-Msg-Id = its fill or amendment id), each bounded by `timeoutMs`. */
 function jetStreamPublisher(
   js: JetStreamClient,
   names: StreamNames,
@@ -47,16 +56,18 @@ function jetStreamPublisher(
   return async (fill) => {
     const ack = await js.publish(
       fillSubject(names.subjectRoot, fill.blockOrderId, partitions),
-      encodeFill(fill),
-      { msgID: fill.fillId, expect: { streamName: names.executions }, timeout: timeoutMs },
+      encodeEntry(fill),
+      { msgID: entryIdOf(fill), expect: { streamName: names.executions }, timeout: timeoutMs },
     );
     return { duplicate: ack.duplicate };
   };
 }
 
-interface FeedOptions {
-  publish: PublishFill;
-  fills: readonly Fill[];
+/** `E`: what the feed publishes; a test's fake publisher may take fills only. */
+interface FeedOptions<E extends Entry = Entry> {
+  publish: PublishFill<E>;
+  /** What is published, in order: fills, and the amendments among them when the scenario has some. */
+  fills: readonly E[];
   ratePerSec: number;
   /** Publishes awaiting their ack at once. */
   inFlightMax: number;
@@ -101,7 +112,7 @@ const FEED_TICK_MAX_MS = 20;
  * Fills [0, enqueued) are exactly the ones offered, so what was published is
  * always a prefix of the scenario once the feed is done.
  */
-export class FillFeed {
+export class FillFeed<E extends Entry = Entry> {
   readonly startedAtMs: number;
   readonly done: Promise<void>;
   failedAttempts = 0;
@@ -110,7 +121,7 @@ export class FillFeed {
   bufferedMax = 0;
   /** The most fills that were due but not let into the full buffer. */
   lagMaxFills = 0;
-  readonly #o: FeedOptions;
+  readonly #o: FeedOptions<E>;
   readonly #ackedAtMs: number[] = [];
   readonly #retry: number[] = [];
   #rate: { atMs: number; index: number; perSec: number };
@@ -125,7 +136,7 @@ export class FillFeed {
   #endedAtMs: number | undefined;
   #wake: (() => void) | undefined;
 
-  constructor(options: FeedOptions) {
+  constructor(options: FeedOptions<E>) {
     this.#o = options;
     this.startedAtMs = performance.now();
     this.#rate = { atMs: this.startedAtMs, index: 0, perSec: options.ratePerSec };
@@ -215,7 +226,7 @@ export class FillFeed {
   #attempt(index: number): void {
     this.#inFlight++;
     this.#o
-      .publish(this.#o.fills[index] as Fill)
+      .publish(this.#o.fills[index] as E)
       .then(
         (ack) => {
           this.#ackedAtMs.push(performance.now());
@@ -682,6 +693,57 @@ export function drillScenario(o: ScenarioSize, more: Partial<ScenarioOptions> = 
     blockOrders: o.orders,
     securities: o.securities,
     ...more,
+  });
+}
+
+// ------------------------------------------------------ the market's amendments
+
+/** The market's amendments in a drill's stream (`--amend-bps`, `--cancel-bps`). */
+export interface AmendShares {
+  /** Per 10,000 fills: busted, and as many again corrected; 0 with cancelBps 0 = fills only. */
+  amendBps: number;
+  /** Per 10,000 orders whose fills stop short of their target: the remainder cancelled. */
+  cancelBps: number;
+}
+
+/** ~2 % busts and ~2 % corrections; half the orders that stop short cancel their remainder. */
+export const AMEND_OPTION_RULES = {
+  'amend-bps': { fallback: 200, min: 0, max: 5_000 },
+  'cancel-bps': { fallback: 5_000, min: 0, max: 10_000 },
+} as const satisfies Record<string, NumberRule>;
+
+export const AMEND_USAGE = `  --amend-bps N   busts per 10,000 fills, and as many corrections (default ${AMEND_OPTION_RULES['amend-bps'].fallback});
+                  0 = a stream of fills only (no cancels either, unless --cancel-bps)
+  --cancel-bps N  per 10,000 orders that stop short of their target: the remainder
+                  cancelled after their last fill (default ${AMEND_OPTION_RULES['cancel-bps'].fallback})`;
+
+/** The shares the options ask for: `--amend-bps 0` alone turns the cancels off too. */
+export function amendSharesOf(
+  numbers: Record<keyof typeof AMEND_OPTION_RULES, number>,
+  values: Record<string, unknown>,
+): AmendShares {
+  const amendBps = numbers['amend-bps'];
+  const cancelGiven = values['cancel-bps'] !== undefined;
+  return { amendBps, cancelBps: amendBps === 0 && !cancelGiven ? 0 : numbers['cancel-bps'] };
+}
+
+/**
+ * An amendment comes at most this many published entries after its fill (or
+ * right after its order's last fill): at a drill's rate, seconds later, so
+ * kills land between fills and their amendments too.
+ */
+const AMEND_DELAY_ENTRIES_MAX = 200;
+
+/** `scenario` with the drill's amendments woven in (none asked: the scenario as it is). */
+export function withDrillAmendments(scenario: Scenario, shares: AmendShares): Scenario {
+  if (shares.amendBps === 0 && shares.cancelBps === 0) return scenario;
+  return withAmendments(scenario, {
+    // Its own stream of randomness, from the scenario's seed: same seed, same stream.
+    seed: scenario.options.seed ^ 0x0a3e_4d5e,
+    bustShareBps: shares.amendBps,
+    correctionShareBps: shares.amendBps,
+    cancelShareBps: shares.cancelBps,
+    delayEntriesMax: AMEND_DELAY_ENTRIES_MAX,
   });
 }
 

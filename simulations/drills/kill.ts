@@ -2,17 +2,19 @@
  * The kill drill: the service as a child process, SIGKILLed K times at
  * random moments (before it is ready, while it catches up, in steady state)
  * and restarted each time, while this process streams fills into JetStream
- * at a steady rate whatever the child is doing. Afterwards: nothing lost,
- * nothing applied twice, every invariant exact, nothing dead-lettered; and
+ * at a steady rate whatever the child is doing, with the market's busts,
+ * corrections and cancels among them (amend-scenario.ts; `--amend-bps 0`:
+ * fills only). Afterwards: nothing lost, nothing applied twice, every
+ * invariant exact (every amendment reflected), nothing dead-lettered; and
  * how long each restart took to be ready and to catch up, and how many
  * redeliveries the crashes cost.
  *
- *   npm run drill -- kill [--json] [--kills K] [--rate fills/s] [--fills N] ...
+ *   npm run drill -- kill [--json] [--kills K] [--rate msgs/s] [--fills N] ...
  *
  * Everything is measured from outside the child (its counters die with it):
- * allocations from the database (live: the execution index, one row per
- * FillAllocated; at the end: the journal itself, folded), deliveries from the
- * JetStream server's consumer state.
+ * what was applied from the database (live: the execution index, one row per
+ * fill or amendment applied; at the end: the journal itself, folded),
+ * deliveries from the JetStream server's consumer state.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Database } from '../../persistence/db.ts';
@@ -22,6 +24,7 @@ import { loadConfig, streamNames, type Config } from '../../system/config.ts';
 import { ensureStreams, openJetStream, type NatsHandles } from '../../system/jetstream.ts';
 import { openDatabase } from '../../system/service.ts';
 import { percentiles, round3 } from '../arms/common.ts';
+import { entriesOf } from '../run.ts';
 import { prng, type Scenario } from '../scenario.ts';
 import {
   deleteStreams,
@@ -41,6 +44,9 @@ import {
 import { ChildService, describeExit, freePort, type ChildExit } from './child-service.ts';
 import { parseDrillOptions, type DrillIO, type DrillResult } from './common.ts';
 import {
+  AMEND_OPTION_RULES,
+  AMEND_USAGE,
+  amendSharesOf,
   drillScenario,
   endChildren,
   FillFeed,
@@ -52,6 +58,8 @@ import {
   SERVICE_ENTRY,
   stopService,
   whileAlive,
+  withDrillAmendments,
+  type AmendShares,
   type ScenarioSize,
   type ServiceEnd,
 } from './harness.ts';
@@ -80,7 +88,7 @@ export type Phase = (typeof Phase)[keyof typeof Phase];
 export const Targets = {
   readyMsP99: 2_000,
   catchUpSecondsP99: 10,
-  /** "No nak storm": on average at most one redelivery per fill over the run. */
+  /** "No nak storm": on average at most one redelivery per message (fill or amendment) over the run. */
   naksPerFill: 1,
 } as const;
 
@@ -122,22 +130,28 @@ const Limits = {
 /** The service's own default: the drill measures what ships. */
 const DEFAULT_ACK_WAIT_MS = loadConfig({}).consumerAckWaitMs;
 
-export const USAGE = `npm run drill -- kill [--json] [--kills K] [--rate FILLS_PER_S] [--fills N]
-    [--accounts N] [--orders N] [--securities N] [--seed N] [--ack-wait-ms MS] [--keep]
+export const USAGE = `npm run drill -- kill [--json] [--kills K] [--rate MSGS_PER_S] [--fills N]
+    [--accounts N] [--orders N] [--securities N] [--seed N] [--ack-wait-ms MS]
+    [--amend-bps N] [--cancel-bps N] [--keep]
 
 Runs the service as a child process (node system/main.ts), SIGKILLs it K times
-(default 20) at seeded random moments and restarts it, while fills stream into
-JetStream at a steady rate (default 400/s). Then checks that no fill was lost,
-none applied twice, every invariant holds and nothing was dead-lettered, and
-reports ready time, catch-up time and redeliveries per fill.
-Publishing goes on until ${Limits.tailPublishMs / 1000} s after the last restart is ready; --fills caps it
-(default rate x (10 s per kill + 60 s)). --ack-wait-ms is the child's
-CONSUMER_ACK_WAIT_MS (default ${DEFAULT_ACK_WAIT_MS}: a SIGKILLed child's unacked fills wait
-that long before the server redelivers them); --keep keeps the database and streams.`;
+(default 20) at seeded random moments and restarts it, while fills, with the
+market's busts, corrections and cancels among them, stream into JetStream at a
+steady rate (default 400 messages/s). Then checks that no fill or amendment was
+lost, none applied twice, every invariant holds (every amendment reflected) and
+nothing was dead-lettered, and reports ready time, catch-up time and
+redeliveries per message.
+Publishing goes on until ${Limits.tailPublishMs / 1000} s after the last restart is ready; --fills caps the
+scenario's fills (default rate x (10 s per kill + 60 s)). --ack-wait-ms is the child's
+CONSUMER_ACK_WAIT_MS (default ${DEFAULT_ACK_WAIT_MS}: a SIGKILLed child's unacked messages wait
+that long before the server redelivers them); --keep keeps the database and streams.
+${AMEND_USAGE}`;
 
 export interface KillOptions extends ScenarioSize {
   kills: number;
+  /** Messages per second: fills and amendments. */
   ratePerSec: number;
+  amend: AmendShares;
   ackWaitMs: number;
   keep: boolean;
   help: boolean;
@@ -164,6 +178,7 @@ export function parseKillOptions(
         min: 1_000,
         max: 3_600_000,
       },
+      ...AMEND_OPTION_RULES,
     },
     { keep: { type: 'boolean' } },
   );
@@ -176,6 +191,7 @@ export function parseKillOptions(
     securities: n.securities,
     seed: n.seed,
     ackWaitMs: n['ack-wait-ms'],
+    amend: amendSharesOf(n, values),
     keep: values.keep === true,
     help: values.help === true,
   };
@@ -198,7 +214,7 @@ interface Sample {
   allocated: number;
 }
 
-/** Polls the count of allocated fills; `next()` waits for the next sample. */
+/** Polls the count of applied entries (fills and amendments); `next()` waits for the next sample. */
 class AllocationMeter {
   latest: Sample = { atMs: 0, allocated: 0 };
   readonly #db: Database;
@@ -246,12 +262,13 @@ class AllocationMeter {
 }
 
 /**
- * Fills allocated so far. The execution index holds one row per fill, written
- * in the same commit as its FillAllocated journal row, so its count is the
- * count of those rows; it is a narrow table, where counting the journal's
- * FillAllocated rows (wide rows with payloads) costs ~100 ms per poll at
- * 100k rows and would eat the CPU the service under test needs. The final
- * checks fold the journal itself.
+ * Entries applied so far: fills and amendments, the count the feed's
+ * `published` is compared with. The execution index holds one row per entry
+ * (a fill id or an amendment id), written in the same commit as the journal
+ * row that applied it, so its count is the count of those rows; it is a
+ * narrow table, where counting the journal's rows (wide, with payloads)
+ * costs ~100 ms per poll at 100k rows and would eat the CPU the service
+ * under test needs. The final checks fold the journal itself.
  */
 async function countAllocated(db: Database): Promise<number> {
   const rows = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM executions');
@@ -471,8 +488,8 @@ async function runLives(ctx: Ctx): Promise<Life> {
   const last = await spawnLife(ctx, plan.length, 'final');
   await untilReady(last);
   ctx.io.progress(
-    `all ${plan.length} kills done; ${ctx.feed.published} fills published, ` +
-      `${ctx.meter.latest.allocated} allocated; publishing ${Limits.tailPublishMs / 1000} s more, then draining ...`,
+    `all ${plan.length} kills done; ${ctx.feed.published} messages published, ` +
+      `${ctx.meter.latest.allocated} applied; publishing ${Limits.tailPublishMs / 1000} s more, then draining ...`,
   );
   return last;
 }
@@ -488,7 +505,7 @@ async function drain(ctx: Ctx, last: Life): Promise<void> {
     if (s.allocated >= ctx.feed.published) break;
     if (performance.now() > deadlineMs)
       throw new Error(
-        `only ${s.allocated}/${ctx.feed.published} fills allocated ${Limits.drainTimeoutMs} ms after publishing ended`,
+        `only ${s.allocated}/${ctx.feed.published} entries applied ${Limits.drainTimeoutMs} ms after publishing ended`,
       );
   }
   await alive(last, untilConfirmed(ctx.db, Limits.confirmTimeoutMs));
@@ -508,8 +525,10 @@ async function stopLast(ctx: Ctx, last: Life): Promise<ServiceEnd> {
 function failuresOf(v: Verdict, stop: ServiceEnd): string[] {
   const failures = verdictFailures(v);
   // Fewer messages than published is a check of verdictFailures already.
-  if (v.streamMessages > v.fillsPublished)
-    failures.push(`the stream holds ${v.streamMessages} fills, ${v.fillsPublished} were published`);
+  if (v.streamMessages > v.entriesPublished)
+    failures.push(
+      `the stream holds ${v.streamMessages} messages, ${v.entriesPublished} were published`,
+    );
   if (!stop.graceful || stop.exit.code !== 0)
     failures.push(
       `the last child did not exit 0 within ${Limits.stopTimeoutMs} ms of SIGTERM (${describeExit(stop.exit)})`,
@@ -579,6 +598,8 @@ function drillConfig(ctx: Ctx) {
     orders: o.orders,
     securities: o.securities,
     seed: o.seed,
+    amendBps: o.amend.amendBps,
+    cancelBps: o.amend.cancelBps,
     partitions: ctx.config.partitions,
     consumerAckWaitMs: o.ackWaitMs,
     consumerNakDelayMs: ctx.config.consumerNakDelayMs,
@@ -598,7 +619,7 @@ export type KillReport = VerdictFigures & {
   kills: number;
   readyMsP99: number | null;
   catchUpSecondsP99: number | null;
-  /** Every redelivery per published fill: naks and ack-wait expiries alike. */
+  /** Every redelivery per published message (fill or amendment): naks and ack-wait expiries alike. */
   naksPerFill: number;
   deadLettered: number;
   deadLetterReasons: string[];
@@ -629,7 +650,7 @@ export type KillReport = VerdictFigures & {
 function buildReport(ctx: Ctx, v: Verdict, stop: ServiceEnd, durationMs: number): KillReport {
   const records = ctx.lives.map((l) => l.record);
   const t = timing(records);
-  const naksPerFill = round3(v.redeliveries / Math.max(1, v.fillsPublished));
+  const naksPerFill = round3(v.redeliveries / Math.max(1, v.entriesPublished));
   const target = (x: number | null, max: number) => ({ max, met: x !== null && x <= max });
   const ended = ctx.feed.endedAtMs;
   const endedS = ended === undefined ? null : round3((ended - ctx.t0Ms) / 1000);
@@ -687,13 +708,14 @@ function summaryLines(r: KillReport): string[] {
   const c = r.config;
   const ranOut = r.killsAfterPublishingEnded;
   return [
-    `kill drill: ${r.kills} SIGKILLs (${p.notReady} before ready, ${p.recovering} while catching up, ${p.steady} steady) at ${c.ratePerSec} fills/s over ${r.durationSeconds} s`,
-    `fills published ${r.fillsPublished} (until ${r.publishingEndedAtS} s${ranOut > 0 ? `; --fills ran out before ${ranOut} kills` : ''}), allocated ${r.fillsAllocated}, lost ${r.lostFills}, applied twice ${r.duplicateApplications}, dead-lettered ${r.deadLettered}`,
+    `kill drill: ${r.kills} SIGKILLs (${p.notReady} before ready, ${p.recovering} while catching up, ${p.steady} steady) at ${c.ratePerSec} messages/s over ${r.durationSeconds} s`,
+    `messages published ${r.entriesPublished} (until ${r.publishingEndedAtS} s${ranOut > 0 ? `; --fills ran out before ${ranOut} kills` : ''}): ${r.fillsPublished} fills, ${r.busts} busts, ${r.corrections} corrections, ${r.cancels} cancels`,
+    `applied ${r.entriesApplied} (${r.fillsAllocated} fills), lost ${r.lostFills} fills and ${r.lostAmendments} amendments, applied twice ${r.duplicateApplications}, dead-lettered ${r.deadLettered}`,
     `invariants ${r.invariantsOk ? 'ALL HOLD' : 'VIOLATED'} (${r.invariantChecks} exact checks)`,
     `ready (spawn -> /readyz 200): ${spread(r.readyMs, 'ms')}; target p99 <= ${r.targets.readyMsP99.max} ms: ${metText(r.targets.readyMsP99)} (${r.livesWithoutReady} lives killed before ready)`,
     `catch-up (spawn -> allocated = published): ${spread(r.catchUpSeconds, 's')}; target p99 <= ${r.targets.catchUpSecondsP99.max} s: ${metText(r.targets.catchUpSecondsP99)} (${r.livesWithoutCatchUp} lives killed before catching up; a steady life still behind after ${Limits.catchUpWaitMaxMs / 1000} s counts with the time it ran)`,
     `outage (SIGKILL in steady state -> caught up again, kills during recovery included): ${spread(r.outageSeconds, 's')}`,
-    `redeliveries ${r.redeliveries} = ${r.naksPerFill} per fill (every redelivery: naks and ack-wait expiries); target <= ${r.targets.naksPerFill.max}: ${metText(r.targets.naksPerFill)}`,
+    `redeliveries ${r.redeliveries} = ${r.naksPerFill} per message (every redelivery: naks and ack-wait expiries); target <= ${r.targets.naksPerFill.max}: ${metText(r.targets.naksPerFill)}`,
     `last child: SIGTERM -> exit ${r.sigterm.exitCode} in ${r.sigterm.ms} ms${r.sigterm.graceful ? '' : ' (NOT graceful)'}`,
     `child CONSUMER_ACK_WAIT_MS ${c.consumerAckWaitMs}, CONSUMER_NAK_DELAY_MS ${c.consumerNakDelayMs}, ${c.partitions} partitions; database ${c.database}${c.kept ? ' (kept)' : ' (dropped)'}`,
   ];
@@ -720,16 +742,18 @@ async function prepare(config: Config, scenario: Scenario, held: Held): Promise<
 /** The run's database and streams, the feed and the meter: everything but the children. */
 async function start(run: KillRun, io: DrillIO, signal: AbortSignal, held: Held) {
   const { options, config } = run;
-  const scenario = drillScenario(options);
+  const scenario = withDrillAmendments(drillScenario(options), options.amend);
+  const entries = entriesOf(scenario);
+  const c = scenario.amended?.counts ?? { busts: 0, corrections: 0, cancels: 0 };
   io.progress(
-    `scenario: ${options.securities} securities, ${options.accounts} accounts, ${options.orders} block orders, up to ${options.fills} fills at ${options.ratePerSec}/s; database ${run.databaseName}, namespace ${config.namespace}`,
+    `scenario: ${options.securities} securities, ${options.accounts} accounts, ${options.orders} block orders, up to ${scenario.publishOrder.length} fills with ${c.busts} busts, ${c.corrections} corrections, ${c.cancels} cancels at ${options.ratePerSec} messages/s; database ${run.databaseName}, namespace ${config.namespace}`,
   );
   await freshDatabase(config.databaseUrl, run.databaseName);
   await prepare(config, scenario, held);
   const { db, nats } = held;
   if (!db || !nats) throw new Error('prepare left no database or NATS connection');
   const feed = jetStreamFeed(nats.js, config, {
-    ...{ fills: scenario.publishOrder, ratePerSec: options.ratePerSec, signal },
+    ...{ fills: entries, ratePerSec: options.ratePerSec, signal },
     ...Limits.feed,
   });
   const ctx: Ctx = {
@@ -769,8 +793,8 @@ function abortedResult(
   return {
     json: {
       kills,
-      fillsPublished: ctx?.feed.published ?? 0,
-      fillsAllocated: ctx?.meter.latest.allocated ?? 0,
+      entriesPublished: ctx?.feed.published ?? 0,
+      entriesApplied: ctx?.meter.latest.allocated ?? 0,
       invariantsOk: false,
       error: message,
       ...(ctx ? { config: drillConfig(ctx) } : {}),

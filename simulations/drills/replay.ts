@@ -3,7 +3,9 @@
  * the reference data) must equal the books the live run built.
  *
  * A scenario runs end to end (simulations/run.ts: its own database and
- * namespace, books checked exactly); then, with the service stopped: a digest
+ * namespace, books checked exactly), its fills with the market's busts,
+ * corrections and cancels among them (amend-scenario.ts; `--amend-bps 0`:
+ * fills only); then, with the service stopped: a digest
  * of every actor's state; every derived table truncated; the run's durable
  * consumers deleted (and, for --from-seq / --from-time, re-created at that
  * point); a fresh service replays the stream into fresh actors; a digest
@@ -11,6 +13,7 @@
  *
  *   npm run drill -- replay [--json] [--fills N] [--accounts N] [--orders N] [--full] ...
  */
+import { isAmendment, type Entry } from '../../actors/block-order/decider.ts';
 import type { AllocationObserver } from '../../actors/protocol.ts';
 import type { Database } from '../../persistence/db.ts';
 import { NOT_DERIVED_TABLES } from '../../persistence/migrations/index.ts';
@@ -19,7 +22,7 @@ import { ensureConsumers, openJetStream, type NatsHandles } from '../../system/j
 import { createLogger } from '../../system/log.ts';
 import { openDatabase, startService } from '../../system/service.ts';
 import { checkInvariants } from '../invariants.ts';
-import { monotonicClock, runScenario } from '../run.ts';
+import { entriesOf, monotonicClock, runScenario } from '../run.ts';
 import { generateScenario, type Scenario } from '../scenario.ts';
 import {
   parseDrillOptions,
@@ -30,14 +33,23 @@ import {
   type DrillIO,
   type DrillResult,
 } from './common.ts';
+import { amendmentCounts, COUNT_OF_KIND, type AmendmentCounts } from './books.ts';
 import { digestBooks } from './digest.ts';
+import {
+  AMEND_OPTION_RULES,
+  AMEND_USAGE,
+  amendSharesOf,
+  withDrillAmendments,
+  type AmendShares,
+} from './harness.ts';
 import { untilConfirmed, untilConsumersQuiet } from './sandbox.ts';
 
 export const REPLAY_USAGE = `npm run drill -- replay [--json] [--fills N] [--accounts N] [--orders N]
     [--securities N] [--seed N] [--full] [--from-seq N | --from-time ISO]
-    [--timeout-ms MS] [--keep]
+    [--amend-bps N] [--cancel-bps N] [--timeout-ms MS] [--keep]
 
-Runs a scenario, digests every account's and block order's state (folded from
+Runs a scenario (fills, with the market's busts, corrections and cancels among
+them), digests every account's and block order's state (folded from
 the journal), truncates every derived table (all but the reference data),
 replays the EXECUTIONS stream into fresh actors and digests again. Exit 0 only
 if the digests are equal and the books of both runs are exact.
@@ -50,12 +62,14 @@ if the digests are equal and the books of both runs are exact.
                       (either one skips the fills before it: the digests then
                       differ unless nothing before it is needed; see docs/DRILLS.md)
   --timeout-ms MS     bound on each wait (default 120000)
-  --keep              keep the run's database (its name is printed)`;
+  --keep              keep the run's database (its name is printed)
+${AMEND_USAGE}`;
 
 const FULL = { fills: 50_000, accounts: 2_000, orders: 200, securities: 50 };
 
 interface ReplayOptions {
   scenario: Parameters<typeof generateScenario>[0];
+  amend: AmendShares;
   fromSeq?: number;
   fromTime?: string;
   timeoutMs: number;
@@ -74,6 +88,7 @@ export function parseReplayOptions(argv: string[]): ReplayOptions {
       seed: { fallback: 42, min: 0, max: 2 ** 31 },
       'from-seq': { fallback: 0, min: 1, max: Number.MAX_SAFE_INTEGER },
       'timeout-ms': { fallback: 120_000, min: 1_000, max: 3_600_000 },
+      ...AMEND_OPTION_RULES,
     },
     { full: { type: 'boolean' }, keep: { type: 'boolean' }, 'from-time': { type: 'string' } },
   );
@@ -97,6 +112,7 @@ export function parseReplayOptions(argv: string[]): ReplayOptions {
     );
   return {
     scenario: { ...size, blockOrders: size.orders, seed: numbers.seed },
+    amend: amendSharesOf(numbers, values),
     ...(given('from-seq') ? { fromSeq: numbers['from-seq'] } : {}),
     ...(fromTime !== undefined ? { fromTime: new Date(fromTime).toISOString() } : {}),
     timeoutMs: numbers['timeout-ms'],
@@ -112,14 +128,15 @@ interface Rebuild {
   keysAfter: { accounts: number; blockOrders: number };
   eventsBefore: number;
   events: number;
-  fills: number;
+  /** Settled in the replay, by kind (fills and amendments). */
+  settled: Settled;
   seconds: number;
   truncated: string[];
   from: string;
   /** Messages before --from-seq / --from-time, acked unread. */
   skipped: number;
   drained: boolean;
-  invariantsAfter?: { ok: boolean; checks: number; violations: string[] };
+  invariantsAfter?: { ok: boolean; checks: number; violations: string[] } & AmendmentCounts;
 }
 
 export async function runReplayDrill(argv: string[], io: DrillIO): Promise<DrillResult> {
@@ -131,7 +148,7 @@ export async function runReplayDrill(argv: string[], io: DrillIO): Promise<Drill
     throw error;
   }
   if (options.help) return usageResult(REPLAY_USAGE);
-  const scenario = generateScenario(options.scenario);
+  const scenario = withDrillAmendments(generateScenario(options.scenario), options.amend);
   let rebuild: Rebuild | undefined;
   const live = await runScenario({
     scenario,
@@ -148,14 +165,39 @@ export async function runReplayDrill(argv: string[], io: DrillIO): Promise<Drill
     },
   });
   if (!rebuild) throw new Error('the scenario ended without the rebuild');
-  return report(live, rebuild);
+  return report(live, rebuild, amendmentCounts(entriesOf(scenario)));
 }
 
-function report(live: Awaited<ReturnType<typeof runScenario>>, r: Rebuild): DrillResult {
+type LiveRun = Awaited<ReturnType<typeof runScenario>>;
+
+/** Each published bust, correction and cancel is in the journal of a run: as many of each. */
+function amendmentFailures(
+  what: string,
+  journaled: AmendmentCounts | undefined,
+  published: AmendmentCounts,
+): string[] {
+  if (!journaled) return [];
+  const counts = pickCounts(journaled);
+  return JSON.stringify(counts) === JSON.stringify(published)
+    ? []
+    : [
+        `${what}: amendments published ${JSON.stringify(published)}, journaled ${JSON.stringify(counts)}`,
+      ];
+}
+
+const pickCounts = (c: AmendmentCounts): AmendmentCounts => ({
+  busts: c.busts,
+  corrections: c.corrections,
+  cancels: c.cancels,
+});
+
+function report(live: LiveRun, r: Rebuild, published: AmendmentCounts): DrillResult {
   const equal = r.digestBefore === r.digestAfter;
   const failures: string[] = [];
   if (!live.invariantsOk)
     failures.push(...(live.invariants?.violations ?? []).map((v) => `live run books: ${v}`));
+  failures.push(...amendmentFailures('live run', live.invariants, published));
+  failures.push(...amendmentFailures('replayed books', r.invariantsAfter, published));
   if (!equal) {
     const skipped =
       r.from === 'start'
@@ -168,13 +210,20 @@ function report(live: Awaited<ReturnType<typeof runScenario>>, r: Rebuild): Dril
   if (!r.drained)
     failures.push(
       r.from === 'start'
-        ? `only ${r.fills} fills settled within the timeout`
+        ? `only ${r.settled.entries} messages settled within the timeout`
         : 'messages stayed unsettled: fills whose order lost its earlier fills (before the start) cannot apply',
     );
   const eventsPerSec = r.seconds > 0 ? Math.round(r.events / r.seconds) : 0;
   const json = {
     events: r.events,
-    fills: r.fills,
+    /** Settled in the replay: messages, and the fills and amendments among them. */
+    entries: r.settled.entries,
+    fills: r.settled.fills,
+    busts: r.settled.busts,
+    corrections: r.settled.corrections,
+    cancels: r.settled.cancels,
+    /** The amendments the stream carries (a full replay settles every one). */
+    published,
     eventsPerSec,
     seconds: round1(r.seconds),
     digestBefore: r.digestBefore,
@@ -185,20 +234,38 @@ function report(live: Awaited<ReturnType<typeof runScenario>>, r: Rebuild): Dril
     eventsBefore: r.eventsBefore,
     keys: r.keys,
     truncatedTables: r.truncated,
-    liveRun: { fills: live.fills, fillsPerSec: live.fillsPerSec, invariantsOk: live.invariantsOk },
+    liveRun: liveRunFigures(live),
     invariantsAfterOk: r.invariantsAfter?.ok ?? null,
     ok: failures.length === 0,
   };
+  const s = r.settled;
   const summary = [
-    `live run: ${live.fills} fills at ${live.fillsPerSec}/s, books ${live.invariantsOk ? 'exact' : 'WRONG'}`,
+    `live run: ${live.fills} messages at ${live.fillsPerSec}/s (${kinds(json.liveRun)}), books ${live.invariantsOk ? 'exact' : 'WRONG'}`,
     `truncated: ${r.truncated.join(', ')}`,
-    `replay from ${r.from}: ${r.fills} fills, ${r.events} journal rows in ${json.seconds} s (${eventsPerSec} events/s)`,
+    `replay from ${r.from}: ${s.entries} messages (${kinds(s)}), ${r.events} journal rows in ${json.seconds} s (${eventsPerSec} events/s)`,
     `digest before ${r.digestBefore}`,
     `digest after  ${r.digestAfter}  ${equal ? 'equal' : 'DIFFERENT'}`,
     `${r.keys.accounts} accounts and ${r.keys.blockOrders} block orders digested` +
       (r.invariantsAfter ? `; replayed books ${r.invariantsAfter.ok ? 'exact' : 'WRONG'}` : ''),
   ];
   return { ok: failures.length === 0, json, summary, failures };
+}
+
+const kinds = (c: { fills: number | null } & AmendmentCounts) =>
+  `${c.fills} fills, ${c.busts} busts, ${c.corrections} corrections, ${c.cancels} cancels`;
+
+/** The live run's figures; fills and amendments as its journal holds them. */
+function liveRunFigures(live: LiveRun) {
+  const i = live.invariants;
+  return {
+    entries: live.fills,
+    entriesPerSec: live.fillsPerSec,
+    fills: i?.fills ?? null,
+    busts: i?.busts ?? 0,
+    corrections: i?.corrections ?? 0,
+    cancels: i?.cancels ?? 0,
+    invariantsOk: live.invariantsOk,
+  };
 }
 
 async function countJournal(db: Database): Promise<number> {
@@ -344,13 +411,32 @@ async function pendingOnDurables(nats: NatsHandles, config: Config): Promise<num
   return pending;
 }
 
-/** Counts settled fills (each order\'s seq once) and says when `total` are. */
+/** Messages settled in the replay, by kind. */
+export interface Settled extends AmendmentCounts {
+  entries: number;
+  fills: number;
+}
+
+/** Counts settled entries (each order's seq once), by kind, from what the stream carries there. */
 class SettleCounter implements AllocationObserver {
   readonly #seen = new Set<string>();
+  readonly #entriesByOrder: ReadonlyMap<string, readonly Entry[]>;
+  readonly counts: Settled = { entries: 0, fills: 0, busts: 0, corrections: 0, cancels: 0 };
   lastSettledAtMs = 0;
+
+  constructor(scenario: Scenario) {
+    this.#entriesByOrder = scenario.amended?.entriesByOrder ?? scenario.fillsByOrder;
+  }
+
   fillSettled(blockOrderId: string, seq: number, atMs: number): void {
-    this.#seen.add(`${blockOrderId}#${seq}`);
+    const key = `${blockOrderId}#${seq}`;
     this.lastSettledAtMs = atMs;
+    if (this.#seen.has(key)) return;
+    this.#seen.add(key);
+    this.counts.entries++;
+    const entry = this.#entriesByOrder.get(blockOrderId)?.[seq - 1];
+    if (entry && isAmendment(entry)) this.counts[COUNT_OF_KIND[entry.kind]]++;
+    else this.counts.fills++;
   }
   accountLineDurable(): void {}
   get settled(): number {
@@ -409,7 +495,7 @@ async function replayService(
   options: ReplayOptions,
   nats: NatsHandles,
   io: DrillIO,
-): Promise<Pick<Rebuild, 'fills' | 'seconds' | 'drained' | 'invariantsAfter'>> {
+): Promise<Pick<Rebuild, 'settled' | 'seconds' | 'drained' | 'invariantsAfter'>> {
   const partial = options.fromSeq !== undefined || options.fromTime !== undefined;
   const total = partial
     ? await pendingOnDurables(nats, config)
@@ -421,7 +507,7 @@ async function replayService(
     logLevel: 'silent',
     ...(partial ? PARTIAL_REPLAY : {}),
   };
-  const counter = new SettleCounter();
+  const counter = new SettleCounter(scenario);
   const log = createLogger((process.env.LOG_LEVEL as 'error' | undefined) ?? 'error', {
     service: 'blockfill',
   });
@@ -432,7 +518,7 @@ async function replayService(
     log,
   });
   const ticker = setInterval(
-    () => io.progress(`  settled ${counter.settled}/${total} fills`),
+    () => io.progress(`  settled ${counter.settled}/${total} messages`),
     2_000,
   );
   try {
@@ -447,7 +533,7 @@ async function replayService(
       drained = quiet.drained;
     } else {
       drained = await until(
-        'every replayed fill settled',
+        'every replayed message settled',
         () => (counter.settled >= total ? true : undefined),
         options.timeoutMs,
       ).catch(() => false);
@@ -461,10 +547,10 @@ async function replayService(
           db: service.db,
           app: service.app,
           seed: scenario.seed,
-          fillsByOrder: scenario.fillsByOrder,
+          fillsByOrder: scenario.amended?.entriesByOrder ?? scenario.fillsByOrder,
           idPrefix: '',
         });
-    return { fills: counter.settled, seconds, drained, invariantsAfter };
+    return { settled: { ...counter.counts }, seconds, drained, invariantsAfter };
   } finally {
     clearInterval(ticker);
     await service.stop();
