@@ -67,8 +67,8 @@ export const SCENARIOS: Readonly<Record<string, ScenarioSpec>> = {
   },
   'million-accounts': {
     summary:
-      '1,000,000 accounts in 200 models over 500 securities; the first 200,000 fills (minutes)',
-    ...{ accounts: 1_000_000, securities: 500, models: 200, ratePerSec: 500, fills: 200_000 },
+      '1,000,000 accounts in 200 models over 500 securities; the first 50,000 fills (~15 min)',
+    ...{ accounts: 1_000_000, securities: 500, models: 200, ratePerSec: 500, fills: 50_000 },
   },
 };
 
