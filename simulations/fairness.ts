@@ -24,16 +24,10 @@ import {
 import { roundHalfEven, type Side } from '../actors/domain/money.ts';
 import { assertNever, invariant } from '../actors/errors.ts';
 
-/** The report's fairness figures (simulations/report/types.ts has the same type). */
-export interface FairnessFigures {
-  orders: number;
-  accounts: number; // account-order pairs measured
-  maxPriceDeviationBps: number;
-  p99PriceDeviationBps: number;
-  maxFillRateDeviation: number; // absolute difference of fill rates, 0..1
-  residueMinor: string; // rounding residue in cents (avg-price), "0" for pro-rata
-  histogram: { upperBps: number[]; counts: number[] }; // price deviation distribution
-}
+import type { FairnessFigures } from './report/types.ts';
+
+/** The report's fairness figures: one type, with its schema, in report/types.ts. */
+export type { FairnessFigures };
 
 export type AllocationPolicyName = 'pro-rata' | 'avg-price';
 

@@ -268,19 +268,33 @@ class BlockOrderShell {
     return state;
   }
 
-  async allocateFill(initial: State, message: Message<'AllocateFill'>, ctx: Ctx): Promise<State> {
+  /**
+   * The open state, ready to take an entry (a fill or an amendment); or the
+   * reply is sent (the order cannot open, or its outbox is full) and the
+   * state to keep is returned as `done`.
+   */
+  async ready(
+    initial: State,
+    replyTo: Message<'Amend'>['replyTo'],
+    ctx: Ctx,
+  ): Promise<{ state: State } | { done: State }> {
     const opened = await this.ensureOpen(initial, ctx);
     if ('reason' in opened) {
-      ctx.reply(message.replyTo, { type: 'Rejected', ...opened });
-      return initial;
+      ctx.reply(replyTo, { type: 'Rejected', ...opened });
+      return { done: initial };
     }
     const state = this.redeliverOnce(opened, ctx);
-    if (state.outbox.full) {
-      // Back-pressure: the fill stays in JetStream and comes back once accounts caught up.
-      const detail = `${ctx.id} has ${state.outbox.fills} fills awaiting their accounts`;
-      ctx.reply(message.replyTo, { type: 'Failed', code: ErrorCode.OutboxFull, message: detail });
-      return state;
-    }
+    if (!state.outbox.full) return { state };
+    // Back-pressure: the entry stays in JetStream and comes back once accounts caught up.
+    const detail = `${ctx.id} has ${state.outbox.fills} entries awaiting their accounts`;
+    ctx.reply(replyTo, { type: 'Failed', code: ErrorCode.OutboxFull, message: detail });
+    return { done: state };
+  }
+
+  async allocateFill(initial: State, message: Message<'AllocateFill'>, ctx: Ctx): Promise<State> {
+    const ready = await this.ready(initial, message.replyTo, ctx);
+    if ('done' in ready) return ready.done;
+    const { state } = ready;
     const prior = await this.priorExecution(state, message.fill);
     const command = {
       type: 'AllocateFill' as const,
@@ -293,17 +307,9 @@ class BlockOrderShell {
 
   /** A bust, correction or cancel: decided against the amended fill's current version. */
   async amend(initial: State, message: Message<'Amend'>, ctx: Ctx): Promise<State> {
-    const opened = await this.ensureOpen(initial, ctx);
-    if ('reason' in opened) {
-      ctx.reply(message.replyTo, { type: 'Rejected', ...opened });
-      return initial;
-    }
-    const state = this.redeliverOnce(opened, ctx);
-    if (state.outbox.full) {
-      const detail = `${ctx.id} has ${state.outbox.fills} entries awaiting their accounts`;
-      ctx.reply(message.replyTo, { type: 'Failed', code: ErrorCode.OutboxFull, message: detail });
-      return state;
-    }
+    const ready = await this.ready(initial, message.replyTo, ctx);
+    if ('done' in ready) return ready.done;
+    const { state } = ready;
     const a = message.amendment;
     const prior = await this.priorExecution(state, a);
     const target =
