@@ -3,7 +3,7 @@
  * the poison corpus (enough distinct classes, each with one expected outcome).
  */
 import t from 'tap';
-import { decodeFill } from '../system/fill-wire.ts';
+import { decodeEntry } from '../system/fill-wire.ts';
 import { unpackWire } from '../system/wire-codec.ts';
 import {
   blockOrderBooks,
@@ -141,7 +141,7 @@ t.test('the poison corpus: 40+ distinct bad classes, each with one expected outc
       `wrong type ${field}`,
     );
   }
-  t.equal(corpus.duplicates, 2);
+  t.equal(corpus.duplicates, 5, 'two fills and the three applied amendments re-sent');
   t.equal(
     new Set(corpus.messages.map((m) => m.msgId)).size,
     corpus.messages.length,
@@ -156,9 +156,9 @@ t.test('decode and validation classes are rejected by the wire decoder as expect
   for (const m of corpus.messages) {
     const { outcome, field } = m.expect;
     if (outcome !== Outcome.InvalidField && outcome !== Outcome.DecodeFailed) continue;
-    let result: ReturnType<typeof decodeFill> | string;
+    let result: ReturnType<typeof decodeEntry> | string;
     try {
-      result = decodeFill(m.bytes, m.subject, wire.subjectRoot, wire.partitions);
+      result = decodeEntry(m.bytes, m.subject, wire.subjectRoot, wire.partitions);
     } catch (error) {
       result = `threw ${(error as Error).message}`;
     }
@@ -176,7 +176,7 @@ t.test(
         continue;
       }
       if (m.expect.outcome === Outcome.UnknownBlockOrder) continue;
-      const decoded = decodeFill(m.bytes, m.subject, wire.subjectRoot, wire.partitions);
+      const decoded = decodeEntry(m.bytes, m.subject, wire.subjectRoot, wire.partitions);
       t.ok(decoded.ok, `${m.cls} decodes`);
     }
     t.ok(

@@ -14,10 +14,24 @@
  *   no two of them race for the same seq;
  * - the one bogus fill that does take a seq (class `bogus fill takes a seq`)
  *   is part of the books the drill expects; the genuine fill it displaced
- *   comes last (phase `victim`) and must be CONFLICTING_EXECUTION.
+ *   comes last (phase `victim`) and must be CONFLICTING_EXECUTION;
+ * - the market's amendments (busts, corrections, cancels) come in two
+ *   phases after the fills: `amend` applies one valid amendment on each of
+ *   three orders and probes a fourth with invalid ones at its next seq;
+ *   `afterAmend` re-sends and contradicts what `amend` applied. In a phase,
+ *   an order gets either one message that is accepted at its next seq or only
+ *   rejected ones there, which take no seq: no outcome depends on which of
+ *   them the order sees first. The applied amendments are in the books.
  */
-import type { Fill } from '../../actors/block-order/decider.ts';
-import { encodeFill, fillSubject, partitionOf } from '../../system/fill-wire.ts';
+import type { Amendment } from '../../actors/block-order/amendments.ts';
+import type { Entry, Fill } from '../../actors/block-order/decider.ts';
+import {
+  encodeAmendment,
+  encodeEntry,
+  encodeFill,
+  fillSubject,
+  partitionOf,
+} from '../../system/fill-wire.ts';
 import { packWire } from '../../system/wire-codec.ts';
 import type { Scenario } from '../scenario.ts';
 
@@ -25,6 +39,8 @@ import type { Scenario } from '../scenario.ts';
 export const Outcome = {
   /** Allocated: a FillAllocated in its order's journal. */
   Allocated: 'ALLOCATED',
+  /** A bust, correction or cancel applied: its FillBusted, FillCorrected or OrderCancelled in the journal. */
+  Applied: 'APPLIED',
   /** Acked as an exact duplicate: counted in stats.duplicates, nothing changes, no dead letter. */
   Duplicate: 'DUPLICATE',
   DecodeFailed: 'DECODE_FAILED',
@@ -33,6 +49,12 @@ export const Outcome = {
   Overfill: 'OVERFILL',
   DeliveriesExhausted: 'DELIVERIES_EXHAUSTED',
   ConflictingExecution: 'CONFLICTING_EXECUTION',
+  UnknownFill: 'UNKNOWN_FILL',
+  AlreadyBusted: 'ALREADY_BUSTED',
+  CorrectionOverfill: 'CORRECTION_OVERFILL',
+  CorrectionChangesNothing: 'CORRECTION_CHANGES_NOTHING',
+  OrderCancelled: 'ORDER_CANCELLED',
+  AlreadyCancelled: 'ALREADY_CANCELLED',
 } as const;
 export type Outcome = (typeof Outcome)[keyof typeof Outcome];
 
@@ -42,6 +64,10 @@ export const Phase = {
   Interleaved: 'interleaved',
   /** Once every good fill is allocated and confirmed. */
   AfterApplied: 'afterApplied',
+  /** Valid amendments, and invalid ones at the next seq of an order that takes none in this phase. */
+  Amend: 'amend',
+  /** Once the amendments are applied: their re-sends, and what their effect makes invalid. */
+  AfterAmend: 'afterAmend',
   /** Once the bogus fill that took its seq is allocated. */
   Victim: 'victim',
 } as const;
@@ -62,8 +88,11 @@ export interface CorpusMessage {
   msgId: string;
   phase: Phase;
   expect: Expectation;
-  /** The fill this message would be if it were accepted (to tell if it was allocated). */
-  fill?: Fill;
+  /**
+   * What this message would be if it were accepted (to tell if it was
+   * applied): a fill, or an amendment. A bad message is its base fill.
+   */
+  fill?: Entry;
 }
 
 export interface PoisonClass {
@@ -77,8 +106,11 @@ export interface Corpus {
   classes: PoisonClass[];
   /** The good fills: every one must be allocated (the victim is not among them). */
   goodFills: Fill[];
-  /** What the books must hold afterwards, per order (the bogus fill in place of its victim). */
-  expectedFills: Map<string, Fill[]>;
+  /**
+   * What the books must hold afterwards, per order in seq order: the bogus
+   * fill in place of its victim, and the applied amendments after the fills.
+   */
+  expectedFills: Map<string, Entry[]>;
   /** Exact duplicates published (each must be counted in stats.duplicates). */
   duplicates: number;
 }
@@ -131,26 +163,57 @@ function fillEntries(fill: Fill): Array<[string, Uint8Array]> {
   ];
 }
 
-/** The fill's map with `field` replaced by `value` bytes (or removed when `value` is null). */
-function withField(fill: Fill, field: string, value: Uint8Array | null): Buffer {
-  const entries = fillEntries(fill)
+/** The wire entries of an amendment, as encodeAmendment writes them. */
+function amendmentEntries(a: Amendment): Array<[string, Uint8Array]> {
+  const entries: Array<[string, Uint8Array]> = [
+    ['v', packWire(2)],
+    ['kind', packWire(a.kind)],
+    ['amendmentId', packWire(a.amendmentId)],
+    ['blockOrderId', packWire(a.blockOrderId)],
+    ['seq', packWire(BigInt(a.seq))],
+    ['executedAtMs', packWire(BigInt(a.executedAtMs))],
+  ];
+  if (a.kind !== 'CANCEL') entries.push(['fillId', packWire(a.fillId)]);
+  if (a.kind === 'CORRECTION')
+    entries.push(['quantity', packWire(a.quantity)], ['price', packWire(a.price)]);
+  return entries;
+}
+
+/** The map of `entries` with `field` replaced by `value` bytes (or removed when `value` is null). */
+function replaced(
+  entries: Array<[string, Uint8Array]>,
+  field: string,
+  value: Uint8Array | null,
+): Buffer {
+  const kept = entries
     .map(([k, v]): [string, Uint8Array] | undefined =>
       k !== field ? [k, v] : value === null ? undefined : [k, value],
     )
     .filter((e): e is [string, Uint8Array] => e !== undefined);
-  return mapBytes(entries);
+  return mapBytes(kept);
 }
+
+/** The fill's map with `field` replaced by `value` bytes (or removed when `value` is null). */
+const withField = (fill: Fill, field: string, value: Uint8Array | null): Buffer =>
+  replaced(fillEntries(fill), field, value);
 
 const nested = (depth: number, leaf: Uint8Array): Buffer =>
   Buffer.concat([Buffer.alloc(depth, 0x91), leaf]);
 
 // ---------------------------------------------------------------- classes
 
+/** What a class builds on besides its base fill. */
+interface DecodeContext {
+  otherOrder: string;
+  /** An applied fill of the base's order: what a bad bust or correction names. */
+  appliedFillId: string;
+}
+
 /** A class of bad message built on a base fill (valid, far-future seq, of a real order). */
 interface DecodeClass {
   name: string;
   expect: Expectation;
-  bytes: (base: Fill, ctx: { otherOrder: string }) => Uint8Array;
+  bytes: (base: Fill, ctx: DecodeContext) => Uint8Array;
   /** Published on another subject than the base order's. */
   subject?: (base: Fill, wire: WireTarget) => string;
 }
@@ -185,7 +248,13 @@ const raw = (
 ): DecodeClass => ({ name, expect, bytes });
 
 function decodeClasses(): DecodeClass[] {
-  return [...notMsgpackClasses(), ...fieldClasses(), ...valueClasses(), ...routingClasses()];
+  return [
+    ...notMsgpackClasses(),
+    ...fieldClasses(),
+    ...valueClasses(),
+    ...routingClasses(),
+    ...amendmentWireClasses(),
+  ];
 }
 
 /** Bytes that are not msgpack, and msgpack that is not a map. */
@@ -297,17 +366,79 @@ function routingClasses(): DecodeClass[] {
 
 const withFieldFill = (fill: Fill, over: Partial<Fill>): Fill => ({ ...fill, ...over });
 
+/**
+ * The base fill as an amendment of `kind` at the same far-future seq, naming
+ * an applied fill of its order: valid but for that seq, so a malformed one
+ * let through would be DELIVERIES_EXHAUSTED, never applied.
+ */
+function amendmentOn(base: Fill, kind: Amendment['kind'], ctx: DecodeContext): Amendment {
+  const head = {
+    amendmentId: base.fillId,
+    blockOrderId: base.blockOrderId,
+    seq: base.seq,
+    executedAtMs: base.executedAtMs,
+  };
+  if (kind === 'CANCEL') return { kind, ...head };
+  if (kind === 'BUST') return { kind, ...head, fillId: ctx.appliedFillId };
+  return { kind, ...head, fillId: ctx.appliedFillId, quantity: base.quantity, price: base.price };
+}
+
+/** Schema 2 (busts, corrections, cancels) malformed: each refused by the decoder with its field. */
+function amendmentWireClasses(): DecodeClass[] {
+  const a = (
+    name: string,
+    kind: Amendment['kind'],
+    field: string,
+    value: Uint8Array | null,
+    expect = invalid(field),
+  ): DecodeClass => ({
+    ...{ name, expect },
+    bytes: (b, ctx) => replaced(amendmentEntries(amendmentOn(b, kind, ctx)), field, value),
+  });
+  return [
+    a('amendment: unknown kind', 'BUST', 'kind', packWire('REVERSAL')),
+    a('amendment: kind in lower case', 'BUST', 'kind', packWire('bust')),
+    // A fill under schema 2 is read as an amendment, so what it lacks is a kind.
+    raw('fill labelled schema 2', invalid('kind'), (b) => withField(b, 'v', packWire(2))),
+    a('amendment: missing amendmentId', 'CANCEL', 'amendmentId', null),
+    a(
+      `amendment: huge amendmentId (${HUGE_STRING_CHARS} chars)`,
+      'CANCEL',
+      'amendmentId',
+      packWire('A'.repeat(HUGE_STRING_CHARS)),
+    ),
+    a('amendmentId with a dot', 'BUST', 'amendmentId', packWire('A.1')),
+    a('bust without fillId', 'BUST', 'fillId', null),
+    a('correction: float64 67.5 in price', 'CORRECTION', 'price', floatBytes(67.5, 64)),
+    a('correction: zero quantity', 'CORRECTION', 'quantity', packWire(0n)),
+    // Under schema 1 a bust is a fill without its quantity.
+    a('bust labelled schema 1', 'BUST', 'v', packWire(1), invalid('quantity')),
+    {
+      name: 'amendment for another order than its subject',
+      expect: invalid('blockOrderId'),
+      bytes: (b, ctx) =>
+        encodeAmendment({ ...amendmentOn(b, 'CANCEL', ctx), blockOrderId: ctx.otherOrder }),
+    },
+    {
+      name: 'amendment at a seq far in the future',
+      expect: { outcome: Outcome.DeliveriesExhausted },
+      bytes: (b, ctx) => encodeAmendment(amendmentOn(b, 'BUST', ctx)),
+    },
+  ];
+}
+
 // ---------------------------------------------------------------- build
 
 interface Roles {
-  /** The order with the most fills: its first fill id comes back at its next seq. */
+  /** The order with the most fills: its first fill id comes back at its next seq; then its last fill is corrected. */
   reuseOverTime: string;
   /** Its last genuine fill is displaced by a bogus one. */
   victim: string;
+  /** Refuses an overfill; then its remainder is cancelled. */
   overfill: string;
-  /** Gets another order's fill id at its next seq. */
+  /** Gets another order's fill id at its next seq; then the invalid busts and corrections there. */
   reuseAcrossOrders: string;
-  /** Conflicting and duplicate re-sends of applied seqs. */
+  /** Conflicting and duplicate re-sends of applied seqs; then its first fill is busted. */
   repeats: string;
 }
 
@@ -335,28 +466,11 @@ export function buildCorpus(scenario: Scenario, wire: WireTarget): Corpus {
   if (wire.partitions < 2) throw new Error('the poison corpus needs at least 2 partitions');
   const roles = assignRoles(scenario);
   const subjectOf = (id: string) => fillSubject(wire.subjectRoot, id, wire.partitions);
-  const orderIds = [...scenario.fillsByOrder.keys()].sort();
   const fillsOf = (id: string) => scenario.fillsByOrder.get(id) ?? [];
   let n = 0;
   const msgId = () => `poison-${++n}`;
 
-  const bad: CorpusMessage[] = decodeClasses().map((c, i) => {
-    const orderId = orderIds[i % orderIds.length] ?? roles.repeats;
-    const template = fillsOf(orderId)[0];
-    if (!template) throw new Error(`order ${orderId} has no fills`);
-    const base: Fill = {
-      ...template,
-      fillId: `${orderId}-POISON${i + 1}`,
-      seq: FAR_SEQ + i + 1,
-      quantity: 1n,
-    };
-    const otherOrder = orderIds[(i + 1) % orderIds.length] ?? orderId;
-    const subject = c.subject ? c.subject(base, wire) : subjectOf(orderId);
-    return {
-      ...{ cls: c.name, subject, bytes: c.bytes(base, { otherOrder }), msgId: msgId() },
-      ...{ phase: Phase.Interleaved, expect: c.expect, fill: base },
-    };
-  });
+  const bad = decodeMessages(scenario, wire, roles, msgId);
   const unknown: Fill = {
     ...(fillsOf(roles.repeats)[0] as Fill),
     blockOrderId: 'NOSUCH-ORDER',
@@ -375,9 +489,11 @@ export function buildCorpus(scenario: Scenario, wire: WireTarget): Corpus {
     expect: { outcome: Outcome.Allocated },
   }));
   const later = afterApplied(scenario, roles, subjectOf, msgId);
+  const amended = amendmentPhases(scenario, roles, subjectOf, msgId);
   const messages = [
     ...interleave(goodMessages, bad),
     ...later.messages,
+    ...amended.messages,
     {
       ...message(
         'genuine fill after a bogus one took its seq',
@@ -389,8 +505,11 @@ export function buildCorpus(scenario: Scenario, wire: WireTarget): Corpus {
       expect: { outcome: Outcome.ConflictingExecution },
     },
   ];
-  const expectedFills = new Map(scenario.fillsByOrder);
+  const expectedFills = new Map<string, Entry[]>(scenario.fillsByOrder);
   expectedFills.set(roles.victim, [...victimFills.slice(0, -1), later.bogus]);
+  // Each applied amendment takes the seq after its order's last fill.
+  for (const a of amended.applied)
+    expectedFills.set(a.blockOrderId, [...(expectedFills.get(a.blockOrderId) ?? []), a]);
   return {
     messages,
     classes: classesOf(messages),
@@ -400,10 +519,42 @@ export function buildCorpus(scenario: Scenario, wire: WireTarget): Corpus {
   };
 }
 
-function message(cls: string, subject: string, fill: Fill, id: string): CorpusMessage {
+/** The decode and validation classes, one message each, on the orders in turn. */
+function decodeMessages(
+  scenario: Scenario,
+  wire: WireTarget,
+  roles: Roles,
+  msgId: () => string,
+): CorpusMessage[] {
+  const orderIds = [...scenario.fillsByOrder.keys()].sort();
+  return decodeClasses().map((c, i) => {
+    const orderId = orderIds[i % orderIds.length] ?? roles.repeats;
+    const template = scenario.fillsByOrder.get(orderId)?.[0];
+    if (!template) throw new Error(`order ${orderId} has no fills`);
+    const base: Fill = {
+      ...template,
+      fillId: `${orderId}-POISON${i + 1}`,
+      seq: FAR_SEQ + i + 1,
+      quantity: 1n,
+    };
+    const ctx = {
+      otherOrder: orderIds[(i + 1) % orderIds.length] ?? orderId,
+      appliedFillId: template.fillId,
+    };
+    const subject = c.subject
+      ? c.subject(base, wire)
+      : fillSubject(wire.subjectRoot, orderId, wire.partitions);
+    return {
+      ...{ cls: c.name, subject, bytes: c.bytes(base, ctx), msgId: msgId() },
+      ...{ phase: Phase.Interleaved, expect: c.expect, fill: base },
+    };
+  });
+}
+
+function message(cls: string, subject: string, entry: Entry, id: string): CorpusMessage {
   return {
-    ...{ cls, subject, bytes: encodeFill(fill), msgId: id, phase: Phase.Interleaved },
-    ...{ expect: { outcome: Outcome.Allocated }, fill },
+    ...{ cls, subject, bytes: encodeEntry(entry), msgId: id, phase: Phase.Interleaved },
+    ...{ expect: { outcome: Outcome.Allocated }, fill: entry },
   };
 }
 
@@ -463,6 +614,212 @@ function afterApplied(
     expect,
   }));
   return { messages, bogus };
+}
+
+type Case = [cls: string, entry: Entry, expect: Expectation];
+
+/** A cent in fixed point (6 decimals): enough to make a price another one. */
+const CENT = 10_000n;
+
+/** The amendment phases: one valid amendment on each of three orders, and the invalid ones around them. */
+function amendmentPhases(
+  scenario: Scenario,
+  roles: Roles,
+  subjectOf: (id: string) => string,
+  msgId: () => string,
+): { messages: CorpusMessage[]; applied: Amendment[] } {
+  const applied = appliedAmendments(scenario, roles);
+  const toMessages = (phase: Phase, cases: Case[]) =>
+    cases.map(([cls, entry, expect]) => ({
+      ...message(cls, subjectOf(entry.blockOrderId), entry, msgId()),
+      ...{ phase, expect },
+    }));
+  return {
+    messages: [
+      ...toMessages(Phase.Amend, amendCases(scenario, roles, applied)),
+      ...toMessages(Phase.AfterAmend, afterAmendCases(scenario, roles, applied)),
+    ],
+    applied: [applied.bust, applied.correction, applied.cancel],
+  };
+}
+
+interface AppliedAmendments {
+  bust: Extract<Amendment, { kind: 'BUST' }>;
+  correction: Extract<Amendment, { kind: 'CORRECTION' }>;
+  cancel: Extract<Amendment, { kind: 'CANCEL' }>;
+}
+
+const lastFillOf = (scenario: Scenario, id: string): Fill =>
+  scenario.fillsByOrder.get(id)?.at(-1) as Fill;
+
+/** An amendment's head `k` seqs after the last fill of order `id`, under an id of its own. */
+function slot(scenario: Scenario, id: string, k: number, tag: string) {
+  const last = lastFillOf(scenario, id);
+  return {
+    ...{ amendmentId: `${id}-${tag}`, blockOrderId: id },
+    ...{ seq: last.seq + k, executedAtMs: last.executedAtMs + k },
+  };
+}
+
+/** The three amendments that must be applied, each at its order's next seq after the fills. */
+function appliedAmendments(scenario: Scenario, roles: Roles): AppliedAmendments {
+  const first = scenario.fillsByOrder.get(roles.repeats)?.[0] as Fill;
+  const latest = lastFillOf(scenario, roles.reuseOverTime);
+  return {
+    // An old fill, out of the order's pending entries: its version comes from the index.
+    bust: { kind: 'BUST', ...slot(scenario, roles.repeats, 1, 'BUST'), fillId: first.fillId },
+    // Quantity and price both: the fill is re-allocated and re-priced.
+    correction: {
+      kind: 'CORRECTION',
+      ...slot(scenario, roles.reuseOverTime, 1, 'CORRECTION'),
+      fillId: latest.fillId,
+      quantity: latest.quantity > 1n ? latest.quantity / 2n : latest.quantity,
+      price: latest.price + CENT,
+    },
+    cancel: { kind: 'CANCEL', ...slot(scenario, roles.overfill, 1, 'CANCEL') },
+  };
+}
+
+/** Phase amend: the valid amendments, and invalid ones at the next seq of an order that takes none. */
+function amendCases(scenario: Scenario, roles: Roles, applied: AppliedAmendments): Case[] {
+  const probed = roles.reuseAcrossOrders;
+  const fills = scenario.fillsByOrder.get(probed) ?? [];
+  const latest = fills.at(-1) as Fill;
+  const target = scenario.seed.blockOrders.find((o) => o.id === probed)?.targets ?? [];
+  const remaining =
+    target.reduce((s, t) => s + t.quantity, 0n) - fills.reduce((s, f) => s + f.quantity, 0n);
+  const otherOrdersFill = scenario.fillsByOrder.get(roles.repeats)?.[1] as Fill;
+  const at = (tag: string) => slot(scenario, probed, 1, tag);
+  const corrected = { fillId: latest.fillId, quantity: latest.quantity, price: latest.price };
+  const ok: Expectation = { outcome: Outcome.Applied };
+  return [
+    ['bust', applied.bust, ok],
+    ['correction', applied.correction, ok],
+    ['cancel', applied.cancel, ok],
+    [
+      'bust of an unknown fill',
+      { kind: 'BUST', ...at('BUST-UNKNOWN'), fillId: `${probed}-NOSUCH-FILL` },
+      { outcome: Outcome.UnknownFill },
+    ],
+    [
+      'bust of a fill of another order',
+      { kind: 'BUST', ...at('BUST-OTHER'), fillId: otherOrdersFill.fillId },
+      { outcome: Outcome.UnknownFill },
+    ],
+    [
+      "correction above the order's remaining",
+      {
+        kind: 'CORRECTION',
+        ...at('CORRECTION-OVER'),
+        ...{ ...corrected, quantity: latest.quantity + remaining + 1n },
+      },
+      { outcome: Outcome.CorrectionOverfill },
+    ],
+    [
+      'correction to the same quantity and price',
+      { kind: 'CORRECTION', ...at('CORRECTION-SAME'), ...corrected },
+      { outcome: Outcome.CorrectionChangesNothing },
+    ],
+  ];
+}
+
+/** Phase afterAmend: once the amendments are applied, re-sends and what they made invalid. */
+const afterAmendCases = (scenario: Scenario, roles: Roles, applied: AppliedAmendments): Case[] => [
+  ...resendCases(scenario, roles, applied),
+  ...invalidatedCases(scenario, roles, applied),
+];
+
+/** Exact and differing re-sends at the applied amendments' seqs (and an amendment id a fill claimed). */
+function resendCases(scenario: Scenario, roles: Roles, applied: AppliedAmendments): Case[] {
+  const { bust, correction, cancel } = applied;
+  const [, r2, r3] = scenario.fillsByOrder.get(roles.repeats) as [Fill, Fill, Fill];
+  const cancelled = lastFillOf(scenario, roles.overfill);
+  const conflict: Expectation = { outcome: Outcome.ConflictingExecution };
+  const duplicate: Expectation = { outcome: Outcome.Duplicate };
+  return [
+    ['exact re-send of an applied bust', bust, duplicate],
+    ['exact re-send of an applied correction', correction, duplicate],
+    ['exact re-send of an applied cancel', cancel, duplicate],
+    [
+      "another bust at an applied bust's seq",
+      { ...bust, amendmentId: `${bust.amendmentId}-OTHER`, fillId: r2.fillId },
+      conflict,
+    ],
+    [
+      "another price at an applied correction's seq",
+      { ...correction, price: correction.price + CENT },
+      conflict,
+    ],
+    [
+      "fill at an applied cancel's seq",
+      { ...cancelled, fillId: `${roles.overfill}-AT-CANCEL`, seq: cancel.seq, quantity: 1n },
+      conflict,
+    ],
+    // One id space: a cancel accepted at its next seq whose id an applied fill claimed.
+    [
+      'amendmentId that is an applied fill id',
+      {
+        kind: 'CANCEL',
+        ...slot(scenario, roles.reuseAcrossOrders, 1, 'x'),
+        amendmentId: r3.fillId,
+      },
+      conflict,
+    ],
+  ];
+}
+
+/** At the seq after each applied amendment: what it made invalid. */
+function invalidatedCases(scenario: Scenario, roles: Roles, applied: AppliedAmendments): Case[] {
+  const r1 = scenario.fillsByOrder.get(roles.repeats)?.[0] as Fill;
+  const cancelled = lastFillOf(scenario, roles.overfill);
+  const busted: Expectation = { outcome: Outcome.AlreadyBusted };
+  const afterBust = (tag: string) => slot(scenario, roles.repeats, 2, tag);
+  const afterCancel = (tag: string) => slot(scenario, roles.overfill, 2, tag);
+  return [
+    [
+      'second bust of a busted fill',
+      { kind: 'BUST', ...afterBust('BUST-AGAIN'), fillId: r1.fillId },
+      busted,
+    ],
+    [
+      'correction of a busted fill',
+      {
+        kind: 'CORRECTION',
+        ...afterBust('CORRECTION-BUSTED'),
+        fillId: r1.fillId,
+        quantity: r1.quantity,
+        price: r1.price + CENT,
+      },
+      busted,
+    ],
+    [
+      'second cancel',
+      { kind: 'CANCEL', ...afterCancel('CANCEL-AGAIN') },
+      { outcome: Outcome.AlreadyCancelled },
+    ],
+    [
+      'fill after a cancel',
+      {
+        ...cancelled,
+        fillId: `${roles.overfill}-AFTER-CANCEL`,
+        seq: applied.cancel.seq + 1,
+        quantity: 1n,
+      },
+      { outcome: Outcome.OrderCancelled },
+    ],
+    // A cancelled order's fills may only be lowered, whatever its targets still need.
+    [
+      'correction raising a fill after a cancel',
+      {
+        kind: 'CORRECTION',
+        ...afterCancel('CORRECTION-UP'),
+        fillId: cancelled.fillId,
+        quantity: cancelled.quantity + 1n,
+        price: cancelled.price,
+      },
+      { outcome: Outcome.CorrectionOverfill },
+    ],
+  ];
 }
 
 /** Spreads `bad` evenly through `good`, keeping the order of each (so each order's fills stay in sequence). */

@@ -3,16 +3,25 @@
  * published raw to the run's EXECUTIONS stream among good fills, into one
  * service that runs in-process and must never restart. Then every message is
  * accounted for exactly once: allocated (good fills: the books checked
- * exactly), acked as an exact duplicate, or dead-lettered with the reason
- * (and field) its class expects.
+ * exactly) or applied (the valid busts, corrections and cancels), acked as an
+ * exact duplicate, or dead-lettered with the reason (and field) its class
+ * expects.
  *
  *   npm run drill -- poison [--json] [--fills N] [--accounts N] [--orders N] ...
  */
-import type { Fill } from '../../actors/block-order/decider.ts';
+import { sameAmendment } from '../../actors/block-order/amendments.ts';
+import {
+  entryIdOf,
+  isAmendment,
+  type BlockOrderEvent,
+  type Entry,
+} from '../../actors/block-order/decider.ts';
+import { BLOCK_ORDER_KIND } from '../../actors/block-order/shell.ts';
+import type { Database } from '../../persistence/db.ts';
 import { streamNames } from '../../system/config.ts';
 import { createLogger } from '../../system/log.ts';
 import { startService, type Service } from '../../system/service.ts';
-import { checkInvariants, type InvariantReport } from '../invariants.ts';
+import { checkInvariants, readJournal, type InvariantReport } from '../invariants.ts';
 import { monotonicClock } from '../run.ts';
 import { generateScenario, type Scenario } from '../scenario.ts';
 import {
@@ -33,7 +42,6 @@ import {
   type CorpusMessage,
 } from './corpus.ts';
 import {
-  allocatedFills,
   openSandbox,
   publishRaw,
   readDeadLetters,
@@ -46,13 +54,14 @@ import {
 export const POISON_USAGE = `npm run drill -- poison [--json] [--fills N] [--accounts N] [--orders N]
     [--securities N] [--seed N] [--timeout-ms MS] [--keep]
 
-Publishes a corpus of bad messages (40+ classes: not msgpack, wrong shapes and
+Publishes a corpus of bad messages (100+ classes: not msgpack, wrong shapes and
 types, missing fields, floats in integer fields, overflows, huge and deeply
 nested values, unknown orders, overfills, bad seqs, re-used fill ids,
-conflicting and exact re-sends) among good fills into a service running
-in-process, and checks that every message is allocated, acked as a duplicate
-or dead-lettered with its expected reason, exactly once; that the books are
-exact; and that no actor was stopped. Exit 0 only if all of it holds.
+conflicting and exact re-sends; malformed and invalid busts, corrections and
+cancels) among good fills and valid amendments into a service running
+in-process, and checks that every message is allocated or applied, acked as a
+duplicate or dead-lettered with its expected reason, exactly once; that the
+books are exact; and that no actor was stopped. Exit 0 only if all of it holds.
 
   --fills N       good fills (default 300)       --accounts N  (default 60)
   --orders N      block orders (default 8, >= 5) --securities N (default 5)
@@ -168,7 +177,8 @@ async function publishPhases(
   const stats = service.consumer.stats;
   // Outcomes only: a message redelivered forever keeps `nakked` moving, and must not keep the wait alive.
   const moved = () => stats.acked + stats.duplicates + stats.deadLettered;
-  for (const phase of [Phase.Interleaved, Phase.AfterApplied, Phase.Victim]) {
+  // Phase's declaration order is the publishing order.
+  for (const phase of Object.values(Phase)) {
     const indexes = corpus.messages.flatMap((m, i) => (m.phase === phase ? [i] : []));
     const messages = indexes.map((i) => corpus.messages[i] as CorpusMessage);
     io.progress(`  phase ${phase}: publishing ${messages.length} messages ...`);
@@ -189,23 +199,51 @@ async function publishPhases(
   return { seqs, droppedAsDuplicate, undrained };
 }
 
+/**
+ * Every entry the block orders' journals applied (FillAllocated, FillBusted,
+ * FillCorrected, OrderCancelled), by the id it claims: a fill id or an
+ * amendment id (one id space). An id applied twice is listed twice.
+ */
+async function appliedEntries(db: Database): Promise<Map<string, Entry[]>> {
+  const out = new Map<string, Entry[]>();
+  for await (const { event } of readJournal(db, `${BLOCK_ORDER_KIND}-`)) {
+    const e = event as BlockOrderEvent;
+    if (e.type === 'BlockOrderOpened' || e.type === 'AllocationsConfirmed') continue;
+    const entry = e.type === 'FillAllocated' ? e.fill : e.amendment;
+    const id = entryIdOf(entry);
+    out.set(id, [...(out.get(id) ?? []), entry]);
+  }
+  return out;
+}
+
+/** The applied entry is the message's: the same amendment, or the fill with its quantity. */
+function sameEntry(applied: Entry, sent: Entry): boolean {
+  if (isAmendment(applied) || isAmendment(sent))
+    return isAmendment(applied) && isAmendment(sent) && sameAmendment(applied, sent).length === 0;
+  return applied.quantity === sent.quantity;
+}
+
 /** What happened to one message, as the table shows it. */
 function observe(
   m: CorpusMessage,
   letters: DeadLetter[] | undefined,
-  allocated: Map<string, Fill[]>,
+  applied: Map<string, Entry[]>,
 ): string {
   if (letters && letters.length > 1) return `${letters.length} dead letters`;
   const letter = letters?.[0];
-  if (letter) return observeLetter(m, letter, allocated);
-  const hits = m.fill ? (allocated.get(m.fill.fillId) ?? []) : [];
-  const same = hits.filter((f) => f.blockOrderId === m.fill?.blockOrderId && f.seq === m.fill.seq);
-  if (same.length > 1) return `ALLOCATED ${same.length} times`;
-  // An exact duplicate is the same execution as its original, allocated once by that original.
+  if (letter) return observeLetter(m, letter, applied);
+  const sent = m.fill;
+  if (!sent) return NO_OUTCOME;
+  const same = (applied.get(entryIdOf(sent)) ?? []).filter(
+    (e) => e.blockOrderId === sent.blockOrderId && e.seq === sent.seq,
+  );
+  const done = isAmendment(sent) ? Outcome.Applied : Outcome.Allocated;
+  if (same.length > 1) return `${done} ${same.length} times`;
+  // An exact duplicate is the same execution as its original, applied once by that original.
   if (m.expect.outcome === Outcome.Duplicate)
     return same.length === 1 ? Outcome.Duplicate : NO_OUTCOME;
-  if (same.length === 1 && same[0]?.quantity === m.fill?.quantity) return Outcome.Allocated;
-  // No dead letter and nothing allocated: acked without an outcome, or redelivered forever.
+  if (same.length === 1 && sameEntry(same[0] as Entry, sent)) return done;
+  // No dead letter and nothing applied: acked without an outcome, or redelivered forever.
   return NO_OUTCOME;
 }
 
@@ -217,21 +255,22 @@ function observe(
 function observeLetter(
   m: CorpusMessage,
   letter: DeadLetter,
-  allocated: Map<string, Fill[]>,
+  applied: Map<string, Entry[]>,
 ): string {
   const field = m.expect.field !== undefined || letter.field ? ` ${letter.field ?? '-'}` : '';
   const seen = `${letter.reason}${field}`;
   if (Buffer.compare(Buffer.from(letter.data), Buffer.from(m.bytes)) !== 0)
     return `${seen} (not the original bytes)`;
   if (letter.reason !== Outcome.ConflictingExecution) return seen;
-  let existing: { fillId?: unknown; seq?: unknown } | undefined;
+  let existing: { fillId?: unknown; amendmentId?: unknown; seq?: unknown } | undefined;
   try {
     existing = JSON.parse(letter.existing ?? 'null') as typeof existing;
   } catch {
     return `${seen} (Blockfill-Existing is not JSON)`;
   }
-  const applied = allocated.get(String(existing?.fillId)) ?? [];
-  if (!applied.some((f) => f.seq === Number(existing?.seq)))
+  // An amendment's id is its amendmentId (its fillId names the fill it amends).
+  const id = existing?.amendmentId ?? existing?.fillId;
+  if (!(applied.get(String(id)) ?? []).some((e) => e.seq === Number(existing?.seq)))
     return `${seen} (Blockfill-Existing ${existing ? 'is not an applied execution' : 'missing'})`;
   return seen;
 }
@@ -255,12 +294,12 @@ async function evaluate(e: Evaluation): Promise<DrillResult> {
   const bySeq = new Map<number, DeadLetter[]>();
   for (const l of letters)
     bySeq.set(l.originalSequence, [...(bySeq.get(l.originalSequence) ?? []), l]);
-  const allocated = await allocatedFills(service.db);
+  const applied = await appliedEntries(service.db);
   const published = new Set(run.seqs);
   const unexpected = letters
     .filter((l) => !published.has(l.originalSequence))
     .map((l) => `dead letter for unpublished stream seq ${l.originalSequence}: ${l.reason}`);
-  const byClass = tally(corpus, run, bySeq, allocated);
+  const byClass = tally(corpus, run, bySeq, applied);
   const failures: string[] = [];
   for (const [cls, c] of Object.entries(byClass))
     if (!c.ok)
@@ -268,7 +307,7 @@ async function evaluate(e: Evaluation): Promise<DrillResult> {
         `class "${cls}": expected ${c.expected}, observed ${formatObserved(c.observed)}`,
       );
   failures.push(...unexpected);
-  const checks = await serviceChecks(e, allocated, letters.length);
+  const checks = await serviceChecks(e, applied, letters.length);
   failures.push(...checks.failures);
   const json = {
     classes: corpus.classes.length - 1,
@@ -300,13 +339,13 @@ function tally(
   corpus: Corpus,
   run: PhaseRun,
   bySeq: Map<number, DeadLetter[]>,
-  allocated: Map<string, Fill[]>,
+  applied: Map<string, Entry[]>,
 ): Record<string, ClassTally> {
   const out: Record<string, ClassTally> = {};
   corpus.messages.forEach((m, i) => {
     const expected = describeExpectation(m.expect);
     const c = (out[m.cls] ??= { count: 0, expected, observed: {}, ok: true });
-    const seen = observe(m, bySeq.get(run.seqs[i] ?? -1), allocated);
+    const seen = observe(m, bySeq.get(run.seqs[i] ?? -1), applied);
     c.count++;
     c.observed[seen] = (c.observed[seen] ?? 0) + 1;
     if (seen !== expected) c.ok = false;
@@ -321,7 +360,7 @@ const formatObserved = (o: Record<string, number>) =>
 
 async function serviceChecks(
   e: Evaluation,
-  allocated: Map<string, Fill[]>,
+  applied: Map<string, Entry[]>,
   deadLettered: number,
 ): Promise<{
   failures: string[];
@@ -334,8 +373,8 @@ async function serviceChecks(
   if (run.droppedAsDuplicate > 0)
     failures.push(`${run.droppedAsDuplicate} publishes were dropped by the server as duplicates`);
   const goodApplied = corpus.goodFills.filter((f) => {
-    const hits = allocated.get(f.fillId) ?? [];
-    return hits.length === 1 && hits[0]?.seq === f.seq && hits[0].quantity === f.quantity;
+    const hits = applied.get(f.fillId) ?? [];
+    return hits.length === 1 && hits[0]?.seq === f.seq && sameEntry(hits[0], f);
   }).length;
   if (goodApplied !== corpus.goodFills.length)
     failures.push(`${corpus.goodFills.length - goodApplied} good fills not allocated exactly once`);
@@ -363,7 +402,10 @@ async function serviceChecks(
     idPrefix: '',
   });
   failures.push(...report.violations.map((v) => `books: ${v}`));
-  const invariants = { ok: report.ok, checks: report.checks, fills: report.fills };
+  const invariants = {
+    ...{ ok: report.ok, checks: report.checks, fills: report.fills, busts: report.busts },
+    ...{ corrections: report.corrections, cancels: report.cancels },
+  };
   return { failures, goodApplied, invariants, stoppedActors };
 }
 
