@@ -498,7 +498,7 @@ class Books {
 
   async checkAccountsApi(): Promise<void> {
     await inBatches(this.#args.seed.accounts, async (account) => {
-      const res = await this.#args.app.inject({ method: 'GET', url: `/accounts/${account.id}` });
+      const res = await getView(this.#args.app, `/accounts/${account.id}`);
       this.check(res.statusCode === 200, () => `GET /accounts/${account.id}: ${res.statusCode}`);
       if (res.statusCode !== 200) return;
       const view = res.json<AccountView>();
@@ -528,7 +528,7 @@ class Books {
 
   async checkOrdersApi(): Promise<void> {
     await inBatches(this.#args.seed.blockOrders, async (order) => {
-      const res = await this.#args.app.inject({ method: 'GET', url: `/block-orders/${order.id}` });
+      const res = await getView(this.#args.app, `/block-orders/${order.id}`);
       this.check(res.statusCode === 200, () => `GET /block-orders/${order.id}: ${res.statusCode}`);
       if (res.statusCode !== 200) return;
       const view = res.json<BlockOrderView>();
@@ -590,9 +590,22 @@ const addTo = (m: Map<string, bigint>, k: string, q: bigint) => m.set(k, (m.get(
 const signed = (a: Allocation, quantity: bigint): bigint =>
   a.side === 'BUY' ? quantity : -quantity;
 
-/** Runs `each` over `items`, 64 at a time (the API is in-process: bounded, not serial). */
+/** Runs `each` over `items`, 32 at a time (the API is in-process: bounded, not serial). */
 async function inBatches<T>(items: readonly T[], each: (item: T) => Promise<void>): Promise<void> {
-  const concurrency = 64;
+  const concurrency = 32;
   for (let i = 0; i < items.length; i += concurrency)
     await Promise.all(items.slice(i, i + concurrency).map(each));
+}
+
+/** Attempts per API read: a 503 (an actor busy recovering, say) is transient, a 4xx is not. */
+const API_ATTEMPTS_MAX = 5;
+const API_RETRY_MS = 2_000;
+
+/** GET `url` through the app, again after a 503, up to API_ATTEMPTS_MAX times. */
+async function getView(app: FastifyInstance, url: string) {
+  for (let attempt = 1; ; attempt++) {
+    const res = await app.inject({ method: 'GET', url });
+    if (res.statusCode !== 503 || attempt >= API_ATTEMPTS_MAX) return res;
+    await new Promise((resolve) => setTimeout(resolve, API_RETRY_MS * attempt));
+  }
 }

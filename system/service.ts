@@ -141,7 +141,10 @@ async function openNats(config: Config) {
 
 function appOptions(config: Config) {
   const level = config.logLevel === 'info' ? 'warn' : config.logLevel;
-  return { logger: config.logLevel === 'silent' ? (false as const) : { level } };
+  // stderr, like every other log line of the service: a caller's stdout (a
+  // simulation's --json object) stays its own.
+  const logger = { level, stream: process.stderr };
+  return { logger: config.logLevel === 'silent' ? (false as const) : logger };
 }
 
 /** What start-up builds before NATS is needed: the database, the journal and the actors. */
