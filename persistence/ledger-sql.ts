@@ -4,7 +4,7 @@
  * transaction as the journal rows they belong to. Every row names the
  * journal row (persistence_key, sequence_nr) that wrote it.
  */
-import { isAmendment } from '../actors/block-order/decider.ts';
+import { isAmendment, linesFillIdOf } from '../actors/block-order/decider.ts';
 import { InvariantError } from '../actors/errors.ts';
 import type { ExecutionRow, LedgerRows } from '../actors/ledger.ts';
 import type { JournalRecord } from './journal.ts';
@@ -108,7 +108,7 @@ function executionValues(row: ExecutionRow, record: JournalRecord): unknown[] {
     ];
   }
   const corrected = row.kind === 'CORRECTION' ? row : { quantity: 0n, price: 0n };
-  const amends = row.kind === 'CANCEL' ? null : row.fillId;
+  const amends = linesFillIdOf(row) ?? null;
   return [
     row.amendmentId,
     ...at,

@@ -4,7 +4,7 @@
  * kernel's tests run in milliseconds without services. Faults can be
  * injected per batch.
  */
-import { entryIdOf, isAmendment } from '../actors/block-order/decider.ts';
+import { entryIdOf, linesFillIdOf } from '../actors/block-order/decider.ts';
 import { invariant } from '../actors/errors.ts';
 import type { ExecutionRow, ResolutionRow, SuspenseRow } from '../actors/ledger.ts';
 import { GroupCommitJournal, type BatchOutcome, type GroupCommitOptions } from './group-commit.ts';
@@ -93,8 +93,8 @@ export class MemoryJournal extends GroupCommitJournal {
     for (const e of ledger?.executions ?? []) {
       this.#executions.set(entryIdOf(e), e);
       this.#executionAt.set(atKey(e), e);
-      if (!isAmendment(e)) this.#versions.set(e.fillId, { key: r.key, seq: r.seq });
-      else if (e.kind !== 'CANCEL') this.#versions.set(e.fillId, { key: r.key, seq: r.seq });
+      const fillId = linesFillIdOf(e);
+      if (fillId !== undefined) this.#versions.set(fillId, { key: r.key, seq: r.seq });
     }
     this.suspense.push(...(ledger?.suspense ?? []));
     this.resolutions.push(...(ledger?.resolutions ?? []));

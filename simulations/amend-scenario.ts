@@ -25,34 +25,18 @@ import type { Amendment } from '../actors/block-order/amendments.ts';
 import type { Entry, Fill } from '../actors/block-order/decider.ts';
 import { invariant } from '../actors/errors.ts';
 import { prng, type Scenario } from './scenario.ts';
+import {
+  checkAmendOptions,
+  type AmendCounts,
+  type AmendOptions,
+} from './trading-day/amendments.ts';
 
-export interface AmendScenarioOptions {
-  seed: number;
-  bustShareBps: number;
-  correctionShareBps: number;
-  /** Of the orders whose fills stop short of their target. */
-  cancelShareBps: number;
-  delayEntriesMax: number;
-}
-
-export type AmendCounts = NonNullable<Scenario['amended']>['counts'];
+/** The trading day's amendment knobs (checked by the same rule), and the seed of the draws. */
+export type AmendScenarioOptions = AmendOptions & { seed: number };
 
 /** A tick of 0.01 in price units (1e-6). */
 const TICK = 10_000n;
 const PAD = 7;
-
-function checkOptions(o: AmendScenarioOptions): void {
-  for (const key of ['bustShareBps', 'correctionShareBps', 'cancelShareBps'] as const)
-    invariant(
-      Number.isSafeInteger(o[key]) && o[key] >= 0 && o[key] <= 10_000,
-      `${key} must be 0..10000, got ${o[key]}`,
-    );
-  invariant(o.bustShareBps + o.correctionShareBps <= 10_000, 'busts + corrections exceed 100 %');
-  invariant(
-    Number.isSafeInteger(o.delayEntriesMax) && o.delayEntriesMax >= 0,
-    `delayEntriesMax must be a whole number, got ${o.delayEntriesMax}`,
-  );
-}
 
 /** Seeded draws: whole numbers in [min, max], and a chance in basis points. */
 interface Draw {
@@ -112,7 +96,7 @@ function weavesOf(scenario: Scenario): Map<string, OrderWeave> {
 
 /** `scenario` with the market's amendments woven in (see the module's comment). */
 export function withAmendments(scenario: Scenario, options: AmendScenarioOptions): Scenario {
-  checkOptions(options);
+  checkAmendOptions(options);
   invariant(scenario.amended === undefined, 'the scenario has amendments already');
   const draw = drawOf(options.seed);
   const weaves = weavesOf(scenario);

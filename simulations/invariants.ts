@@ -30,6 +30,7 @@ import type { AccountView, BlockOrderView } from '../actors/views.ts';
 import { decodeVersioned } from '../persistence/codec.ts';
 import type { Database } from '../persistence/db.ts';
 import type { SeedData } from '../persistence/reference.ts';
+import { liveFillsOf } from './scenario.ts';
 import { checkExecutionIndex, checkSuspenseLedger, type JournaledEntry } from './ledger-checks.ts';
 
 export interface InvariantReport {
@@ -118,22 +119,14 @@ interface OrderModel {
 }
 
 function modelOf(entries: readonly Entry[]): OrderModel {
-  const live = new Map<string, bigint>();
-  const m: OrderModel = { filled: 0n, fills: 0, busts: 0, corrections: 0, cancelled: false };
-  for (const e of entries) {
-    if (!isAmendment(e)) {
-      m.fills++;
-      live.set(e.fillId, e.quantity);
-    } else if (e.kind === 'BUST') {
-      m.busts++;
-      live.delete(e.fillId);
-    } else if (e.kind === 'CORRECTION') {
-      m.corrections++;
-      live.set(e.fillId, e.quantity);
-    } else m.cancelled = true;
-  }
-  m.filled = [...live.values()].reduce((s, q) => s + q, 0n);
-  return m;
+  const count = (kind: string) => entries.filter((e) => isAmendment(e) && e.kind === kind).length;
+  return {
+    filled: liveFillsOf(entries).reduce((s, f) => s + f.quantity, 0n),
+    fills: entries.filter((e) => !isAmendment(e)).length,
+    busts: count('BUST'),
+    corrections: count('CORRECTION'),
+    cancelled: count('CANCEL') > 0,
+  };
 }
 
 export async function checkInvariants(args: CheckArgs): Promise<InvariantReport> {

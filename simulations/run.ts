@@ -42,7 +42,13 @@ const noPhase: Phase = { update: () => {}, increment: () => {}, stop: () => {} }
 const phaseOf = (options: RunOptions, name: string, total: number): Phase =>
   options.phases?.phase(name, total) ?? noPhase;
 import { generateScenario, type Scenario, type ScenarioOptions } from './scenario.ts';
-import { deleteStreams, dropDatabase, freshDatabase, runNames } from './support.ts';
+import {
+  assertNamespaceFree,
+  deleteStreams,
+  dropDatabase,
+  freshDatabase,
+  runNames,
+} from './support.ts';
 
 export interface RunOptions {
   scenario: Partial<ScenarioOptions> | Scenario;
@@ -298,6 +304,8 @@ export async function runScenario(options: RunOptions): Promise<RunResult> {
     `scenario: ${scenario.seed.securities.length} securities, ${scenario.seed.accounts.length} accounts, ${scenario.seed.blockOrders.length} block orders, ${scenario.publishOrder.length} fills${amended}`,
   );
   const { databaseName, namespace } = options.names ?? runNames(options.tag);
+  // Before anything is created: what this run removes at the end must be its own.
+  await namespaceFree(base, namespace);
   const config: Config = {
     ...base,
     databaseUrl: await freshDatabase(base.databaseUrl, databaseName),
@@ -322,6 +330,15 @@ export async function runScenario(options: RunOptions): Promise<RunResult> {
       await nats.nc.close();
     }
     if (!options.keepDatabase) await dropDatabase(base.databaseUrl, databaseName);
+  }
+}
+
+async function namespaceFree(config: Config, namespace: string): Promise<void> {
+  const nats = await openJetStream(config, 'blockfill-namespace-check');
+  try {
+    await assertNamespaceFree(nats.jsm, namespace);
+  } finally {
+    await nats.nc.close();
   }
 }
 

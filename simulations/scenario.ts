@@ -4,7 +4,8 @@
  * security and side, each serving many accounts), and the market's partial
  * fills of every order. Same seed, same scenario.
  */
-import type { Entry, Fill } from '../actors/block-order/decider.ts';
+import { isAmendment, type Entry, type Fill } from '../actors/block-order/decider.ts';
+import { invariant } from '../actors/errors.ts';
 import { PRICE_SCALE } from '../actors/domain/money.ts';
 import type { SeedData } from '../persistence/reference.ts';
 
@@ -179,4 +180,23 @@ export function generateScenario(overrides: Partial<ScenarioOptions> = {}): Scen
     if (c.next >= c.fills.length) live.splice(i, 1);
   }
   return { options: o, seed: { securities, accounts, blockOrders }, fillsByOrder, publishOrder };
+}
+
+/**
+ * An order's fills as its published entries leave them: busted fills gone,
+ * corrected ones at their corrected quantity and price, in seq order. What
+ * the checker expects the books to hold and what the reports measure.
+ */
+export function liveFillsOf(entries: readonly Entry[]): Fill[] {
+  const live = new Map<string, Fill>();
+  for (const e of entries) {
+    if (!isAmendment(e)) live.set(e.fillId, e);
+    else if (e.kind === 'BUST') live.delete(e.fillId);
+    else if (e.kind === 'CORRECTION') {
+      const fill = live.get(e.fillId);
+      invariant(fill !== undefined, `${e.amendmentId}: corrects a fill that is not live`);
+      live.set(e.fillId, { ...fill, quantity: e.quantity, price: e.price });
+    }
+  }
+  return [...live.values()].sort((a, b) => a.seq - b.seq);
 }

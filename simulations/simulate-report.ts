@@ -4,12 +4,13 @@
  * from the scenario, the run's result and the fairness of both allocation
  * policies on the day's final tape.
  */
-import { isAmendment, type Entry } from '../actors/block-order/decider.ts';
 import { invariant } from '../actors/errors.ts';
-import { counterfactualFairness, type TapeFill, type TapeOrder } from './fairness.ts';
+import { percentiles } from './arms/common.ts';
+import { counterfactualFairness, type TapeOrder } from './fairness.ts';
 import type { RunReport } from './report/types.ts';
 import { machineInfo } from './report/write.ts';
 import type { RunResult } from './run.ts';
+import { liveFillsOf } from './scenario.ts';
 import type { TradingDayScenario } from './trading-day/scenario.ts';
 
 export type AllocationPolicy = 'pro-rata' | 'avg-price';
@@ -32,31 +33,15 @@ export function* finalTape(day: TradingDayScenario): Generator<TapeOrder> {
   for (const order of scenario.seed.blockOrders) {
     const lotSize = lots.get(order.securityId);
     invariant(lotSize !== undefined, `${order.id}: no lot size`);
-    const fills = liveFills(byOrder.get(order.id) ?? []);
+    const fills = liveFillsOf(byOrder.get(order.id) ?? []);
     yield { def: { lotSize, side: order.side, targets: order.targets }, fills };
   }
 }
 
-function liveFills(entries: readonly Entry[]): TapeFill[] {
-  const live = new Map<string, TapeFill>();
-  for (const e of entries) {
-    if (!isAmendment(e)) live.set(e.fillId, { ...e });
-    else if (e.kind === 'BUST') live.delete(e.fillId);
-    else if (e.kind === 'CORRECTION') {
-      const fill = live.get(e.fillId);
-      invariant(fill !== undefined, `${e.amendmentId}: corrects a fill not live`);
-      live.set(e.fillId, { ...fill, quantity: e.quantity, price: e.price });
-    }
-  }
-  return [...live.values()].sort((a, b) => a.seq - b.seq);
-}
-
 /** p50, p90 and max of a sample (nearest rank), 0 for none. */
 function spread(values: readonly number[]): { p50: number; p90: number; max: number } {
-  if (values.length === 0) return { p50: 0, p90: 0, max: 0 };
-  const sorted = [...values].sort((a, b) => a - b);
-  const rank = (p: number) => sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)] ?? 0;
-  return { p50: rank(0.5), p90: rank(0.9), max: sorted.at(-1) ?? 0 };
+  const p = percentiles(values);
+  return p ? { p50: p.p50, p90: p.p90, max: p.max } : { p50: 0, p90: 0, max: 0 };
 }
 
 export interface ReportInput {

@@ -88,6 +88,25 @@ export async function dropDatabase(url: string, name: string): Promise<void> {
   await withMaintenance(url, (db) => dropIn(db, name));
 }
 
+/**
+ * Fails unless no stream of `namespace` exists: a run deletes its streams
+ * when it ends, so it must never adopt streams that may be another run's.
+ */
+export async function assertNamespaceFree(jsm: JetStreamManager, namespace: string): Promise<void> {
+  const names = streamNames({ namespace });
+  for (const stream of [names.executions, names.deadLetter]) {
+    const taken = await jsm.streams.info(stream).then(
+      () => true,
+      (error: Error) => {
+        if (error.name !== 'StreamNotFoundError') throw error;
+        return false;
+      },
+    );
+    if (taken)
+      throw new Error(`stream ${stream} exists: namespace ${namespace} may be another run's`);
+  }
+}
+
 export async function deleteStreams(jsm: JetStreamManager, namespace: string): Promise<void> {
   const names = streamNames({ namespace });
   for (const stream of [names.executions, names.deadLetter]) {

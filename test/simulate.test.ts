@@ -14,7 +14,9 @@ import { validateReport } from '../simulations/report/types.ts';
 import { parseSimulateArgs } from '../simulations/simulate-args.ts';
 import { tradingDayScenario } from '../simulations/trading-day/scenario.ts';
 import { loadConfig } from '../system/config.ts';
-import { withMaintenance } from '../simulations/support.ts';
+import { assertNamespaceFree, deleteStreams, withMaintenance } from '../simulations/support.ts';
+import { streamNames } from '../system/config.ts';
+import { ensureStreams, openJetStream } from '../system/jetstream.ts';
 
 const SIMULATE = fileURLToPath(new URL('../simulations/simulate.ts', import.meta.url));
 
@@ -166,4 +168,22 @@ t.test('a paced run follows the shape it was given', async (t) => {
     pace: { kind: 'AUCTIONS', ratePerSec: 2000, factor: 5, peakBps: 1000 },
     invariantsOk: true,
   });
+});
+
+t.test('a run refuses a namespace whose streams exist (they may be another run’s)', async (t) => {
+  const config = loadConfig(process.env);
+  const namespace = `NSTEST${randomBytes(3).toString('hex').toUpperCase()}`;
+  const nats = await openJetStream(config, 'blockfill-namespace-test');
+  t.teardown(async () => {
+    await deleteStreams(nats.jsm, namespace);
+    await nats.nc.close();
+  });
+  await assertNamespaceFree(nats.jsm, namespace);
+  t.pass('a fresh namespace is free');
+  const limits = { replicas: config.streamReplicas, maxAgeMs: config.streamMaxAgeMs };
+  await ensureStreams(nats.jsm, streamNames({ namespace }), 1, limits);
+  await t.rejects(
+    assertNamespaceFree(nats.jsm, namespace),
+    /exists: namespace .* may be another run's/,
+  );
 });

@@ -56,6 +56,10 @@ export type Entry = Fill | Amendment;
 
 export const isAmendment = (entry: Entry): entry is Amendment => 'kind' in entry;
 
+/** The fill whose lines an entry sets: a fill's own, a bust's or correction's target; a cancel's none. */
+export const linesFillIdOf = (entry: Entry): string | undefined =>
+  !isAmendment(entry) || entry.kind !== 'CANCEL' ? entry.fillId : undefined;
+
 /** The id an entry claims in the execution index: a fill id or an amendment id (one id space). */
 export const entryIdOf = (entry: Entry): string =>
   isAmendment(entry) ? entry.amendmentId : entry.fillId;

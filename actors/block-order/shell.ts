@@ -28,7 +28,7 @@ import {
   type BlockOrderState,
   type Decision,
   type Entry,
-  isAmendment,
+  linesFillIdOf,
   type OpenState,
   type PendingFill,
 } from './decider.ts';
@@ -364,11 +364,7 @@ class BlockOrderShell {
     const pending = state.d.pending;
     for (let i = pending.length - 1; i >= 0; i--) {
       const p = pending[i]!;
-      const e = p.execution;
-      const concerns = isAmendment(e)
-        ? e.kind !== 'CANCEL' && e.fillId === fillId
-        : e.fillId === fillId;
-      if (concerns) return versionOfPending(p) ?? null;
+      if (linesFillIdOf(p.execution) === fillId) return versionOfPending(p) ?? null;
     }
     return (await this.#deps.executions.fillVersion(fillId)) ?? null;
   }
