@@ -8,7 +8,7 @@
  *   and how each was resolved.
  * A row exists exactly when its event is durable; both are lost or kept together.
  */
-import type { Entry } from './block-order/decider.ts';
+import { linesFillIdOf, type Entry } from './block-order/decider.ts';
 import type { Side } from './domain/money.ts';
 
 /**
@@ -48,6 +48,19 @@ export interface ResolutionRow {
 
 export interface LedgerRows {
   executions?: ExecutionRow[];
+  /**
+   * By execution index: the key whose lines the entry sets, where that is not
+   * linesFillIdOf(entry): an average-price order's release key (null: none).
+   */
+  linesKeys?: (string | null)[];
   suspense?: SuspenseRow[];
   resolutions?: ResolutionRow[];
+}
+
+/** The key whose lines execution `i` of `rows` sets (the index's amends_fill_id), or null. */
+export function linesKeyAt(rows: LedgerRows, i: number): string | null {
+  const entry = rows.executions?.[i];
+  if (entry === undefined) throw new Error(`ledger rows have no execution ${i}`);
+  const key = rows.linesKeys?.[i];
+  return key !== undefined ? key : (linesFillIdOf(entry) ?? null);
 }

@@ -4,8 +4,14 @@
  */
 import type { Failed, Ref } from './kernel.ts';
 import type { AccountDef, Allocation } from './account/decider.ts';
-import type { Amendment, FillVersion } from './block-order/amendments.ts';
-import type { BlockOrderDef, Entry, Fill, FillRejection } from './block-order/decider.ts';
+import type { Amendment } from './block-order/amendments.ts';
+import type {
+  BlockOrderDef,
+  BlockOrderEvent,
+  Entry,
+  Fill,
+  FillRejection,
+} from './block-order/decider.ts';
 import type { AccountView, BlockOrderActorView } from './views.ts';
 
 export type ViewReply<V> = { type: 'View'; view: V } | { type: 'NotFound' } | Failed;
@@ -82,8 +88,12 @@ export type RetrySuspenseReply =
 export interface ExecutionLookup {
   /** The entry (fill or amendment) applied as `seq` of `blockOrderId`, if on record. */
   executionAt(blockOrderId: string, seq: number): Promise<Entry | undefined>;
-  /** Fill `fillId` as it stands now (after its latest correction, or busted), if on record. */
-  fillVersion(fillId: string): Promise<FillVersion | undefined>;
+  /**
+   * The event that last set the lines under `key` (a fill id; an
+   * average-price order's release key), if on record: the fill's allocation
+   * or its latest bust or correction; a release or its latest amendment.
+   */
+  linesSetBy(key: string): Promise<BlockOrderEvent | undefined>;
 }
 
 /** Reference data: what rebalancing decided. Read once per actor, then journaled. */

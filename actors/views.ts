@@ -98,6 +98,24 @@ export interface BlockOrderView {
   journalSeq: number;
   /** From the suspense ledger; per order, filled = applied on accounts + open + resolved suspense. */
   suspense: BlockOrderSuspenseView;
+  allocationPolicy: 'PRO_RATA' | 'AVERAGE_PRICE';
+  /** The average-price policy's figures; null for a pro-rata order. */
+  average: AverageView | null;
+}
+
+/** An average-price order: its triggers, what it released, and what it holds back. */
+export interface AverageView {
+  /** Release triggers (null: off); completion and the order's cancel always release. */
+  releaseEveryFills: number | null;
+  releaseEveryMarketMs: number | null;
+  releases: number;
+  /** On the accounts (or in suspense): the releases' quantity. */
+  releasedQuantity: string;
+  /** Filled but not yet released: on no account yet. */
+  accumulatedQuantity: string;
+  accumulatedFills: number;
+  /** Σ residue over releases, signed cents: street cash less the accounts' cash, kept on the order. */
+  residueMinor: string;
 }
 
 /** What the block order actor itself knows; the inspection adds the suspense ledger. */

@@ -56,6 +56,19 @@ const SuspenseLineViewSchema = Type.Object(
   { additionalProperties: false },
 );
 
+const AverageViewSchema = Type.Object(
+  {
+    releaseEveryFills: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()]),
+    releaseEveryMarketMs: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()]),
+    releases: Count,
+    releasedQuantity: DecimalInteger,
+    accumulatedQuantity: DecimalInteger,
+    accumulatedFills: Count,
+    residueMinor: DecimalInteger,
+  },
+  { additionalProperties: false },
+);
+
 const BlockOrderSuspenseViewSchema = Type.Object(
   {
     openLines: Count,
@@ -118,6 +131,8 @@ export const BlockOrderViewSchema = Type.Object(
     unconfirmedLines: Count,
     journalSeq: Seq,
     suspense: BlockOrderSuspenseViewSchema,
+    allocationPolicy: Type.Union([Type.Literal('PRO_RATA'), Type.Literal('AVERAGE_PRICE')]),
+    average: Type.Union([AverageViewSchema, Type.Null()]),
   },
   { additionalProperties: false },
 );

@@ -43,6 +43,9 @@ export const BlockOrder = defineEntity({
     securityId: p.string().fieldName('security_id'),
     side: p.string(),
     tradeDate: p.string().fieldName('trade_date'),
+    allocationPolicy: p.string().fieldName('allocation_policy').default('PRO_RATA'),
+    releaseEveryFills: p.integer().fieldName('release_every_fills').nullable(),
+    releaseEveryMarketMs: p.bigint('number').fieldName('release_every_market_ms').nullable(),
   },
 });
 

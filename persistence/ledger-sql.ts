@@ -4,9 +4,9 @@
  * transaction as the journal rows they belong to. Every row names the
  * journal row (persistence_key, sequence_nr) that wrote it.
  */
-import { isAmendment, linesFillIdOf } from '../actors/block-order/decider.ts';
+import { isAmendment } from '../actors/block-order/decider.ts';
 import { InvariantError } from '../actors/errors.ts';
-import type { ExecutionRow, LedgerRows } from '../actors/ledger.ts';
+import { linesKeyAt, type ExecutionRow } from '../actors/ledger.ts';
 import type { JournalRecord } from './journal.ts';
 
 /** One table's rows as column arrays, ready for unnest. */
@@ -54,7 +54,7 @@ const RESOLUTION_COLUMNS = [
   ['sequence_nr', 'bigint[]'],
 ] as const;
 
-type Kind = keyof LedgerRows;
+type Kind = 'executions' | 'suspense' | 'resolutions';
 
 function rowsOf(record: JournalRecord, kind: Kind): Array<Record<string, unknown>> {
   return (record.ledger?.[kind] ?? []) as unknown as Array<Record<string, unknown>>;
@@ -108,7 +108,8 @@ function executionValues(row: ExecutionRow, record: JournalRecord): unknown[] {
     ];
   }
   const corrected = row.kind === 'CORRECTION' ? row : { quantity: 0n, price: 0n };
-  const amends = linesFillIdOf(row) ?? null;
+  const ledger = record.ledger ?? {};
+  const amends = linesKeyAt(ledger, ledger.executions?.indexOf(row) ?? -1);
   return [
     row.amendmentId,
     ...at,

@@ -4,9 +4,14 @@
  * kernel's tests run in milliseconds without services. Faults can be
  * injected per batch.
  */
-import { entryIdOf, linesFillIdOf } from '../actors/block-order/decider.ts';
+import { entryIdOf } from '../actors/block-order/decider.ts';
 import { invariant } from '../actors/errors.ts';
-import type { ExecutionRow, ResolutionRow, SuspenseRow } from '../actors/ledger.ts';
+import {
+  linesKeyAt,
+  type ExecutionRow,
+  type ResolutionRow,
+  type SuspenseRow,
+} from '../actors/ledger.ts';
 import { GroupCommitJournal, type BatchOutcome, type GroupCommitOptions } from './group-commit.ts';
 import type { JournalRecord, SnapshotRecord, StoredRecord } from './journal.ts';
 
@@ -90,12 +95,12 @@ export class MemoryJournal extends GroupCommitJournal {
     const stored = this.#records.get(r.key) ?? [];
     stored.push({ ...record, createdAtMs: this.nowMs() });
     this.#records.set(r.key, stored);
-    for (const e of ledger?.executions ?? []) {
+    (ledger?.executions ?? []).forEach((e, i) => {
       this.#executions.set(entryIdOf(e), e);
       this.#executionAt.set(atKey(e), e);
-      const fillId = linesFillIdOf(e);
-      if (fillId !== undefined) this.#versions.set(fillId, { key: r.key, seq: r.seq });
-    }
+      const key = linesKeyAt(ledger!, i);
+      if (key !== null) this.#versions.set(key, { key: r.key, seq: r.seq });
+    });
     this.suspense.push(...(ledger?.suspense ?? []));
     this.resolutions.push(...(ledger?.resolutions ?? []));
   }

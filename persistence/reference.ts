@@ -3,6 +3,7 @@
  * message, written by the simulations' seeding.
  */
 import type { AccountDef } from '../actors/account/decider.ts';
+import type { AllocationPolicy } from '../actors/block-order/average.ts';
 import type { BlockOrderDef } from '../actors/block-order/decider.ts';
 import type { ReferencePort } from '../actors/protocol.ts';
 import type { Database } from './db.ts';
@@ -23,6 +24,8 @@ export interface SeedData {
     side: 'BUY' | 'SELL';
     tradeDate: string;
     targets: Array<{ accountId: string; quantity: bigint }>;
+    /** Absent: pro-rata per fill. */
+    policy?: AllocationPolicy;
   }>;
 }
 
@@ -72,6 +75,7 @@ export class SqlReferenceData implements ReferencePort {
         tradeDate: order.tradeDate,
         lotSize,
         targets: [],
+        ...policyColumnsToDef(order),
       });
     }
     for (const t of targets)
@@ -128,7 +132,12 @@ export async function seedReferenceData(
         })),
       );
       for (const c of chunks(positions)) await tx.insertMany(AccountPosition, c);
-      for (const c of chunks(data.blockOrders.map(({ targets: _t, ...o }) => o)))
+      for (const c of chunks(
+        data.blockOrders.map(({ targets: _t, policy, ...o }) => ({
+          ...o,
+          ...policyColumns(policy),
+        })),
+      ))
         await tx.insertMany(BlockOrder, c);
       const targets = data.blockOrders.flatMap((o) =>
         o.targets.map((t) => ({
@@ -156,3 +165,35 @@ const REFERENCE_TABLES = [
   'block_orders',
   'block_order_targets',
 ] as const;
+
+/** An order's policy as its columns (a pro-rata order leaves the triggers NULL). */
+function policyColumns(policy: AllocationPolicy | undefined) {
+  if (!policy || policy.kind === 'PRO_RATA')
+    return { allocationPolicy: 'PRO_RATA', releaseEveryFills: null, releaseEveryMarketMs: null };
+  return {
+    allocationPolicy: policy.kind,
+    releaseEveryFills: policy.everyFills,
+    releaseEveryMarketMs: policy.everyMarketMs,
+  };
+}
+
+/**
+ * The def's policy from the columns. An unknown policy name is kept as
+ * written: the block order rejects it on open (INVALID_BLOCK_ORDER), so its
+ * fills are dead-lettered with the reason instead of crashing a lookup.
+ */
+function policyColumnsToDef(order: {
+  allocationPolicy: string;
+  releaseEveryFills?: number | null;
+  releaseEveryMarketMs?: number | null;
+}): { policy?: AllocationPolicy } {
+  if (order.allocationPolicy === 'PRO_RATA') return {};
+  return {
+    policy: {
+      kind: order.allocationPolicy as 'AVERAGE_PRICE',
+      // BIGINT columns come back as text from the driver; the order validates the value on open.
+      everyFills: order.releaseEveryFills == null ? null : Number(order.releaseEveryFills),
+      everyMarketMs: order.releaseEveryMarketMs == null ? null : Number(order.releaseEveryMarketMs),
+    },
+  };
+}

@@ -30,6 +30,8 @@ import type { AccountView, BlockOrderView } from '../actors/views.ts';
 import { decodeVersioned } from '../persistence/codec.ts';
 import type { Database } from '../persistence/db.ts';
 import type { SeedData } from '../persistence/reference.ts';
+import { AverageBooks } from './average-checks.ts';
+import { orderFairness, summarizeFairness, type FairnessFigures } from './fairness.ts';
 import { liveFillsOf } from './scenario.ts';
 import { checkExecutionIndex, checkSuspenseLedger, type JournaledEntry } from './ledger-checks.ts';
 
@@ -52,6 +54,8 @@ export interface InvariantReport {
   /** Refused lines still in suspense at the end (shares that sit on no account). */
   suspenseOpenLines: number;
   suspenseOpenQuantity: bigint;
+  /** Fairness of the books as allocated (the actors' policy), from the journals. */
+  booksFairness: FairnessFigures;
 }
 
 interface JournalRow {
@@ -155,12 +159,15 @@ class Books {
   readonly expectedLines = new Map<string, ExpectedLine>();
   /** Per order, per account: quantity held of the order's live fills (from the order's journal). */
   readonly allocatedByOrder = new Map<string, Map<string, bigint>>();
+  /** Per order, per account: Σ quantity × price of its current lines (price units), for fairness. */
+  readonly heldNotional = new Map<string, Map<string, bigint>>();
   /** Per fill id: each account's current share and its version seq and price. */
   readonly fillLines = new Map<
     string,
     { seq: number; price: bigint; lines: Map<string, bigint> }
   >();
   readonly journaled = new Map<string, JournaledEntry>();
+  readonly averages = new AverageBooks(this.check);
   readonly counts = { fills: 0, busts: 0, corrections: 0, cancels: 0, lines: 0 };
   // Accounts, from their journals.
   readonly applied = new Set<string>();
@@ -186,11 +193,12 @@ class Books {
       if (!orders.has(id)) continue;
       const e = event as BlockOrderEvent;
       if (e.type === 'BlockOrderOpened' || e.type === 'AllocationsConfirmed') continue;
-      const entry = e.type === 'FillAllocated' ? e.fill : e.amendment;
+      const entry =
+        e.type === 'FillAllocated' || e.type === 'FillAccumulated' ? e.fill : e.amendment;
       this.#published(id, entry);
       const entryId = entryIdOf(entry);
       this.check(!this.journaled.has(entryId), () => `${id}: id ${entryId} journaled twice`);
-      this.journaled.set(entryId, { entry, key, sequenceNr: seq });
+      this.journaled.set(entryId, { entry, key, sequenceNr: seq, ...releaseKeyOf(e) });
       this.#orderEvent(id, e);
     }
   }
@@ -252,7 +260,15 @@ class Books {
         return this.#amendEvent(id, e, allocated);
       case 'OrderCancelled':
         this.counts.cancels++;
+        if (e.release) this.#averageLines(id, e, allocated);
         return;
+      case 'FillAccumulated':
+        this.counts.fills++;
+        return this.#averageLines(id, e, allocated);
+      case 'AveragedFillAmended':
+        if (e.amendment.kind === 'BUST') this.counts.busts++;
+        else this.counts.corrections++;
+        return this.#averageLines(id, e, allocated);
       default: {
         const never: never = e;
         throw new Error(`unknown block order event ${JSON.stringify(never)}`);
@@ -308,6 +324,19 @@ class Books {
     this.fillLines.set(a.fillId, { seq: a.seq, price, lines: next });
   }
 
+  /** An average-price order's event: the lines its release (or release amendment) sets. */
+  #averageLines(
+    id: string,
+    e: Parameters<AverageBooks['event']>[1],
+    allocated: Map<string, bigint>,
+  ): void {
+    for (const l of this.averages.event(id, e)) {
+      const { seq, accountId, quantity, price, amends } = l;
+      const line = amends ? { quantity, price, amends } : { quantity, price };
+      this.#expect(id, seq, accountId, line, allocated, quantity - (amends?.quantity ?? 0n));
+    }
+  }
+
   #expect(
     id: string,
     seq: number,
@@ -320,6 +349,10 @@ class Books {
     const lineKey = `${id}|${seq}|${accountId}`;
     this.check(!this.expectedLines.has(lineKey), () => `${lineKey}: allocated twice`);
     this.expectedLines.set(lineKey, line);
+    const notional = this.heldNotional.get(id) ?? new Map<string, bigint>();
+    this.heldNotional.set(id, notional);
+    const was = line.amends ? line.amends.quantity * line.amends.price : 0n;
+    addTo(notional, accountId, line.quantity * line.price - was);
     allocated.set(accountId, (allocated.get(accountId) ?? 0n) + delta);
   }
 
@@ -449,6 +482,7 @@ class Books {
           () => `${order.id}: ${t.accountId} holds ${q} of a target of ${t.quantity}`,
         );
       }
+      this.averages.checkCash(order.id);
       const onAccounts = this.appliedByOrder.get(order.id) ?? 0n;
       const suspended = this.suspendedByOrder.get(order.id) ?? 0n;
       this.check(
@@ -574,8 +608,41 @@ class Books {
       negativePositionsFlagged: this.flaggedNegative.size,
       suspenseOpenLines: this.openSuspense.size,
       suspenseOpenQuantity: openQuantity,
+      booksFairness: this.#fairness(),
     };
   }
+
+  /** Each order's accounts as the journals hold them, against its live fills' VWAP. */
+  #fairness(): FairnessFigures {
+    const perOrder = this.#args.seed.blockOrders.map((order) => {
+      const fills = liveFillsOf(this.#args.fillsByOrder.get(order.id) ?? []);
+      const held = this.allocatedByOrder.get(order.id);
+      const notional = this.heldNotional.get(order.id);
+      return orderFairness({
+        blockQuantity: fills.reduce((s, f) => s + f.quantity, 0n),
+        blockNotional: fills.reduce((s, f) => s + f.quantity * f.price, 0n),
+        targetTotal: order.targets.reduce((s, t) => s + t.quantity, 0n),
+        accounts: order.targets.map((t) => ({
+          accountId: t.accountId,
+          target: t.quantity,
+          quantity: held?.get(t.accountId) ?? 0n,
+          notional: notional?.get(t.accountId) ?? 0n,
+        })),
+      });
+    });
+    const residue = this.#args.seed.blockOrders.reduce(
+      (s, o) => s + this.averages.residueOf(o.id),
+      0n,
+    );
+    return summarizeFairness(perOrder, residue);
+  }
+}
+
+/** The release an average-price amendment sets the lines of (the index's amends_fill_id). */
+function releaseKeyOf(e: BlockOrderEvent): { releaseKey?: string | null } {
+  if (e.type === 'AveragedFillAmended') return { releaseKey: e.change?.key ?? null };
+  if (e.type === 'OrderCancelled' && e.release) return { releaseKey: e.release.key };
+  return {};
 }
 
 const addTo = (m: Map<string, bigint>, k: string, q: bigint) => m.set(k, (m.get(k) ?? 0n) + q);

@@ -11,6 +11,8 @@ export interface JournaledEntry {
   entry: Entry;
   key: string;
   sequenceNr: number;
+  /** An average-price amendment's release key: its amends_fill_id (null: it sets no lines). */
+  releaseKey?: string | null;
 }
 
 type Check = (condition: boolean, message: () => string) => void;
@@ -33,6 +35,7 @@ interface IndexRow {
 /** The index row's columns as the entry says they must be (an amendment: its new quantity and price, or 0). */
 function expectedColumns(
   e: Entry,
+  releaseKey: string | null | undefined,
 ): Pick<IndexRow, 'quantity' | 'price' | 'kind' | 'amends_fill_id'> {
   if (!isAmendment(e))
     return {
@@ -46,7 +49,7 @@ function expectedColumns(
     quantity: String(corrected.quantity),
     price: String(corrected.price),
     kind: e.kind,
-    amends_fill_id: e.kind === 'CANCEL' ? null : e.fillId,
+    amends_fill_id: releaseKey !== undefined ? releaseKey : e.kind === 'CANCEL' ? null : e.fillId,
   };
 }
 
@@ -73,7 +76,7 @@ export async function checkExecutionIndex(
   );
   for (const row of rows) {
     const j = journaled.get(row.fill_id);
-    const want = j ? expectedColumns(j.entry) : undefined;
+    const want = j ? expectedColumns(j.entry, j.releaseKey) : undefined;
     check(
       j !== undefined &&
         want !== undefined &&

@@ -7,7 +7,8 @@ import { parseArgs } from 'node:util';
 import { defaultAmendOptions, type AmendOptions } from './trading-day/amendments.ts';
 import { TRADING_DAY_LIMITS } from './trading-day/options.ts';
 import type { StreamShape } from './trading-day/shape.ts';
-import type { AllocationPolicy } from './simulate-report.ts';
+import type { AveragePricePolicy } from '../actors/domain/average-price.ts';
+import { REPORTED_AVG_PRICE, type AllocationPolicy } from './simulate-report.ts';
 
 const ShapeKind = { Steady: 'steady', Burst: 'burst', Auctions: 'auctions' } as const;
 type ShapeKind = (typeof ShapeKind)[keyof typeof ShapeKind];
@@ -74,7 +75,7 @@ export const SCENARIOS: Readonly<Record<string, ScenarioSpec>> = {
 
 export const USAGE = `npm run simulate -- --scenario <name> [--accounts N] [--securities N] [--days N]
     [--fills N] [--rate X] [--shape steady|burst|auctions] [--policy pro-rata|avg-price]
-    [--seed S] [--database NAME] [--namespace NS] [--reports-dir DIR] [--json] [--keep]
+    [--release-every-fills N] [--release-every-minutes M] [--seed S] [--database NAME] [--namespace NS] [--reports-dir DIR] [--json] [--keep]
 
 Scenarios:
 ${Object.entries(SCENARIOS)
@@ -87,8 +88,13 @@ busts, corrections and cancels), runs it through JetStream and the actors,
 and checks every invariant exactly. --fills sends only the first N fills of
 the tape. Pacing: --shape sends on that shape at base rate --rate; --rate
 alone holds that many fills/s; with neither, as fast as JetStream takes them.
---policy: pro-rata (the actors' rule). avg-price is not yet an actor policy:
-every run measures it on the same tape and reports its fairness beside pro-rata.
+--policy: how the block orders allocate. pro-rata (default): each fill on
+arrival, at its own price. avg-price: fills accumulate and are released at
+their VWAP every --release-every-minutes of market time (default 30), every
+--release-every-fills fills (default off) and on completion; each order's day
+ends with a cancel of its remainder, which releases the rest. The report
+measures the run's policy on the actual books and the other one by replaying
+the same tape through its pure rule.
 The run's database and namespace are its own (from the run id, or --database
 and --namespace, which must not exist yet) and are removed afterwards unless
 --keep. The report goes to <reports-dir>/<run-id>/report.{json,html}.`;
@@ -101,6 +107,8 @@ export interface SimulateArgs {
   fills?: number;
   seed: number;
   policy: AllocationPolicy;
+  /** The avg-price triggers (used with --policy avg-price; the report's counterfactual otherwise). */
+  avgPrice: AveragePricePolicy;
   /** Absent: as fast as JetStream takes them. */
   pace?: StreamShape;
   database?: string;
@@ -150,6 +158,8 @@ const OPTIONS = {
   rate: { type: 'string' },
   shape: { type: 'string' },
   policy: { type: 'string' },
+  'release-every-fills': { type: 'string' },
+  'release-every-minutes': { type: 'string' },
   database: { type: 'string' },
   namespace: { type: 'string' },
   'reports-dir': { type: 'string' },
@@ -172,10 +182,19 @@ export function parseSimulateArgs(argv: string[]): SimulateArgs | 'help' {
   const policy = (v.policy ?? 'pro-rata') as AllocationPolicy;
   if (!POLICIES.includes(policy))
     throw new UsageError(`--policy must be one of ${POLICIES.join(', ')}`);
-  if (policy === 'avg-price')
+  const releaseEveryFills =
+    v['release-every-fills'] === undefined
+      ? null
+      : wholeNumber('release-every-fills', v['release-every-fills'], 0, 1_000_000);
+  const releaseEveryMinutes = wholeNumber(
+    'release-every-minutes',
+    v['release-every-minutes'],
+    REPORTED_AVG_PRICE.everyMarketMs / 60_000,
+    24 * 60,
+  );
+  if (policy === 'pro-rata' && (v['release-every-fills'] ?? v['release-every-minutes']))
     throw new UsageError(
-      '--policy avg-price: the actors allocate pro-rata in this release; every run measures ' +
-        'avg-price on the same tape and reports its fairness beside pro-rata (report.json: fairness.byPolicy)',
+      '--release-every-fills and --release-every-minutes need --policy avg-price',
     );
   const pace = paceOf(spec, v.shape, v.rate);
   const fills = v.fills === undefined ? spec.fills : wholeNumber('fills', v.fills, 0, 10_000_000);
@@ -192,6 +211,7 @@ export function parseSimulateArgs(argv: string[]): SimulateArgs | 'help' {
     ...(fills === undefined ? {} : { fills }),
     seed: v.seed === undefined ? 42 : wholeNumber('seed', v.seed, 42, Number.MAX_SAFE_INTEGER),
     policy,
+    avgPrice: { everyFills: releaseEveryFills, everyMarketMs: releaseEveryMinutes * 60_000 },
     ...(pace === undefined ? {} : { pace }),
     ...optional('database', named('database', v.database, DATABASE_NAME)),
     ...optional('namespace', named('namespace', v.namespace, NAMESPACE)),
@@ -215,6 +235,9 @@ function settingsOf(a: Omit<SimulateArgs, 'settings'>): SimulateArgs['settings']
     fills: a.fills ?? null,
     seed: a.seed,
     policy: a.policy,
+    releaseEveryFills: a.avgPrice.everyFills,
+    releaseEveryMinutes:
+      a.avgPrice.everyMarketMs === null ? null : a.avgPrice.everyMarketMs / 60_000,
     pace: a.pace ? JSON.stringify(a.pace) : 'as fast as possible',
     bustShareBps: a.scenario.amend?.bustShareBps ?? defaultAmendOptions.bustShareBps,
     correctionShareBps:

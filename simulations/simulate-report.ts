@@ -4,6 +4,7 @@
  * from the scenario, the run's result and the fairness of both allocation
  * policies on the day's final tape.
  */
+import type { AveragePricePolicy } from '../actors/domain/average-price.ts';
 import { invariant } from '../actors/errors.ts';
 import { percentiles } from './arms/common.ts';
 import { counterfactualFairness, type TapeOrder } from './fairness.ts';
@@ -54,20 +55,22 @@ export interface ReportInput {
   day: TradingDayScenario;
   result: RunResult;
   peakRssBytes: number;
+  /** The avg-price triggers: the actors' under --policy avg-price, else the replay's. */
+  avgPrice: AveragePricePolicy;
 }
 
 export function buildReport(input: ReportInput): RunReport {
   const { day, result } = input;
+  // The run's policy is measured on the books it left; the other by replaying its pure rule.
+  const books = result.invariants?.booksFairness;
+  const measured = (policy: AllocationPolicy) =>
+    books && policy === input.policy
+      ? books
+      : counterfactualFairness({ orders: finalTape(day), policy, avgPrice: input.avgPrice });
   const fairness = {
     policy: input.policy,
-    byPolicy: {
-      'pro-rata': counterfactualFairness({ orders: finalTape(day), policy: 'pro-rata' }),
-      'avg-price': counterfactualFairness({
-        orders: finalTape(day),
-        policy: 'avg-price',
-        avgPrice: REPORTED_AVG_PRICE,
-      }),
-    },
+    measuredOnBooks: books !== undefined,
+    byPolicy: { 'pro-rata': measured('pro-rata'), 'avg-price': measured('avg-price') },
   };
   const models = [...day.rebalance.driftByModel.entries()]
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))

@@ -9,6 +9,7 @@
  * --json, stdout is one JSON object and everything else goes to stderr.
  */
 import { randomBytes } from 'node:crypto';
+import { PRO_RATA } from '../actors/block-order/average.ts';
 import { createProgress } from './progress.ts';
 import { writeReport } from './report/write.ts';
 import { runScenario } from './run.ts';
@@ -81,6 +82,7 @@ const day = tradingDayScenario({
   ...(args.pace ? { tape: { shape: args.pace } } : {}),
   amend: args.scenario.amend ?? {},
   ...(args.fills !== undefined ? { fillsMax: args.fills } : {}),
+  policy: args.policy === 'avg-price' ? { kind: 'AVERAGE_PRICE', ...args.avgPrice } : PRO_RATA,
 });
 const a = day.amendments;
 say(
@@ -121,6 +123,7 @@ const report = buildReport({
   day,
   result,
   peakRssBytes: process.resourceUsage().maxRSS * 1024,
+  avgPrice: args.avgPrice,
 });
 const written = await writeReport(report, { reportsDir: args.reportsDir });
 const summary = summaryOf(report, {

@@ -4,9 +4,7 @@
  */
 import { accountBehavior } from '../actors/account/shell.ts';
 import type { AccountEvent, AccountState } from '../actors/account/decider.ts';
-import { versionAfter } from '../actors/block-order/amendments.ts';
 import type { BlockOrderEvent } from '../actors/block-order/decider.ts';
-import { invariant } from '../actors/errors.ts';
 import { blockOrderBehavior, type BlockOrderShellState } from '../actors/block-order/shell.ts';
 import type {
   AccountMessage,
@@ -98,13 +96,13 @@ export function startActors(
         reference,
         executions: {
           executionAt: (blockOrderId, seq) => journal.executionAt(blockOrderId, seq),
-          fillVersion: async (fillId) => {
-            const record = await journal.fillVersionRecord(fillId);
+          linesSetBy: async (key) => {
+            const record = await journal.fillVersionRecord(key);
             if (!record) return undefined;
-            const event = decodeVersioned(record.payload, `${record.key}#${record.seq}`);
-            const version = versionAfter(event as BlockOrderEvent);
-            invariant(version !== undefined, `${record.key}#${record.seq} sets no fill's lines`);
-            return version;
+            return decodeVersioned(
+              record.payload,
+              `${record.key}#${record.seq}`,
+            ) as BlockOrderEvent;
           },
         },
         clock,

@@ -154,6 +154,16 @@ const filledOrder: BlockOrderView = {
     resolvedQuantity: '0',
     lines: [{ ...account.suspense[0]!, blockOrderId: 'BO-1' }],
   },
+  allocationPolicy: 'AVERAGE_PRICE',
+  average: {
+    releaseEveryFills: 10,
+    releaseEveryMarketMs: null,
+    releases: 1,
+    releasedQuantity: '9007199254740000',
+    accumulatedQuantity: '993',
+    accumulatedFills: 2,
+    residueMinor: '-3',
+  },
 };
 
 const newOrder: BlockOrderView = {
@@ -169,6 +179,8 @@ const newOrder: BlockOrderView = {
   confirmedThroughSeq: 0,
   unconfirmedLines: 0,
   journalSeq: 0,
+  allocationPolicy: 'PRO_RATA',
+  average: null,
 };
 
 async function setup(t: { teardown(fn: () => unknown): void }, logLines?: string[]) {

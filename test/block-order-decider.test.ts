@@ -185,6 +185,7 @@ t.test('Open on Empty emits BlockOrderOpened', async (t) => {
     lastSeq: [0, 0, 0],
     pending: [],
     confirmedThroughSeq: 0,
+    average: null,
   });
   t.equal(totalTarget(def), 1000n);
 });

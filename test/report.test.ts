@@ -77,6 +77,7 @@ function sampleReport(): RunReport {
     series: sampleSeries(),
     fairness: {
       policy: 'pro-rata',
+      measuredOnBooks: true,
       byPolicy: {
         'pro-rata': {
           orders: 50,

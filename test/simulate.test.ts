@@ -98,6 +98,8 @@ t.test('--help lists the scenarios; a bad command line exits 2 without a stack',
     ['--scenario', 'smoke', '--policy', 'fifo'],
     ['--scenario', 'smoke', '--database', 'Robert; DROP'],
     ['--scenario', 'smoke', '--namespace', 'a.b'],
+    ['--scenario', 'smoke', '--release-every-fills', '5'],
+    ['--scenario', 'smoke', '--policy', 'avg-price', '--release-every-minutes', '0'],
   ];
   // Each is refused by the parser, naming the option; two go through the whole command.
   for (const bad of bads)
@@ -108,9 +110,28 @@ t.test('--help lists the scenarios; a bad command line exits 2 without a stack',
     t.notMatch(run.stderr, /\n\s+at /, `${bad.join(' ')}: no stack trace`);
     t.match(run.stderr, /npm run simulate -- --scenario/, `${bad.join(' ')}: the usage`);
   }
-  const avg = simulate(['--scenario', 'smoke', '--policy', 'avg-price']);
-  t.equal(avg.code, 2, 'avg-price is not an actor policy yet: said, not faked');
-  t.match(avg.stderr, /allocate pro-rata in this release/);
+});
+
+t.test('under avg-price, releases and their amendments leave exact books', async (t) => {
+  const reportsDir = t.testdir();
+  const run = simulate([
+    ...['--scenario', 'busts-and-corrections', '--accounts', '400', '--securities', '12'],
+    ...['--fills', '600', '--policy', 'avg-price', '--release-every-fills', '4'],
+    ...['--json', '--reports-dir', reportsDir],
+  ]);
+  t.equal(run.code, 0, run.stderr.slice(-2_000));
+  const out = JSON.parse(run.stdout.trim()) as Record<string, unknown>;
+  t.match(out, {
+    invariantsOk: true,
+    violations: [],
+    fairness: { policy: 'avg-price', 'avg-price': Object, 'pro-rata': Object },
+  });
+  t.ok(Number(out.busts) > 0 && Number(out.corrections) > 0, `${out.busts}/${out.corrections}`);
+  const report = JSON.parse(
+    readFileSync(join(dirname(String(out.reportPath)), 'report.json'), 'utf8'),
+  ) as { fairness: { measuredOnBooks: boolean; byPolicy: Record<string, { orders: number }> } };
+  t.equal(report.fairness.measuredOnBooks, true, 'avg-price measured on the books');
+  t.ok(report.fairness.byPolicy['avg-price']!.orders > 0);
 });
 
 t.test('the smoke scenario, end to end: one JSON object, a report, exact books', async (t) => {

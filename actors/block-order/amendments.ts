@@ -21,6 +21,7 @@
  */
 import { allocateFill, type AllocationLine } from '../domain/allocation.ts';
 import { assertNever, invariant } from '../errors.ts';
+import { decideAveragedAmend, releaseOf, withRelease, type ReleaseLines } from './average.ts';
 import {
   FillRejection,
   accepted,
@@ -117,10 +118,51 @@ export function versionAfter(event: BlockOrderEvent): FillVersion | undefined {
     case 'BlockOrderOpened':
     case 'OrderCancelled':
     case 'AllocationsConfirmed':
+    case 'FillAccumulated':
+    case 'AveragedFillAmended':
       return undefined;
     default:
       return assertNever(event, 'block order event');
   }
+}
+
+/** Average price: the release whose lines an event sets, and those lines (undefined: none). */
+export function releaseLinesAfter(event: BlockOrderEvent): ReleaseLines | undefined {
+  switch (event.type) {
+    case 'FillAccumulated':
+      return event.release
+        ? { key: event.release.key, seq: event.fill.seq, lines: event.release.lines }
+        : undefined;
+    case 'OrderCancelled':
+      return event.release
+        ? { key: event.release.key, seq: event.amendment.seq, lines: event.release.lines }
+        : undefined;
+    case 'AveragedFillAmended': {
+      const change = event.change;
+      if (!change) return undefined;
+      const lines = change.lines
+        .filter((l) => l.quantity > 0n)
+        .map((l) => ({ accountId: l.accountId, quantity: l.quantity }));
+      return { key: change.key, seq: event.amendment.seq, lines };
+    }
+    case 'BlockOrderOpened':
+    case 'FillAllocated':
+    case 'FillBusted':
+    case 'FillCorrected':
+    case 'AllocationsConfirmed':
+      return undefined;
+    default:
+      return assertNever(event, 'block order event');
+  }
+}
+
+/** Average price: the release lines a pending entry holds (undefined: it sets none). */
+export function releaseLinesOfPending(p: PendingFill): ReleaseLines | undefined {
+  if (typeof p.linesKey !== 'string') return undefined;
+  const lines = p.lines
+    .filter((l) => l.quantity > 0n)
+    .map((l) => ({ accountId: l.accountId, quantity: l.quantity }));
+  return { key: p.linesKey, seq: p.seq, lines };
 }
 
 type AmendCommand = Extract<BlockOrderCommand, { type: 'Amend' }>;
@@ -138,15 +180,28 @@ export function decideAmend(command: AmendCommand, state: BlockOrderState): Deci
       if (state.cancelledQuantity !== null)
         return rejected(FillRejection.AlreadyCancelled, 'the remainder is already cancelled');
       const cancelledQuantity = totalTarget(state.def) - state.filledQuantity;
+      const avg = state.average;
+      const release =
+        avg && avg.accumulation.fills > 0
+          ? releaseOf(state, avg.accumulation, [...avg.accumulated], a.amendmentId, a.seq)
+          : undefined;
       return accepted({
         type: 'OrderCancelled',
         amendment: a,
         cancelledQuantity,
+        ...(release ? { release } : {}),
         atMs: command.nowMs,
       });
     }
     case 'BUST':
     case 'CORRECTION': {
+      if (state.average !== null)
+        return decideAveragedAmend(
+          { ...state, average: state.average },
+          a,
+          command.release,
+          command.nowMs,
+        );
       const target = amendable(a, command.target, state);
       if ('outcome' in target) return target;
       return a.kind === 'BUST'
@@ -271,13 +326,11 @@ export function evolveAmendment(state: OpenState, event: AmendmentEvent): OpenSt
   invariant(seq === state.lastFillSeq + 1, `amendment seq ${seq} after ${state.lastFillSeq}`);
   if (event.type === 'OrderCancelled') {
     invariant(state.cancelledQuantity === null, 'OrderCancelled on a cancelled order');
-    const pending = { seq, execution: event.amendment, price: 0n, lines: [] };
-    return {
-      ...state,
-      cancelledQuantity: event.cancelledQuantity,
-      lastFillSeq: seq,
-      pending: [...state.pending, pending],
-    };
+    const cancelled = { ...state, cancelledQuantity: event.cancelledQuantity, lastFillSeq: seq };
+    if (event.release) return withRelease(cancelled, event.release, seq, event.amendment);
+    const linesKey = state.average ? { linesKey: null } : {};
+    const pending = { seq, execution: event.amendment, price: 0n, lines: [], ...linesKey };
+    return { ...cancelled, pending: [...state.pending, pending] };
   }
   const { amended, lines } = event;
   const before = lines.reduce((s, l) => s + l.previousQuantity, 0n);
@@ -318,6 +371,7 @@ export function evolveAmendment(state: OpenState, event: AmendmentEvent): OpenSt
 
 /** The fill id a pending entry sets the lines of, and the version it leaves (a cancel: none). */
 export function versionOfPending(p: PendingFill): FillVersion | undefined {
+  if (p.linesKey !== undefined) return undefined; // an average-price entry: releaseLinesOfPending
   const e = p.execution;
   const lines = p.lines
     .filter((l) => l.quantity > 0n)

@@ -21,6 +21,19 @@ import {
   type Amendment,
   type FillVersion,
 } from './amendments.ts';
+import {
+  decideAveragedFill,
+  evolveAccumulated,
+  evolveAveragedAmend,
+  invalidPolicy,
+  openAverage,
+  policyOf,
+  type AllocationPolicy,
+  type AverageRelease,
+  type AverageState,
+  type ReleaseChange,
+  type ReleaseLines,
+} from './average.ts';
 import type { Side } from '../domain/money.ts';
 import { assertNever, invariant } from '../errors.ts';
 
@@ -37,6 +50,8 @@ export interface BlockOrderDef {
   lotSize: bigint;
   /** Sorted by accountId: the allocation's tie-break rotation depends on this order. */
   targets: Target[];
+  /** How fills reach the accounts (absent: pro-rata per fill). */
+  policy?: AllocationPolicy;
 }
 
 export interface Fill {
@@ -93,11 +108,23 @@ export type BlockOrderEvent =
       lines: AmendLine[];
       atMs: number;
     }
-  /** The unfilled remainder is cancelled: no fill is taken after it. */
+  /** The unfilled remainder is cancelled: no fill is taken after it. An average-price order releases what it accumulated. */
   | {
       type: 'OrderCancelled';
       amendment: Extract<Amendment, { kind: 'CANCEL' }>;
       cancelledQuantity: bigint;
+      release?: AverageRelease | null;
+      atMs: number;
+    }
+  /** Average price (average.ts): the fill is accumulated; a trigger fired when `release` is set. */
+  | { type: 'FillAccumulated'; fill: Fill; release: AverageRelease | null; atMs: number }
+  /** Average price: a bust or correction; `change` is its release's, when the fill was released. */
+  | {
+      type: 'AveragedFillAmended';
+      amendment: Extract<Amendment, { kind: 'BUST' | 'CORRECTION' }>;
+      /** The fill's version before it. */
+      amended: { fillId: string; quantity: bigint; price: bigint };
+      change: ReleaseChange | null;
       atMs: number;
     }
   /** `caughtUp`: every fill so far is confirmed (the journal's event_type tells, for the start-up sweep). */
@@ -122,6 +149,8 @@ export interface PendingFill {
   lines: PendingLine[];
   /** For a bust or correction: what it amends (the account applies the difference). */
   amended?: AmendedFill;
+  /** Average price: the release whose lines these are (null: the entry sets no lines). */
+  linesKey?: string | null;
 }
 
 export type BlockOrderState =
@@ -153,6 +182,8 @@ export type BlockOrderState =
       /** Fills after the watermark (not yet confirmed by all their accounts), oldest first. */
       pending: PendingFill[];
       confirmedThroughSeq: number;
+      /** The average-price policy's accumulation and releases; null for a pro-rata order. */
+      average: AverageState | null;
     };
 
 export type OpenState = Extract<BlockOrderState, { status: 'Open' }>;
@@ -176,6 +207,8 @@ export type BlockOrderCommand =
       amendment: Amendment;
       prior?: Entry | null;
       target?: FillVersion | null;
+      /** Average price: the current lines of the amended fill's release, if it is released. */
+      release?: ReleaseLines | null;
       nowMs: number;
     }
   /** `settledThroughSeq`: the shell's outbox says every line up to this fill is settled. */
@@ -261,8 +294,16 @@ export function allocatedOf(state: OpenState): Record<string, bigint> {
   return out;
 }
 
+/** Σ target per def (a memo: asked on every average-price fill). */
+const TOTAL_TARGETS = new WeakMap<BlockOrderDef, bigint>();
+
 export function totalTarget(def: BlockOrderDef): bigint {
-  return def.targets.reduce((sum, t) => sum + t.quantity, 0n);
+  let total = TOTAL_TARGETS.get(def);
+  if (total === undefined) {
+    total = def.targets.reduce((sum, t) => sum + t.quantity, 0n);
+    TOTAL_TARGETS.set(def, total);
+  }
+  return total;
 }
 
 export function decide(command: BlockOrderCommand, state: BlockOrderState): Decision {
@@ -309,6 +350,8 @@ function decideOpen(
     if (seen.has(t.accountId)) return invalid(`account ${t.accountId} is targeted twice`);
     seen.add(t.accountId);
   }
+  const policy = invalidPolicy(policyOf(def));
+  if (policy !== null) return invalid(policy);
   return accepted({ type: 'BlockOrderOpened', def, atMs: command.nowMs });
 }
 
@@ -328,6 +371,8 @@ function decideFill(
   if (fill.quantity <= 0n)
     return rejected(FillRejection.NonPositiveQuantity, 'quantity must be > 0');
   if (fill.price <= 0n) return rejected(FillRejection.NonPositivePrice, 'price must be > 0');
+  if (state.average !== null)
+    return decideAveragedFill({ ...state, average: state.average }, fill, command.nowMs);
   const result = allocateFill({
     lotSize: state.def.lotSize,
     fillQuantity: fill.quantity,
@@ -436,6 +481,7 @@ export function evolve(state: BlockOrderState, event: BlockOrderEvent): BlockOrd
         lastSeq: event.def.targets.map(() => 0),
         pending: [],
         confirmedThroughSeq: 0,
+        average: openAverage(policyOf(event.def)),
       };
     case 'FillAllocated':
       invariant(state.status === 'Open', 'FillAllocated before BlockOrderOpened');
@@ -445,6 +491,12 @@ export function evolve(state: BlockOrderState, event: BlockOrderEvent): BlockOrd
     case 'OrderCancelled':
       invariant(state.status === 'Open', `${event.type} before BlockOrderOpened`);
       return evolveAmendment(state, event);
+    case 'FillAccumulated':
+      invariant(state.status === 'Open', 'FillAccumulated before BlockOrderOpened');
+      return evolveAccumulated(state, event);
+    case 'AveragedFillAmended':
+      invariant(state.status === 'Open', 'AveragedFillAmended before BlockOrderOpened');
+      return evolveAveragedAmend(state, event);
     case 'AllocationsConfirmed': {
       invariant(state.status === 'Open', 'AllocationsConfirmed before BlockOrderOpened');
       invariant(event.throughSeq <= state.lastFillSeq, 'confirmation beyond the last fill');

@@ -5,7 +5,7 @@
  * One small handler per message type; no business rule lives here.
  */
 import { formatPrice, vwap } from '../domain/money.ts';
-import { ErrorCode, InvariantError, assertNever } from '../errors.ts';
+import { ErrorCode, InvariantError, assertNever, invariant } from '../errors.ts';
 import type { PersistentBehavior, ShellContext } from '../kernel.ts';
 import type {
   AccountDirectory,
@@ -16,7 +16,7 @@ import type {
   ExecutionLookup,
   ReferencePort,
 } from '../protocol.ts';
-import { BlockOrderStatus, type BlockOrderActorView } from '../views.ts';
+import { BlockOrderStatus, type AverageView, type BlockOrderActorView } from '../views.ts';
 import {
   decide,
   evolve,
@@ -32,7 +32,14 @@ import {
   type OpenState,
   type PendingFill,
 } from './decider.ts';
-import { versionOfPending, type FillVersion } from './amendments.ts';
+import {
+  releaseLinesAfter,
+  releaseLinesOfPending,
+  versionAfter,
+  versionOfPending,
+  type FillVersion,
+} from './amendments.ts';
+import { decodeOrder, encodeOrder, type AverageState, type ReleaseLines } from './average.ts';
 import { Outbox } from './outbox.ts';
 
 export const BLOCK_ORDER_KIND = 'block-order';
@@ -74,6 +81,8 @@ export const UNCONFIRMED_EVENT_TYPES = [
   'FillBusted',
   'FillCorrected',
   'OrderCancelled',
+  'FillAccumulated',
+  'AveragedFillAmended',
   'AllocationsConfirmedPartial',
 ] as const;
 
@@ -83,17 +92,38 @@ const EVENT_TYPES: ReadonlySet<string> = new Set([
   'FillBusted',
   'FillCorrected',
   'OrderCancelled',
+  'FillAccumulated',
+  'AveragedFillAmended',
   'AllocationsConfirmed',
 ]);
+
+/**
+ * Average price: the release whose lines an entry's event sets (null: none),
+ * for the index's amends_fill_id; undefined for a pro-rata order's event.
+ */
+function releaseKeyOf(event: BlockOrderEvent): string | null | undefined {
+  switch (event.type) {
+    case 'FillAccumulated':
+      return event.release?.key ?? null;
+    case 'AveragedFillAmended':
+      return event.change?.key ?? null;
+    case 'OrderCancelled':
+      return event.release?.key;
+    default:
+      return undefined;
+  }
+}
 
 /** The entry an event applies at its seq (claimed in the execution index), if any. */
 function entryOf(event: BlockOrderEvent): Entry | undefined {
   switch (event.type) {
     case 'FillAllocated':
+    case 'FillAccumulated':
       return event.fill;
     case 'FillBusted':
     case 'FillCorrected':
     case 'OrderCancelled':
+    case 'AveragedFillAmended':
       return event.amendment;
     case 'BlockOrderOpened':
     case 'AllocationsConfirmed':
@@ -120,7 +150,11 @@ export function blockOrderBehavior(
     // The fill (or amendment) id is claimed in the same commit as its lines, for good.
     ledgerRows: (event) => {
       const entry = entryOf(event);
-      return entry ? { executions: [entry] } : undefined;
+      if (!entry) return undefined;
+      const key = releaseKeyOf(event);
+      return key === undefined
+        ? { executions: [entry] }
+        : { executions: [entry], linesKeys: [key] };
     },
     decodeEvent(data) {
       const type = (data as { type?: unknown }).type;
@@ -128,11 +162,11 @@ export function blockOrderBehavior(
         throw new InvariantError(`unknown block order event ${String(type)}`);
       return data as BlockOrderEvent;
     },
-    // 4: remaining and last seq per target as arrays (3: amendments in pending entries).
-    snapshotFormat: 4,
-    encodeSnapshot: (state) => state.d,
+    // 5: the average-price state (4: remaining and last seq per target as arrays).
+    snapshotFormat: 5,
+    encodeSnapshot: (state) => encodeOrder(state.d),
     decodeSnapshot: (data) => ({
-      d: data as BlockOrderState,
+      d: decodeOrder(data),
       outbox: new Outbox(deps.outboxFillsMax),
     }),
     // The watermark rides along with whatever the batch persists anyway;
@@ -312,11 +346,19 @@ class BlockOrderShell {
     const { state } = ready;
     const a = message.amendment;
     const prior = await this.priorExecution(state, a);
-    const target =
-      prior === undefined && a.kind !== 'CANCEL'
-        ? await this.fillVersion(state, a.fillId)
-        : undefined;
-    const command = { type: 'Amend' as const, amendment: a, prior, target, nowMs: now(this.#deps) };
+    const lookup = prior === undefined && a.kind !== 'CANCEL' ? a.fillId : undefined;
+    const average = state.d.status === 'Open' ? state.d.average : null;
+    const releaseKey = lookup && average ? average.fills.get(lookup)?.releaseKey : undefined;
+    const target = lookup && !average ? await this.fillVersion(state, lookup) : undefined;
+    const release = releaseKey ? await this.releaseLines(state, releaseKey) : undefined;
+    const command = {
+      type: 'Amend' as const,
+      amendment: a,
+      prior,
+      target,
+      release,
+      nowMs: now(this.#deps),
+    };
     return this.answer(state, decide(command, state.d), message.replyTo, ctx);
   }
 
@@ -366,7 +408,27 @@ class BlockOrderShell {
       const p = pending[i]!;
       if (linesFillIdOf(p.execution) === fillId) return versionOfPending(p) ?? null;
     }
-    return (await this.#deps.executions.fillVersion(fillId)) ?? null;
+    const event = await this.#deps.executions.linesSetBy(fillId);
+    // Another order's event under this id (hostile input) is no fill of this order.
+    return (event && versionAfter(event)) ?? null;
+  }
+
+  /** Average price: a release's current lines, from its newest pending entry or the journal. */
+  async releaseLines(state: State, key: string): Promise<ReleaseLines> {
+    invariant(state.d.status === 'Open', 'release lines of an order that is not open');
+    const pending = state.d.pending;
+    for (let i = pending.length - 1; i >= 0; i--) {
+      const p = pending[i]!;
+      if (p.linesKey === key) return releaseLinesOfPending(p)!;
+    }
+    const event = await this.#deps.executions.linesSetBy(key);
+    const lines = event && releaseLinesAfter(event);
+    // The state says the release exists: its event is durable, or the journal lost it.
+    invariant(
+      lines?.key === key,
+      `release ${key} of ${state.d.def.blockOrderId} is not in the journal`,
+    );
+    return lines;
   }
 
   /**
@@ -488,6 +550,20 @@ function toView(
     confirmedThroughSeq: state.confirmedThroughSeq,
     unconfirmedLines,
     journalSeq,
+    allocationPolicy: state.average ? 'AVERAGE_PRICE' : 'PRO_RATA',
+    average: state.average ? averageView(state.average) : null,
+  };
+}
+
+function averageView(avg: AverageState): AverageView {
+  return {
+    releaseEveryFills: avg.policy.everyFills,
+    releaseEveryMarketMs: avg.policy.everyMarketMs,
+    releases: avg.releases.size,
+    releasedQuantity: avg.releasedQuantity.toString(),
+    accumulatedQuantity: avg.accumulation.quantity.toString(),
+    accumulatedFills: avg.accumulation.fills,
+    residueMinor: avg.residueMinor.toString(),
   };
 }
 

@@ -201,9 +201,8 @@ export function residueBoundMinor(fills: number, lines: number, quantity: bigint
 
 /** Allocates the whole accumulation at its average price (see the module comment). */
 export function releaseAtAverage(input: ReleaseInput): Release {
-  const { accumulation: acc, side } = input;
-  const averagePrice = vwap(acc.notional, acc.quantity);
-  invariant(averagePrice !== null, 'releaseAtAverage: nothing accumulated');
+  const { accumulation: acc } = input;
+  invariant(acc.quantity > 0n, 'releaseAtAverage: nothing accumulated');
   const result = allocateFill({
     lotSize: input.lotSize,
     fillQuantity: acc.quantity,
@@ -212,18 +211,34 @@ export function releaseAtAverage(input: ReleaseInput): Release {
   });
   // Fills are checked against the remaining on arrival: a rejection here is a bug.
   invariant(result.ok, `releaseAtAverage: ${result.ok ? '' : result.detail}`);
+  return priceRelease(result.lines, acc, input.side);
+}
+
+/**
+ * Prices given lines at the accumulation's average price, with the residue
+ * rule of the module comment. Also re-prices a release whose fills were
+ * corrected in price only: the same quantities, a new average.
+ */
+export function priceRelease(lines: AllocationLine[], acc: Accumulation, side: Side): Release {
+  const averagePrice = vwap(acc.notional, acc.quantity);
+  invariant(averagePrice !== null, 'priceRelease: nothing accumulated');
   let accountsCashMinor = 0n;
-  for (const line of result.lines) accountsCashMinor += notionalMinor(line.quantity, averagePrice);
+  let quantity = 0n;
+  for (const line of lines) {
+    accountsCashMinor += notionalMinor(line.quantity, averagePrice);
+    quantity += line.quantity;
+  }
+  invariant(quantity === acc.quantity, `priceRelease: lines hold ${quantity} of ${acc.quantity}`);
   const residueMinor = acc.cashMinor - accountsCashMinor;
-  const bound = residueBoundMinor(acc.fills, result.lines.length, acc.quantity);
+  const bound = residueBoundMinor(acc.fills, lines.length, acc.quantity);
   invariant(
     accountsCashMinor + residueMinor === acc.cashMinor &&
       residueMinor <= bound &&
       -residueMinor <= bound,
-    `releaseAtAverage: residue ${residueMinor} beyond its bound ${bound}`,
+    `priceRelease: residue ${residueMinor} beyond its bound ${bound}`,
   );
   return {
-    lines: result.lines,
+    lines,
     averagePrice,
     accountsCashMinor,
     residueMinor,

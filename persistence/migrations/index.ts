@@ -123,6 +123,17 @@ export const migrations: Migration[] = [
       `CREATE INDEX IF NOT EXISTS executions_amends ON executions (amends_fill_id)`,
     ],
   },
+  {
+    // The allocation policy is reference data: rebalancing decides it per
+    // order. NULL triggers are off; the block order validates them on open.
+    version: 4,
+    name: 'block_order_allocation_policy',
+    statements: [
+      `ALTER TABLE block_orders ADD COLUMN IF NOT EXISTS allocation_policy TEXT NOT NULL DEFAULT 'PRO_RATA'`,
+      `ALTER TABLE block_orders ADD COLUMN IF NOT EXISTS release_every_fills BIGINT`,
+      `ALTER TABLE block_orders ADD COLUMN IF NOT EXISTS release_every_market_ms BIGINT`,
+    ],
+  },
 ];
 
 /**

@@ -133,7 +133,7 @@ async function foldJournal(db: Database, signal: AbortSignal) {
   for await (const { event } of readJournal(db, `${BLOCK_ORDER_KIND}-`)) {
     const e = event as BlockOrderEvent;
     if (e.type === 'BlockOrderOpened' || e.type === 'AllocationsConfirmed') continue;
-    const entry = e.type === 'FillAllocated' ? e.fill : e.amendment;
+    const entry = e.type === 'FillAllocated' || e.type === 'FillAccumulated' ? e.fill : e.amendment;
     appliedIds.push(entryIdOf(entry));
     if (!isAmendment(entry)) allocatedFills.add(entry.fillId);
     if (appliedIds.length % 10_000 === 0) signal.throwIfAborted();

@@ -209,7 +209,7 @@ async function appliedEntries(db: Database): Promise<Map<string, Entry[]>> {
   for await (const { event } of readJournal(db, `${BLOCK_ORDER_KIND}-`)) {
     const e = event as BlockOrderEvent;
     if (e.type === 'BlockOrderOpened' || e.type === 'AllocationsConfirmed') continue;
-    const entry = e.type === 'FillAllocated' ? e.fill : e.amendment;
+    const entry = e.type === 'FillAllocated' || e.type === 'FillAccumulated' ? e.fill : e.amendment;
     const id = entryIdOf(entry);
     out.set(id, [...(out.get(id) ?? []), entry]);
   }

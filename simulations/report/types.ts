@@ -57,6 +57,8 @@ export interface RunReport {
   series: SeriesPoint[];
   fairness: {
     policy: 'pro-rata' | 'avg-price';
+    /** The run's policy measured on the journals' books (the other by replaying its rule). */
+    measuredOnBooks: boolean;
     byPolicy: { 'pro-rata': FairnessFigures; 'avg-price': FairnessFigures };
   };
   rebalance: {
@@ -167,6 +169,7 @@ export const RunReportSchema = Type.Object({
   series: Type.Array(SeriesPointSchema),
   fairness: Type.Object({
     policy: Type.Union([Type.Literal('pro-rata'), Type.Literal('avg-price')]),
+    measuredOnBooks: Type.Boolean(),
     byPolicy: Type.Object({
       'pro-rata': FairnessFiguresSchema,
       'avg-price': FairnessFiguresSchema,

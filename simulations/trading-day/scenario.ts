@@ -6,6 +6,7 @@
  * exactly (tens of thousands of accounts); the million-account scenario needs
  * the streaming path (not built yet).
  */
+import { PRO_RATA, type AllocationPolicy } from '../../actors/block-order/average.ts';
 import { isAmendment, type Entry, type Fill } from '../../actors/block-order/decider.ts';
 import { invariant } from '../../actors/errors.ts';
 import type { SeedData } from '../../persistence/reference.ts';
@@ -47,6 +48,12 @@ export interface TradingDayScenarioOptions {
   amend: Partial<AmendOptions> | null;
   /** Send only the first this many fills of the tape (and the amendments among them). */
   fillsMax: number;
+  /**
+   * How the block orders allocate (reference data). Average price: every
+   * order's day ends with a cancel of its remainder (a day order expiring),
+   * which releases what it still accumulates.
+   */
+  policy: AllocationPolicy;
 }
 
 export interface TradingDayScenario {
@@ -73,13 +80,16 @@ export function tradingDayScenario(
     `${fillsMax} fills: more than a gathered scenario holds (${GATHERED_FILLS_MAX}); use fillsMax`,
   );
   const amend = options.amend === undefined ? {} : options.amend;
-  const gathered = gather(tape, day.blockOrders, amend, fillsMax);
+  const policy = options.policy ?? PRO_RATA;
+  const dayGathered = gather(tape, day.blockOrders, amend, fillsMax);
+  const gathered = policy.kind === 'PRO_RATA' ? dayGathered : withCloses(dayGathered);
   const { publishOrder, fillsByOrder } = gathered;
   invariant(publishOrder.length === fillsMax, 'the tape yielded the fills asked for');
   const seed: SeedData = {
     securities: toSeedSecurities(world.securities),
     accounts: tradingAccounts(world, day.blockOrders),
-    blockOrders: day.blockOrders,
+    blockOrders:
+      policy.kind === 'PRO_RATA' ? day.blockOrders : day.blockOrders.map((o) => ({ ...o, policy })),
   };
   return {
     scenario: {
@@ -143,6 +153,41 @@ function gather(
   }
   const amended = { publishOrder: entries, entriesByOrder, counts };
   return { publishOrder, fillsByOrder, sendOffsetsMs, amended };
+}
+
+type Gathered = ReturnType<typeof gather>;
+
+/**
+ * The close of an average-price day: a cancel of the remainder at the end of
+ * every order not cancelled already, sent after the last entry.
+ */
+function withCloses(g: Gathered): Gathered {
+  const entriesByOrder = new Map<string, Entry[]>(
+    g.amended
+      ? [...g.amended.entriesByOrder].map(([id, entries]) => [id, [...entries]])
+      : [...g.fillsByOrder].map(([id, fills]) => [id, [...fills]]),
+  );
+  const entries: Entry[] = [...(g.amended?.publishOrder ?? g.publishOrder)];
+  const counts = { ...(g.amended?.counts ?? { busts: 0, corrections: 0, cancels: 0 }) };
+  const sendOffsetsMs = [...g.sendOffsetsMs];
+  const lastOffsetMs = sendOffsetsMs.at(-1) ?? 0;
+  for (const [blockOrderId, list] of entriesByOrder) {
+    if (list.some((e) => isAmendment(e) && e.kind === 'CANCEL')) continue;
+    const last = list.at(-1);
+    const close: Entry = {
+      kind: 'CANCEL',
+      amendmentId: `${blockOrderId}-CLOSE`,
+      blockOrderId,
+      seq: list.length + 1,
+      executedAtMs: (last?.executedAtMs ?? 0) + 1,
+    };
+    list.push(close);
+    entries.push(close);
+    sendOffsetsMs.push(lastOffsetMs);
+    counts.cancels++;
+  }
+  const amended = { publishOrder: entries, entriesByOrder, counts };
+  return { ...g, sendOffsetsMs, amended };
 }
 
 /** The accounts the day's block orders serve (the only ones whose books change). */

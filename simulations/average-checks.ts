@@ -1,0 +1,250 @@
+/**
+ * The checker's view of average-price orders, recomputed from the journaled
+ * entries (each checked equal to the published one) and never from the
+ * release figures the actors wrote:
+ * - a release takes every fill accumulated since the last one, each in
+ *   exactly one release;
+ * - every line of a release is at one price, the VWAP of its fills' current
+ *   versions, rounded half-even;
+ * - the residue is street cash less the accounts' cash, within its bound;
+ * - a bust or correction of a released fill amends that release's current
+ *   lines, and the release is re-priced from its fills' new versions.
+ * At the end, per order: Σ street cash of the live fills = Σ the accounts'
+ * cash of the releases' current lines + Σ residue, to the cent.
+ */
+import type { AverageRelease, ReleaseChange } from '../actors/block-order/average.ts';
+import type { BlockOrderEvent } from '../actors/block-order/decider.ts';
+import { residueBoundMinor } from '../actors/domain/average-price.ts';
+import { notionalMinor, vwap } from '../actors/domain/money.ts';
+
+type Check = (condition: boolean, message: () => string) => void;
+
+/** One account line a release sets: what the checker expects the account to have applied. */
+export interface ReleaseLine {
+  seq: number;
+  accountId: string;
+  quantity: bigint;
+  price: bigint;
+  amends?: { seq: number; quantity: bigint; price: bigint };
+}
+
+interface ReleaseModel {
+  fillIds: string[];
+  seq: number;
+  price: bigint;
+  residueMinor: bigint;
+  lines: Map<string, bigint>;
+}
+
+interface OrderAverages {
+  fills: Map<string, { quantity: bigint; price: bigint; releaseKey: string | null }>;
+  accumulated: string[];
+  releases: Map<string, ReleaseModel>;
+}
+
+type AverageEvent = Extract<
+  BlockOrderEvent,
+  { type: 'FillAccumulated' | 'AveragedFillAmended' | 'OrderCancelled' }
+>;
+
+export class AverageBooks {
+  readonly #orders = new Map<string, OrderAverages>();
+  readonly #check: Check;
+  releases = 0;
+
+  constructor(check: Check) {
+    this.#check = check;
+  }
+
+  has(orderId: string): boolean {
+    return this.#orders.has(orderId);
+  }
+
+  /** The lines the event sets on accounts (to expect on their journals). */
+  event(id: string, e: AverageEvent): ReleaseLine[] {
+    const order: OrderAverages = this.#orders.get(id) ?? {
+      fills: new Map(),
+      accumulated: [],
+      releases: new Map(),
+    };
+    this.#orders.set(id, order);
+    switch (e.type) {
+      case 'FillAccumulated':
+        order.fills.set(e.fill.fillId, { ...e.fill, releaseKey: null });
+        order.accumulated.push(e.fill.fillId);
+        return e.release ? this.#release(id, order, e.fill.seq, e.release) : [];
+      case 'OrderCancelled':
+        return e.release ? this.#release(id, order, e.amendment.seq, e.release) : [];
+      case 'AveragedFillAmended':
+        return this.#amended(id, order, e);
+      default: {
+        const never: never = e;
+        throw new Error(`not an average-price event: ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  #release(id: string, order: OrderAverages, seq: number, r: AverageRelease): ReleaseLine[] {
+    this.releases++;
+    const where = `${id} release ${r.key} at seq ${seq}`;
+    this.#check(
+      r.fillIds.join() === order.accumulated.join(),
+      () =>
+        `${where}: releases ${r.fillIds.length} fills, ${order.accumulated.length} were accumulated`,
+    );
+    for (const fillId of order.accumulated) order.fills.get(fillId)!.releaseKey = r.key;
+    const model: ReleaseModel = {
+      fillIds: order.accumulated,
+      seq,
+      price: 0n,
+      residueMinor: 0n,
+      lines: new Map(r.lines.map((l) => [l.accountId, l.quantity])),
+    };
+    order.accumulated = [];
+    order.releases.set(r.key, model);
+    this.#price(where, order, model, r.figures);
+    return r.lines.map((l) => ({
+      seq,
+      accountId: l.accountId,
+      quantity: l.quantity,
+      price: model.price,
+    }));
+  }
+
+  /** Re-prices a release from its fills' current versions and checks the actors' figures. */
+  #price(
+    where: string,
+    order: OrderAverages,
+    model: ReleaseModel,
+    figures: { averagePrice: bigint; residueMinor: bigint },
+  ): void {
+    let quantity = 0n;
+    let notional = 0n;
+    let streetMinor = 0n;
+    let live = 0;
+    for (const fillId of model.fillIds) {
+      const f = order.fills.get(fillId)!;
+      if (f.quantity === 0n) continue;
+      live++;
+      quantity += f.quantity;
+      notional += f.quantity * f.price;
+      streetMinor += notionalMinor(f.quantity, f.price);
+    }
+    const held = [...model.lines.values()].reduce((s, q) => s + q, 0n);
+    this.#check(held === quantity, () => `${where}: lines hold ${held}, its fills ${quantity}`);
+    const price = vwap(notional, quantity) ?? model.price;
+    let accountsMinor = 0n;
+    for (const q of model.lines.values()) accountsMinor += notionalMinor(q, price);
+    const residueMinor = streetMinor - accountsMinor;
+    this.#check(
+      figures.averagePrice === price && figures.residueMinor === residueMinor,
+      () =>
+        `${where}: priced ${figures.averagePrice} residue ${figures.residueMinor}, the fills say ${price} and ${residueMinor}`,
+    );
+    const bound = residueBoundMinor(live, model.lines.size, quantity);
+    this.#check(
+      residueMinor <= bound && -residueMinor <= bound,
+      () => `${where}: residue ${residueMinor} beyond its bound ${bound}`,
+    );
+    model.price = price;
+    model.residueMinor = residueMinor;
+  }
+
+  #amended(
+    id: string,
+    order: OrderAverages,
+    e: Extract<BlockOrderEvent, { type: 'AveragedFillAmended' }>,
+  ): ReleaseLine[] {
+    const a = e.amendment;
+    const f = order.fills.get(a.fillId);
+    const where = `${id} seq ${a.seq}`;
+    this.#check(f !== undefined, () => `${where}: amends fill ${a.fillId}, never taken`);
+    if (!f) return [];
+    const after = a.kind === 'CORRECTION' ? a : { quantity: 0n, price: f.price };
+    const releaseKey = f.releaseKey;
+    f.quantity = after.quantity;
+    f.price = after.price;
+    if (after.quantity === 0n) order.accumulated = order.accumulated.filter((x) => x !== a.fillId);
+    this.#check(
+      (e.change?.key ?? null) === releaseKey,
+      () =>
+        `${where}: fill ${a.fillId} is in release ${releaseKey}, the event amends ${e.change?.key}`,
+    );
+    if (!e.change || releaseKey === null) return [];
+    return this.#changed(where, order, order.releases.get(releaseKey)!, e.change, a.seq);
+  }
+
+  #changed(
+    where: string,
+    order: OrderAverages,
+    model: ReleaseModel,
+    change: ReleaseChange,
+    seq: number,
+  ): ReleaseLine[] {
+    this.#check(
+      change.amendsSeq === model.seq,
+      () =>
+        `${where}: amends release ${change.key} as of seq ${change.amendsSeq}, its lines are of seq ${model.seq}`,
+    );
+    const was = { seq: model.seq, price: model.price, lines: model.lines };
+    const out: ReleaseLine[] = [];
+    const next = new Map<string, bigint>();
+    for (const l of change.lines) {
+      const had = was.lines.get(l.accountId) ?? 0n;
+      this.#check(
+        l.previousQuantity === had,
+        () =>
+          `${where}: ${l.accountId} had ${had} of release ${change.key}, the event says ${l.previousQuantity}`,
+      );
+      if (l.quantity > 0n) next.set(l.accountId, l.quantity);
+      out.push({
+        seq,
+        accountId: l.accountId,
+        quantity: l.quantity,
+        price: 0n, // set once priced, below
+        amends: { seq: was.seq, quantity: l.previousQuantity, price: was.price },
+      });
+    }
+    const untouched = [...was.lines.keys()].filter(
+      (x) => !change.lines.some((l) => l.accountId === x),
+    );
+    this.#check(
+      untouched.length === 0,
+      () => `${where}: leaves ${untouched.join(', ')} out of the amendment`,
+    );
+    model.seq = seq;
+    model.lines = next;
+    this.#price(`${where} release ${change.key}`, order, model, change.after);
+    for (const line of out) line.price = model.price;
+    return out;
+  }
+
+  /** Per order: street cash of its live fills = accounts' cash of its releases + residue. */
+  checkCash(id: string): void {
+    const order = this.#orders.get(id);
+    if (!order) return;
+    let streetMinor = 0n;
+    for (const f of order.fills.values())
+      if (f.quantity > 0n && f.releaseKey !== null)
+        streetMinor += notionalMinor(f.quantity, f.price);
+    let booked = 0n;
+    for (const r of order.releases.values()) {
+      booked += r.residueMinor;
+      for (const q of r.lines.values()) booked += notionalMinor(q, r.price);
+    }
+    this.#check(
+      streetMinor === booked,
+      () => `${id}: street cash ${streetMinor} ≠ accounts' cash + residue ${booked}`,
+    );
+    this.#check(
+      order.accumulated.length === 0,
+      () => `${id}: ${order.accumulated.length} fills still accumulated at the end of the day`,
+    );
+  }
+
+  residueOf(id: string): bigint {
+    let sum = 0n;
+    for (const r of this.#orders.get(id)?.releases.values() ?? []) sum += r.residueMinor;
+    return sum;
+  }
+}
