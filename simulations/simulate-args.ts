@@ -182,20 +182,7 @@ export function parseSimulateArgs(argv: string[]): SimulateArgs | 'help' {
   const policy = (v.policy ?? 'pro-rata') as AllocationPolicy;
   if (!POLICIES.includes(policy))
     throw new UsageError(`--policy must be one of ${POLICIES.join(', ')}`);
-  const releaseEveryFills =
-    v['release-every-fills'] === undefined
-      ? null
-      : wholeNumber('release-every-fills', v['release-every-fills'], 0, 1_000_000);
-  const releaseEveryMinutes = wholeNumber(
-    'release-every-minutes',
-    v['release-every-minutes'],
-    REPORTED_AVG_PRICE.everyMarketMs / 60_000,
-    24 * 60,
-  );
-  if (policy === 'pro-rata' && (v['release-every-fills'] ?? v['release-every-minutes']))
-    throw new UsageError(
-      '--release-every-fills and --release-every-minutes need --policy avg-price',
-    );
+  const avgPrice = avgPriceOf(policy, v['release-every-fills'], v['release-every-minutes']);
   const pace = paceOf(spec, v.shape, v.rate);
   const fills = v.fills === undefined ? spec.fills : wholeNumber('fills', v.fills, 0, 10_000_000);
   const args = {
@@ -211,7 +198,7 @@ export function parseSimulateArgs(argv: string[]): SimulateArgs | 'help' {
     ...(fills === undefined ? {} : { fills }),
     seed: v.seed === undefined ? 42 : wholeNumber('seed', v.seed, 42, Number.MAX_SAFE_INTEGER),
     policy,
-    avgPrice: { everyFills: releaseEveryFills, everyMarketMs: releaseEveryMinutes * 60_000 },
+    avgPrice,
     ...(pace === undefined ? {} : { pace }),
     ...optional('database', named('database', v.database, DATABASE_NAME)),
     ...optional('namespace', named('namespace', v.namespace, NAMESPACE)),
@@ -220,6 +207,27 @@ export function parseSimulateArgs(argv: string[]): SimulateArgs | 'help' {
     keep: v.keep,
   };
   return { ...args, settings: settingsOf(args) };
+}
+
+/** The avg-price triggers: a release every M minutes of market time (default 30), every N fills (default off). */
+function avgPriceOf(
+  policy: AllocationPolicy,
+  fillsArg: string | undefined,
+  minutesArg: string | undefined,
+): AveragePricePolicy {
+  if (policy === 'pro-rata' && (fillsArg ?? minutesArg) !== undefined)
+    throw new UsageError(
+      '--release-every-fills and --release-every-minutes need --policy avg-price',
+    );
+  const everyFills =
+    fillsArg === undefined ? null : wholeNumber('release-every-fills', fillsArg, 0, 1_000_000);
+  const minutes = wholeNumber(
+    'release-every-minutes',
+    minutesArg,
+    REPORTED_AVG_PRICE.everyMarketMs / 60_000,
+    24 * 60,
+  );
+  return { everyFills, everyMarketMs: minutes * 60_000 };
 }
 
 const optional = <K extends string>(key: K, value: string | undefined) =>

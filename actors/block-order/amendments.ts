@@ -21,23 +21,28 @@
  */
 import { allocateFill, type AllocationLine } from '../domain/allocation.ts';
 import { assertNever, invariant } from '../errors.ts';
-import { decideAveragedAmend, releaseOf, withRelease, type ReleaseLines } from './average.ts';
+import {
+  decideAveragedAmend,
+  moveLines,
+  releaseOf,
+  withRelease,
+  type ReleaseLines,
+} from './average.ts';
 import {
   FillRejection,
   accepted,
   decideRepeat,
   outOfOrder,
   rejected,
-  targetIndex,
   totalTarget,
   type BlockOrderCommand,
+  type BlockOrderDef,
   type BlockOrderEvent,
   type BlockOrderState,
   type Decision,
   type Fill,
   type OpenState,
   type PendingFill,
-  type PendingLine,
 } from './decider.ts';
 
 export const AmendmentKind = {
@@ -264,31 +269,49 @@ function decideCorrection(
   state: OpenState,
   nowMs: number,
 ): Decision {
+  const invalid = invalidCorrection(a, target);
+  if (invalid) return invalid;
+  const shares = correctedShares(a, target, state);
+  if (!shares.ok) return rejected(FillRejection.CorrectionOverfill, shares.detail);
+  const lines = amendLinesOf(state.def, target.lines, shares.lines);
+  const amended = amendedOf(target);
+  return accepted({ type: 'FillCorrected', amendment: a, amended, lines, atMs: nowMs });
+}
+
+/** Why a correction of a fill now at `current` is refused on its own terms, or null. */
+export function invalidCorrection(
+  a: Extract<Amendment, { kind: 'CORRECTION' }>,
+  current: { quantity: bigint; price: bigint },
+): Decision | null {
   if (a.quantity <= 0n)
     return rejected(
       FillRejection.NonPositiveQuantity,
       'a correction keeps a quantity > 0 (a bust removes a fill)',
     );
   if (a.price <= 0n) return rejected(FillRejection.NonPositivePrice, 'price must be > 0');
-  if (a.quantity === target.quantity && a.price === target.price)
+  if (a.quantity === current.quantity && a.price === current.price)
     return rejected(
       FillRejection.CorrectionChangesNothing,
       `fill ${a.fillId} is already ${a.quantity} at ${a.price}`,
     );
-  const shares = correctedShares(a, target, state);
-  if (!shares.ok) return rejected(FillRejection.CorrectionOverfill, shares.detail);
-  const previous = new Map(target.lines.map((l) => [l.accountId, l.quantity]));
-  const now = new Map(shares.lines.map((l) => [l.accountId, l.quantity]));
-  // Every account with a share before or after, in the order's account order.
-  const lines = state.def.targets
+  return null;
+}
+
+/** Every account with a share before or after, in the order's account order. */
+export function amendLinesOf(
+  def: BlockOrderDef,
+  before: readonly AllocationLine[],
+  after: readonly AllocationLine[],
+): AmendLine[] {
+  const previous = new Map(before.map((l) => [l.accountId, l.quantity]));
+  const now = new Map(after.map((l) => [l.accountId, l.quantity]));
+  return def.targets
     .filter((t) => previous.has(t.accountId) || now.has(t.accountId))
     .map((t) => ({
       accountId: t.accountId,
       previousQuantity: previous.get(t.accountId) ?? 0n,
       quantity: now.get(t.accountId) ?? 0n,
     }));
-  const amended = amendedOf(target);
-  return accepted({ type: 'FillCorrected', amendment: a, amended, lines, atMs: nowMs });
 }
 
 /** The corrected fill's shares: the same quantities (price only), or the pro-rata rule again. */
@@ -343,18 +366,7 @@ export function evolveAmendment(state: OpenState, event: AmendmentEvent): OpenSt
   const corrected = event.type === 'FillCorrected' ? event.amendment : undefined;
   invariant(after === (corrected?.quantity ?? 0n), `${event.type}: lines sum to ${after}`);
   const price = corrected?.price ?? amended.previousPrice;
-  const remaining = state.remaining.slice();
-  const lastSeq = state.lastSeq.slice();
-  const pendingLines: PendingLine[] = [];
-  for (const line of lines) {
-    const i = targetIndex(state.def, line.accountId);
-    const now = remaining[i]!.remaining - line.quantity + line.previousQuantity;
-    const target = state.def.targets[i]!.quantity;
-    invariant(now >= 0n && now <= target, `${line.accountId} would need ${now} of ${target}`);
-    remaining[i] = Object.freeze({ accountId: line.accountId, remaining: now });
-    pendingLines.push({ ...line, prevSeq: lastSeq[i]! });
-    lastSeq[i] = seq;
-  }
+  const { remaining, lastSeq, pendingLines } = moveLines(state, lines, seq, true);
   const entry = { seq, execution: event.amendment, price, lines: pendingLines, amended };
   return {
     ...state,

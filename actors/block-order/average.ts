@@ -38,7 +38,12 @@ import {
   type AveragePricePolicy,
 } from '../domain/average-price.ts';
 import { invariant, ValidationError } from '../errors.ts';
-import type { AmendLine, Amendment } from './amendments.ts';
+import {
+  amendLinesOf,
+  invalidCorrection as invalidCorrectionOf,
+  type AmendLine,
+  type Amendment,
+} from './amendments.ts';
 import {
   FillRejection,
   accepted,
@@ -260,17 +265,8 @@ function invalidCorrection(
   f: AveragedFill,
   a: Extract<Amendment, { kind: 'CORRECTION' }>,
 ): Decision | null {
-  if (a.quantity <= 0n)
-    return rejected(
-      FillRejection.NonPositiveQuantity,
-      'a correction keeps a quantity > 0 (a bust removes a fill)',
-    );
-  if (a.price <= 0n) return rejected(FillRejection.NonPositivePrice, 'price must be > 0');
-  if (a.quantity === f.quantity && a.price === f.price)
-    return rejected(
-      FillRejection.CorrectionChangesNothing,
-      `fill ${a.fillId} is already ${a.quantity} at ${a.price}`,
-    );
+  const invalid = invalidCorrectionOf(a, f);
+  if (invalid) return invalid;
   if (state.cancelledQuantity !== null && a.quantity > f.quantity)
     return rejected(
       FillRejection.CorrectionOverfill,
@@ -311,15 +307,7 @@ function releaseChangeOf(
     residueMinor: r.residueMinor,
   };
   const { figures, lines } = reallocated(state, r, accumulation, current.lines);
-  const previous = new Map(current.lines.map((l) => [l.accountId, l.quantity]));
-  const now = new Map(lines.map((l) => [l.accountId, l.quantity]));
-  const amendLines = state.def.targets
-    .filter((t) => previous.has(t.accountId) || now.has(t.accountId))
-    .map((t) => ({
-      accountId: t.accountId,
-      previousQuantity: previous.get(t.accountId) ?? 0n,
-      quantity: now.get(t.accountId) ?? 0n,
-    }));
+  const amendLines = amendLinesOf(state.def, current.lines, lines);
   return { key: r.key, amendsSeq: r.versionSeq, before, after: figures, lines: amendLines };
 }
 
@@ -448,7 +436,12 @@ export function withRelease(
 }
 
 /** Each account's remaining after `lines` (what it had → what it has), and its last seq. */
-function moveLines(state: OpenState, lines: readonly AmendLine[], seq: number, amending: boolean) {
+export function moveLines(
+  state: OpenState,
+  lines: readonly AmendLine[],
+  seq: number,
+  amending: boolean,
+) {
   const remaining = state.remaining.slice();
   const lastSeq = state.lastSeq.slice();
   const pendingLines: PendingLine[] = [];
