@@ -29,6 +29,7 @@ const EXECUTION_COLUMNS = [
   ['sequence_nr', 'bigint[]'],
   ['kind', 'text[]'],
   ['amends_fill_id', 'text[]'],
+  ['lines_key', 'text[]'],
 ] as const;
 
 const SUSPENSE_COLUMNS = [
@@ -61,11 +62,16 @@ function rowsOf(record: JournalRecord, kind: Kind): Array<Record<string, unknown
 }
 
 /** Column values of one ledger row; bigints travel as decimal strings (exact). */
-function values(kind: Kind, row: Record<string, unknown>, record: JournalRecord): unknown[] {
+function values(
+  kind: Kind,
+  row: Record<string, unknown>,
+  record: JournalRecord,
+  index: number,
+): unknown[] {
   const s = (v: unknown) => String(v as string | bigint | number);
   switch (kind) {
     case 'executions':
-      return executionValues(row as unknown as ExecutionRow, record);
+      return executionValues(row as unknown as ExecutionRow, record, index);
     case 'suspense':
       return [
         row.blockOrderId,
@@ -89,38 +95,24 @@ function values(kind: Kind, row: Record<string, unknown>, record: JournalRecord)
   }
 }
 
-/** A fill's columns, or an amendment's (its new quantity and price for a correction, else 0). */
-function executionValues(row: ExecutionRow, record: JournalRecord): unknown[] {
+/**
+ * A fill's columns, or an amendment's (its new quantity and price for a
+ * correction, else 0); `amends_fill_id` the fill an amendment names,
+ * `lines_key` the key whose lines its event set (execution `index` of the record).
+ */
+function executionValues(row: ExecutionRow, record: JournalRecord, index: number): unknown[] {
   const at = [row.blockOrderId, row.seq];
   const journalRow = [record.key, record.seq];
+  const linesKey = linesKeyAt(record.ledger ?? {}, index);
   if (!isAmendment(row)) {
     const { quantity, price, venue, executedAtMs } = row;
-    return [
-      row.fillId,
-      ...at,
-      String(quantity),
-      String(price),
-      venue,
-      executedAtMs,
-      ...journalRow,
-      'FILL',
-      null,
-    ];
+    const fill = [String(quantity), String(price), venue, executedAtMs];
+    return [row.fillId, ...at, ...fill, ...journalRow, 'FILL', null, linesKey];
   }
   const corrected = row.kind === 'CORRECTION' ? row : { quantity: 0n, price: 0n };
-  const ledger = record.ledger ?? {};
-  const amends = linesKeyAt(ledger, ledger.executions?.indexOf(row) ?? -1);
-  return [
-    row.amendmentId,
-    ...at,
-    String(corrected.quantity),
-    String(corrected.price),
-    '',
-    row.executedAtMs,
-    ...journalRow,
-    row.kind,
-    amends,
-  ];
+  const amends = row.kind === 'CANCEL' ? null : row.fillId;
+  const values = [String(corrected.quantity), String(corrected.price), '', row.executedAtMs];
+  return [row.amendmentId, ...at, ...values, ...journalRow, row.kind, amends, linesKey];
 }
 
 const TABLES = {
@@ -141,8 +133,9 @@ export function ledgerInserts(
     const arrays: unknown[][] = columns.map(() => []);
     records.forEach((record, i) => {
       if (!include(i)) return;
-      for (const row of rowsOf(record, kind))
-        values(kind, row, record).forEach((v, c) => arrays[c]?.push(v));
+      rowsOf(record, kind).forEach((row, r) =>
+        values(kind, row, record, r).forEach((v, c) => arrays[c]?.push(v)),
+      );
     });
     if ((arrays[0]?.length ?? 0) > 0) out.push({ table, columns, arrays });
   }
@@ -206,12 +199,13 @@ export function executionOf(row: ExecutionSqlRow): ExecutionRow {
 }
 
 /**
- * The journal row that set fill `$1`'s current lines: its own allocation, or
- * its latest bust or correction (a cancel amends no fill).
+ * The journal row that set the current lines under key `$1`: a fill's own
+ * allocation or its latest bust or correction; an average-price release or
+ * its latest amendment (`lines_key`, migration 5).
  */
 export const FILL_VERSION_SELECT = `SELECT j.persistence_key, j.sequence_nr, j.event_type, j.payload,
     floor(extract(epoch FROM j.created_at) * 1000)::bigint AS created_ms
   FROM executions e JOIN journal j
     ON j.persistence_key = e.persistence_key AND j.sequence_nr = e.sequence_nr
-  WHERE (e.fill_id = $1 AND e.kind = 'FILL') OR e.amends_fill_id = $1
+  WHERE e.lines_key = $1
   ORDER BY e.fill_seq DESC LIMIT 1`;

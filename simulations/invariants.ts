@@ -371,13 +371,7 @@ class Books {
           () => `${lineKey}: resolved but not in suspense`,
         );
         addTo(this.suspendedByOrder, a.blockOrderId, -a.quantity);
-        addTo(this.appliedByOrder, a.blockOrderId, a.quantity);
-        this.#move(
-          accountId,
-          a.securityId,
-          cashDelta(a.side, a.quantity, a.price),
-          signed(a, a.quantity),
-        );
+        this.#applied(accountId, a);
         continue;
       }
       const lines = lineEvents(e);
@@ -411,14 +405,7 @@ class Books {
         addTo(this.suspendedByOrder, a.blockOrderId, a.quantity);
         return;
       case 'AllocationApplied':
-        addTo(this.appliedByOrder, a.blockOrderId, a.quantity);
-        this.#move(
-          accountId,
-          a.securityId,
-          cashDelta(a.side, a.quantity, a.price),
-          signed(a, a.quantity),
-        );
-        return;
+        return this.#applied(accountId, a);
       case 'AllocationAmended':
         return this.#amended(accountId, e);
       default: {
@@ -456,6 +443,13 @@ class Books {
       cashDelta(a.side, a.quantity, a.price) - cashDelta(a.side, was.quantity, was.price);
     this.#move(accountId, a.securityId, cash, signed(a, delta));
     if (e.negativePosition) this.flaggedNegative.add(`${accountId}|${a.securityId}`);
+  }
+
+  /** A line on the account's books: its order's applied quantity, the account's cash and position. */
+  #applied(accountId: string, a: Allocation): void {
+    addTo(this.appliedByOrder, a.blockOrderId, a.quantity);
+    const cash = cashDelta(a.side, a.quantity, a.price);
+    this.#move(accountId, a.securityId, cash, signed(a, a.quantity));
   }
 
   #move(accountId: string, securityId: string, cash: bigint, shares: bigint): void {
@@ -638,8 +632,9 @@ class Books {
   }
 }
 
-/** The release an average-price amendment sets the lines of (the index's amends_fill_id). */
+/** The release an average-price entry sets the lines of (the index's lines_key; null: none). */
 function releaseKeyOf(e: BlockOrderEvent): { releaseKey?: string | null } {
+  if (e.type === 'FillAccumulated') return { releaseKey: e.release?.key ?? null };
   if (e.type === 'AveragedFillAmended') return { releaseKey: e.change?.key ?? null };
   if (e.type === 'OrderCancelled' && e.release) return { releaseKey: e.release.key };
   return {};

@@ -11,7 +11,7 @@ export interface JournaledEntry {
   entry: Entry;
   key: string;
   sequenceNr: number;
-  /** An average-price amendment's release key: its amends_fill_id (null: it sets no lines). */
+  /** An average-price entry's release key: its lines_key (null: it sets no lines). */
   releaseKey?: string | null;
 }
 
@@ -28,6 +28,7 @@ interface IndexRow {
   price: string;
   kind: string;
   amends_fill_id: string | null;
+  lines_key: string | null;
   persistence_key: string;
   sequence_nr: string;
 }
@@ -36,20 +37,24 @@ interface IndexRow {
 function expectedColumns(
   e: Entry,
   releaseKey: string | null | undefined,
-): Pick<IndexRow, 'quantity' | 'price' | 'kind' | 'amends_fill_id'> {
+): Pick<IndexRow, 'quantity' | 'price' | 'kind' | 'amends_fill_id' | 'lines_key'> {
+  const linesKey = (own: string | null) => (releaseKey !== undefined ? releaseKey : own);
   if (!isAmendment(e))
     return {
       quantity: String(e.quantity),
       price: String(e.price),
       kind: 'FILL',
       amends_fill_id: null,
+      lines_key: linesKey(e.fillId),
     };
   const corrected = e.kind === 'CORRECTION' ? e : { quantity: 0n, price: 0n };
+  const amends = e.kind === 'CANCEL' ? null : e.fillId;
   return {
     quantity: String(corrected.quantity),
     price: String(corrected.price),
     kind: e.kind,
-    amends_fill_id: releaseKey !== undefined ? releaseKey : e.kind === 'CANCEL' ? null : e.fillId,
+    amends_fill_id: amends,
+    lines_key: linesKey(amends),
   };
 }
 
@@ -66,7 +71,7 @@ export async function checkExecutionIndex(
 ): Promise<void> {
   const rows = await db.query<IndexRow>(
     `SELECT fill_id, block_order_id, fill_seq::text, quantity::text, price::text, kind,
-            amends_fill_id, persistence_key, sequence_nr::text
+            amends_fill_id, lines_key, persistence_key, sequence_nr::text
      FROM executions WHERE block_order_id LIKE $1`,
     [likePrefix(idPrefix)],
   );
@@ -86,6 +91,7 @@ export async function checkExecutionIndex(
         want.price === row.price &&
         want.kind === row.kind &&
         want.amends_fill_id === row.amends_fill_id &&
+        want.lines_key === row.lines_key &&
         j.key === row.persistence_key &&
         j.sequenceNr === Number(row.sequence_nr),
       () => `execution index row ${row.fill_id} differs from the journal`,

@@ -42,18 +42,13 @@ const noPhase: Phase = { update: () => {}, increment: () => {}, stop: () => {} }
 const phaseOf = (options: RunOptions, name: string, total: number): Phase =>
   options.phases?.phase(name, total) ?? noPhase;
 import { generateScenario, type Scenario, type ScenarioOptions } from './scenario.ts';
-import {
-  assertNamespaceFree,
-  deleteStreams,
-  dropDatabase,
-  freshDatabase,
-  runNames,
-} from './support.ts';
+import { claimNamespace, deleteStreams, dropDatabase, freshDatabase, runNames } from './support.ts';
 
 export interface RunOptions {
   scenario: Partial<ScenarioOptions> | Scenario;
   /** A tag for this run's database and streams; a random suffix makes them its own. */
   tag: string;
+  /** Leave the run's database and streams for inspection (else both are removed at the end). */
   keepDatabase: boolean;
   publishInFlightMax: number;
   /** Publish everything before the service starts (a backlog at t0). */
@@ -305,7 +300,7 @@ export async function runScenario(options: RunOptions): Promise<RunResult> {
   );
   const { databaseName, namespace } = options.names ?? runNames(options.tag);
   // Before anything is created: what this run removes at the end must be its own.
-  await namespaceFree(base, namespace);
+  await claimNamespace(base, namespace);
   const config: Config = {
     ...base,
     databaseUrl: await freshDatabase(base.databaseUrl, databaseName),
@@ -324,21 +319,14 @@ export async function runScenario(options: RunOptions): Promise<RunResult> {
     await options.afterStop?.(config);
     return result;
   } finally {
-    const nats = await openJetStream(config, 'blockfill-cleanup').catch(() => undefined);
-    if (nats) {
-      await deleteStreams(nats.jsm, namespace).catch(() => undefined);
-      await nats.nc.close();
+    if (!options.keepDatabase) {
+      const nats = await openJetStream(config, 'blockfill-cleanup').catch(() => undefined);
+      if (nats) {
+        await deleteStreams(nats.jsm, namespace).catch(() => undefined);
+        await nats.nc.close();
+      }
+      await dropDatabase(base.databaseUrl, databaseName);
     }
-    if (!options.keepDatabase) await dropDatabase(base.databaseUrl, databaseName);
-  }
-}
-
-async function namespaceFree(config: Config, namespace: string): Promise<void> {
-  const nats = await openJetStream(config, 'blockfill-namespace-check');
-  try {
-    await assertNamespaceFree(nats.jsm, namespace);
-  } finally {
-    await nats.nc.close();
   }
 }
 

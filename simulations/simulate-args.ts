@@ -26,8 +26,6 @@ export interface ScenarioSpec {
   amend?: Partial<AmendOptions>;
   /** At most this many fills of the day's tape are sent (a prefix); absent: the whole tape. */
   fills?: number;
-  /** Model portfolios in the world (default 5): more models spread accounts over more securities. */
-  models?: number;
 }
 
 /** A shape at base rate X: bursts of 10 × X for 5 s every 20 s; auctions 5 × X in the first and last 10 %. */
@@ -68,8 +66,8 @@ export const SCENARIOS: Readonly<Record<string, ScenarioSpec>> = {
   },
   'million-accounts': {
     summary:
-      '1,000,000 accounts in 200 models over 500 securities; the first 50,000 fills (~15 min)',
-    ...{ accounts: 1_000_000, securities: 500, models: 200, ratePerSec: 500, fills: 50_000 },
+      '1,000,000 accounts over 500 securities; the first 50,000 fills of their day (~15 min)',
+    ...{ accounts: 1_000_000, securities: 500, ratePerSec: 500, fills: 50_000 },
   },
 };
 
@@ -239,7 +237,6 @@ function settingsOf(a: Omit<SimulateArgs, 'settings'>): SimulateArgs['settings']
     accounts: a.accounts,
     securities: a.securities,
     days: a.days,
-    models: a.scenario.models ?? null,
     fills: a.fills ?? null,
     seed: a.seed,
     policy: a.policy,

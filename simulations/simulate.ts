@@ -35,13 +35,14 @@ function parseOrExit(argv: string[]): SimulateArgs {
 /** `<scenario>-<UTC yyyymmddThhmmss>-<4 hex>`: sorts by time, unique per run. */
 function runIdOf(scenario: string, now: Date): string {
   const stamp = now.toISOString().replace(/[-:]/g, '').slice(0, 15);
-  return `${scenario}-${stamp}-${randomBytes(2).toString('hex')}`;
+  return `${scenario}-${stamp}-${randomBytes(4).toString('hex')}`;
 }
 
 /** The run's own database and namespace: given, or derived from the run id. */
 function namesOf(args: SimulateArgs, runId: string) {
-  const suffix = runId.slice(-4);
-  const stamp = runId.slice(-20, -5).replace('T', '');
+  // 32 random bits, as support.ts runNames: two runs in one second never share a name.
+  const suffix = runId.slice(-8);
+  const stamp = runId.slice(-24, -9).replace('T', '');
   return {
     databaseName: args.database ?? `blockfill_sim_${stamp}_${suffix}`,
     namespace: args.namespace ?? `SIM${stamp.slice(-6)}${suffix.toUpperCase()}`,

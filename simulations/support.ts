@@ -4,7 +4,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { JetStreamManager } from '@nats-io/jetstream';
-import { streamNames } from '../system/config.ts';
+import { streamNames, type Config } from '../system/config.ts';
+import { openJetStream } from '../system/jetstream.ts';
 import { Database } from '../persistence/db.ts';
 
 /** The database a URL names. */
@@ -104,6 +105,16 @@ export async function assertNamespaceFree(jsm: JetStreamManager, namespace: stri
     );
     if (taken)
       throw new Error(`stream ${stream} exists: namespace ${namespace} may be another run's`);
+  }
+}
+
+/** assertNamespaceFree on its own connection, before a run creates anything. */
+export async function claimNamespace(config: Config, namespace: string): Promise<void> {
+  const nats = await openJetStream(config, 'blockfill-namespace-check');
+  try {
+    await assertNamespaceFree(nats.jsm, namespace);
+  } finally {
+    await nats.nc.close();
   }
 }
 

@@ -75,25 +75,25 @@ export const journalEventType = (event: BlockOrderEvent): string =>
     ? 'AllocationsConfirmedPartial'
     : event.type;
 
-/** Journal event types that, as an order's last event, mean some line is still unconfirmed. */
-export const UNCONFIRMED_EVENT_TYPES = [
+/** Events that apply an entry (a fill or an amendment) at its seq: each leaves lines to confirm. */
+const ENTRY_EVENT_TYPES = [
   'FillAllocated',
   'FillBusted',
   'FillCorrected',
   'OrderCancelled',
   'FillAccumulated',
   'AveragedFillAmended',
+] as const satisfies readonly BlockOrderEvent['type'][];
+
+/** Journal event types that, as an order's last event, mean some line is still unconfirmed. */
+export const UNCONFIRMED_EVENT_TYPES = [
+  ...ENTRY_EVENT_TYPES,
   'AllocationsConfirmedPartial',
 ] as const;
 
-const EVENT_TYPES: ReadonlySet<string> = new Set([
+const EVENT_TYPES: ReadonlySet<string> = new Set<BlockOrderEvent['type']>([
   'BlockOrderOpened',
-  'FillAllocated',
-  'FillBusted',
-  'FillCorrected',
-  'OrderCancelled',
-  'FillAccumulated',
-  'AveragedFillAmended',
+  ...ENTRY_EVENT_TYPES,
   'AllocationsConfirmed',
 ]);
 

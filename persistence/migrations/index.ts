@@ -134,6 +134,22 @@ export const migrations: Migration[] = [
       `ALTER TABLE block_orders ADD COLUMN IF NOT EXISTS release_every_market_ms BIGINT`,
     ],
   },
+  {
+    // `lines_key`: the key whose current lines the row's event set (a fill's
+    // id, or an average-price order's release key; NULL: none), so the lines
+    // lookup never reads it out of `amends_fill_id`, which stays the fill an
+    // amendment names (what a re-sent message is compared with). Rows from
+    // before are pro-rata: their key is the fill's own id or the amended
+    // fill's. Re-runnable: the UPDATE only fills what is still NULL.
+    version: 5,
+    name: 'execution_lines_key',
+    statements: [
+      `ALTER TABLE executions ADD COLUMN IF NOT EXISTS lines_key TEXT`,
+      `UPDATE executions SET lines_key = CASE WHEN kind = 'FILL' THEN fill_id ELSE amends_fill_id END
+        WHERE lines_key IS NULL`,
+      `CREATE INDEX IF NOT EXISTS executions_lines_key ON executions (lines_key)`,
+    ],
+  },
 ];
 
 /**

@@ -24,7 +24,7 @@
  *   them the order sees first. The applied amendments are in the books.
  */
 import type { Amendment } from '../../actors/block-order/amendments.ts';
-import type { Entry, Fill } from '../../actors/block-order/decider.ts';
+import { FillRejection, type Entry, type Fill } from '../../actors/block-order/decider.ts';
 import {
   encodeAmendment,
   encodeEntry,
@@ -45,16 +45,9 @@ export const Outcome = {
   Duplicate: 'DUPLICATE',
   DecodeFailed: 'DECODE_FAILED',
   InvalidField: 'INVALID_FIELD',
-  UnknownBlockOrder: 'UNKNOWN_BLOCK_ORDER',
-  Overfill: 'OVERFILL',
   DeliveriesExhausted: 'DELIVERIES_EXHAUSTED',
-  ConflictingExecution: 'CONFLICTING_EXECUTION',
-  UnknownFill: 'UNKNOWN_FILL',
-  AlreadyBusted: 'ALREADY_BUSTED',
-  CorrectionOverfill: 'CORRECTION_OVERFILL',
-  CorrectionChangesNothing: 'CORRECTION_CHANGES_NOTHING',
-  OrderCancelled: 'ORDER_CANCELLED',
-  AlreadyCancelled: 'ALREADY_CANCELLED',
+  /** Dead-lettered with the block order's own rejection reason. */
+  ...FillRejection,
 } as const;
 export type Outcome = (typeof Outcome)[keyof typeof Outcome];
 

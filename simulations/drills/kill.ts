@@ -27,6 +27,7 @@ import { percentiles, round3 } from '../arms/common.ts';
 import { entriesOf } from '../run.ts';
 import { prng, type Scenario } from '../scenario.ts';
 import {
+  claimNamespace,
   deleteStreams,
   dropDatabase,
   freshDatabase,
@@ -726,6 +727,9 @@ interface Held {
   db?: Database;
   nats?: NatsHandles;
   ctx?: Ctx;
+  /** What this run created: only that is removed at the end (a name taken is another run's). */
+  createdDatabase?: boolean;
+  createdStreams?: boolean;
 }
 
 async function prepare(config: Config, scenario: Scenario, held: Held): Promise<void> {
@@ -733,6 +737,7 @@ async function prepare(config: Config, scenario: Scenario, held: Held): Promise<
   await migrate(held.db);
   await seedReferenceData(held.db, scenario.seed);
   held.nats = await openJetStream(config, 'blockfill-kill-drill');
+  held.createdStreams = true;
   await ensureStreams(held.nats.jsm, streamNames(config), config.partitions, {
     replicas: config.streamReplicas,
     maxAgeMs: config.streamMaxAgeMs,
@@ -748,7 +753,9 @@ async function start(run: KillRun, io: DrillIO, signal: AbortSignal, held: Held)
   io.progress(
     `scenario: ${options.securities} securities, ${options.accounts} accounts, ${options.orders} block orders, up to ${scenario.publishOrder.length} fills with ${c.busts} busts, ${c.corrections} corrections, ${c.cancels} cancels at ${options.ratePerSec} messages/s; database ${run.databaseName}, namespace ${config.namespace}`,
   );
+  await claimNamespace(config, config.namespace);
   await freshDatabase(config.databaseUrl, run.databaseName);
+  held.createdDatabase = true;
   await prepare(config, scenario, held);
   const { db, nats } = held;
   if (!db || !nats) throw new Error('prepare left no database or NATS connection');
@@ -814,11 +821,12 @@ async function teardown(run: KillRun, held: Held, abort: AbortController, io: Dr
   const nats =
     held.nats ?? (await openJetStream(config, 'blockfill-kill-cleanup').catch(() => undefined));
   if (nats) {
-    if (!options.keep) await deleteStreams(nats.jsm, config.namespace).catch(() => undefined);
+    if (!options.keep && held.createdStreams)
+      await deleteStreams(nats.jsm, config.namespace).catch(() => undefined);
     await nats.nc.close().catch(() => undefined);
   }
   if (options.keep) io.progress(`kept database ${databaseName} and namespace ${config.namespace}`);
-  else
+  else if (held.createdDatabase)
     await dropDatabase(run.baseUrl, databaseName).catch((error: Error) =>
       io.progress(`could not drop database ${databaseName}: ${error.message}`),
     );

@@ -17,7 +17,13 @@ import { DeadLetterHeader, openJetStream, type NatsHandles } from '../../system/
 import { Permits } from '../../system/permits.ts';
 import { openDatabase } from '../../system/service.ts';
 import { readJournal } from '../invariants.ts';
-import { deleteStreams, dropDatabase, freshDatabase, runNames } from '../support.ts';
+import {
+  claimNamespace,
+  deleteStreams,
+  dropDatabase,
+  freshDatabase,
+  runNames,
+} from '../support.ts';
 import type { DrillIO } from './common.ts';
 
 export interface Sandbox {
@@ -39,6 +45,8 @@ export async function openSandbox(
 ): Promise<Sandbox> {
   const base = loadConfig(env);
   const { databaseName, namespace } = runNames(tag);
+  // Checked before anything is created: cleanup deletes this namespace's streams.
+  await claimNamespace(base, namespace);
   const config: Config = {
     ...base,
     databaseUrl: await freshDatabase(base.databaseUrl, databaseName),

@@ -26,13 +26,19 @@
  * following the market; the tape's no-negative-cash property (tape.ts)
  * holds for a tape without amendments.
  */
-import type { Amendment } from '../../actors/block-order/amendments.ts';
-import type { Entry, Fill } from '../../actors/block-order/decider.ts';
+import type { Entry } from '../../actors/block-order/decider.ts';
 import type { Side } from '../../actors/domain/money.ts';
 import { invariant } from '../../actors/errors.ts';
 import { barOf, type Bar } from './market.ts';
-import { Stream, rngAt, type Rng } from './random.ts';
-import type { OrderPlan, Tape, TapeFill } from './tape.ts';
+import { Stream, rngAt } from './random.ts';
+import type { Tape, TapeFill } from './tape.ts';
+import {
+  assertWoven,
+  weaveFill,
+  weaveOrder,
+  type AmendDraw,
+  type WeaveOrder,
+} from '../amend-weave.ts';
 
 export interface AmendOptions {
   bustShareBps: number;
@@ -85,28 +91,7 @@ export interface AmendCounts {
 
 const TICK_MICRO = 10_000n;
 
-interface Due {
-  /** Sent once the publish order reaches this index (or the order's last fill). */
-  dueIndex: number;
-  fillId: string;
-  tapeSeq: number;
-  kind: 'BUST' | 'CORRECTION';
-}
-
-/** One order's state while the tape is woven. */
-interface OrderState {
-  plan: OrderPlan;
-  bar: Bar;
-  /** Entries of this order published so far: the next one takes seq + 1. */
-  seq: number;
-  fillsSeen: number;
-  /** Live fills: quantity and price now. */
-  live: Map<string, { quantity: bigint; price: bigint }>;
-  filled: bigint;
-  due: Due[];
-}
-
-/** The tape's fills with the day's amendments woven in, in publish order. */
+/** The tape's fills with the day's amendments woven in (amend-weave.ts), in publish order. */
 export function* amendedTape(
   tape: Tape,
   fills: Iterable<TapeFill>,
@@ -114,132 +99,27 @@ export function* amendedTape(
   counts: AmendCounts,
 ): Generator<TapeEntry, void, undefined> {
   checkAmendOptions(options);
-  const seed = tape.world.options.seed;
-  const rng = rngAt(seed, Stream.TapeAmend, tape.dayIndex);
-  const orders = new Map<string, OrderState>();
+  const rng = rngAt(tape.world.options.seed, Stream.TapeAmend, tape.dayIndex);
+  const orders = new Map<string, WeaveOrder>();
   for (const plan of tape.plans) {
     const bar = barOf(tape.world.market, plan.securityIndex, tape.dayIndex);
-    orders.set(plan.id, { plan, bar, seq: 0, fillsSeen: 0, live: new Map(), filled: 0n, due: [] });
+    const shape = { fills: plan.fills, target: plan.targetQuantity, complete: plan.complete };
+    const shift = (price: bigint, draw: AmendDraw) => shiftedPrice(price, bar, plan.side, draw);
+    orders.set(plan.id, weaveOrder(plan.id, shape, shift));
   }
   let index = 0;
-  const emit = (entry: Entry, side: Side, sendOffsetMs: number): TapeEntry => ({
-    entry,
-    side,
-    index: index++,
-    sendOffsetMs,
-  });
   for (const t of fills) {
     const o = orders.get(t.fill.blockOrderId);
     invariant(o !== undefined, `${t.fill.blockOrderId}: not on the tape`);
     invariant(!t.overfill, 'amendments are woven into a tape without overfills');
-    o.fillsSeen += 1;
-    o.seq += 1;
-    const fill: Fill = { ...t.fill, seq: o.seq };
-    o.live.set(fill.fillId, { quantity: fill.quantity, price: fill.price });
-    o.filled += fill.quantity;
-    yield emit(fill, t.side, t.sendOffsetMs);
-    planAmendment(o, fill, t.fill.seq, index, rng, options);
-    const last = o.fillsSeen === o.plan.fills;
-    for (const due of takeDue(o, index, last))
-      yield emit(amend(due.o, due.d, rng, fill.executedAtMs, counts), t.side, t.sendOffsetMs);
-    if (last && !o.plan.complete && rng.chance(options.cancelShareBps)) {
-      counts.cancels += 1;
-      o.seq += 1;
-      const cancel: Amendment = {
-        kind: 'CANCEL',
-        amendmentId: `${o.plan.id}-X`,
-        blockOrderId: o.plan.id,
-        seq: o.seq,
-        executedAtMs: fill.executedAtMs,
-      };
-      yield emit(cancel, t.side, t.sendOffsetMs);
-    }
+    for (const entry of weaveFill(o, t.fill, index, rng, options, counts))
+      yield { entry, side: t.side, index: index++, sendOffsetMs: t.sendOffsetMs };
   }
-  for (const o of orders.values())
-    invariant(o.due.length === 0, `${o.plan.id}: ${o.due.length} amendments never sent`);
-}
-
-function planAmendment(
-  o: OrderState,
-  fill: Fill,
-  tapeSeq: number,
-  index: number,
-  rng: Rng,
-  options: AmendOptions,
-): void {
-  const draw = rng.int(0, 9_999);
-  const kind =
-    draw < options.bustShareBps
-      ? 'BUST'
-      : draw < options.bustShareBps + options.correctionShareBps
-        ? 'CORRECTION'
-        : undefined;
-  if (!kind) return;
-  const dueIndex = index + rng.int(0, options.delayEntriesMax);
-  o.due.push({ dueIndex, fillId: fill.fillId, tapeSeq, kind });
-}
-
-/** The amendments due now: this order's all when it has published its last fill. */
-function* takeDue(
-  current: OrderState,
-  index: number,
-  last: boolean,
-): Generator<{ o: OrderState; d: Due }> {
-  if (last) {
-    for (const d of current.due.splice(0)) yield { o: current, d };
-    return;
-  }
-  // Only the current order's dues are checked per entry: O(its dues), not O(orders).
-  const ready = current.due.filter((d) => d.dueIndex <= index);
-  if (ready.length === 0) return;
-  current.due = current.due.filter((d) => d.dueIndex > index);
-  for (const d of ready) yield { o: current, d };
-}
-
-function amend(
-  o: OrderState,
-  d: Due,
-  rng: Rng,
-  executedAtMs: number,
-  counts: AmendCounts,
-): Amendment {
-  const now = o.live.get(d.fillId);
-  invariant(now !== undefined, `${d.fillId}: amended but not live`);
-  o.seq += 1;
-  const base = {
-    amendmentId: `${o.plan.id}-A${String(d.tapeSeq).padStart(7, '0')}`,
-    blockOrderId: o.plan.id,
-    seq: o.seq,
-    executedAtMs,
-  };
-  if (d.kind === 'BUST') {
-    counts.busts += 1;
-    o.live.delete(d.fillId);
-    o.filled -= now.quantity;
-    return { kind: 'BUST', ...base, fillId: d.fillId };
-  }
-  counts.corrections += 1;
-  const price = shiftedPrice(now.price, o.bar, o.plan.side, rng);
-  const quantity = correctedQuantity(o, d, now.quantity, rng);
-  o.live.set(d.fillId, { quantity, price });
-  o.filled += quantity - now.quantity;
-  invariant(o.filled <= o.plan.targetQuantity, `${o.plan.id}: a correction would overfill`);
-  return { kind: 'CORRECTION', ...base, fillId: d.fillId, quantity, price };
-}
-
-/** Half the corrections change the quantity: down to 50-99 %, or (last fill only) up to the target. */
-function correctedQuantity(o: OrderState, d: Due, quantity: bigint, rng: Rng): bigint {
-  if (!rng.chance(5_000)) return quantity;
-  const lastFill = d.tapeSeq === o.plan.fills;
-  const room = o.plan.targetQuantity - o.filled;
-  if (lastFill && room > 0n && rng.chance(5_000))
-    return quantity + BigInt(rng.int(1, Number(room < 1_000n ? room : 1_000n)));
-  const lowered = (quantity * BigInt(rng.int(50, 99))) / 100n;
-  return lowered > 0n ? lowered : quantity;
+  assertWoven(orders.values());
 }
 
 /** 1-3 ticks away, within the bar and the side's limit at the open (never the same price). */
-function shiftedPrice(price: bigint, bar: Bar, side: Side, rng: Rng): bigint {
+function shiftedPrice(price: bigint, bar: Bar, side: Side, rng: AmendDraw): bigint {
   const [low, high] =
     side === 'BUY' ? [bar.lowMicro, bar.openMicro] : [bar.openMicro, bar.highMicro];
   for (let attempt = 0; attempt < 4; attempt++) {
