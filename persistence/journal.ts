@@ -153,7 +153,10 @@ export async function keysWhoseLastEventIs(
            WHERE persistence_key LIKE $1 GROUP BY persistence_key) m
        ON j.persistence_key = m.persistence_key AND j.sequence_nr = m.s
      WHERE j.event_type = ANY($2::text[])`,
-    [`${keyPrefix.replace(/[\\%_]/g, '\\$&')}%`, [...eventTypes]],
+    [likePrefix(keyPrefix), [...eventTypes]],
   );
   return rows.map((r) => r.persistence_key);
 }
+
+/** A LIKE pattern for text that starts with `prefix` (its wildcards escaped). */
+export const likePrefix = (prefix: string): string => `${prefix.replace(/[\\%_]/g, '\\$&')}%`;

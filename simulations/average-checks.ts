@@ -16,8 +16,7 @@ import type { AverageRelease, ReleaseChange } from '../actors/block-order/averag
 import type { BlockOrderEvent } from '../actors/block-order/decider.ts';
 import { residueBoundMinor } from '../actors/domain/average-price.ts';
 import { notionalMinor, vwap } from '../actors/domain/money.ts';
-
-type Check = (condition: boolean, message: () => string) => void;
+import type { Check } from './invariants.ts';
 
 /** One account line a release sets: what the checker expects the account to have applied. */
 export interface ReleaseLine {
@@ -205,9 +204,8 @@ export class AverageBooks {
         amends: { seq: was.seq, quantity: l.previousQuantity, price: was.price },
       });
     }
-    const untouched = [...was.lines.keys()].filter(
-      (x) => !change.lines.some((l) => l.accountId === x),
-    );
+    const named = new Set(change.lines.map((l) => l.accountId));
+    const untouched = [...was.lines.keys()].filter((x) => !named.has(x));
     this.#check(
       untouched.length === 0,
       () => `${where}: leaves ${untouched.join(', ')} out of the amendment`,

@@ -20,6 +20,7 @@ import type { FastifyInstance } from 'fastify';
 import { lineEvents, type AccountEvent, type Allocation } from '../actors/account/decider.ts';
 import { sameAmendment } from '../actors/block-order/amendments.ts';
 import {
+  entryOf,
   entryIdOf,
   isAmendment,
   type BlockOrderEvent,
@@ -29,6 +30,7 @@ import { cashDelta, notionalMinor } from '../actors/domain/money.ts';
 import type { AccountView, BlockOrderView } from '../actors/views.ts';
 import { decodeVersioned } from '../persistence/codec.ts';
 import type { Database } from '../persistence/db.ts';
+import { likePrefix } from '../persistence/journal.ts';
 import type { SeedData } from '../persistence/reference.ts';
 import { AverageBooks } from './average-checks.ts';
 import { orderFairness, summarizeFairness, type FairnessFigures } from './fairness.ts';
@@ -76,7 +78,7 @@ export async function* readJournal(
       `SELECT persistence_key, sequence_nr, payload FROM journal
        WHERE (persistence_key, sequence_nr) > ($1, $2) AND persistence_key LIKE $3
        ORDER BY persistence_key, sequence_nr LIMIT $4`,
-      [key, seq, `${prefix}%`, pageRows],
+      [key, seq, likePrefix(prefix), pageRows],
     );
     for (const r of rows)
       yield {
@@ -193,8 +195,8 @@ class Books {
       if (!orders.has(id)) continue;
       const e = event as BlockOrderEvent;
       if (e.type === 'BlockOrderOpened' || e.type === 'AllocationsConfirmed') continue;
-      const entry =
-        e.type === 'FillAllocated' || e.type === 'FillAccumulated' ? e.fill : e.amendment;
+      const entry = entryOf(e);
+      if (!entry) continue;
       this.#published(id, entry);
       const entryId = entryIdOf(entry);
       this.check(!this.journaled.has(entryId), () => `${id}: id ${entryId} journaled twice`);
@@ -314,9 +316,8 @@ class Books {
         l.quantity - l.previousQuantity,
       );
     }
-    const untouched = [...current.lines.keys()].filter(
-      (acc) => !e.lines.some((l) => l.accountId === acc),
-    );
+    const named = new Set(e.lines.map((l) => l.accountId));
+    const untouched = [...current.lines.keys()].filter((acc) => !named.has(acc));
     this.check(
       untouched.length === 0,
       () => `${id} seq ${a.seq}: leaves ${untouched.join(', ')} out of the amendment`,

@@ -5,6 +5,7 @@
 import { isAmendment, type Entry } from '../actors/block-order/decider.ts';
 import type { Allocation } from '../actors/account/decider.ts';
 import type { Database } from '../persistence/db.ts';
+import { likePrefix } from '../persistence/journal.ts';
 
 /** An entry (fill or amendment) as its journal row holds it, with that row's address. */
 export interface JournaledEntry {
@@ -16,9 +17,6 @@ export interface JournaledEntry {
 }
 
 type Check = (condition: boolean, message: () => string) => void;
-
-/** A LIKE pattern for ids that start with `idPrefix` (its wildcards escaped). */
-export const likePrefix = (idPrefix: string): string => `${idPrefix.replace(/[\\%_]/g, '\\$&')}%`;
 
 interface IndexRow {
   fill_id: string;

@@ -930,6 +930,41 @@ t.test('ledger rows land in the commit of their record, exact', async (t) => {
   t.equal(resolution?.resolution, 'APPLIED');
 });
 
+t.test(
+  'an average-price entry: the index keeps the fill it names, the lines go by release key',
+  async (t) => {
+    const f = await fixture(t);
+    const { journal } = await f.openJournal({ flushIntervalMs: 5 });
+    const fill = execution('F-1', 'BO-9', 1);
+    const bust = {
+      kind: 'BUST' as const,
+      amendmentId: 'X-2',
+      blockOrderId: 'BO-9',
+      seq: 2,
+      fillId: 'F-1',
+      executedAtMs: 1_763_650_000_002,
+    };
+    // F-1 was released as release R-1; its bust sets R-1's lines.
+    await journal.persist({
+      ...added('block-order-BO-9', 1, 1),
+      ledger: { executions: [fill], linesKeys: ['R-1'] },
+    });
+    await journal.persist({
+      ...added('block-order-BO-9', 2, 2),
+      ledger: { executions: [bust], linesKeys: ['R-1'] },
+    });
+    // A re-sent bust is compared with what the index gives back: the very same entry.
+    t.strictSame(await journal.journal.executionAt('BO-9', 2), bust);
+    t.strictSame(await journal.journal.execution('X-2'), bust);
+    t.equal((await journal.journal.fillVersionRecord('R-1'))?.seq, 2, "the release's latest lines");
+    t.equal(
+      await journal.journal.fillVersionRecord('F-1'),
+      undefined,
+      'F-1 sets no lines of its own',
+    );
+  },
+);
+
 t.test('a claimed fill id fails only its record and its key from there on', async (t) => {
   const f = await fixture(t);
   const { journal } = await f.openJournal({ flushIntervalMs: 20 });

@@ -19,21 +19,18 @@
  * that fill's current version (its lines, after any earlier correction).
  * Invalid ones are rejected with a reason of their own and persist nothing.
  */
-import { allocateFill, type AllocationLine } from '../domain/allocation.ts';
+import { allocateFill, type AllocateResult, type AllocationLine } from '../domain/allocation.ts';
 import { assertNever, invariant } from '../errors.ts';
-import {
-  decideAveragedAmend,
-  moveLines,
-  releaseOf,
-  withRelease,
-  type ReleaseLines,
-} from './average.ts';
+import { decideAveragedAmend, releaseOf, withRelease, type ReleaseLines } from './average.ts';
 import {
   FillRejection,
   accepted,
+  linesFillIdOf,
+  moveLines,
   decideRepeat,
   outOfOrder,
   rejected,
+  targetIndex,
   totalTarget,
   type BlockOrderCommand,
   type BlockOrderDef,
@@ -44,13 +41,6 @@ import {
   type OpenState,
   type PendingFill,
 } from './decider.ts';
-
-export const AmendmentKind = {
-  Bust: 'BUST',
-  Correction: 'CORRECTION',
-  Cancel: 'CANCEL',
-} as const;
-export type AmendmentKind = (typeof AmendmentKind)[keyof typeof AmendmentKind];
 
 interface AmendmentBase {
   /** Claimed in the execution index like a fill id: one id space, unique forever. */
@@ -108,9 +98,7 @@ export function versionAfter(event: BlockOrderEvent): FillVersion | undefined {
     case 'FillBusted':
     case 'FillCorrected': {
       const busted = event.type === 'FillBusted';
-      const lines = event.lines
-        .filter((l) => l.quantity > 0n)
-        .map((l) => ({ accountId: l.accountId, quantity: l.quantity }));
+      const lines = heldLines(event.lines);
       return {
         fill: event.amended.fill,
         seq: event.amendment.seq,
@@ -145,9 +133,7 @@ export function releaseLinesAfter(event: BlockOrderEvent): ReleaseLines | undefi
     case 'AveragedFillAmended': {
       const change = event.change;
       if (!change) return undefined;
-      const lines = change.lines
-        .filter((l) => l.quantity > 0n)
-        .map((l) => ({ accountId: l.accountId, quantity: l.quantity }));
+      const lines = heldLines(change.lines);
       return { key: change.key, seq: event.amendment.seq, lines };
     }
     case 'BlockOrderOpened':
@@ -161,12 +147,31 @@ export function releaseLinesAfter(event: BlockOrderEvent): ReleaseLines | undefi
   }
 }
 
+/** The key whose lines a pending entry set: its release's (average price), else its fill's. */
+export const linesKeyOfPending = (p: PendingFill): string | null | undefined =>
+  p.linesKey !== undefined ? p.linesKey : linesFillIdOf(p.execution);
+
+/** What the shell looks up before an amendment is decided (null: the decision reads nothing). */
+export type AmendLookup = { kind: 'FILL' | 'RELEASE'; key: string } | null;
+
+/**
+ * A bust or correction at the order's next seq reads the named fill's
+ * current lines (pro-rata) or its release's (average price, once released).
+ * Anything decided without them (a cancel, a repeat, another order, a seq
+ * out of order, an unknown, busted or still accumulated fill) looks up nothing.
+ */
+export function amendLookup(state: BlockOrderState, a: Amendment): AmendLookup {
+  if (state.status !== 'Open' || a.kind === 'CANCEL') return null;
+  if (a.blockOrderId !== state.def.blockOrderId || a.seq !== state.lastFillSeq + 1) return null;
+  if (state.average === null) return { kind: 'FILL', key: a.fillId };
+  const f = state.average.fills.get(a.fillId);
+  return f && !f.busted && f.releaseKey !== null ? { kind: 'RELEASE', key: f.releaseKey } : null;
+}
+
 /** Average price: the release lines a pending entry holds (undefined: it sets none). */
 export function releaseLinesOfPending(p: PendingFill): ReleaseLines | undefined {
   if (typeof p.linesKey !== 'string') return undefined;
-  const lines = p.lines
-    .filter((l) => l.quantity > 0n)
-    .map((l) => ({ accountId: l.accountId, quantity: l.quantity }));
+  const lines = heldLines(p.lines);
   return { key: p.linesKey, seq: p.seq, lines };
 }
 
@@ -269,19 +274,27 @@ function decideCorrection(
   state: OpenState,
   nowMs: number,
 ): Decision {
-  const invalid = invalidCorrection(a, target);
+  const invalid = invalidCorrection(a, target, state);
   if (invalid) return invalid;
-  const shares = correctedShares(a, target, state);
-  if (!shares.ok) return rejected(FillRejection.CorrectionOverfill, shares.detail);
+  const shares =
+    a.quantity === target.quantity
+      ? { ok: true as const, lines: target.lines }
+      : reallocate(state, target.lines, a.quantity, target.fill.seq);
+  if (!shares.ok)
+    return rejected(
+      FillRejection.CorrectionOverfill,
+      `correction of ${a.fillId}: ${shares.detail}`,
+    );
   const lines = amendLinesOf(state.def, target.lines, shares.lines);
   const amended = amendedOf(target);
   return accepted({ type: 'FillCorrected', amendment: a, amended, lines, atMs: nowMs });
 }
 
-/** Why a correction of a fill now at `current` is refused on its own terms, or null. */
+/** Why a correction of a fill now at `current` is refused before any allocation, or null. */
 export function invalidCorrection(
   a: Extract<Amendment, { kind: 'CORRECTION' }>,
   current: { quantity: bigint; price: bigint },
+  state: OpenState,
 ): Decision | null {
   if (a.quantity <= 0n)
     return rejected(
@@ -294,6 +307,11 @@ export function invalidCorrection(
       FillRejection.CorrectionChangesNothing,
       `fill ${a.fillId} is already ${a.quantity} at ${a.price}`,
     );
+  if (state.cancelledQuantity !== null && a.quantity > current.quantity)
+    return rejected(
+      FillRejection.CorrectionOverfill,
+      `the order's remainder is cancelled: fill ${a.fillId} can only be lowered`,
+    );
   return null;
 }
 
@@ -305,39 +323,46 @@ export function amendLinesOf(
 ): AmendLine[] {
   const previous = new Map(before.map((l) => [l.accountId, l.quantity]));
   const now = new Map(after.map((l) => [l.accountId, l.quantity]));
-  return def.targets
-    .filter((t) => previous.has(t.accountId) || now.has(t.accountId))
-    .map((t) => ({
-      accountId: t.accountId,
-      previousQuantity: previous.get(t.accountId) ?? 0n,
-      quantity: now.get(t.accountId) ?? 0n,
-    }));
+  // Only the accounts involved, not a scan of every target: an order may serve 40,000.
+  const ids = [...new Set([...previous.keys(), ...now.keys()])];
+  ids.sort((x, y) => targetIndex(def, x) - targetIndex(def, y));
+  return ids.map((accountId) => ({
+    accountId,
+    previousQuantity: previous.get(accountId) ?? 0n,
+    quantity: now.get(accountId) ?? 0n,
+  }));
 }
 
-/** The corrected fill's shares: the same quantities (price only), or the pro-rata rule again. */
-function correctedShares(
-  a: Extract<Amendment, { kind: 'CORRECTION' }>,
-  target: FillVersion,
+/**
+ * `quantity` re-allocated pro-rata (tie rotation of `seq`) against each
+ * account's remaining without `current`: a corrected fill's or an amended
+ * release's new shares.
+ */
+export function reallocate(
   state: OpenState,
-): { ok: true; lines: AllocationLine[] } | { ok: false; detail: string } {
-  if (a.quantity === target.quantity) return { ok: true, lines: target.lines };
-  if (state.cancelledQuantity !== null && a.quantity > target.quantity)
-    return {
-      ok: false,
-      detail: `the order's remainder is cancelled: fill ${a.fillId} can only be lowered`,
-    };
-  const current = new Map(target.lines.map((l) => [l.accountId, l.quantity]));
-  const result = allocateFill({
+  current: readonly AllocationLine[],
+  quantity: bigint,
+  seq: number,
+): AllocateResult {
+  const held = new Map(current.map((l) => [l.accountId, l.quantity]));
+  return allocateFill({
     lotSize: state.def.lotSize,
-    fillQuantity: a.quantity,
-    fillSeq: target.fill.seq,
+    fillQuantity: quantity,
+    fillSeq: seq,
     accounts: state.remaining.map((r) => ({
       accountId: r.accountId,
-      remaining: r.remaining + (current.get(r.accountId) ?? 0n),
+      remaining: r.remaining + (held.get(r.accountId) ?? 0n),
     })),
   });
-  return result.ok ? result : { ok: false, detail: `correction of ${a.fillId}: ${result.detail}` };
 }
+
+/** The lines still held (quantity > 0) among `lines`, as allocation lines. */
+export const heldLines = (
+  lines: readonly { accountId: string; quantity: bigint }[],
+): AllocationLine[] =>
+  lines
+    .filter((l) => l.quantity > 0n)
+    .map((l) => ({ accountId: l.accountId, quantity: l.quantity }));
 
 type AmendmentEvent = Extract<
   BlockOrderEvent,
@@ -385,9 +410,7 @@ export function evolveAmendment(state: OpenState, event: AmendmentEvent): OpenSt
 export function versionOfPending(p: PendingFill): FillVersion | undefined {
   if (p.linesKey !== undefined) return undefined; // an average-price entry: releaseLinesOfPending
   const e = p.execution;
-  const lines = p.lines
-    .filter((l) => l.quantity > 0n)
-    .map((l) => ({ accountId: l.accountId, quantity: l.quantity }));
+  const lines = heldLines(p.lines);
   if (!('kind' in e))
     return { fill: e, seq: p.seq, quantity: e.quantity, price: e.price, busted: false, lines };
   if (e.kind === 'CANCEL') return undefined;

@@ -25,7 +25,7 @@
  * lines): the lines of a release are read back from the pending entries or
  * the journal, like a pro-rata fill's.
  */
-import { allocateFill, type AllocationLine } from '../domain/allocation.ts';
+import type { AllocationLine } from '../domain/allocation.ts';
 import {
   accumulate,
   emptyAccumulation,
@@ -33,14 +33,15 @@ import {
   releaseAtAverage,
   releaseDue,
   unaccumulate,
-  validateAveragePricePolicy,
+  averagePricePolicyProblem,
   type Accumulation,
   type AveragePricePolicy,
 } from '../domain/average-price.ts';
-import { invariant, ValidationError } from '../errors.ts';
+import { invariant } from '../errors.ts';
 import {
   amendLinesOf,
   invalidCorrection as invalidCorrectionOf,
+  reallocate,
   type AmendLine,
   type Amendment,
 } from './amendments.ts';
@@ -48,7 +49,7 @@ import {
   FillRejection,
   accepted,
   rejected,
-  targetIndex,
+  moveLines,
   totalTarget,
   type BlockOrderDef,
   type BlockOrderEvent,
@@ -57,7 +58,6 @@ import {
   type Entry,
   type Fill,
   type OpenState,
-  type PendingLine,
 } from './decider.ts';
 
 export const AllocationPolicyKind = {
@@ -82,14 +82,10 @@ export function invalidPolicy(policy: AllocationPolicy): string | null {
   switch (policy.kind) {
     case 'PRO_RATA':
       return null;
-    case 'AVERAGE_PRICE':
-      try {
-        validateAveragePricePolicy(policy);
-        return null;
-      } catch (error) {
-        if (error instanceof ValidationError) return `policy: ${error.message}`;
-        throw error;
-      }
+    case 'AVERAGE_PRICE': {
+      const problem = averagePricePolicyProblem(policy);
+      return problem && `policy: ${problem.field}: ${problem.rule}`;
+    }
     default: {
       // Reference data is input: an unknown policy rejects the order, it does not crash it.
       const unknown: never = policy;
@@ -265,13 +261,8 @@ function invalidCorrection(
   f: AveragedFill,
   a: Extract<Amendment, { kind: 'CORRECTION' }>,
 ): Decision | null {
-  const invalid = invalidCorrectionOf(a, f);
+  const invalid = invalidCorrectionOf(a, f, state);
   if (invalid) return invalid;
-  if (state.cancelledQuantity !== null && a.quantity > f.quantity)
-    return rejected(
-      FillRejection.CorrectionOverfill,
-      `the order's remainder is cancelled: fill ${a.fillId} can only be lowered`,
-    );
   const filled = state.filledQuantity - f.quantity + a.quantity;
   const target = totalTarget(state.def);
   if (filled > target)
@@ -322,16 +313,7 @@ function reallocated(
     return { figures: { accumulation, averagePrice: r.averagePrice, residueMinor: 0n }, lines: [] };
   let lines = currentLines;
   if (accumulation.quantity !== r.accumulation.quantity) {
-    const held = new Map(currentLines.map((l) => [l.accountId, l.quantity]));
-    const result = allocateFill({
-      lotSize: state.def.lotSize,
-      fillQuantity: accumulation.quantity,
-      fillSeq: r.seq,
-      accounts: state.remaining.map((x) => ({
-        accountId: x.accountId,
-        remaining: x.remaining + (held.get(x.accountId) ?? 0n),
-      })),
-    });
+    const result = reallocate(state, currentLines, accumulation.quantity, r.seq);
     // The correction was checked against the order's target: a rejection here is a bug.
     invariant(result.ok, `release ${r.key}: ${result.ok ? '' : result.detail}`);
     lines = result.lines;
@@ -433,32 +415,6 @@ export function withRelease(
     },
     pending: [...state.pending, entry],
   };
-}
-
-/** Each account's remaining after `lines` (what it had → what it has), and its last seq. */
-export function moveLines(
-  state: OpenState,
-  lines: readonly AmendLine[],
-  seq: number,
-  amending: boolean,
-) {
-  const remaining = state.remaining.slice();
-  const lastSeq = state.lastSeq.slice();
-  const pendingLines: PendingLine[] = [];
-  for (const line of lines) {
-    const i = targetIndex(state.def, line.accountId);
-    const now = remaining[i]!.remaining - line.quantity + line.previousQuantity;
-    const target = state.def.targets[i]!.quantity;
-    invariant(now >= 0n && now <= target, `${line.accountId} would need ${now} of ${target}`);
-    remaining[i] = Object.freeze({ accountId: line.accountId, remaining: now });
-    pendingLines.push(
-      amending
-        ? { ...line, prevSeq: lastSeq[i]! }
-        : { accountId: line.accountId, quantity: line.quantity, prevSeq: lastSeq[i]! },
-    );
-    lastSeq[i] = seq;
-  }
-  return { remaining, lastSeq, pendingLines };
 }
 
 export function evolveAveragedAmend(state: OpenState, event: AveragedAmendEvent): OpenState {

@@ -524,17 +524,7 @@ function evolveFill(
     sum === fill.quantity,
     `allocation of fill ${fill.fillId} sums to ${sum}, not ${fill.quantity}`,
   );
-  const remaining = state.remaining.slice();
-  const lastSeq = state.lastSeq.slice();
-  const pendingLines: PendingLine[] = [];
-  for (const line of lines) {
-    const i = targetIndex(state.def, line.accountId);
-    const now = remaining[i]!.remaining - line.quantity;
-    invariant(now >= 0n, `${line.accountId} would exceed its target on ${fill.blockOrderId}`);
-    remaining[i] = Object.freeze({ accountId: line.accountId, remaining: now });
-    pendingLines.push({ accountId: line.accountId, quantity: line.quantity, prevSeq: lastSeq[i]! });
-    lastSeq[i] = fill.seq;
-  }
+  const { remaining, lastSeq, pendingLines } = moveLines(state, lines, fill.seq, false);
   return {
     ...state,
     remaining,
@@ -548,4 +538,53 @@ function evolveFill(
       { seq: fill.seq, execution: fill, price: fill.price, lines: pendingLines },
     ],
   };
+}
+
+/**
+ * Each account's remaining after `lines` (what it had → what it has; a new
+ * line had nothing), and the pending lines with the seq each account last
+ * had (its prevSeq chain). `amending`: the pending lines keep what each had.
+ */
+export function moveLines(
+  state: OpenState,
+  lines: readonly { accountId: string; quantity: bigint; previousQuantity?: bigint }[],
+  seq: number,
+  amending: boolean,
+) {
+  const remaining = state.remaining.slice();
+  const lastSeq = state.lastSeq.slice();
+  const pendingLines: PendingLine[] = [];
+  for (const line of lines) {
+    const i = targetIndex(state.def, line.accountId);
+    const now = remaining[i]!.remaining - line.quantity + (line.previousQuantity ?? 0n);
+    const target = state.def.targets[i]!.quantity;
+    invariant(now >= 0n && now <= target, `${line.accountId} would need ${now} of ${target}`);
+    remaining[i] = Object.freeze({ accountId: line.accountId, remaining: now });
+    pendingLines.push(
+      amending
+        ? { ...line, previousQuantity: line.previousQuantity ?? 0n, prevSeq: lastSeq[i]! }
+        : { accountId: line.accountId, quantity: line.quantity, prevSeq: lastSeq[i]! },
+    );
+    lastSeq[i] = seq;
+  }
+  return { remaining, lastSeq, pendingLines };
+}
+
+/** The entry an event applies at its seq (claimed in the execution index), if any. */
+export function entryOf(event: BlockOrderEvent): Entry | undefined {
+  switch (event.type) {
+    case 'FillAllocated':
+    case 'FillAccumulated':
+      return event.fill;
+    case 'FillBusted':
+    case 'FillCorrected':
+    case 'OrderCancelled':
+    case 'AveragedFillAmended':
+      return event.amendment;
+    case 'BlockOrderOpened':
+    case 'AllocationsConfirmed':
+      return undefined;
+    default:
+      return assertNever(event, 'block order event');
+  }
 }

@@ -19,6 +19,7 @@ import type {
 import { BlockOrderStatus, type AverageView, type BlockOrderActorView } from '../views.ts';
 import {
   decide,
+  entryOf,
   evolve,
   FillRejection,
   initialState,
@@ -28,11 +29,12 @@ import {
   type BlockOrderState,
   type Decision,
   type Entry,
-  linesFillIdOf,
   type OpenState,
   type PendingFill,
 } from './decider.ts';
 import {
+  amendLookup,
+  linesKeyOfPending,
   releaseLinesAfter,
   releaseLinesOfPending,
   versionAfter,
@@ -111,25 +113,6 @@ function releaseKeyOf(event: BlockOrderEvent): string | null | undefined {
       return event.release?.key;
     default:
       return undefined;
-  }
-}
-
-/** The entry an event applies at its seq (claimed in the execution index), if any. */
-function entryOf(event: BlockOrderEvent): Entry | undefined {
-  switch (event.type) {
-    case 'FillAllocated':
-    case 'FillAccumulated':
-      return event.fill;
-    case 'FillBusted':
-    case 'FillCorrected':
-    case 'OrderCancelled':
-    case 'AveragedFillAmended':
-      return event.amendment;
-    case 'BlockOrderOpened':
-    case 'AllocationsConfirmed':
-      return undefined;
-    default:
-      return assertNever(event, 'block order event');
   }
 }
 
@@ -346,11 +329,11 @@ class BlockOrderShell {
     const { state } = ready;
     const a = message.amendment;
     const prior = await this.priorExecution(state, a);
-    const lookup = prior === undefined && a.kind !== 'CANCEL' ? a.fillId : undefined;
-    const average = state.d.status === 'Open' ? state.d.average : null;
-    const releaseKey = lookup && average ? average.fills.get(lookup)?.releaseKey : undefined;
-    const target = lookup && !average ? await this.fillVersion(state, lookup) : undefined;
-    const release = releaseKey ? await this.releaseLines(state, releaseKey) : undefined;
+    // Only what the decision will read is looked up (nothing for a rejection decided without it).
+    const lookup = amendLookup(state.d, a);
+    const target = lookup?.kind === 'FILL' ? await this.fillVersion(state, lookup.key) : undefined;
+    const release =
+      lookup?.kind === 'RELEASE' ? await this.releaseLines(state, lookup.key) : undefined;
     const command = {
       type: 'Amend' as const,
       amendment: a,
@@ -402,33 +385,36 @@ class BlockOrderShell {
    * that set its lines (durable, or staged in this batch), else the journal.
    */
   async fillVersion(state: State, fillId: string): Promise<FillVersion | null> {
-    if (state.d.status !== 'Open') return null;
-    const pending = state.d.pending;
-    for (let i = pending.length - 1; i >= 0; i--) {
-      const p = pending[i]!;
-      if (linesFillIdOf(p.execution) === fillId) return versionOfPending(p) ?? null;
-    }
-    const event = await this.#deps.executions.linesSetBy(fillId);
+    const set = await this.linesSetBy(state, fillId);
+    if (set === undefined) return null;
     // Another order's event under this id (hostile input) is no fill of this order.
-    return (event && versionAfter(event)) ?? null;
+    return ('seq' in set ? versionOfPending(set) : versionAfter(set)) ?? null;
   }
 
-  /** Average price: a release's current lines, from its newest pending entry or the journal. */
+  /** Average price: a release's current lines (the state says it exists). */
   async releaseLines(state: State, key: string): Promise<ReleaseLines> {
     invariant(state.d.status === 'Open', 'release lines of an order that is not open');
-    const pending = state.d.pending;
-    for (let i = pending.length - 1; i >= 0; i--) {
-      const p = pending[i]!;
-      if (p.linesKey === key) return releaseLinesOfPending(p)!;
-    }
-    const event = await this.#deps.executions.linesSetBy(key);
-    const lines = event && releaseLinesAfter(event);
+    const set = await this.linesSetBy(state, key);
+    const lines = set && ('seq' in set ? releaseLinesOfPending(set) : releaseLinesAfter(set));
     // The state says the release exists: its event is durable, or the journal lost it.
     invariant(
       lines?.key === key,
       `release ${key} of ${state.d.def.blockOrderId} is not in the journal`,
     );
     return lines;
+  }
+
+  /**
+   * What last set the lines under `key` (a fill id or a release key): the
+   * newest pending entry (durable, or staged in this batch), else the
+   * journal's event.
+   */
+  async linesSetBy(state: State, key: string): Promise<PendingFill | BlockOrderEvent | undefined> {
+    if (state.d.status !== 'Open') return undefined;
+    const pending = state.d.pending;
+    for (let i = pending.length - 1; i >= 0; i--)
+      if (linesKeyOfPending(pending[i]!) === key) return pending[i];
+    return this.#deps.executions.linesSetBy(key);
   }
 
   /**

@@ -41,7 +41,7 @@
  * as the residue is a whole number of cents, <= floor((D(k + m) + Q) / (2D)).
  */
 import { allocateFill, type AccountRemaining, type AllocationLine } from './allocation.ts';
-import { CASH_DECIMALS, PRICE_DECIMALS, notionalMinor, vwap, type Side } from './money.ts';
+import { PRICE_TO_CASH_DIVISOR, notionalMinor, vwap, type Side } from './money.ts';
 import { ValidationError, assertNever, invariant } from '../errors.ts';
 
 /** Release triggers besides completion; null turns one off. */
@@ -102,9 +102,6 @@ export interface Release {
   roundingCashMinor: bigint;
 }
 
-/** Price units (quantity x price) per cent. */
-const PRICE_UNITS_PER_CENT = 10n ** BigInt(PRICE_DECIMALS - CASH_DECIMALS);
-
 export const emptyAccumulation: Accumulation = {
   fills: 0,
   quantity: 0n,
@@ -115,12 +112,21 @@ export const emptyAccumulation: Accumulation = {
 
 /** The policy unchanged, or a ValidationError naming the bad trigger. */
 export function validateAveragePricePolicy(policy: AveragePricePolicy): AveragePricePolicy {
+  const problem = averagePricePolicyProblem(policy);
+  if (problem) throw new ValidationError(problem.field, problem.rule);
+  return policy;
+}
+
+/** The first trigger that is neither null nor a positive integer, with the rule; null if none. */
+export function averagePricePolicyProblem(
+  policy: AveragePricePolicy,
+): { field: string; rule: string } | null {
   for (const field of ['everyFills', 'everyMarketMs'] as const) {
     const value = policy[field];
     if (value !== null && !(Number.isSafeInteger(value) && value > 0))
-      throw new ValidationError(field, 'must be a positive integer or null');
+      return { field, rule: 'must be a positive integer or null' };
   }
-  return policy;
+  return null;
 }
 
 export function accumulate(acc: Accumulation, fill: AccumulatedFill): Accumulation {
@@ -195,7 +201,7 @@ export function releaseDue(
 /** floor((D(k + m) + Q) / (2D)) cents: the residue bound of the module comment. */
 export function residueBoundMinor(fills: number, lines: number, quantity: bigint): bigint {
   invariant(fills >= 0 && lines >= 0 && quantity >= 0n, 'residueBoundMinor: negative count');
-  const d = PRICE_UNITS_PER_CENT;
+  const d = PRICE_TO_CASH_DIVISOR;
   return (d * BigInt(fills + lines) + quantity) / (2n * d);
 }
 

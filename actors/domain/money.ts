@@ -21,7 +21,8 @@ export const INT64_MIN = -(2n ** 63n);
 export type Side = 'BUY' | 'SELL';
 
 /** quantity * price is in units of 10^-PRICE_DECIMALS; cash in 10^-CASH_DECIMALS. */
-const PRICE_TO_CASH_DIVISOR = 10n ** BigInt(PRICE_DECIMALS - CASH_DECIMALS);
+/** Price units (quantity × price) per cent. */
+export const PRICE_TO_CASH_DIVISOR = 10n ** BigInt(PRICE_DECIMALS - CASH_DECIMALS);
 
 /**
  * numerator / denominator rounded to the nearest integer, ties to the even

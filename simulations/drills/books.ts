@@ -13,6 +13,7 @@
  */
 import { lineEvents, type AccountEvent } from '../../actors/account/decider.ts';
 import {
+  entryOf,
   entryIdOf,
   isAmendment,
   type BlockOrderEvent,
@@ -132,8 +133,8 @@ async function foldJournal(db: Database, signal: AbortSignal) {
   const allocatedFills = new Set<string>();
   for await (const { event } of readJournal(db, `${BLOCK_ORDER_KIND}-`)) {
     const e = event as BlockOrderEvent;
-    if (e.type === 'BlockOrderOpened' || e.type === 'AllocationsConfirmed') continue;
-    const entry = e.type === 'FillAllocated' || e.type === 'FillAccumulated' ? e.fill : e.amendment;
+    const entry = entryOf(e);
+    if (!entry) continue;
     appliedIds.push(entryIdOf(entry));
     if (!isAmendment(entry)) allocatedFills.add(entry.fillId);
     if (appliedIds.length % 10_000 === 0) signal.throwIfAborted();

@@ -28,7 +28,10 @@ export const DRILLS: Record<string, { run: DrillRunner; what: string }> = {
     run: runOutageDrill,
     what: 'stop the database, then kill NATS, mid-stream (private servers)',
   },
-  poison: { run: runPoisonDrill, what: '108 classes of bad message (31 of them amendments) among good fills' },
+  poison: {
+    run: runPoisonDrill,
+    what: '108 classes of bad message (31 of them amendments) among good fills',
+  },
   burst: {
     run: runBurstDrill,
     what: 'a burst at 10x the sustainable rate; memory stays bounded',

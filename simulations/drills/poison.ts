@@ -11,6 +11,7 @@
  */
 import { sameAmendment } from '../../actors/block-order/amendments.ts';
 import {
+  entryOf,
   entryIdOf,
   isAmendment,
   type BlockOrderEvent,
@@ -208,8 +209,8 @@ async function appliedEntries(db: Database): Promise<Map<string, Entry[]>> {
   const out = new Map<string, Entry[]>();
   for await (const { event } of readJournal(db, `${BLOCK_ORDER_KIND}-`)) {
     const e = event as BlockOrderEvent;
-    if (e.type === 'BlockOrderOpened' || e.type === 'AllocationsConfirmed') continue;
-    const entry = e.type === 'FillAllocated' || e.type === 'FillAccumulated' ? e.fill : e.amendment;
+    const entry = entryOf(e);
+    if (!entry) continue;
     const id = entryIdOf(entry);
     out.set(id, [...(out.get(id) ?? []), entry]);
   }

@@ -6,7 +6,6 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DeliverPolicy } from '@nats-io/jetstream';
-import type { BlockOrderEvent, Fill } from '../../actors/block-order/decider.ts';
 import { BLOCK_ORDER_KIND, UNCONFIRMED_EVENT_TYPES } from '../../actors/block-order/shell.ts';
 import type { Database } from '../../persistence/db.ts';
 import { keysWhoseLastEventIs } from '../../persistence/journal.ts';
@@ -16,7 +15,6 @@ import { loadConfig, streamNames, type Config } from '../../system/config.ts';
 import { DeadLetterHeader, openJetStream, type NatsHandles } from '../../system/jetstream.ts';
 import { Permits } from '../../system/permits.ts';
 import { openDatabase } from '../../system/service.ts';
-import { readJournal } from '../invariants.ts';
 import {
   claimNamespace,
   deleteStreams,
@@ -210,17 +208,4 @@ export async function untilConfirmed(db: Database, timeoutMs: number): Promise<v
       throw new Error(`${keys.length} block orders still have unconfirmed allocations`);
     await sleep(20);
   }
-}
-
-/** Every FillAllocated in the journal, by fill id (a fill id allocated twice is listed twice). */
-export async function allocatedFills(db: Database): Promise<Map<string, Fill[]>> {
-  const out = new Map<string, Fill[]>();
-  for await (const { event } of readJournal(db, `${BLOCK_ORDER_KIND}-`)) {
-    const e = event as BlockOrderEvent;
-    if (e.type !== 'FillAllocated') continue;
-    const list = out.get(e.fill.fillId) ?? [];
-    list.push(e.fill);
-    out.set(e.fill.fillId, list);
-  }
-  return out;
 }
