@@ -46,8 +46,16 @@ export const Outcome = {
   DecodeFailed: 'DECODE_FAILED',
   InvalidField: 'INVALID_FIELD',
   DeliveriesExhausted: 'DELIVERIES_EXHAUSTED',
-  /** Dead-lettered with the block order's own rejection reason. */
-  ...FillRejection,
+  // Dead-lettered with the block order's own rejection reason (the ones the corpus provokes).
+  UnknownBlockOrder: FillRejection.UnknownBlockOrder,
+  Overfill: FillRejection.Overfill,
+  ConflictingExecution: FillRejection.ConflictingExecution,
+  UnknownFill: FillRejection.UnknownFill,
+  AlreadyBusted: FillRejection.AlreadyBusted,
+  CorrectionOverfill: FillRejection.CorrectionOverfill,
+  CorrectionChangesNothing: FillRejection.CorrectionChangesNothing,
+  OrderCancelled: FillRejection.OrderCancelled,
+  AlreadyCancelled: FillRejection.AlreadyCancelled,
 } as const;
 export type Outcome = (typeof Outcome)[keyof typeof Outcome];
 
