@@ -103,6 +103,8 @@ export interface CheckArgs {
   idPrefix: string;
   /** The day's price per security the rebalancing priced buys at: checks no buy beyond cash. */
   rebalancePrices?: ReadonlyMap<string, bigint>;
+  /** Told after each account and order the API check read (the longest part of a big check). */
+  onViewChecked?: () => void;
 }
 
 export type Check = (condition: boolean, message: () => string) => void;
@@ -521,6 +523,7 @@ class Books {
   async checkAccountsApi(): Promise<void> {
     await inBatches(this.#args.seed.accounts, async (account) => {
       const res = await getView(this.#args.app, `/accounts/${account.id}`);
+      this.#args.onViewChecked?.();
       this.check(res.statusCode === 200, () => `GET /accounts/${account.id}: ${res.statusCode}`);
       if (res.statusCode !== 200) return;
       const view = res.json<AccountView>();
@@ -551,6 +554,7 @@ class Books {
   async checkOrdersApi(): Promise<void> {
     await inBatches(this.#args.seed.blockOrders, async (order) => {
       const res = await getView(this.#args.app, `/block-orders/${order.id}`);
+      this.#args.onViewChecked?.();
       this.check(res.statusCode === 200, () => `GET /block-orders/${order.id}: ${res.statusCode}`);
       if (res.statusCode !== 200) return;
       const view = res.json<BlockOrderView>();

@@ -32,6 +32,7 @@ import { percentiles, type LatencyMs } from './arms/common.ts';
 import { Permits } from '../system/permits.ts';
 import { checkInvariants, type InvariantReport } from './invariants.ts';
 import type { Phase } from './progress.ts';
+import type { MemoryPoint } from './report/types.ts';
 
 /** Where the long phases report (simulations/progress.ts makes one). */
 export interface PhaseBoard {
@@ -93,6 +94,8 @@ export interface RunResult {
   journal: Service['journal']['stats'];
   consumer: Service['consumer']['stats'];
   actorCrashes: number;
+  /** Memory at the end of seeding, publishing, settling and checking. */
+  memory: MemoryPoint[];
   config: Pick<
     Config,
     | 'partitions'
@@ -103,6 +106,13 @@ export interface RunResult {
     | 'actorBatchCommandsMax'
     | 'snapshotEveryEvents'
   >;
+}
+
+/** The process's memory now, named for the phase that just ended. */
+export function memoryAt(phase: string): MemoryPoint {
+  const { rss, heapUsed, external } = process.memoryUsage();
+  const peakRssBytes = Math.max(process.resourceUsage().maxRSS * 1024, rss);
+  return { phase, rssBytes: rss, heapUsedBytes: heapUsed, externalBytes: external, peakRssBytes };
 }
 
 export const monotonicClock: Clock = { nowMs: () => performance.timeOrigin + performance.now() };
@@ -311,13 +321,14 @@ export async function runScenario(options: RunOptions): Promise<RunResult> {
     await prepareDatabase(config, scenario);
     seeding.update(scenario.seed.accounts.length);
     seeding.stop();
+    const seeded = memoryAt('seeded');
     if (options.prepublish) {
       options.progress(`publishing ${total} fills before the service starts ...`);
       await prepublish(config, scenario, options.publishInFlightMax);
     }
     const result = await runService(options, config, scenario, databaseName);
     await options.afterStop?.(config);
-    return result;
+    return { ...result, memory: [seeded, ...result.memory] };
   } finally {
     if (!options.keepDatabase) {
       const nats = await openJetStream(config, 'blockfill-cleanup').catch(() => undefined);
@@ -347,6 +358,7 @@ async function runService(
   progress.startMs = t0Ms;
   if (options.prepublish) for (const fill of entries) progress.arrived(fill, t0Ms);
   const service = await startService(config, { observer: progress, clock: monotonicClock, log });
+  const memory: MemoryPoint[] = [];
   try {
     const draining = phaseOf(options, 'settling', total);
     const ticker = setInterval(() => draining.update(progress.settled), 250);
@@ -364,8 +376,10 @@ async function runService(
         });
         publishing.stop();
         publishMs = monotonicClock.nowMs() - t0Ms;
+        memory.push(memoryAt('published'));
       }
       await untilSettled(progress, total, options.settleTimeoutMs);
+      memory.push(memoryAt('settled'));
     } finally {
       clearInterval(ticker);
       draining.update(progress.settled);
@@ -378,7 +392,9 @@ async function runService(
     const invariants = options.checkInvariants
       ? await check(service, scenario, options)
       : undefined;
-    return summarize({ progress, service, config, invariants, elapsedMs, publishMs, databaseName });
+    if (invariants) memory.push(memoryAt('checked'));
+    const r = { progress, service, config, invariants, elapsedMs, publishMs, databaseName, memory };
+    return summarize(r);
   } finally {
     await service.stop();
   }
@@ -386,7 +402,9 @@ async function runService(
 
 async function check(service: Service, scenario: Scenario, options: RunOptions) {
   options.progress('checking invariants against the journal and the live actors ...');
-  const checking = phaseOf(options, 'checking', 1);
+  // Counted in views read back through the API (the journals are read first, uncounted).
+  const views = scenario.seed.accounts.length + scenario.seed.blockOrders.length;
+  const checking = phaseOf(options, 'checking', views);
   const report = await checkInvariants({
     db: service.db,
     app: service.app,
@@ -394,8 +412,9 @@ async function check(service: Service, scenario: Scenario, options: RunOptions) 
     fillsByOrder: scenario.amended?.entriesByOrder ?? scenario.fillsByOrder,
     idPrefix: scenario.options.idPrefix,
     ...(scenario.rebalancePrices ? { rebalancePrices: scenario.rebalancePrices } : {}),
+    onViewChecked: () => checking.increment(),
   });
-  checking.update(1);
+  checking.update(views);
   checking.stop();
   return report;
 }
@@ -408,6 +427,7 @@ function summarize(r: {
   elapsedMs: number;
   publishMs: number;
   databaseName: string;
+  memory: MemoryPoint[];
 }): RunResult {
   const seconds = r.elapsedMs / 1000;
   const { config } = r;
@@ -426,6 +446,7 @@ function summarize(r: {
     journal: { ...r.service.journal.stats },
     consumer: { ...r.service.consumer.stats },
     actorCrashes: r.service.accounts.crashCount + r.service.blockOrders.crashCount,
+    memory: r.memory,
     config: {
       partitions: config.partitions,
       journalBatchEventsMax: config.journalBatchEventsMax,

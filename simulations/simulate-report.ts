@@ -55,6 +55,8 @@ export interface ReportInput {
   day: TradingDayScenario;
   result: RunResult;
   peakRssBytes: number;
+  /** Memory after each phase: the scenario built, then the run's (RunResult.memory). */
+  memory: RunReport['memory'];
   /** The avg-price triggers: the actors' under --policy avg-price, else the replay's. */
   avgPrice: AveragePricePolicy;
 }
@@ -105,6 +107,7 @@ export function buildReport(input: ReportInput): RunReport {
     rebalance: { models },
     invariants: invariantsOf(result),
     peakRssBytes: input.peakRssBytes,
+    memory: input.memory,
   };
 }
 

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { PRO_RATA } from '../actors/block-order/average.ts';
 import { createProgress } from './progress.ts';
 import { writeReport } from './report/write.ts';
-import { runScenario } from './run.ts';
+import { memoryAt, runScenario } from './run.ts';
 import { buildReport, summaryOf } from './simulate-report.ts';
 import { parseSimulateArgs, UsageError, USAGE, type SimulateArgs } from './simulate-args.ts';
 import { tradingDayScenario } from './trading-day/scenario.ts';
@@ -91,6 +91,7 @@ say(
     `${day.rebalance.orders} block orders, ${day.rebalance.lines} order lines; tape: ${day.scenario.publishOrder.length} fills, ` +
     `${a.busts} busts, ${a.corrections} corrections, ${a.cancels} cancels`,
 );
+const built = memoryAt('built');
 const progress = createProgress({ stream: out });
 const result = await runScenario({
   scenario: day.scenario,
@@ -124,6 +125,7 @@ const report = buildReport({
   day,
   result,
   peakRssBytes: process.resourceUsage().maxRSS * 1024,
+  memory: [built, ...result.memory],
   avgPrice: args.avgPrice,
 });
 const written = await writeReport(report, { reportsDir: args.reportsDir });

@@ -9,6 +9,7 @@
  */
 import t, { type Test } from 'tap';
 import fc from 'fast-check';
+import { List, Map as PMap } from 'immutable';
 import {
   FillRejection,
   decide,
@@ -188,7 +189,11 @@ t.test('an accumulated fill: bust and correction change the accumulation only', 
   t.strictSame(state.pending.at(-1)?.lines, [], 'no account sees it');
   t.equal(state.average?.accumulation.quantity, 250n);
   t.equal(state.average?.accumulation.notional, 250n * P2);
-  t.strictSame(state.average?.accumulated, ['F-2'], 'the busted fill left the accumulation');
+  t.strictSame(
+    state.average?.accumulated.toArray(),
+    ['F-2'],
+    'the busted fill left the accumulation',
+  );
   t.equal(state.filledQuantity, 250n);
   t.equal(state.busts, 1);
   t.equal(state.corrections, 1);
@@ -281,13 +286,30 @@ t.test('rejections persist nothing', async (t) => {
 });
 
 t.test('a snapshot of an average-price order decodes to the same state', async (t) => {
-  const { state } = run(t, policy(2, null), [
-    fillCmd(fill(1, 200n)),
-    fillCmd(fill(2, 300n)),
-    fillCmd(fill(3, 100n)),
-  ]);
+  // 59 fills, released every 7 (8 releases, 3 still accumulated): maps past their small form.
+  const fills = Array.from({ length: 59 }, (_, i) => fillCmd(fill(i + 1, 10n)));
+  const { state } = run(t, policy(7, null), fills);
+  t.equal(state.average?.releases.size, 8);
+  t.equal(state.average?.accumulated.size, 3);
   const bytes = encodeVersioned(encodeOrder(state));
-  t.strictSame(decodeOrder(decodeVersioned(bytes, 'snapshot')), state);
+  const decoded = openOf(t, decodeOrder(decodeVersioned(bytes, 'snapshot')));
+  const plain = (s: OpenState) => {
+    const avg = s.average!;
+    const maps = { fills: new Map(avg.fills), releases: new Map(avg.releases) };
+    return { ...s, average: { ...avg, ...maps, accumulated: avg.accumulated.toArray() } };
+  };
+  t.strictSame(plain(decoded), plain(state), 'the same fills, releases and accumulation');
+  const avg = decoded.average!;
+  t.ok(PMap.isMap(avg.fills) && PMap.isMap(avg.releases), 'persistent maps again');
+  t.ok(List.isList(avg.accumulated), 'a persistent list again');
+  // The decoded state folds on: the 7th fill after the last release releases all 7.
+  let folded: BlockOrderState = decoded;
+  for (const seq of [60, 61, 62]) {
+    for (const e of decide(fillCmd(fill(seq, 10n)), folded).events) folded = evolve(folded, e);
+  }
+  const next = decide(fillCmd(fill(63, 10n)), folded);
+  const ids = [57, 58, 59, 60, 61, 62, 63].map((seq) => `F-${seq}`);
+  t.match(next, { outcome: 'Accepted', events: [{ release: { fillIds: ids } }] });
 });
 
 // ---------------------------------------------------------------- property

@@ -144,6 +144,22 @@ function sampleReport(): RunReport {
       violations: [],
     },
     peakRssBytes: 412 * 2 ** 20,
+    memory: [
+      {
+        phase: 'built',
+        rssBytes: 180 * 2 ** 20,
+        heapUsedBytes: 90 * 2 ** 20,
+        externalBytes: 12 * 2 ** 20,
+        peakRssBytes: 181 * 2 ** 20,
+      },
+      {
+        phase: 'settled',
+        rssBytes: 400 * 2 ** 20,
+        heapUsedBytes: 210 * 2 ** 20,
+        externalBytes: 40 * 2 ** 20,
+        peakRssBytes: 412 * 2 ** 20,
+      },
+    ],
   };
 }
 
@@ -195,6 +211,10 @@ t.test('a broken report gets problems that name the field', async (t) => {
   expectProblem(
     problemsWith((r) => Object.assign(r.fairness.byPolicy['avg-price'], { residueMinor: 12 })),
     'fairness.byPolicy.avg-price.residueMinor',
+  );
+  expectProblem(
+    problemsWith((r) => Object.assign(r.memory[1]!, { rssBytes: -1 })),
+    'memory.1.rssBytes',
   );
   expectProblem(
     problemsWith((r) => delete (r.machine as Partial<RunReport['machine']>).cpus),

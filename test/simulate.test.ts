@@ -171,6 +171,8 @@ t.test('the smoke scenario, end to end: one JSON object, a report, exact books',
   ) as unknown;
   t.same(validateReport(json), [], 'report.json follows its schema');
   t.match(json, { scenario: 'smoke', counts: { fills: 200 }, invariants: { ok: true } });
+  const phases = (json as { memory: Array<{ phase: string }> }).memory.map((p) => p.phase);
+  t.same(phases, ['built', 'seeded', 'published', 'settled', 'checked'], 'memory after each phase');
   t.ok(readFileSync(reportPath, 'utf8').includes('data-chart="fairness"'), 'report.html written');
   const left = await withMaintenance(loadConfig(process.env).databaseUrl, (db) =>
     db.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]),

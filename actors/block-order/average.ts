@@ -23,8 +23,11 @@
  *
  * The state holds one small record per fill and per release (never their
  * lines): the lines of a release are read back from the pending entries or
- * the journal, like a pro-rata fill's.
+ * the journal, like a pro-rata fill's. Those records are persistent
+ * (immutable.js) maps and lists: a fold step shares all but the path it
+ * changes, so a fill costs O(log n), not a copy of every fill before it.
  */
+import { List, Map as PMap } from 'immutable';
 import type { AllocationLine } from '../domain/allocation.ts';
 import {
   accumulate,
@@ -126,9 +129,9 @@ export interface AverageState {
   policy: AveragePricePolicy;
   accumulation: Accumulation;
   /** Ids of the accumulated fills, oldest first. */
-  accumulated: readonly string[];
-  fills: ReadonlyMap<string, AveragedFill>;
-  releases: ReadonlyMap<string, ReleaseState>;
+  accumulated: List<string>;
+  fills: PMap<string, AveragedFill>;
+  releases: PMap<string, ReleaseState>;
   /** Σ quantity over releases: what the accounts hold of the order. */
   releasedQuantity: bigint;
   /** Σ residue over releases: the order's rounding account, signed cents. */
@@ -165,9 +168,9 @@ export const openAverage = (policy: AllocationPolicy): AverageState | null =>
     ? {
         policy: { everyFills: policy.everyFills, everyMarketMs: policy.everyMarketMs },
         accumulation: emptyAccumulation,
-        accumulated: [],
-        fills: new Map(),
-        releases: new Map(),
+        accumulated: List(),
+        fills: PMap(),
+        releases: PMap(),
         releasedQuantity: 0n,
         residueMinor: 0n,
       }
@@ -340,8 +343,7 @@ export function evolveAccumulated(state: OpenState, event: AccumulatedEvent): Op
   invariant(fill.seq === state.lastFillSeq + 1, `fill seq ${fill.seq} after ${state.lastFillSeq}`);
   const avg = averageOf(state);
   invariant(!avg.fills.has(fill.fillId), `fill ${fill.fillId} is already taken`);
-  const fills = new Map(avg.fills);
-  fills.set(fill.fillId, {
+  const fills = avg.fills.set(fill.fillId, {
     fill,
     quantity: fill.quantity,
     price: fill.price,
@@ -358,7 +360,7 @@ export function evolveAccumulated(state: OpenState, event: AccumulatedEvent): Op
       ...avg,
       fills,
       accumulation: accumulate(avg.accumulation, fill),
-      accumulated: [...avg.accumulated, fill.fillId],
+      accumulated: avg.accumulated.push(fill.fillId),
     },
   };
   if (release) return withRelease(next, release, fill.seq, fill);
@@ -387,10 +389,15 @@ export function withRelease(
   );
   const sum = release.lines.reduce((s, l) => s + l.quantity, 0n);
   invariant(sum === accumulation.quantity, `release ${release.key} lines sum to ${sum}`);
-  const fills = new Map(avg.fills);
-  for (const id of release.fillIds) fills.set(id, { ...fills.get(id)!, releaseKey: release.key });
-  const releases = new Map(avg.releases);
-  releases.set(release.key, { ...release.figures, key: release.key, seq, versionSeq: seq });
+  const fills = avg.fills.withMutations((m) => {
+    for (const id of release.fillIds) m.set(id, { ...m.get(id)!, releaseKey: release.key });
+  });
+  const releases = avg.releases.set(release.key, {
+    ...release.figures,
+    key: release.key,
+    seq,
+    versionSeq: seq,
+  });
   const lines = release.lines.map((l) => ({ ...l, previousQuantity: 0n }));
   const moved = moveLines(state, lines, seq, false);
   const entry = {
@@ -409,7 +416,7 @@ export function withRelease(
       fills,
       releases,
       accumulation: emptyAccumulation,
-      accumulated: [],
+      accumulated: List(),
       releasedQuantity: avg.releasedQuantity + accumulation.quantity,
       residueMinor: avg.residueMinor + release.figures.residueMinor,
     },
@@ -430,8 +437,7 @@ export function evolveAveragedAmend(state: OpenState, event: AveragedAmendEvent)
     a.kind === 'CORRECTION'
       ? { quantity: a.quantity, price: a.price }
       : { quantity: 0n, price: f.price };
-  const fills = new Map(avg.fills);
-  fills.set(f.fill.fillId, { ...f, ...after, busted: a.kind === 'BUST' });
+  const fills = avg.fills.set(f.fill.fillId, { ...f, ...after, busted: a.kind === 'BUST' });
   const counted = {
     ...state,
     filledQuantity: state.filledQuantity - f.quantity + after.quantity,
@@ -480,8 +486,7 @@ function withChange(
     `release ${change.key}: lines ${before} → ${after}`,
   );
   const seq = event.amendment.seq;
-  const releases = new Map(avg.releases);
-  releases.set(r.key, { ...r, ...change.after, versionSeq: seq });
+  const releases = avg.releases.set(r.key, { ...r, ...change.after, versionSeq: seq });
   const moved = moveLines(state, change.lines, seq, true);
   const amendedFill = {
     fill: f.fill,
@@ -511,11 +516,16 @@ function withChange(
   };
 }
 
-/** The state as a snapshot holds it: the maps as entry lists (the codec writes maps as objects). */
+/** The state as a snapshot holds it: the maps as entry lists, the list as an array. */
 export function encodeOrder(d: BlockOrderState): unknown {
   if (d.status !== 'Open' || d.average === null) return d;
   const avg = d.average;
-  return { ...d, average: { ...avg, fills: [...avg.fills], releases: [...avg.releases] } };
+  const plain = {
+    fills: [...avg.fills.entries()],
+    releases: [...avg.releases.entries()],
+    accumulated: avg.accumulated.toArray(),
+  };
+  return { ...d, average: { ...avg, ...plain } };
 }
 
 export function decodeOrder(data: unknown): BlockOrderState {
@@ -524,10 +534,17 @@ export function decodeOrder(data: unknown): BlockOrderState {
   const avg = d.average as unknown as {
     fills: [string, AveragedFill][];
     releases: [string, ReleaseState][];
+    accumulated: string[];
   };
-  invariant(Array.isArray(avg.fills) && Array.isArray(avg.releases), 'average state snapshot');
-  return {
-    ...d,
-    average: { ...d.average, fills: new Map(avg.fills), releases: new Map(avg.releases) },
+  invariant(
+    Array.isArray(avg.fills) && Array.isArray(avg.releases) && Array.isArray(avg.accumulated),
+    'average state snapshot',
+  );
+  const average = {
+    ...d.average,
+    fills: PMap(avg.fills),
+    releases: PMap(avg.releases),
+    accumulated: List(avg.accumulated),
   };
+  return { ...d, average };
 }

@@ -166,7 +166,11 @@ function detailsHtml(report: RunReport): string {
     ['node', m.node],
     ['load average', m.loadAvg.map((x) => fine.format(x)).join(' / ')],
   ];
-  return `<section class="wide two"><div><h2>Settings</h2>${keyValueTable(settings)}</div><div><h2>Machine</h2>${keyValueTable(machine)}</div></section>`;
+  const memory = report.memory.map((p): [string, string] => [
+    p.phase,
+    `${mib(p.rssBytes)} resident (${mib(p.heapUsedBytes)} heap, ${mib(p.externalBytes)} external), peak ${mib(p.peakRssBytes)}`,
+  ]);
+  return `<section class="wide two"><div><h2>Settings</h2>${keyValueTable(settings)}</div><div><h2>Machine</h2>${keyValueTable(machine)}<h2>Memory after each phase</h2>${keyValueTable(memory)}</div></section>`;
 }
 
 function chartsHtml(report: RunReport): string {

@@ -75,6 +75,16 @@ export interface RunReport {
     violations: string[];
   };
   peakRssBytes: number;
+  /** Memory at the end of each phase of the run, in order (where a large run's memory goes). */
+  memory: MemoryPoint[];
+}
+
+export interface MemoryPoint {
+  phase: string; // built, seeded, published, settled, checked
+  rssBytes: number; // resident set at the end of the phase
+  heapUsedBytes: number; // V8 heap in use then
+  externalBytes: number; // outside the heap: Buffers (journal payloads, messages) and the like
+  peakRssBytes: number; // the process's largest resident set so far
 }
 
 const Count = Type.Integer({ minimum: 0 });
@@ -178,6 +188,15 @@ export const RunReportSchema = Type.Object({
   rebalance: Type.Object({ models: Type.Array(RebalanceModelSchema) }),
   invariants: InvariantsSchema,
   peakRssBytes: Count,
+  memory: Type.Array(
+    Type.Object({
+      phase: Type.String({ minLength: 1 }),
+      rssBytes: Count,
+      heapUsedBytes: Count,
+      externalBytes: Count,
+      peakRssBytes: Count,
+    }),
+  ),
 });
 
 /** `/latency/p99Ms` -> `latency.p99Ms`; the root is `report`. */
