@@ -468,9 +468,12 @@ class Books {
       const model = this.models.get(order.id) ?? modelOf([]);
       const allocated = this.allocatedByOrder.get(order.id) ?? new Map<string, bigint>();
       const allocatedQty = [...allocated.values()].reduce((s, q) => s + q, 0n);
+      // Average price: what is accumulated is on no account yet (0 for pro-rata).
+      const held = this.averages.accumulatedOf(order.id).quantity;
       this.check(
-        allocatedQty === model.filled,
-        () => `${order.id}: allocated ${allocatedQty}, the stream filled ${model.filled}`,
+        allocatedQty + held === model.filled,
+        () =>
+          `${order.id}: allocated ${allocatedQty} + accumulated ${held}, the stream filled ${model.filled}`,
       );
       for (const t of order.targets) {
         const q = allocated.get(t.accountId) ?? 0n;
@@ -479,12 +482,14 @@ class Books {
           () => `${order.id}: ${t.accountId} holds ${q} of a target of ${t.quantity}`,
         );
       }
-      this.averages.checkCash(order.id);
+      const target = order.targets.reduce((s, t) => s + t.quantity, 0n);
+      this.averages.checkCash(order.id, model.cancelled || model.filled === target);
       const onAccounts = this.appliedByOrder.get(order.id) ?? 0n;
       const suspended = this.suspendedByOrder.get(order.id) ?? 0n;
       this.check(
-        model.filled === onAccounts + suspended,
-        () => `${order.id}: filled ${model.filled} ≠ applied ${onAccounts} + suspense ${suspended}`,
+        model.filled === onAccounts + suspended + held,
+        () =>
+          `${order.id}: filled ${model.filled} ≠ applied ${onAccounts} + suspense ${suspended} + accumulated ${held}`,
       );
     }
   }
@@ -617,9 +622,11 @@ class Books {
       const fills = liveFillsOf(this.#args.fillsByOrder.get(order.id) ?? []);
       const held = this.allocatedByOrder.get(order.id);
       const notional = this.heldNotional.get(order.id);
+      // Measured on what the accounts got: an accumulation not yet released is left out.
+      const accumulated = this.averages.accumulatedOf(order.id);
       return orderFairness({
-        blockQuantity: fills.reduce((s, f) => s + f.quantity, 0n),
-        blockNotional: fills.reduce((s, f) => s + f.quantity * f.price, 0n),
+        blockQuantity: fills.reduce((s, f) => s + f.quantity, 0n) - accumulated.quantity,
+        blockNotional: fills.reduce((s, f) => s + f.quantity * f.price, 0n) - accumulated.notional,
         targetTotal: order.targets.reduce((s, t) => s + t.quantity, 0n),
         accounts: order.targets.map((t) => ({
           accountId: t.accountId,

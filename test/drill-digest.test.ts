@@ -21,6 +21,7 @@ import {
 } from '../simulations/drills/corpus.ts';
 import { poisonScenario } from '../simulations/drills/poison.ts';
 import type { BlockOrderState } from '../actors/block-order/decider.ts';
+import { List, Map as PMap } from 'immutable';
 
 t.test('canonical JSON: key order never matters, at any depth', async (t) => {
   const a = { b: 1, a: { y: [1, { q: 1n, p: 'x' }], x: null } };
@@ -55,6 +56,11 @@ t.test('canonical JSON: what it cannot hold exactly is refused, not skipped', as
     'maps as sorted objects',
   );
   t.not(digestOf([1, 2]), digestOf([2, 1]), 'array order counts');
+  // The average-price state's persistent map and list digest as the plain ones.
+  const entries: Array<[string, bigint]> = Array.from({ length: 40 }, (_, i) => [`F-${i}`, 1n]);
+  t.equal(canonicalJson(PMap(entries)), canonicalJson(new Map(entries)), 'immutable map');
+  t.equal(canonicalJson(List(['b', 'a'])), canonicalJson(['b', 'a']), 'immutable list');
+  t.not(canonicalJson(PMap(entries.slice(1))), canonicalJson(new Map(entries)), 'and differs');
 });
 
 t.test('the block order digest leaves out delivery bookkeeping only', async (t) => {

@@ -93,6 +93,16 @@ t.test('options: defaults, sizes and refusals', async (t) => {
   t.throws(() => parseKillOptions(['--kills', 'many'], {}), /--kills must be a whole number/);
   t.throws(() => parseKillOptions(['--ack-wait-ms', '10'], {}), /between 1000/);
   t.throws(() => parseKillOptions(['--bogus'], {}));
+  t.same(parseKillOptions(['--policy', 'avg-price', '--release-every-fills', '7'], {}).policy, {
+    kind: 'AVERAGE_PRICE',
+    everyFills: 7,
+    everyMarketMs: null,
+  });
+  t.same(parseKillOptions([], {}).policy, { kind: 'PRO_RATA' }, 'pro-rata by default');
+  t.throws(
+    () => parseKillOptions(['--policy', 'vwap'], {}),
+    /--policy must be pro-rata or avg-price/,
+  );
 });
 
 t.test('a bad option is a usage failure (exit 2) that says why, not a crash', async (t) => {
@@ -191,5 +201,32 @@ t.test(
       stream: false,
     });
     t.ok(Date.now() - startedMs < 90_000, 'within 90 s');
+  },
+);
+
+t.test(
+  'a kill drill of average-price orders loses nothing: releases survive SIGKILL',
+  async (t) => {
+    const result = await runKillDrill(
+      ['--kills', '2', '--rate', '100', '--fills', '2000', '--policy', 'avg-price'].concat(
+        ['--release-every-fills', '4', '--accounts', '200', '--orders', '40', '--securities', '10'],
+        ['--seed', '210'],
+      ),
+      { progress: () => {} },
+    );
+    const r = result.json as KillReport;
+    t.comment(result.summary.join('\n'));
+    t.same(result.failures, [], 'no failures');
+    t.match(r.config, { policy: 'avg-price', releaseEveryFills: 4 });
+    t.equal(r.kills, 2);
+    t.ok(r.busts > 0 && r.corrections > 0, `${r.busts} busts, ${r.corrections} corrections`);
+    t.equal(r.entriesApplied, r.entriesPublished, 'every fill and amendment applied');
+    t.equal(r.lostFills + r.lostAmendments + r.duplicateApplications, 0);
+    t.equal(r.invariantsOk, true, 'releases, residue and accounts exact');
+    t.equal(r.deadLettered, 0);
+    t.same(await leftovers(r.config.database, r.config.namespace), {
+      database: false,
+      stream: false,
+    });
   },
 );

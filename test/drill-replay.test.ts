@@ -84,6 +84,39 @@ t.test('replay from a later seq skips fills: the digests differ and the drill fa
   t.match(result.failures.join('\n'), /digest after the replay differs/);
 });
 
+t.test(
+  'replay of average-price orders: released every 3 fills, the rebuilt books equal',
+  async (t) => {
+    const result = await runReplayDrill(
+      [...SMALL, '--policy', 'avg-price', '--release-every-fills', '3'],
+      { progress: () => {} },
+    );
+    const json = result.json as Record<string, unknown>;
+    t.same(result.failures, []);
+    t.equal(json.policy, 'avg-price');
+    t.equal(json.equal, true, 'digest after = digest before');
+    t.match(json.digestBefore, /^[0-9a-f]{64}$/);
+    t.equal(json.fills, 400, 'every fill replayed and settled');
+    t.ok((json.busts as number) > 0 && (json.corrections as number) > 0, 'with amendments');
+    t.match(json.liveRun, { invariantsOk: true });
+    t.equal(json.invariantsAfterOk, true, 'the replayed books are exact too');
+  },
+);
+
+t.test('replay: the policy option, and a bad one named', async (t) => {
+  t.same(parseReplayOptions([]).policy, { kind: 'PRO_RATA' });
+  t.same(parseReplayOptions(['--policy', 'avg-price']).policy, {
+    kind: 'AVERAGE_PRICE',
+    everyFills: 5,
+    everyMarketMs: null,
+  });
+  t.throws(
+    () => parseReplayOptions(['--policy', 'lottery']),
+    /--policy must be pro-rata or avg-price/,
+  );
+  t.throws(() => parseReplayOptions(['--release-every-fills', '0']), /between 1/);
+});
+
 t.test('replay: amendments by default, off with --amend-bps 0', async (t) => {
   t.same(parseReplayOptions([]).amend, { amendBps: 200, cancelBps: 5_000 });
   t.same(parseReplayOptions(['--amend-bps', '0']).amend, { amendBps: 0, cancelBps: 0 });

@@ -14,6 +14,7 @@ import { ACCOUNT_KIND } from '../../actors/account/shell.ts';
 import * as blockOrder from '../../actors/block-order/decider.ts';
 import { BLOCK_ORDER_KIND } from '../../actors/block-order/shell.ts';
 import type { Database } from '../../persistence/db.ts';
+import { List, Map as PMap } from 'immutable';
 import { readJournal } from '../invariants.ts';
 
 /**
@@ -27,7 +28,8 @@ export const BLOCK_ORDER_EXCLUDED_FIELDS: readonly string[] = ['pending', 'confi
 
 /**
  * Canonical JSON: object keys sorted (at every depth), bigint as a decimal
- * string, undefined members dropped, Maps as objects. Anything else that JSON
+ * string, undefined members dropped, Maps as objects (immutable.js maps and
+ * lists as Maps and arrays). Anything else that JSON
  * cannot hold exactly (a function, a symbol, a non-finite number, a Set, bytes)
  * throws, so a new kind of field is noticed rather than silently skipped.
  */
@@ -45,6 +47,9 @@ export function canonicalJson(value: unknown): string {
       if (value === null) return 'null';
       if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
       if (value instanceof Map) return canonicalJson(Object.fromEntries(value));
+      // The average-price state's persistent collections: as the plain ones.
+      if (PMap.isMap(value)) return canonicalJson(Object.fromEntries(value.entries()));
+      if (List.isList(value)) return canonicalJson(value.toArray());
       return canonicalObject(value);
     default:
       throw new Error(`cannot digest a ${typeof value}`);

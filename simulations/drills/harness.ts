@@ -9,6 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { JetStreamClient } from '@nats-io/jetstream';
+import { PRO_RATA, type AllocationPolicy } from '../../actors/block-order/average.ts';
 import { entryIdOf, type Entry } from '../../actors/block-order/decider.ts';
 import { ConfigError, streamNames, type Config } from '../../system/config.ts';
 import { encodeEntry, fillSubject } from '../../system/fill-wire.ts';
@@ -745,6 +746,41 @@ export function withDrillAmendments(scenario: Scenario, shares: AmendShares): Sc
     cancelShareBps: shares.cancelBps,
     delayEntriesMax: AMEND_DELAY_ENTRIES_MAX,
   });
+}
+
+// ------------------------------------------------------- the allocation policy
+
+/** `--release-every-fills`: how often an average-price order releases (and at completion). */
+export const POLICY_OPTION_RULES = {
+  'release-every-fills': { fallback: 5, min: 1, max: 100_000 },
+} as const satisfies Record<string, NumberRule>;
+
+export const POLICY_USAGE = `  --policy P      the block orders' allocation: pro-rata (default) or avg-price
+  --release-every-fills N
+                  avg-price: release the accumulation every N fills (default ${POLICY_OPTION_RULES['release-every-fills'].fallback}),
+                  at completion and on a cancel; busts and corrections amend releases`;
+
+/** The policy the options ask for; a UsageError names a bad --policy. */
+export function policyOfOptions(
+  numbers: Record<keyof typeof POLICY_OPTION_RULES, number>,
+  values: Record<string, unknown>,
+): AllocationPolicy {
+  const name = values.policy ?? 'pro-rata';
+  if (name === 'pro-rata') return PRO_RATA;
+  if (name !== 'avg-price')
+    throw new UsageError(`--policy must be pro-rata or avg-price, got ${String(name)}`);
+  return { kind: 'AVERAGE_PRICE', everyFills: numbers['release-every-fills'], everyMarketMs: null };
+}
+
+/** The drills' name for a policy (the simulator's). */
+export const policyName = (policy: AllocationPolicy): 'pro-rata' | 'avg-price' =>
+  policy.kind === 'PRO_RATA' ? 'pro-rata' : 'avg-price';
+
+/** `scenario` with every block order allocating by `policy` (reference data). */
+export function withPolicy(scenario: Scenario, policy: AllocationPolicy): Scenario {
+  if (policy.kind === 'PRO_RATA') return scenario;
+  const blockOrders = scenario.seed.blockOrders.map((o) => ({ ...o, policy }));
+  return { ...scenario, seed: { ...scenario.seed, blockOrders } };
 }
 
 /**

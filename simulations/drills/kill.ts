@@ -17,6 +17,7 @@
  * deliveries from the JetStream server's consumer state.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { AllocationPolicy } from '../../actors/block-order/average.ts';
 import type { Database } from '../../persistence/db.ts';
 import { migrate } from '../../persistence/migrate.ts';
 import { seedReferenceData } from '../../persistence/reference.ts';
@@ -47,6 +48,11 @@ import { parseDrillOptions, type DrillIO, type DrillResult } from './common.ts';
 import {
   AMEND_OPTION_RULES,
   AMEND_USAGE,
+  POLICY_OPTION_RULES,
+  POLICY_USAGE,
+  policyName,
+  policyOfOptions,
+  withPolicy,
   amendSharesOf,
   drillScenario,
   endChildren,
@@ -133,7 +139,7 @@ const DEFAULT_ACK_WAIT_MS = loadConfig({}).consumerAckWaitMs;
 
 export const USAGE = `npm run drill -- kill [--json] [--kills K] [--rate MSGS_PER_S] [--fills N]
     [--accounts N] [--orders N] [--securities N] [--seed N] [--ack-wait-ms MS]
-    [--amend-bps N] [--cancel-bps N] [--keep]
+    [--amend-bps N] [--cancel-bps N] [--policy pro-rata|avg-price] [--release-every-fills N] [--keep]
 
 Runs the service as a child process (node system/main.ts), SIGKILLs it K times
 (default 20) at seeded random moments and restarts it, while fills, with the
@@ -146,13 +152,15 @@ Publishing goes on until ${Limits.tailPublishMs / 1000} s after the last restart
 scenario's fills (default rate x (10 s per kill + 60 s)). --ack-wait-ms is the child's
 CONSUMER_ACK_WAIT_MS (default ${DEFAULT_ACK_WAIT_MS}: a SIGKILLed child's unacked messages wait
 that long before the server redelivers them); --keep keeps the database and streams.
-${AMEND_USAGE}`;
+${AMEND_USAGE}
+${POLICY_USAGE}`;
 
 export interface KillOptions extends ScenarioSize {
   kills: number;
   /** Messages per second: fills and amendments. */
   ratePerSec: number;
   amend: AmendShares;
+  policy: AllocationPolicy;
   ackWaitMs: number;
   keep: boolean;
   help: boolean;
@@ -180,8 +188,9 @@ export function parseKillOptions(
         max: 3_600_000,
       },
       ...AMEND_OPTION_RULES,
+      ...POLICY_OPTION_RULES,
     },
-    { keep: { type: 'boolean' } },
+    { keep: { type: 'boolean' }, policy: { type: 'string' } },
   );
   return {
     kills: n.kills,
@@ -193,6 +202,7 @@ export function parseKillOptions(
     seed: n.seed,
     ackWaitMs: n['ack-wait-ms'],
     amend: amendSharesOf(n, values),
+    policy: policyOfOptions(n, values),
     keep: values.keep === true,
     help: values.help === true,
   };
@@ -601,6 +611,8 @@ function drillConfig(ctx: Ctx) {
     seed: o.seed,
     amendBps: o.amend.amendBps,
     cancelBps: o.amend.cancelBps,
+    policy: policyName(o.policy),
+    releaseEveryFills: o.policy.kind === 'AVERAGE_PRICE' ? o.policy.everyFills : null,
     partitions: ctx.config.partitions,
     consumerAckWaitMs: o.ackWaitMs,
     consumerNakDelayMs: ctx.config.consumerNakDelayMs,
@@ -718,7 +730,7 @@ function summaryLines(r: KillReport): string[] {
     `outage (SIGKILL in steady state -> caught up again, kills during recovery included): ${spread(r.outageSeconds, 's')}`,
     `redeliveries ${r.redeliveries} = ${r.naksPerFill} per message (every redelivery: naks and ack-wait expiries); target <= ${r.targets.naksPerFill.max}: ${metText(r.targets.naksPerFill)}`,
     `last child: SIGTERM -> exit ${r.sigterm.exitCode} in ${r.sigterm.ms} ms${r.sigterm.graceful ? '' : ' (NOT graceful)'}`,
-    `child CONSUMER_ACK_WAIT_MS ${c.consumerAckWaitMs}, CONSUMER_NAK_DELAY_MS ${c.consumerNakDelayMs}, ${c.partitions} partitions; database ${c.database}${c.kept ? ' (kept)' : ' (dropped)'}`,
+    `allocation ${c.policy}${c.releaseEveryFills === null ? '' : ` (released every ${c.releaseEveryFills} fills)`}; child CONSUMER_ACK_WAIT_MS ${c.consumerAckWaitMs}, CONSUMER_NAK_DELAY_MS ${c.consumerNakDelayMs}, ${c.partitions} partitions; database ${c.database}${c.kept ? ' (kept)' : ' (dropped)'}`,
   ];
 }
 
@@ -747,11 +759,12 @@ async function prepare(config: Config, scenario: Scenario, held: Held): Promise<
 /** The run's database and streams, the feed and the meter: everything but the children. */
 async function start(run: KillRun, io: DrillIO, signal: AbortSignal, held: Held) {
   const { options, config } = run;
-  const scenario = withDrillAmendments(drillScenario(options), options.amend);
+  const amended = withDrillAmendments(drillScenario(options), options.amend);
+  const scenario = withPolicy(amended, options.policy);
   const entries = entriesOf(scenario);
   const c = scenario.amended?.counts ?? { busts: 0, corrections: 0, cancels: 0 };
   io.progress(
-    `scenario: ${options.securities} securities, ${options.accounts} accounts, ${options.orders} block orders, up to ${scenario.publishOrder.length} fills with ${c.busts} busts, ${c.corrections} corrections, ${c.cancels} cancels at ${options.ratePerSec} messages/s; database ${run.databaseName}, namespace ${config.namespace}`,
+    `scenario: ${options.securities} securities, ${options.accounts} accounts, ${options.orders} block orders, up to ${scenario.publishOrder.length} fills with ${c.busts} busts, ${c.corrections} corrections, ${c.cancels} cancels at ${options.ratePerSec} messages/s, ${policyName(options.policy)}; database ${run.databaseName}, namespace ${config.namespace}`,
   );
   await claimNamespace(config, config.namespace);
   await freshDatabase(config.databaseUrl, run.databaseName);

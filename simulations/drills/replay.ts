@@ -13,6 +13,7 @@
  *
  *   npm run drill -- replay [--json] [--fills N] [--accounts N] [--orders N] [--full] ...
  */
+import type { AllocationPolicy } from '../../actors/block-order/average.ts';
 import { isAmendment, type Entry } from '../../actors/block-order/decider.ts';
 import type { AllocationObserver } from '../../actors/protocol.ts';
 import type { Database } from '../../persistence/db.ts';
@@ -39,14 +40,20 @@ import {
   AMEND_OPTION_RULES,
   AMEND_USAGE,
   amendSharesOf,
+  POLICY_OPTION_RULES,
+  POLICY_USAGE,
+  policyName,
+  policyOfOptions,
   withDrillAmendments,
+  withPolicy,
   type AmendShares,
 } from './harness.ts';
 import { untilConfirmed, untilConsumersQuiet } from './sandbox.ts';
 
 export const REPLAY_USAGE = `npm run drill -- replay [--json] [--fills N] [--accounts N] [--orders N]
     [--securities N] [--seed N] [--full] [--from-seq N | --from-time ISO]
-    [--amend-bps N] [--cancel-bps N] [--timeout-ms MS] [--keep]
+    [--amend-bps N] [--cancel-bps N] [--policy pro-rata|avg-price] [--release-every-fills N]
+    [--timeout-ms MS] [--keep]
 
 Runs a scenario (fills, with the market's busts, corrections and cancels among
 them), digests every account's and block order's state (folded from
@@ -63,13 +70,15 @@ if the digests are equal and the books of both runs are exact.
                       differ unless nothing before it is needed; see docs/DRILLS.md)
   --timeout-ms MS     bound on each wait (default 120000)
   --keep              keep the run's database (its name is printed)
-${AMEND_USAGE}`;
+${AMEND_USAGE}
+${POLICY_USAGE}`;
 
 const FULL = { fills: 50_000, accounts: 2_000, orders: 200, securities: 50 };
 
 interface ReplayOptions {
   scenario: Parameters<typeof generateScenario>[0];
   amend: AmendShares;
+  policy: AllocationPolicy;
   fromSeq?: number;
   fromTime?: string;
   timeoutMs: number;
@@ -89,8 +98,14 @@ export function parseReplayOptions(argv: string[]): ReplayOptions {
       'from-seq': { fallback: 0, min: 1, max: Number.MAX_SAFE_INTEGER },
       'timeout-ms': { fallback: 120_000, min: 1_000, max: 3_600_000 },
       ...AMEND_OPTION_RULES,
+      ...POLICY_OPTION_RULES,
     },
-    { full: { type: 'boolean' }, keep: { type: 'boolean' }, 'from-time': { type: 'string' } },
+    {
+      full: { type: 'boolean' },
+      keep: { type: 'boolean' },
+      'from-time': { type: 'string' },
+      policy: { type: 'string' },
+    },
   );
   const given = (name: string) => argv.some((a) => a === `--${name}` || a.startsWith(`--${name}=`));
   const fromTime = values['from-time'] as string | undefined;
@@ -113,6 +128,7 @@ export function parseReplayOptions(argv: string[]): ReplayOptions {
   return {
     scenario: { ...size, blockOrders: size.orders, seed: numbers.seed },
     amend: amendSharesOf(numbers, values),
+    policy: policyOfOptions(numbers, values),
     ...(given('from-seq') ? { fromSeq: numbers['from-seq'] } : {}),
     ...(fromTime !== undefined ? { fromTime: new Date(fromTime).toISOString() } : {}),
     timeoutMs: numbers['timeout-ms'],
@@ -148,7 +164,8 @@ export async function runReplayDrill(argv: string[], io: DrillIO): Promise<Drill
     throw error;
   }
   if (options.help) return usageResult(REPLAY_USAGE);
-  const scenario = withDrillAmendments(generateScenario(options.scenario), options.amend);
+  const amended = withDrillAmendments(generateScenario(options.scenario), options.amend);
+  const scenario = withPolicy(amended, options.policy);
   let rebuild: Rebuild | undefined;
   const live = await runScenario({
     scenario,
@@ -165,7 +182,7 @@ export async function runReplayDrill(argv: string[], io: DrillIO): Promise<Drill
     },
   });
   if (!rebuild) throw new Error('the scenario ended without the rebuild');
-  return report(live, rebuild, amendmentCounts(entriesOf(scenario)));
+  return report(live, rebuild, amendmentCounts(entriesOf(scenario)), options.policy);
 }
 
 type LiveRun = Awaited<ReturnType<typeof runScenario>>;
@@ -191,7 +208,12 @@ const pickCounts = (c: AmendmentCounts): AmendmentCounts => ({
   cancels: c.cancels,
 });
 
-function report(live: LiveRun, r: Rebuild, published: AmendmentCounts): DrillResult {
+function report(
+  live: LiveRun,
+  r: Rebuild,
+  published: AmendmentCounts,
+  policy: AllocationPolicy,
+): DrillResult {
   const equal = r.digestBefore === r.digestAfter;
   const failures: string[] = [];
   if (!live.invariantsOk)
@@ -235,12 +257,13 @@ function report(live: LiveRun, r: Rebuild, published: AmendmentCounts): DrillRes
     keys: r.keys,
     truncatedTables: r.truncated,
     liveRun: liveRunFigures(live),
+    policy: policyName(policy),
     invariantsAfterOk: r.invariantsAfter?.ok ?? null,
     ok: failures.length === 0,
   };
   const s = r.settled;
   const summary = [
-    `live run: ${live.fills} messages at ${live.fillsPerSec}/s (${kinds(json.liveRun)}), books ${live.invariantsOk ? 'exact' : 'WRONG'}`,
+    `live run (${json.policy}): ${live.fills} messages at ${live.fillsPerSec}/s (${kinds(json.liveRun)}), books ${live.invariantsOk ? 'exact' : 'WRONG'}`,
     `truncated: ${r.truncated.join(', ')}`,
     `replay from ${r.from}: ${s.entries} messages (${kinds(s)}), ${r.events} journal rows in ${json.seconds} s (${eventsPerSec} events/s)`,
     `digest before ${r.digestBefore}`,
