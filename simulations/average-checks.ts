@@ -8,10 +8,15 @@
  *   versions, rounded half-even;
  * - the residue is street cash less the accounts' cash, within its bound;
  * - a bust or correction of a released fill amends that release's current
- *   lines, and the release is re-priced from its fills' new versions.
+ *   lines, and the release is re-priced from its fills' new versions;
+ * - a release comes exactly when the order's terms (reference data) say:
+ *   every N live accumulated fills, T ms of market time after the window
+ *   opened, when a fill or a correction of an accumulated fill brings the
+ *   order to its target, and on a cancel (of whatever is accumulated).
  * At the end, per order: Σ street cash of the released live fills = Σ the
  * accounts' cash of the releases' current lines + Σ residue, to the cent;
- * a closed order (cancelled or complete) accumulates nothing.
+ * a cancelled order accumulates nothing. An open one may (a run that stops
+ * mid-day): that accumulation is on no account yet.
  */
 import type { AverageRelease, ReleaseChange } from '../actors/block-order/average.ts';
 import type { BlockOrderEvent } from '../actors/block-order/decider.ts';
@@ -36,10 +41,23 @@ interface ReleaseModel {
   lines: Map<string, bigint>;
 }
 
+/** An order's release triggers and target, from the reference data (not from the actor). */
+export interface AverageTerms {
+  everyFills: number | null;
+  everyMarketMs: number | null;
+  target: bigint;
+}
+
 interface OrderAverages {
+  terms: AverageTerms;
   fills: Map<string, { quantity: bigint; price: bigint; releaseKey: string | null }>;
   accumulated: string[];
   releases: Map<string, ReleaseModel>;
+  /** Σ the live fills' quantities. */
+  filled: bigint;
+  /** When the current accumulation's window opened (its first fill); null while empty. */
+  windowAtMs: number | null;
+  cancelled: boolean;
 }
 
 type AverageEvent = Extract<
@@ -51,9 +69,17 @@ export class AverageBooks {
   readonly #orders = new Map<string, OrderAverages>();
   readonly #check: Check;
   releases = 0;
+  /** Busts and corrections of released fills: each amends its release. */
+  releaseAmendments = 0;
 
   constructor(check: Check) {
     this.#check = check;
+  }
+
+  /** An average-price order of the reference data: its events are checked against `terms`. */
+  define(id: string, terms: AverageTerms): void {
+    const order = { terms, fills: new Map(), accumulated: [], releases: new Map() };
+    this.#orders.set(id, { ...order, filled: 0n, windowAtMs: null, cancelled: false });
   }
 
   has(orderId: string): boolean {
@@ -62,19 +88,25 @@ export class AverageBooks {
 
   /** The lines the event sets on accounts (to expect on their journals). */
   event(id: string, e: AverageEvent): ReleaseLine[] {
-    const order: OrderAverages = this.#orders.get(id) ?? {
-      fills: new Map(),
-      accumulated: [],
-      releases: new Map(),
-    };
-    this.#orders.set(id, order);
+    const order = this.#orders.get(id);
+    this.#check(
+      order !== undefined,
+      () => `${id}: ${e.type} on an order that is not average-price`,
+    );
+    if (!order) return [];
     switch (e.type) {
       case 'FillAccumulated':
-        order.fills.set(e.fill.fillId, { ...e.fill, releaseKey: null });
-        order.accumulated.push(e.fill.fillId);
-        return e.release ? this.#release(id, order, e.fill.seq, e.release) : [];
-      case 'OrderCancelled':
+        return this.#accumulated(id, order, e);
+      case 'OrderCancelled': {
+        order.cancelled = true;
+        const held = order.accumulated.length > 0;
+        this.#check(
+          (e.release != null) === held,
+          () =>
+            `${id}: the cancel ${e.release ? 'released' : 'kept'} ${order.accumulated.length} accumulated fills`,
+        );
         return e.release ? this.#release(id, order, e.amendment.seq, e.release) : [];
+      }
       case 'AveragedFillAmended':
         return this.#amended(id, order, e);
       default: {
@@ -84,8 +116,33 @@ export class AverageBooks {
     }
   }
 
+  /** A fill taken: released exactly when the order's terms say (every N, market time, completion). */
+  #accumulated(
+    id: string,
+    order: OrderAverages,
+    e: Extract<AverageEvent, { type: 'FillAccumulated' }>,
+  ): ReleaseLine[] {
+    const { fill } = e;
+    order.fills.set(fill.fillId, { ...fill, releaseKey: null });
+    if (order.accumulated.length === 0) order.windowAtMs = fill.executedAtMs;
+    order.accumulated.push(fill.fillId);
+    order.filled += fill.quantity;
+    const { everyFills, everyMarketMs, target } = order.terms;
+    const due =
+      order.filled === target ||
+      (everyFills !== null && order.accumulated.length >= everyFills) ||
+      (everyMarketMs !== null && fill.executedAtMs - order.windowAtMs! >= everyMarketMs);
+    this.#check(
+      (e.release !== null) === due,
+      () =>
+        `${id} seq ${fill.seq}: ${e.release ? 'released' : 'kept'} ${order.accumulated.length} fills; the terms say ${due ? 'release' : 'keep'}`,
+    );
+    return e.release ? this.#release(id, order, fill.seq, e.release) : [];
+  }
+
   #release(id: string, order: OrderAverages, seq: number, r: AverageRelease): ReleaseLine[] {
     this.releases++;
+    order.windowAtMs = null;
     const where = `${id} release ${r.key} at seq ${seq}`;
     this.#check(
       r.fillIds.join() === order.accumulated.join(),
@@ -162,14 +219,25 @@ export class AverageBooks {
     if (!f) return [];
     const after = a.kind === 'CORRECTION' ? a : { quantity: 0n, price: f.price };
     const releaseKey = f.releaseKey;
+    order.filled += after.quantity - f.quantity;
     f.quantity = after.quantity;
     f.price = after.price;
     if (after.quantity === 0n) order.accumulated = order.accumulated.filter((x) => x !== a.fillId);
+    if (order.accumulated.length === 0) order.windowAtMs = null;
     this.#check(
       (e.change?.key ?? null) === releaseKey,
       () =>
         `${where}: fill ${a.fillId} is in release ${releaseKey}, the event amends ${e.change?.key}`,
     );
+    // Completion by a correction of an accumulated fill releases (never a release's amendment).
+    const completes =
+      releaseKey === null && a.kind === 'CORRECTION' && order.filled === order.terms.target;
+    this.#check(
+      (e.release !== undefined) === completes,
+      () =>
+        `${where}: ${e.release ? 'released' : 'kept'} the accumulation; the order is ${completes ? 'complete' : 'not completed by it'}`,
+    );
+    if (e.release) return this.#release(id, order, a.seq, e.release);
     if (!e.change || releaseKey === null) return [];
     return this.#changed(where, order, order.releases.get(releaseKey)!, e.change, a.seq);
   }
@@ -186,6 +254,7 @@ export class AverageBooks {
       () =>
         `${where}: amends release ${change.key} as of seq ${change.amendsSeq}, its lines are of seq ${model.seq}`,
     );
+    this.releaseAmendments++;
     const was = { seq: model.seq, price: model.price, lines: model.lines };
     const out: ReleaseLine[] = [];
     const next = new Map<string, bigint>();
@@ -235,11 +304,9 @@ export class AverageBooks {
 
   /**
    * Per order: street cash of its released fills = accounts' cash of its
-   * releases + residue. `closed` (cancelled, or filled to its target): the
-   * close released everything, so nothing may still be accumulated. An order
-   * still open (a run stopped mid-day) may hold an accumulation.
+   * releases + residue; a cancelled order released everything.
    */
-  checkCash(id: string, closed: boolean): void {
+  checkCash(id: string): void {
     const order = this.#orders.get(id);
     if (!order) return;
     let streetMinor = 0n;
@@ -256,8 +323,8 @@ export class AverageBooks {
       () => `${id}: street cash ${streetMinor} ≠ accounts' cash + residue ${booked}`,
     );
     this.#check(
-      !closed || order.accumulated.length === 0,
-      () => `${id}: closed, yet ${order.accumulated.length} fills are still accumulated`,
+      !order.cancelled || order.accumulated.length === 0,
+      () => `${id}: cancelled, yet ${order.accumulated.length} fills are still accumulated`,
     );
   }
 

@@ -58,6 +58,9 @@ export interface InvariantReport {
   suspenseOpenQuantity: bigint;
   /** Fairness of the books as allocated (the actors' policy), from the journals. */
   booksFairness: FairnessFigures;
+  /** Average-price releases (0 for pro-rata books), and the busts and corrections that amended one. */
+  averageReleases: number;
+  releaseAmendments: number;
 }
 
 interface JournalRow {
@@ -185,6 +188,11 @@ class Books {
   constructor(args: CheckArgs) {
     this.#args = args;
     for (const [id, entries] of args.fillsByOrder) this.models.set(id, modelOf(entries));
+    for (const o of args.seed.blockOrders) {
+      if (o.policy?.kind !== 'AVERAGE_PRICE') continue;
+      const target = o.targets.reduce((s, t) => s + t.quantity, 0n);
+      this.averages.define(o.id, { ...o.policy, target });
+    }
   }
 
   async readOrders(): Promise<void> {
@@ -264,7 +272,7 @@ class Books {
         return this.#amendEvent(id, e, allocated);
       case 'OrderCancelled':
         this.counts.cancels++;
-        if (e.release) this.#averageLines(id, e, allocated);
+        if (e.release || this.averages.has(id)) this.#averageLines(id, e, allocated);
         return;
       case 'FillAccumulated':
         this.counts.fills++;
@@ -482,8 +490,7 @@ class Books {
           () => `${order.id}: ${t.accountId} holds ${q} of a target of ${t.quantity}`,
         );
       }
-      const target = order.targets.reduce((s, t) => s + t.quantity, 0n);
-      this.averages.checkCash(order.id, model.cancelled || model.filled === target);
+      this.averages.checkCash(order.id);
       const onAccounts = this.appliedByOrder.get(order.id) ?? 0n;
       const suspended = this.suspendedByOrder.get(order.id) ?? 0n;
       this.check(
@@ -613,6 +620,8 @@ class Books {
       suspenseOpenLines: this.openSuspense.size,
       suspenseOpenQuantity: openQuantity,
       booksFairness: this.#fairness(),
+      averageReleases: this.averages.releases,
+      releaseAmendments: this.averages.releaseAmendments,
     };
   }
 
@@ -647,7 +656,8 @@ class Books {
 /** The release an average-price entry sets the lines of (the index's lines_key; null: none). */
 function releaseKeyOf(e: BlockOrderEvent): { releaseKey?: string | null } {
   if (e.type === 'FillAccumulated') return { releaseKey: e.release?.key ?? null };
-  if (e.type === 'AveragedFillAmended') return { releaseKey: e.change?.key ?? null };
+  if (e.type === 'AveragedFillAmended')
+    return { releaseKey: e.change?.key ?? e.release?.key ?? null };
   if (e.type === 'OrderCancelled' && e.release) return { releaseKey: e.release.key };
   return {};
 }

@@ -9,6 +9,7 @@ import {
   decide,
   evolve,
   initialState,
+  type BlockOrderCommand,
   type BlockOrderEvent,
   type BlockOrderState,
   type Fill,
@@ -67,10 +68,42 @@ function booksOf(events: BlockOrderEvent[]) {
     if (!ok) violations.push(message());
   };
   const books = new AverageBooks(check);
+  books.define('BO-1', { everyFills: 2, everyMarketMs: null, target: 1_000n });
   for (const e of events)
-    if (e.type === 'FillAccumulated' || e.type === 'AveragedFillAmended') books.event('BO-1', e);
+    if (
+      e.type === 'FillAccumulated' ||
+      e.type === 'AveragedFillAmended' ||
+      e.type === 'OrderCancelled'
+    )
+      books.event('BO-1', e);
   return { books, violations };
 }
+
+/** `events` and then `commands` decided and folded on (amendments and cancels). */
+function moreEvents(fills: Fill[], commands: BlockOrderCommand[]): BlockOrderEvent[] {
+  const events = eventsOf(fills);
+  let state = events.reduce<BlockOrderState>(
+    (s, e) => evolve(s, e),
+    evolve(initialState(), { type: 'BlockOrderOpened', def, atMs: NOW }),
+  );
+  for (const c of commands) {
+    const d = decide(c, state);
+    if (d.outcome !== 'Accepted')
+      throw new Error(`${c.type}: ${d.outcome} ${JSON.stringify(d.reason)}`);
+    for (const e of d.events) {
+      state = evolve(state, e);
+      events.push(e);
+    }
+  }
+  return events;
+}
+
+const head = (seq: number) => ({
+  amendmentId: `X-${seq}`,
+  blockOrderId: 'BO-1',
+  seq,
+  executedAtMs: NOW + seq * 1_000,
+});
 
 const three = [fill(1, 100n), fill(2, 200n, PRICE + 10_000n), fill(3, 50n)];
 
@@ -78,14 +111,66 @@ t.test('an open order may hold an accumulation; it is on no account yet', async 
   const { books, violations } = booksOf(eventsOf(three));
   t.equal(books.releases, 1, 'fills 1 and 2 released');
   t.same(books.accumulatedOf('BO-1'), { quantity: 50n, notional: 50n * PRICE });
-  books.checkCash('BO-1', false);
+  books.checkCash('BO-1');
   t.same(violations, [], 'street cash = accounts + residue over the release');
 });
 
-t.test('a closed order that still accumulates is named', async (t) => {
-  const { books, violations } = booksOf(eventsOf(three));
-  books.checkCash('BO-1', true);
-  t.match(violations, [/BO-1: closed, yet 1 fills are still accumulated/]);
+t.test('a release missing, or one the terms did not call for, is named', async (t) => {
+  const events = eventsOf(three);
+  const withoutRelease = events.map((e) =>
+    e.type === 'FillAccumulated' && e.fill.seq === 2 ? { ...e, release: null } : e,
+  );
+  t.match(booksOf(withoutRelease).violations, [/BO-1 seq 2: kept 2 fills; the terms say release/]);
+  const early = eventsOf(three.slice(0, 2));
+  const released = early.find((e) => e.type === 'FillAccumulated' && e.release);
+  const tooSoon = events.map((e) =>
+    e.type === 'FillAccumulated' && e.fill.seq === 1 && released?.type === 'FillAccumulated'
+      ? { ...e, release: { ...released.release!, fillIds: ['F-1'] } }
+      : e,
+  );
+  t.match(booksOf(tooSoon).violations, [/BO-1 seq 1: released 1 fills; the terms say keep/]);
+});
+
+t.test(
+  'a cancel releases the accumulation; a cancelled order that kept one is named',
+  async (t) => {
+    const cancel = { kind: 'CANCEL' as const, ...head(4) };
+    const events = moreEvents(three, [{ type: 'Amend', amendment: cancel, nowMs: NOW }]);
+    const { books, violations } = booksOf(events);
+    t.equal(books.releases, 2, 'the cancel released fill 3');
+    books.checkCash('BO-1');
+    t.same(violations, []);
+    const kept = events.map((e) =>
+      e.type === 'OrderCancelled' ? { ...e, release: undefined } : e,
+    );
+    const tampered = booksOf(kept);
+    tampered.books.checkCash('BO-1');
+    t.match(tampered.violations, [
+      /BO-1: the cancel kept 1 accumulated fills/,
+      /BO-1: cancelled, yet 1 fills are still accumulated/,
+    ]);
+  },
+);
+
+t.test('a correction of an accumulated fill that completes the order releases', async (t) => {
+  // 100 + 200 released; 50 accumulated; a correction to 700 fills the order's 1,000.
+  const fix = {
+    kind: 'CORRECTION' as const,
+    ...head(4),
+    fillId: 'F-3',
+    quantity: 700n,
+    price: PRICE,
+  };
+  const events = moreEvents(three, [{ type: 'Amend', amendment: fix, nowMs: NOW }]);
+  t.match(events.at(-1), { type: 'AveragedFillAmended', change: null, release: { key: 'X-4' } });
+  const { books, violations } = booksOf(events);
+  t.equal(books.releases, 2);
+  t.same(books.accumulatedOf('BO-1'), { quantity: 0n, notional: 0n });
+  t.same(violations, []);
+  const kept = events.map((e) =>
+    e.type === 'AveragedFillAmended' ? { ...e, release: undefined } : e,
+  );
+  t.match(booksOf(kept).violations, [/BO-1 seq 4: kept the accumulation; the order is complete/]);
 });
 
 t.test('a release priced other than its fills’ VWAP is named', async (t) => {
@@ -105,7 +190,14 @@ t.test('a release priced other than its fills’ VWAP is named', async (t) => {
   t.match(booksOf(tampered).violations, [/BO-1 release F-2 at seq 2: priced \d+ residue/]);
 });
 
-t.test('a pro-rata order has nothing accumulated', async (t) => {
-  const { books } = booksOf([]);
-  t.same(books.accumulatedOf('BO-9'), { quantity: 0n, notional: 0n });
-});
+t.test(
+  'an average-price event on an order the reference data calls pro-rata is named',
+  async (t) => {
+    const violations: string[] = [];
+    const books = new AverageBooks((ok, message) => void (ok || violations.push(message())));
+    const [first] = eventsOf(three).filter((e) => e.type === 'FillAccumulated');
+    if (first?.type === 'FillAccumulated') books.event('BO-9', first);
+    t.match(violations, [/BO-9: FillAccumulated on an order that is not average-price/]);
+    t.same(books.accumulatedOf('BO-9'), { quantity: 0n, notional: 0n });
+  },
+);

@@ -199,6 +199,35 @@ t.test('an accumulated fill: bust and correction change the accumulation only', 
   t.equal(state.corrections, 1);
 });
 
+t.test('a correction that completes the order releases the accumulation, at its seq', async (t) => {
+  // Given 200 + 300 accumulated (no trigger but completion), when F-2 is corrected
+  // to 800 the order's 1,000 are filled: the completion trigger fires.
+  const c: Amendment = { kind: 'CORRECTION', ...head(3), fillId: 'F-2', quantity: 800n, price: P2 };
+  const { state, events } = run(t, policy(null, null), [
+    fillCmd(fill(1, 200n)),
+    fillCmd(fill(2, 300n)),
+    amendCmd(c),
+  ]);
+  const e = events[2];
+  t.match(e, { type: 'AveragedFillAmended', change: null, release: { key: 'X-3' } });
+  if (e?.type !== 'AveragedFillAmended' || !e.release) return;
+  t.strictSame(e.release.fillIds, ['F-1', 'F-2'], 'both fills, the corrected one as corrected');
+  t.equal(e.release.figures.accumulation.quantity, 1_000n);
+  t.equal(
+    e.release.lines.reduce((s, l) => s + l.quantity, 0n),
+    1_000n,
+    'lines sum to the release',
+  );
+  t.equal(state.average?.accumulation.quantity, 0n, 'nothing left accumulated');
+  t.equal(state.average?.releasedQuantity, 1_000n);
+  t.equal(state.pending.at(-1)?.linesKey, 'X-3', 'the correction’s seq carries the lines');
+  t.equal(state.filledQuantity, 1_000n);
+  const bust: Amendment = { kind: 'BUST', ...head(4), fillId: 'F-1' };
+  const d = decide(amendCmd(bust, { key: 'X-3', seq: 3, lines: e.release.lines }), state);
+  t.match(d, { outcome: 'Accepted', events: [{ change: { key: 'X-3', amendsSeq: 3 } }] });
+  t.notOk((d.events[0] as { release?: unknown }).release, 'a bust never releases');
+});
+
 t.test('a released fill: a price correction re-prices every line of its release', async (t) => {
   const first = run(t, policy(2, null), [
     fillCmd(fill(1, 200n)),

@@ -218,6 +218,8 @@ t.test(
     t.comment(result.summary.join('\n'));
     t.same(result.failures, [], 'no failures');
     t.match(r.config, { policy: 'avg-price', releaseEveryFills: 4 });
+    t.ok(r.averageReleases > 0, `${r.averageReleases} releases on the books`);
+    t.ok(r.releaseAmendments > 0, `${r.releaseAmendments} busts and corrections amended a release`);
     t.equal(r.kills, 2);
     t.ok(r.busts > 0 && r.corrections > 0, `${r.busts} busts, ${r.corrections} corrections`);
     t.equal(r.entriesApplied, r.entriesPublished, 'every fill and amendment applied');

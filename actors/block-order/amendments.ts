@@ -132,7 +132,10 @@ export function releaseLinesAfter(event: BlockOrderEvent): ReleaseLines | undefi
         : undefined;
     case 'AveragedFillAmended': {
       const change = event.change;
-      if (!change) return undefined;
+      if (!change)
+        return event.release
+          ? { key: event.release.key, seq: event.amendment.seq, lines: event.release.lines }
+          : undefined;
       const lines = heldLines(change.lines);
       return { key: change.key, seq: event.amendment.seq, lines };
     }

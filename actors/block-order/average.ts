@@ -17,9 +17,11 @@
  *   keeps every line's quantity at the new average; a quantity change re-runs
  *   the pro-rata rule with the release's seq against each account's remaining
  *   without the release. Every account of the release keeps one price, the
- *   new average, and the residue is re-booked. An amendment never releases:
- *   a release sets lines at its own seq, and an amendment's seq sets the
- *   amended release's lines.
+ *   new average, and the residue is re-booked. An amendment of a released
+ *   fill never releases: a release sets lines at its own seq, and an
+ *   amendment's seq sets the amended release's lines. A correction of an
+ *   accumulated fill that brings the order to its target completes it: the
+ *   accumulation is released at the correction's seq (key: its id).
  *
  * The state holds one small record per fill and per release (never their
  * lines): the lines of a release are read back from the pending entries or
@@ -243,20 +245,46 @@ export function decideAveragedAmend(
   const invalid = a.kind === 'CORRECTION' ? invalidCorrection(state, f, a) : null;
   if (invalid) return invalid;
   const amended = { fillId: a.fillId, quantity: f.quantity, price: f.price };
-  if (f.releaseKey === null)
+  if (f.releaseKey === null) {
+    const completion = completionRelease(state, f, after, a);
+    const released = completion ? { release: completion } : {};
     return accepted({
       type: 'AveragedFillAmended',
       amendment: a,
       amended,
       change: null,
+      ...released,
       atMs: nowMs,
     });
+  }
   invariant(
     release?.key === f.releaseKey,
     `amendment ${a.amendmentId}: the shell must look up release ${f.releaseKey}`,
   );
   const change = releaseChangeOf(state, f, after, release);
   return accepted({ type: 'AveragedFillAmended', amendment: a, amended, change, atMs: nowMs });
+}
+
+/**
+ * A correction of an accumulated fill that brings the order to its target
+ * completes it: the completion trigger fires, and the whole accumulation
+ * (with the corrected version) is released at the correction's seq, keyed
+ * by its id, as a cancel's release is. A bust never completes an order.
+ */
+function completionRelease(
+  state: AverageOpen,
+  f: AveragedFill,
+  after: { quantity: bigint; price: bigint },
+  a: FillAmendment,
+): AverageRelease | null {
+  if (a.kind !== 'CORRECTION') return null;
+  const filled = state.filledQuantity - f.quantity + after.quantity;
+  if (filled !== totalTarget(state.def)) return null;
+  const executedAtMs = f.fill.executedAtMs;
+  const without = unaccumulate(state.average.accumulation, { ...f, executedAtMs });
+  const accumulation = accumulate(without, { ...after, executedAtMs });
+  const ids = state.average.accumulated.toArray();
+  return releaseOf(state, accumulation, ids, a.amendmentId, a.seq);
 }
 
 function invalidCorrection(
@@ -456,13 +484,13 @@ export function evolveAveragedAmend(state: OpenState, event: AveragedAmendEvent)
     if (after.quantity > 0n) accumulation = accumulate(accumulation, { ...after, executedAtMs });
     const accumulated =
       after.quantity > 0n ? avg.accumulated : avg.accumulated.filter((id) => id !== f.fill.fillId);
+    const average = { ...avg, fills, accumulation, accumulated };
+    // A correction that completed the order released the accumulation (completionRelease).
+    if (event.release) return withRelease({ ...counted, average }, event.release, a.seq, a);
     const pending = { seq: a.seq, execution: a, price: after.price, lines: [], linesKey: null };
-    return {
-      ...counted,
-      average: { ...avg, fills, accumulation, accumulated },
-      pending: [...state.pending, pending],
-    };
+    return { ...counted, average, pending: [...state.pending, pending] };
   }
+  invariant(event.release === undefined, `${a.kind}: a release change never releases`);
   return withChange(counted, { ...avg, fills }, event, change, f);
 }
 

@@ -125,6 +125,8 @@ export type BlockOrderEvent =
       /** The fill's version before it. */
       amended: { fillId: string; quantity: bigint; price: bigint };
       change: ReleaseChange | null;
+      /** A correction of an accumulated fill that completed the order: the accumulation released. */
+      release?: AverageRelease;
       atMs: number;
     }
   /** `caughtUp`: every fill so far is confirmed (the journal's event_type tells, for the start-up sweep). */

@@ -108,7 +108,7 @@ function releaseKeyOf(event: BlockOrderEvent): string | null | undefined {
     case 'FillAccumulated':
       return event.release?.key ?? null;
     case 'AveragedFillAmended':
-      return event.change?.key ?? null;
+      return event.change?.key ?? event.release?.key ?? null;
     case 'OrderCancelled':
       return event.release?.key;
     default:

@@ -372,5 +372,8 @@ export function verdictFigures(v: Verdict) {
     /** Entries applied twice plus account lines applied twice. */
     duplicateApplications: v.duplicated.length + v.duplicateLines.repeats,
     invariantsOk: v.invariants.ok,
+    /** Average price (0 for pro-rata): releases, and the amendments that amended one. */
+    averageReleases: v.invariants.averageReleases,
+    releaseAmendments: v.invariants.releaseAmendments,
   };
 }

@@ -350,6 +350,8 @@ function buildReport(ctx: BurstCtx, v: Verdict, stop: ServiceEnd): BurstReport {
     corrections: f.corrections,
     cancels: f.cancels,
     lostAmendments: f.lostAmendments,
+    averageReleases: f.averageReleases,
+    releaseAmendments: f.releaseAmendments,
     targetPerSec: o.factor * o.sustainablePerSec,
     warmUpPerSec: offeredPerSec(feed, ctx.t0Ms, warmEnd),
     rssMiB: {

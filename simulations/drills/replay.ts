@@ -287,6 +287,8 @@ function liveRunFigures(live: LiveRun) {
     busts: i?.busts ?? 0,
     corrections: i?.corrections ?? 0,
     cancels: i?.cancels ?? 0,
+    averageReleases: i?.averageReleases ?? 0,
+    releaseAmendments: i?.releaseAmendments ?? 0,
     invariantsOk: live.invariantsOk,
   };
 }
