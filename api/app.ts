@@ -8,13 +8,21 @@
  *   GET /consumer/stats     200 ConsumerStatsView (counters since start)
  *   GET/POST/DELETE /faults fault injection (403 unless FAULT_INJECTION=on)
  *
- * Errors always have a JSON ErrorBody (see api/errors.ts).
+ * Errors always have a JSON ErrorBody (see api/errors.ts); the HTTP
+ * conventions (405 + Allow, X-Request-Id, Retry-After, parser errors) are
+ * api/http-conventions.ts.
  */
 import Fastify from 'fastify';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FaultPort, InspectionPort } from './ports.ts';
 import { frameworkErrors, registerErrorHandling } from './errors.ts';
+import {
+  clientErrorHandler,
+  REQUEST_ID_HEADER,
+  requestIdOf,
+  RouteTable,
+} from './http-conventions.ts';
 import { inspectionPlugin } from './plugins/inspection.ts';
 import accountRoutes from './routes/accounts.ts';
 import blockOrderRoutes from './routes/block-orders.ts';
@@ -32,12 +40,16 @@ export interface ApiDeps {
 export interface ApiOptions {
   /** Passed to fastify (pino options or true); default false (silent). */
   logger?: FastifyServerOptions['logger'];
+  /** A pino logger of the caller's (the service's own): Fastify logs through it. */
+  loggerInstance?: FastifyServerOptions['loggerInstance'];
 }
 
 /** Builds the app, not yet listening: call `listen()`, or `inject()` in tests. */
 export async function buildApp(deps: ApiDeps, options: ApiOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: options.logger ?? false,
+    ...(options.loggerInstance
+      ? { loggerInstance: options.loggerInstance }
+      : { logger: options.logger ?? false }),
     // Small bodies only (fault plans, empty POSTs).
     bodyLimit: 16 * 1024,
     // Slow-client protection when no proxy sits in front.
@@ -66,9 +78,18 @@ export async function buildApp(deps: ApiDeps, options: ApiOptions = {}): Promise
         useDefaults: false,
       },
     },
+    // X-Request-Id: the client's when sane, else a UUID; echoed back, and the logs' reqId.
+    requestIdHeader: false,
+    genReqId: requestIdOf,
+    // Parser errors (431 headers too large, malformed request) get the one error body.
+    clientErrorHandler,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
-  registerErrorHandling(app);
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header(REQUEST_ID_HEADER, request.id);
+  });
+  const routes = RouteTable.track(app);
+  registerErrorHandling(app, routes);
   await app.register(inspectionPlugin, { port: deps.inspection });
   await app.register(accountRoutes);
   await app.register(blockOrderRoutes);

@@ -5,10 +5,19 @@
  *   - actor timeout / stopped / mailbox full                   -> 503 (messages are safe)
  *   - fastify's own client errors (bad JSON, body too large...) -> their 4xx status
  *   - anything else, INVARIANT included                         -> 500 with no detail
+ *   - a known path with another method                          -> 405 with Allow
+ * Every 503 carries Retry-After.
  */
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { BlockfillError, ErrorCode, ValidationError } from '../actors/errors.ts';
+import {
+  clip,
+  errorBodyOf,
+  FRAMEWORK_MESSAGE_CHARS_MAX,
+  RETRY_AFTER_UNAVAILABLE_S,
+  type RouteTable,
+} from './http-conventions.ts';
 import { SuspenseNotAppliedError } from './ports.ts';
 import type { ErrorBody } from './schemas.ts';
 
@@ -29,13 +38,9 @@ const UNAVAILABLE: ReadonlySet<string> = new Set([
 /** Router errors whose message repeats the (possibly huge) URL. */
 const ECHOES_URL: ReadonlySet<string> = new Set(['FST_ERR_BAD_URL', 'FST_ERR_MAX_PARAM_LENGTH']);
 
-/** 404 -> "NOT_FOUND", 413 -> "PAYLOAD_TOO_LARGE". */
-function statusName(statusCode: number): string {
-  return (STATUS_CODES[statusCode] ?? 'ERROR').toUpperCase().replace(/[^A-Z0-9]+/g, '_');
-}
-
+/** 404 -> error "NOT_FOUND", 413 -> "PAYLOAD_TOO_LARGE" (http-conventions.ts). */
 function body(statusCode: number, message: string, extra?: Partial<ErrorBody>): ErrorBody {
-  return { error: statusName(statusCode), message, ...extra, statusCode };
+  return { ...errorBodyOf(statusCode, message), ...extra, statusCode };
 }
 
 /** One schema validation failure, in the shape both Ajv and TypeBox report. */
@@ -59,7 +64,8 @@ function fieldOf(issue: SchemaIssue, context: string): string {
 function validationBody(error: FastifyError): ErrorBody {
   const context = error.validationContext ?? 'request';
   const issue: SchemaIssue = error.validation?.[0] ?? {};
-  const field = fieldOf(issue, context);
+  // A field can be named by the client (an unexpected property): repeated only in part.
+  const field = clip(fieldOf(issue, context));
   const rule = issue.message ?? 'is invalid';
   return body(400, `${context} field "${field}" ${rule}`, { field, rule });
 }
@@ -105,7 +111,9 @@ function toReply(error: unknown, request: FastifyRequest): ErrorBody {
       request.log.info({ code: fe.code }, 'request rejected');
       return body(
         status,
-        ECHOES_URL.has(fe.code) ? (STATUS_CODES[status] ?? 'bad URL') : fe.message,
+        ECHOES_URL.has(fe.code)
+          ? (STATUS_CODES[status] ?? 'bad URL')
+          : clip(fe.message, FRAMEWORK_MESSAGE_CHARS_MAX),
       );
     }
   }
@@ -118,6 +126,7 @@ function toReply(error: unknown, request: FastifyRequest): ErrorBody {
  * (a route's 503 may be a Readiness, for instance).
  */
 function sendError(reply: FastifyReply, payload: ErrorBody): void {
+  if (payload.statusCode === 503) reply.header('retry-after', String(RETRY_AFTER_UNAVAILABLE_S));
   void reply
     .code(payload.statusCode)
     .type('application/json; charset=utf-8')
@@ -137,12 +146,24 @@ export function frameworkErrors(
   sendError(reply, toReply(error, request));
 }
 
-/** Installs the error and not-found handlers. Call on the root instance, before routes. */
-export function registerErrorHandling(app: FastifyInstance): void {
+/**
+ * Installs the error and not-found handlers. Call on the root instance,
+ * before routes. A path some route serves, asked with another method, is
+ * 405 with `Allow` (`routes` knows every route); any other miss is 404.
+ * Neither echoes more of the URL than a short prefix.
+ */
+export function registerErrorHandling(app: FastifyInstance, routes: RouteTable): void {
   app.setErrorHandler((error: unknown, request, reply) => {
     sendError(reply, toReply(error, request));
   });
   app.setNotFoundHandler((request, reply) => {
-    sendError(reply, body(404, `route ${request.method} ${request.url} not found`));
+    const path = request.url.split('?', 1)[0] ?? '';
+    const allowed = routes.allowed(path);
+    if (allowed.length > 0 && !allowed.includes(request.method)) {
+      reply.header('allow', allowed.join(', '));
+      const message = `method ${request.method} not allowed on ${clip(path)}; allowed: ${allowed.join(', ')}`;
+      return sendError(reply, body(405, message));
+    }
+    sendError(reply, body(404, `route ${request.method} ${clip(request.url)} not found`));
   });
 }

@@ -60,6 +60,8 @@ export interface Config {
   httpHost: string;
   httpPort: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** LOG_FORMAT: json lines, or pretty (pino-pretty); absent: pretty on a terminal, else json. */
+  logFormat: 'json' | 'pretty' | 'auto';
   /** Tests and drills only: POST /faults may inject failures (system/faults.ts). */
   faultInjection: boolean;
 }
@@ -132,6 +134,9 @@ export function loadConfig(env: Env = process.env): Config {
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`, logLevel);
   }
+  const logFormat = str(env, 'LOG_FORMAT', 'auto');
+  if (!['json', 'pretty', 'auto'].includes(logFormat))
+    throw new ConfigError('LOG_FORMAT', 'must be one of json, pretty, auto', logFormat);
   const journalBatchEventsMax = int(env, 'JOURNAL_BATCH_EVENTS_MAX', 2000, 1, 10_000);
   const config: Config = {
     faultInjection: onOff(env, 'FAULT_INJECTION', 'off'),
@@ -182,6 +187,7 @@ export function loadConfig(env: Env = process.env): Config {
     httpHost: str(env, 'HOST', '127.0.0.1'),
     httpPort: int(env, 'PORT', 3000, 0, 65_535),
     logLevel: logLevel as Config['logLevel'],
+    logFormat: logFormat as Config['logFormat'],
   };
   checkRelations(config);
   return config;

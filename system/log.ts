@@ -1,5 +1,11 @@
-/** A small structured logger: one JSON object per line on stderr. */
-import { bigintsAsStrings, invariant } from '../actors/errors.ts';
+/**
+ * The service's one logger: pino, shared with Fastify (its request logs
+ * carry the request id), JSON lines on stderr with ISO timestamps and the
+ * level by name. Pretty-printed (pino-pretty) on a terminal, or with
+ * LOG_FORMAT=pretty; LOG_FORMAT=json forces JSON lines.
+ */
+import pino, { type Logger as PinoLogger } from 'pino';
+import { invariant } from '../actors/errors.ts';
 import { errnoOf } from '../persistence/addresses.ts';
 
 const LEVELS = {
@@ -18,36 +24,65 @@ export interface Logger {
   info(msg: string, fields?: Record<string, unknown>): void;
   warn(msg: string, fields?: Record<string, unknown>): void;
   error(msg: string, fields?: Record<string, unknown>): void;
+  /** The pino instance underneath, for Fastify (absent in a hand-made test logger). */
+  readonly pino?: PinoLogger;
 }
 
-function serialize(fields: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(fields)) {
-    if (v instanceof Error) {
-      out[k] = {
-        name: v.name,
-        message: v.message,
-        code: (v as { code?: unknown }).code,
-        stack: v.stack,
-      };
-    } else out[k] = v;
+/** How deep a field is made JSON-safe; deeper values are left to pino. */
+const PLAIN_DEPTH_MAX = 8;
+
+/**
+ * Fields made JSON-safe: bigints as decimal strings, errors as name, message,
+ * code and stack, at any depth of plain objects and arrays. Class instances
+ * (a Fastify request) are left to pino's serializers.
+ */
+function plain(value: unknown, depth = 0): unknown {
+  if (typeof value === 'bigint') return value.toString();
+  if (depth >= PLAIN_DEPTH_MAX || value === null || typeof value !== 'object') return value;
+  if (value instanceof Error) {
+    const { name, message, stack } = value;
+    return { name, message, code: (value as { code?: unknown }).code, stack };
   }
+  if (Array.isArray(value)) return value.map((v) => plain(v, depth + 1));
+  const proto: unknown = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) out[k] = plain(v, depth + 1);
   return out;
 }
 
-export function createLogger(level: LogLevel, base: Record<string, unknown> = {}): Logger {
-  const threshold = LEVELS[level];
-  const write = (lvl: LogLevel, msg: string, fields: Record<string, unknown> = {}) => {
-    if (LEVELS[lvl] < threshold) return;
-    process.stderr.write(
-      `${JSON.stringify({ level: lvl, time: Date.now(), msg, ...base, ...serialize(fields) }, bigintsAsStrings)}\n`,
-    );
+export type LogFormat = 'json' | 'pretty';
+
+/** The format LOG_FORMAT asked for (config.ts checked it); auto: pretty on a terminal only. */
+export const logFormatOf = (asked: LogFormat | 'auto'): LogFormat =>
+  asked === 'auto' ? (process.stderr.isTTY ? 'pretty' : 'json') : asked;
+
+export function createLogger(
+  level: LogLevel,
+  base: Record<string, unknown> = {},
+  format: LogFormat = 'json',
+): Logger {
+  invariant(level in LEVELS, `unknown log level ${level}`);
+  const options: pino.LoggerOptions = {
+    level,
+    base,
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: {
+      level: (label) => ({ level: label }),
+      log: (fields) => plain(fields) as Record<string, unknown>,
+    },
   };
+  const instance =
+    format === 'pretty'
+      ? pino({ ...options, transport: { target: 'pino-pretty', options: { destination: 2 } } })
+      : // process.stderr, not a file descriptor: written synchronously, in order with the rest.
+        pino(options, process.stderr);
   return {
-    debug: (m, f) => write('debug', m, f),
-    info: (m, f) => write('info', m, f),
-    warn: (m, f) => write('warn', m, f),
-    error: (m, f) => write('error', m, f),
+    debug: (m, f) => instance.debug(f ?? {}, m),
+    info: (m, f) => instance.info(f ?? {}, m),
+    warn: (m, f) => instance.warn(f ?? {}, m),
+    error: (m, f) => instance.error(f ?? {}, m),
+    pino: instance,
   };
 }
 

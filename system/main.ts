@@ -10,7 +10,7 @@ import module from 'node:module';
 module.enableCompileCache?.();
 const { BlockfillError, ErrorCode } = await import('../actors/errors.ts');
 const { ConfigError, loadConfig } = await import('./config.ts');
-const { createLogger } = await import('./log.ts');
+const { createLogger, logFormatOf } = await import('./log.ts');
 const { startService } = await import('./service.ts');
 
 /**
@@ -38,7 +38,11 @@ try {
   throw error;
 }
 // The pid lets a supervisor (or a test) find this process behind `npm start`.
-const log = createLogger(config.logLevel, { service: 'blockfill', pid: process.pid });
+const log = createLogger(
+  config.logLevel,
+  { service: 'blockfill', pid: process.pid },
+  logFormatOf(config.logFormat),
+);
 const service = await startService(config, { listen: true, log }).catch((error: unknown) => {
   if (error instanceof BlockfillError && KNOWN_STARTUP_FAILURES.has(error.code)) {
     log.error(`start-up failed: ${error.message}`, { code: error.code });

@@ -139,12 +139,13 @@ async function openNats(config: Config) {
   }
 }
 
-function appOptions(config: Config) {
-  const level = config.logLevel === 'info' ? 'warn' : config.logLevel;
-  // stderr, like every other log line of the service: a caller's stdout (a
-  // simulation's --json object) stays its own.
-  const logger = { level, stream: process.stderr };
-  return { logger: config.logLevel === 'silent' ? (false as const) : logger };
+/**
+ * Fastify logs through the service's own pino logger: one format on stderr,
+ * request logs (at info) carrying the request id. A hand-made logger
+ * without pino (a test's) leaves Fastify silent.
+ */
+function appOptions(config: Config, log: Logger) {
+  return config.logLevel === 'silent' || !log.pino ? {} : { loggerInstance: log.pino };
 }
 
 /** What start-up builds before NATS is needed: the database, the journal and the actors. */
@@ -260,7 +261,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
       ...core.actors,
       askTimeoutMs,
     });
-    const app = await buildApp({ inspection, faults: core.faults }, appOptions(config));
+    const app = await buildApp({ inspection, faults: core.faults }, appOptions(config, log));
     stops.add('http', () => app.close());
     const port = await listen(config, options, app);
     // Stopping consumption first: every fill in flight is answered and acked,

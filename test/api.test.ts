@@ -3,6 +3,8 @@
  * (End-to-end tests against the running system live elsewhere.)
  */
 import assert from 'node:assert/strict';
+import type { AddressInfo } from 'node:net';
+import { connect } from 'node:net';
 import t from 'tap';
 import { buildApp } from '../api/app.ts';
 import type { ErrorBody } from '../api/app.ts';
@@ -415,7 +417,7 @@ t.test('unknown routes are 404 with a JSON body', async (t) => {
   for (const [method, url] of [
     ['GET', '/nope'],
     ['GET', '/accounts'],
-    ['DELETE', '/accounts/ACC-1'],
+    ['DELETE', '/accounts/ACC-1/extra'],
   ] as const) {
     const res = await app.inject({ method, url });
     t.equal(res.statusCode, 404, `${method} ${url}`);
@@ -476,3 +478,110 @@ t.test(
     t.equal(port.calls.filter((c) => c.startsWith('retrySuspense')).length, 4);
   },
 );
+
+// ------------------------------------------------------------- HTTP conventions
+
+t.test('a known path with another method is 405 with Allow, not 404', async (t) => {
+  const { app, port } = await setup(t);
+  for (const [method, url, allow] of [
+    ['DELETE', '/accounts/ACC-1', 'GET, HEAD'],
+    ['POST', '/block-orders/BO-1?x=1', 'GET, HEAD'],
+    ['GET', '/accounts/ACC-1/suspense/BO-1/1/retry', 'POST'],
+    ['PUT', '/healthz', 'GET, HEAD'],
+  ] as const) {
+    const res = await app.inject({ method, url });
+    t.equal(res.statusCode, 405, `${method} ${url}`);
+    t.equal(res.headers.allow, allow);
+    const body = errorBody(res);
+    t.equal(body.error, 'METHOD_NOT_ALLOWED');
+    t.match(
+      body.message,
+      new RegExp(`^method ${method} not allowed on /[^?]*; allowed: ${allow}$`),
+    );
+  }
+  t.same(port.calls, [], 'no actor was asked');
+});
+
+t.test('an error repeats at most a short prefix of the URL', async (t) => {
+  const { app } = await setup(t);
+  const url = `/nope/${'x'.repeat(9_000)}`;
+  const res = await app.inject({ method: 'GET', url });
+  t.equal(res.statusCode, 404);
+  const body = errorBody(res);
+  t.ok(res.body.length < 300, `a ${res.body.length}-byte body for a 9 kB URL`);
+  t.match(body.message, /^route GET \/nope\/x+… not found$/);
+  const long = await app.inject({ method: 'DELETE', url: `/accounts/${'y'.repeat(200)}` });
+  t.equal(long.statusCode, 405);
+  t.ok(long.body.length < 300, 'the 405 too');
+});
+
+t.test('every 503 says when to retry', async (t) => {
+  const { app, port } = await setup(t);
+  port.failure = new ActorTimeoutError('account/ACC-1', 10_000);
+  const busy = await app.inject({ method: 'GET', url: '/accounts/ACC-1' });
+  t.equal(busy.statusCode, 503);
+  t.equal(busy.headers['retry-after'], '1', 'an actor busy: a second');
+  port.failure = undefined;
+  port.state = readiness(false);
+  const notReady = await app.inject({ method: 'GET', url: '/readyz' });
+  t.equal(notReady.statusCode, 503);
+  t.equal(notReady.headers['retry-after'], '5', 'not ready: a few seconds');
+  port.state = readiness(true);
+  const ready = await app.inject({ method: 'GET', url: '/readyz' });
+  t.equal(ready.statusCode, 200);
+  t.notOk(ready.headers['retry-after'], 'none when ready');
+});
+
+t.test('X-Request-Id: the client’s when sane, else generated; returned and logged', async (t) => {
+  const logLines: string[] = [];
+  const { app } = await setup(t, logLines);
+  const given = await app.inject({
+    method: 'GET',
+    url: '/accounts/ACC-1',
+    headers: { 'x-request-id': 'trace-42.a:b' },
+  });
+  t.equal(given.headers['x-request-id'], 'trace-42.a:b');
+  const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+  for (const bad of ['has space', 'x'.repeat(129), 'new\nline']) {
+    const res = await app.inject({
+      method: 'GET',
+      url: '/healthz',
+      headers: { 'x-request-id': bad },
+    });
+    t.match(res.headers['x-request-id'], uuid, `not kept: ${JSON.stringify(bad.slice(0, 12))}`);
+  }
+  const none = await app.inject({ method: 'GET', url: '/nope' });
+  t.match(none.headers['x-request-id'], uuid, 'generated, on an error too');
+  const logged = logLines.map((l) => JSON.parse(l) as { reqId?: string });
+  t.ok(
+    logged.some((l) => l.reqId === 'trace-42.a:b'),
+    'the logs carry the client’s id',
+  );
+});
+
+t.test('parser errors (431, malformed request) get the one JSON error body', async (t) => {
+  const { app } = await setup(t);
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const { port } = app.server.address() as AddressInfo;
+  const raw = (request: string) =>
+    new Promise<string>((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1', () => socket.end(request));
+      let reply = '';
+      socket.on('data', (chunk) => (reply += chunk.toString('utf8')));
+      socket.on('close', () => resolve(reply));
+      socket.on('error', reject);
+    });
+  const big = await raw(`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
+  t.match(big, /^HTTP\/1\.1 431 /);
+  t.same(JSON.parse(big.slice(big.indexOf('\r\n\r\n') + 4)), {
+    error: 'REQUEST_HEADER_FIELDS_TOO_LARGE',
+    message: 'Request Header Fields Too Large',
+    statusCode: 431,
+  });
+  const garbage = await raw('NOT HTTP AT ALL\r\n\r\n');
+  t.match(garbage, /^HTTP\/1\.1 400 /);
+  t.match(JSON.parse(garbage.slice(garbage.indexOf('\r\n\r\n') + 4)), {
+    error: 'BAD_REQUEST',
+    statusCode: 400,
+  });
+});

@@ -60,6 +60,7 @@ const DEFAULTS: Config = {
   httpHost: '127.0.0.1',
   httpPort: 3000,
   logLevel: 'info',
+  logFormat: 'auto',
   faultInjection: false,
 };
 
@@ -153,6 +154,7 @@ t.test('every kind of invalid value throws a ConfigError naming the variable', a
     // log level
     ['LOG_LEVEL', 'verbose', /must be one of fatal, error, warn, info, debug, trace, silent/],
     ['LOG_LEVEL', 'INFO', /must be one of/],
+    ['LOG_FORMAT', 'xml', /must be one of json, pretty, auto/],
     ['FAULT_INJECTION', 'yes', /must be on or off/],
   ];
   for (const [variable, value, rule] of cases) {

@@ -1,6 +1,11 @@
-/** The repeat limiter, on an injected clock and timer: no services, no real time. */
+/**
+ * The logger's one format (shared with Fastify) and the repeat limiter, on an
+ * injected clock and timer: no services, no real time.
+ */
 import t from 'tap';
 import { BlockfillError, ErrorCode, InvariantError } from '../actors/errors.ts';
+import { buildApp } from '../api/app.ts';
+import type { InspectionPort } from '../api/ports.ts';
 import {
   createLogger,
   createRepeatLimiter,
@@ -213,3 +218,67 @@ t.test('the logger writes bigints exactly at any depth (a fill in a field)', asy
     existing: { quantity: '100', price: '101250000', lines: [{ quantity: String(2n ** 70n) }] },
   });
 });
+
+/** Runs `fn` with process.stderr captured; returns the JSON lines written. */
+async function stderrLines(fn: () => Promise<void> | void): Promise<Record<string, unknown>[]> {
+  const written: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((chunk: string) =>
+    written.push(chunk) > 0) as typeof process.stderr.write;
+  try {
+    await fn();
+  } finally {
+    process.stderr.write = write;
+  }
+  return written.map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+t.test('one format: ISO time, level by name, errors at any key with name and code', async (t) => {
+  const lines = await stderrLines(() => {
+    const log = createLogger('info', { service: 'blockfill' });
+    log.debug('not written at info');
+    log.error('journal batch failed', {
+      cause: new BlockfillError(ErrorCode.DbUnreachable, 'database unreachable'),
+    });
+  });
+  t.equal(lines.length, 1, 'debug is below info');
+  const [line] = lines;
+  t.match(line, {
+    level: 'error',
+    msg: 'journal batch failed',
+    service: 'blockfill',
+    cause: { name: String, message: 'database unreachable', code: ErrorCode.DbUnreachable },
+  });
+  t.match(String(line?.time), /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/, 'an ISO instant');
+});
+
+t.test(
+  'Fastify logs through the same logger: request logs at info, with the request id',
+  async (t) => {
+    const lines = await stderrLines(async () => {
+      const log = createLogger('info', { service: 'blockfill' });
+      const app = await buildApp(
+        { inspection: { readiness: async () => ({ ready: true }) } as unknown as InspectionPort },
+        { loggerInstance: log.pino },
+      );
+      await app.inject({ method: 'GET', url: '/healthz', headers: { 'x-request-id': 'req-77' } });
+      await app.inject({ method: 'GET', url: '/nope', headers: { 'x-request-id': 'req-78' } });
+      await app.close();
+    });
+    const requests = lines.filter((l) => l.reqId === 'req-78');
+    t.ok(requests.length >= 2, 'incoming and completed');
+    for (const l of requests) {
+      t.equal(l.level, 'info');
+      t.equal(l.service, 'blockfill', 'the service’s own base fields');
+      t.match(String(l.time), /^\d{4}-\d{2}-\d{2}T/);
+    }
+    t.match(
+      requests.find((l) => l.msg === 'request completed'),
+      { res: { statusCode: 404 } },
+    );
+    t.notOk(
+      lines.some((l) => l.reqId === 'req-77'),
+      'probes log at warn only',
+    );
+  },
+);

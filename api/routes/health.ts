@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ConsumerStatsSchema, HealthSchema, ReadinessSchema } from '../schemas.ts';
+import { RETRY_AFTER_NOT_READY_S } from '../http-conventions.ts';
 import { requiresInspection } from '../plugins/inspection.ts';
 
 /** Probes are polled every few seconds: log only warnings and worse for them. */
@@ -22,6 +23,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     },
     async (_request, reply) => {
       const readiness = await fastify.inspection.readiness();
+      if (!readiness.ready) reply.header('retry-after', String(RETRY_AFTER_NOT_READY_S));
       return reply.code(readiness.ready ? 200 : 503).send(readiness);
     },
   );
