@@ -7,6 +7,7 @@
  *   GET /readyz             200 Readiness       | 503 Readiness
  *   GET /consumer/stats     200 ConsumerStatsView (counters since start)
  *   GET/POST/DELETE /faults fault injection (403 unless FAULT_INJECTION=on)
+ *   GET /docs               Swagger UI (offline); /docs/json and /docs/yaml: OpenAPI 3
  *
  * Errors always have a JSON ErrorBody (see api/errors.ts); the HTTP
  * conventions (405 + Allow, X-Request-Id, Retry-After, parser errors) are
@@ -24,12 +25,16 @@ import {
   RouteTable,
 } from './http-conventions.ts';
 import { inspectionPlugin } from './plugins/inspection.ts';
+import { registerOpenApi } from './plugins/openapi.ts';
 import accountRoutes from './routes/accounts.ts';
 import blockOrderRoutes from './routes/block-orders.ts';
 import faultRoutes from './routes/faults.ts';
 import healthRoutes from './routes/health.ts';
 
 export type { ErrorBody } from './schemas.ts';
+
+/** The API's version, as the OpenAPI document states it. */
+export const API_VERSION = '1.0.0';
 
 export interface ApiDeps {
   inspection: InspectionPort;
@@ -90,6 +95,7 @@ export async function buildApp(deps: ApiDeps, options: ApiOptions = {}): Promise
   });
   const routes = RouteTable.track(app);
   registerErrorHandling(app, routes);
+  await registerOpenApi(app, API_VERSION);
   await app.register(inspectionPlugin, { port: deps.inspection });
   await app.register(accountRoutes);
   await app.register(blockOrderRoutes);

@@ -585,3 +585,46 @@ t.test('parser errors (431, malformed request) get the one JSON error body', asy
     statusCode: 400,
   });
 });
+
+t.test(
+  'OpenAPI 3 from the route schemas, and Swagger UI at /docs with nothing to fetch',
+  async (t) => {
+    const { app, port } = await setup(t);
+    const res = await app.inject({ method: 'GET', url: '/docs/json' });
+    t.equal(res.statusCode, 200);
+    const spec = res.json() as {
+      openapi: string;
+      info: { title: string };
+      paths: Record<
+        string,
+        Record<string, { parameters?: Array<{ name: string }>; responses: Record<string, unknown> }>
+      >;
+    };
+    t.match(spec.openapi, /^3\./);
+    t.equal(spec.info.title, 'blockfill');
+    const account = spec.paths['/accounts/{id}']?.get;
+    t.ok(account, 'GET /accounts/{id} is documented');
+    t.same(
+      account?.parameters?.map((p) => p.name),
+      ['id'],
+    );
+    t.ok(account?.responses['200'], 'with its 200 schema');
+    t.ok(spec.paths['/block-orders/{id}']?.get, 'GET /block-orders/{id}');
+    t.ok(spec.paths['/accounts/{id}/suspense/{blockOrderId}/{fillSeq}/retry']?.post, 'the retry');
+    t.ok(spec.paths['/readyz']?.get);
+    const page = await app.inject({ method: 'GET', url: '/docs/' });
+    t.equal(page.statusCode, 200);
+    t.match(page.headers['content-type'], /text\/html/);
+    // Every script and stylesheet the page loads is served here: no network needed.
+    const assets = [...page.body.matchAll(/(?:src|href)="\.?\/?([^"]+\.(?:js|css))"/g)].map(
+      (m) => m[1]!,
+    );
+    t.ok(assets.length >= 2, `assets: ${assets.join(', ')}`);
+    for (const asset of assets) {
+      t.notMatch(asset, /^https?:/, `${asset} is local`);
+      const got = await app.inject({ method: 'GET', url: `/docs/${asset.replace(/^\.?\//, '')}` });
+      t.equal(got.statusCode, 200, `/docs/${asset}`);
+    }
+    t.same(port.calls, []);
+  },
+);
