@@ -8,6 +8,7 @@
  *   GET /consumer/stats     200 ConsumerStatsView (counters since start)
  *   GET/POST/DELETE /faults fault injection (403 unless FAULT_INJECTION=on)
  *   GET /docs               Swagger UI (offline); /docs/json and /docs/yaml: OpenAPI 3
+ *   GET /metrics            Prometheus text (when the service passes its metrics)
  *
  * Errors always have a JSON ErrorBody (see api/errors.ts); the HTTP
  * conventions (405 + Allow, X-Request-Id, Retry-After, parser errors) are
@@ -16,7 +17,7 @@
 import Fastify from 'fastify';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import type { FaultPort, InspectionPort } from './ports.ts';
+import type { FaultPort, InspectionPort, MetricsPort } from './ports.ts';
 import { frameworkErrors, registerErrorHandling } from './errors.ts';
 import {
   clientErrorHandler,
@@ -29,6 +30,7 @@ import { registerOpenApi } from './plugins/openapi.ts';
 import accountRoutes from './routes/accounts.ts';
 import blockOrderRoutes from './routes/block-orders.ts';
 import faultRoutes from './routes/faults.ts';
+import metricsRoutes from './routes/metrics.ts';
 import healthRoutes from './routes/health.ts';
 
 export type { ErrorBody } from './schemas.ts';
@@ -40,6 +42,8 @@ export interface ApiDeps {
   inspection: InspectionPort;
   /** Absent: the fault routes answer 403 like a disabled injector. */
   faults?: FaultPort;
+  /** Absent: no /metrics route, and request durations are not recorded. */
+  metrics?: MetricsPort;
 }
 
 export interface ApiOptions {
@@ -96,6 +100,15 @@ export async function buildApp(deps: ApiDeps, options: ApiOptions = {}): Promise
   const routes = RouteTable.track(app);
   registerErrorHandling(app, routes);
   await registerOpenApi(app, API_VERSION);
+  const { metrics } = deps;
+  if (metrics) {
+    // By the route's pattern (404s share one label): the series stay few.
+    app.addHook('onResponse', async (request, reply) => {
+      const route = request.routeOptions.url ?? 'unmatched';
+      metrics.observeRequest(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
+    });
+    await app.register(metricsRoutes, { metrics });
+  }
   await app.register(inspectionPlugin, { port: deps.inspection });
   await app.register(accountRoutes);
   await app.register(blockOrderRoutes);

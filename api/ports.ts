@@ -16,6 +16,14 @@ export interface Readiness {
   stoppedActors: string[];
 }
 
+/** Prometheus metrics: the text of a scrape, and each request's duration to record. */
+export interface MetricsPort {
+  readonly contentType: string;
+  render(): Promise<string>;
+  /** `route`: the route's pattern (never the raw URL: the label set stays bounded). */
+  observeRequest(method: string, route: string, status: number, seconds: number): void;
+}
+
 /** What the API needs from the running system. */
 export interface InspectionPort {
   /** undefined when no such account exists (404). */

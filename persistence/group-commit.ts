@@ -36,6 +36,8 @@ export interface GroupCommitOptions {
   pendingEventsMax: number;
   /** Runs before each batch is written; throwing fails the whole batch (fault injection). */
   beforeBatch?: (rows: readonly JournalRecord[]) => void | Promise<void>;
+  /** Told of each batch written: its events and its write-and-commit time (metrics). */
+  observeBatch?: (events: number, seconds: number) => void;
 }
 
 /**
@@ -204,7 +206,9 @@ export class GroupCommit {
         );
       this.stats.batches++;
       if (fallback) this.stats.fallbacks++;
-      this.stats.flushMsTotal += performance.now() - startedMs;
+      const flushMs = performance.now() - startedMs;
+      this.stats.flushMsTotal += flushMs;
+      this.#options.observeBatch?.(batch.length, flushMs / 1000);
       this.stats.batchEventsLargest = Math.max(this.stats.batchEventsLargest, batch.length);
       batch.forEach((e, i) => {
         if (!notWritten.has(i)) return this.#succeed(e);

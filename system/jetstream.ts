@@ -210,6 +210,8 @@ export interface FillConsumerDeps {
   execution(id: string): Promise<Entry | undefined>;
   /** Wakes a block order (it re-delivers its unconfirmed lines); never throws. */
   wake(blockOrderId: string): void;
+  /** Told of each message dead-lettered, with its reason (metrics); never throws. */
+  onDeadLetter?: (reason: string) => void;
 }
 
 export class FillConsumer {
@@ -510,6 +512,7 @@ export class FillConsumer {
       expect: { streamName: names.deadLetter },
     });
     this.stats.deadLettered++;
+    this.#deps.onDeadLetter?.(reason);
     if (reason === FillRejection.ConflictingExecution) this.stats.conflicts++;
     this.#deps.log.warn('fill dead-lettered', {
       subject: m.subject,

@@ -41,6 +41,7 @@ import {
 } from './jetstream.ts';
 import { Faults } from './faults.ts';
 import { createLogger, type Logger } from './log.ts';
+import { Metrics, type MetricsSources } from './metrics.ts';
 import { wakeUnconfirmed } from './startup-sweep.ts';
 
 export interface ServiceOptions {
@@ -109,14 +110,66 @@ export async function openDatabase(config: Config, poolMax = config.dbPoolMax): 
   });
 }
 
-function openJournal(config: Config, db: Database, faults: Faults): SqlJournal {
+function openJournal(config: Config, db: Database, faults: Faults, metrics: Metrics): SqlJournal {
   return new SqlJournal(db, {
     batchEventsMax: config.journalBatchEventsMax,
     flushIntervalMs: config.journalFlushIntervalMs,
     flushesInFlightMax: config.journalFlushesInFlightMax,
     pendingEventsMax: config.journalPendingEventsMax,
     ...(faults.enabled ? { beforeBatch: faults.beforeBatch } : {}),
+    observeBatch: (events, seconds) => metrics.observeBatch(events, seconds),
   });
+}
+
+/** Bound on each partition's consumer-info ask at scrape time. */
+const LAG_ASK_TIMEOUT_MS = 2_000;
+
+/**
+ * What /metrics reads, from the parts as they come up (a scrape during
+ * start-up sees zeros). A partition whose consumer cannot be asked within
+ * the bound is left out of that scrape rather than failing it.
+ */
+function metricsSources(wired: Wired): MetricsSources {
+  const zeroConsumer = { acked: 0, duplicates: 0, deadLettered: 0, conflicts: 0, nakked: 0 };
+  const zeroJournal = { events: 0, batches: 0, conflicts: 0, fallbacks: 0 };
+  return {
+    consumer: () => {
+      const c = wired.consumer;
+      return c ? { ...c.stats, heldFills: c.heldFills } : { ...zeroConsumer, heldFills: 0 };
+    },
+    journal: () => wired.core?.journal.stats ?? zeroJournal,
+    actors: () => {
+      const a = wired.core?.actors;
+      return (a ? [a.accounts, a.blockOrders] : []).map((host) => ({
+        kind: host.kind,
+        live: host.liveActors(),
+        stopped: host.stoppedActors().length,
+        crashes: host.crashCount,
+      }));
+    },
+    consumerLag: async () => {
+      const opened = wired.opened;
+      if (!opened) return [];
+      const asks = opened.durables.map(async (durable, partition) => {
+        const ask = opened.nats.jsm.consumers.info(opened.names.executions, durable);
+        const info = await withTimeout(
+          ask,
+          LAG_ASK_TIMEOUT_MS,
+          tookLonger('consumer info', LAG_ASK_TIMEOUT_MS),
+        );
+        return { partition, pending: info.num_pending, unacked: info.num_ack_pending };
+      });
+      const settled = await Promise.allSettled(asks);
+      return settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    },
+  };
+}
+
+/** The parts metrics read, set as start-up brings each one up. */
+interface Wired {
+  core?: Core;
+  opened?: OpenedNats;
+  consumer?: FillConsumer;
 }
 
 type OpenedNats = Awaited<ReturnType<typeof openNats>>;
@@ -156,13 +209,19 @@ interface Core {
   actors: Actors;
 }
 
-async function openCore(config: Config, options: ServiceOptions, log: Logger, stops: Stops) {
+async function openCore(
+  config: Config,
+  options: ServiceOptions,
+  log: Logger,
+  stops: Stops,
+  metrics: Metrics,
+) {
   const db = await openDatabase(config);
   stops.add('database close', () => db.close());
   await assertMigrated(db, config.databaseUrl);
   const faults = new Faults(config.faultInjection);
   if (faults.enabled) log.warn('fault injection is ON: for tests and drills only');
-  const journal = openJournal(config, db, faults);
+  const journal = openJournal(config, db, faults, metrics);
   stops.add('journal close', () => journal.close());
   const base = new SqlReferenceData(db);
   const actors = startActors(config, {
@@ -179,7 +238,13 @@ async function openCore(config: Config, options: ServiceOptions, log: Logger, st
 }
 
 /** The consumer wired to the block orders: it allocates, looks claims up and wakes orders. */
-function fillConsumer(config: Config, log: Logger, core: Core, opened: OpenedNats) {
+function fillConsumer(
+  config: Config,
+  log: Logger,
+  core: Core,
+  opened: OpenedNats,
+  metrics: Metrics,
+) {
   const askTimeoutMs = config.actorAskTimeoutMs;
   const { blockOrders } = core.actors;
   const allocate = (entry: Entry) =>
@@ -198,6 +263,7 @@ function fillConsumer(config: Config, log: Logger, core: Core, opened: OpenedNat
       void blockOrders
         .ask(id, (replyTo) => ({ type: 'Wake', replyTo }), askTimeoutMs)
         .catch(() => undefined),
+    onDeadLetter: (reason) => metrics.deadLettered(reason),
   });
   return { consumer, allocate };
 }
@@ -243,16 +309,21 @@ const closeWhenOpen = (opening: Promise<OpenedNats>): Promise<void> =>
 export async function startService(config: Config, options: ServiceOptions = {}): Promise<Service> {
   const log = options.log ?? createLogger(config.logLevel, { service: 'blockfill' });
   const stops = new Stops(log);
+  const wired: Wired = {};
+  const metrics = new Metrics(metricsSources(wired));
   // NATS connects while the database opens: both are on the restart path.
   const natsOpening = openNats(config);
   // Awaited after the database; until then its failure must not be unhandled.
   natsOpening.catch(() => undefined);
   stops.add('nats close', () => closeWhenOpen(natsOpening));
   try {
-    const core = await openCore(config, options, log, stops);
+    const core = await openCore(config, options, log, stops, metrics);
+    wired.core = core;
     const opened = await natsOpening;
+    wired.opened = opened;
     const { nats, names } = opened;
-    const { consumer, allocate } = fillConsumer(config, log, core, opened);
+    const { consumer, allocate } = fillConsumer(config, log, core, opened, metrics);
+    wired.consumer = consumer;
     const askTimeoutMs = config.actorAskTimeoutMs;
     const inspection = inspectionAdapter({
       db: core.db,
@@ -261,7 +332,10 @@ export async function startService(config: Config, options: ServiceOptions = {})
       ...core.actors,
       askTimeoutMs,
     });
-    const app = await buildApp({ inspection, faults: core.faults }, appOptions(config, log));
+    const app = await buildApp(
+      { inspection, faults: core.faults, metrics },
+      appOptions(config, log),
+    );
     stops.add('http', () => app.close());
     const port = await listen(config, options, app);
     // Stopping consumption first: every fill in flight is answered and acked,

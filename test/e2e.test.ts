@@ -52,6 +52,38 @@ t.test(
     t.equal(a1.positions.SEC1, '1600');
     t.equal(a1.cashMinor, String(1_000_000_00n - 6_090_000n));
     t.same(a1.lastAppliedSeqByOrder, { BUY1: 2 });
+
+    // The same run as Prometheus sees it.
+    const scrape = await service.app.inject({ method: 'GET', url: '/metrics' });
+    t.equal(scrape.statusCode, 200);
+    t.match(scrape.headers['content-type'], /^text\/plain; version=0\.0\.4/);
+    const value = (series: string) => {
+      const line = scrape.body.split('\n').find((l) => l.startsWith(`${series} `));
+      return line === undefined ? undefined : Number(line.slice(series.length + 1));
+    };
+    t.equal(value('blockfill_fills_consumed_total'), 2, 'both fills consumed');
+    t.ok(
+      Number(value('blockfill_events_persisted_total')) >= 2 + 3 * 2,
+      'order and account events',
+    );
+    t.ok(Number(value('blockfill_journal_batch_events_count')) >= 1, 'batch sizes observed');
+    t.ok(Number(value('blockfill_journal_commit_seconds_count')) >= 1, 'commit times observed');
+    t.equal(value('blockfill_actors_live{kind="block-order"}'), 1);
+    t.equal(value('blockfill_actors_live{kind="account"}'), 3);
+    t.equal(value('blockfill_actors_stopped{kind="account"}'), 0);
+    const lag = scrape.body
+      .split('\n')
+      .filter((l) => l.startsWith('blockfill_consumer_lag_messages{'));
+    t.equal(lag.length, service.config.partitions, 'a lag figure per partition');
+    t.ok(
+      lag.every((l) => l.endsWith(' 0')),
+      'nothing left to deliver or ack',
+    );
+    t.match(
+      scrape.body,
+      /blockfill_api_request_seconds_count\{method="GET",route="\/accounts\/:id",status="200"\} 1\n/,
+      'request durations by route pattern, not raw URL',
+    );
   },
 );
 
