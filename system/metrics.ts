@@ -11,17 +11,11 @@
 import client from 'prom-client';
 import type { Registry } from 'prom-client';
 import { invariant } from '../actors/errors.ts';
+import type { ConsumerStatsView } from '../api/ports.ts';
 
 /** What /metrics reads at scrape time: the running service's counters. */
 export interface MetricsSources {
-  consumer: () => {
-    acked: number;
-    duplicates: number;
-    deadLettered: number;
-    conflicts: number;
-    nakked: number;
-    heldFills: number;
-  };
+  consumer: () => ConsumerStatsView;
   journal: () => { events: number; batches: number; conflicts: number; fallbacks: number };
   /** Per actor kind: live now, stopped by their supervisor, crashes so far. */
   actors: () => Array<{ kind: string; live: number; stopped: number; crashes: number }>;

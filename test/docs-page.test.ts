@@ -6,22 +6,10 @@
 import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
+import { CHROMIUM, CHROMIUM_ARGS } from './helpers/chromium.ts';
 import { chromium } from 'playwright-core';
 import { buildApp } from '../api/app.ts';
 import type { InspectionPort } from '../api/ports.ts';
-
-const CHROMIUM = '/usr/bin/chromium';
-// The machine's network is closed: without these Chromium stalls on refused connections.
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 t.test('Swagger UI lists every operation, offline and without errors', async (t) => {
   if (!existsSync(CHROMIUM)) {

@@ -9,23 +9,12 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
+import { CHROMIUM, CHROMIUM_ARGS } from './helpers/chromium.ts';
 import t, { type Test } from 'tap';
 import { CHART_NAMES, renderReportHtml } from '../simulations/report/html.ts';
 import { validateReport, type RunReport, type SeriesPoint } from '../simulations/report/types.ts';
 import { InvalidReportError, machineInfo, writeReport } from '../simulations/report/write.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-// The machine's network is closed: without these Chromium stalls on refused connections.
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const DRAW_TIMEOUT_MS = 20_000;
 
 /** A two-minute run: ramp up, a burst at 40-60 s, a drain at the end. */
