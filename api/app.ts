@@ -27,6 +27,7 @@ import {
 } from './http-conventions.ts';
 import { inspectionPlugin } from './plugins/inspection.ts';
 import { registerOpenApi } from './plugins/openapi.ts';
+import { OPEN_SECURITY, registerSecurity, type SecurityOptions } from './plugins/security.ts';
 import accountRoutes from './routes/accounts.ts';
 import blockOrderRoutes from './routes/block-orders.ts';
 import faultRoutes from './routes/faults.ts';
@@ -49,6 +50,8 @@ export interface ApiDeps {
 export interface ApiOptions {
   /** Passed to fastify (pino options or true); default false (silent). */
   logger?: FastifyServerOptions['logger'];
+  /** API key, CORS origins and rate limit; default: open, no CORS, no limit. */
+  security?: SecurityOptions;
   /** A pino logger of the caller's (the service's own): Fastify logs through it. */
   loggerInstance?: FastifyServerOptions['loggerInstance'];
 }
@@ -99,6 +102,7 @@ export async function buildApp(deps: ApiDeps, options: ApiOptions = {}): Promise
   });
   const routes = RouteTable.track(app);
   registerErrorHandling(app, routes);
+  await registerSecurity(app, options.security ?? OPEN_SECURITY);
   await registerOpenApi(app, API_VERSION);
   const { metrics } = deps;
   if (metrics) {

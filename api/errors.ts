@@ -21,6 +21,15 @@ import {
 import { SuspenseNotAppliedError } from './ports.ts';
 import type { ErrorBody } from './schemas.ts';
 
+/** A client over the rate limit (the limiter throws it): 429, with the limiter's Retry-After. */
+export class TooManyRequestsError extends Error {
+  readonly statusCode = 429;
+  constructor(message: string) {
+    super(message);
+    this.name = 'TooManyRequestsError';
+  }
+}
+
 /** Thrown by routes when the port has no such entity. */
 export class ResourceNotFoundError extends Error {
   constructor(kind: string, id: string) {
@@ -74,6 +83,7 @@ function toReply(error: unknown, request: FastifyRequest): ErrorBody {
   if (error instanceof ResourceNotFoundError) {
     return body(404, error.message);
   }
+  if (error instanceof TooManyRequestsError) return body(429, error.message);
   if (error instanceof BlockfillError && error.code === ErrorCode.FaultInjectionDisabled) {
     return { error: error.code, message: error.message, statusCode: 403 };
   }

@@ -59,6 +59,12 @@ export interface Config {
   outboxFillsMax: number;
   httpHost: string;
   httpPort: number;
+  /** API_KEY: required (Bearer or X-Api-Key) on every mutating route; absent: they are open. */
+  apiKey: string | null;
+  /** CORS_ORIGINS: origins browsers may call the API from (comma-separated); empty: none. */
+  corsOrigins: string[];
+  /** RATE_LIMIT_PER_MINUTE: requests per client address per minute; 0: no limit. */
+  rateLimitPerMinute: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** LOG_FORMAT: json lines, or pretty (pino-pretty); absent: pretty on a terminal, else json. */
   logFormat: 'json' | 'pretty' | 'auto';
@@ -99,6 +105,43 @@ function str(
   const value = raw === undefined || raw === '' ? fallback : raw;
   if (rule && !rule.re.test(value)) throw new ConfigError(name, rule.text, value);
   return value;
+}
+
+/** At least 16 characters of a token alphabet: a guessable or header-breaking key is refused. */
+function apiKeyOf(env: Env): string | null {
+  const raw = env.API_KEY;
+  if (raw === undefined || raw === '') return null;
+  if (!/^[A-Za-z0-9._~+/=-]{16,256}$/.test(raw))
+    throw new ConfigError(
+      'API_KEY',
+      'must be 16 to 256 characters of A-Z a-z 0-9 . _ ~ + / = -',
+      '(hidden)',
+    );
+  return raw;
+}
+
+/** Comma-separated http(s) origins, each exactly scheme://host[:port]. */
+function originsOf(env: Env): string[] {
+  const raw = env.CORS_ORIGINS ?? '';
+  const origins = raw
+    .split(',')
+    .map((o) => o.trim())
+    .filter((o) => o !== '');
+  for (const origin of origins) {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(origin);
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed || !['http:', 'https:'].includes(parsed.protocol) || parsed.origin !== origin)
+      throw new ConfigError(
+        'CORS_ORIGINS',
+        'must be http(s) origins like https://ops.example.com, comma-separated',
+        raw,
+      );
+  }
+  return origins;
 }
 
 function int(env: Env, name: string, fallback: number, min: number, max: number): number {
@@ -186,6 +229,9 @@ export function loadConfig(env: Env = process.env): Config {
     outboxFillsMax: int(env, 'OUTBOX_FILLS_MAX', 10_000, 1, 1_000_000),
     httpHost: str(env, 'HOST', '127.0.0.1'),
     httpPort: int(env, 'PORT', 3000, 0, 65_535),
+    apiKey: apiKeyOf(env),
+    corsOrigins: originsOf(env),
+    rateLimitPerMinute: int(env, 'RATE_LIMIT_PER_MINUTE', 0, 0, 1_000_000),
     logLevel: logLevel as Config['logLevel'],
     logFormat: logFormat as Config['logFormat'],
   };

@@ -198,7 +198,14 @@ async function openNats(config: Config) {
  * without pino (a test's) leaves Fastify silent.
  */
 function appOptions(config: Config, log: Logger) {
-  return config.logLevel === 'silent' || !log.pino ? {} : { loggerInstance: log.pino };
+  const security = {
+    apiKey: config.apiKey,
+    corsOrigins: config.corsOrigins,
+    rateLimitPerMinute: config.rateLimitPerMinute,
+  };
+  if (config.apiKey === null) log.info('API_KEY is not set: the mutating routes are open');
+  const logger = config.logLevel === 'silent' || !log.pino ? {} : { loggerInstance: log.pino };
+  return { security, ...logger };
 }
 
 /** What start-up builds before NATS is needed: the database, the journal and the actors. */

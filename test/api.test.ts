@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { connect } from 'node:net';
 import t from 'tap';
 import { buildApp } from '../api/app.ts';
+import { OPEN_SECURITY, type SecurityOptions } from '../api/plugins/security.ts';
 import type { ErrorBody } from '../api/app.ts';
 import {
   ActorStoppedError,
@@ -628,3 +629,83 @@ t.test(
     t.same(port.calls, []);
   },
 );
+
+// ------------------------------------------------------------------- security
+
+async function secured(t: { teardown(fn: () => unknown): void }, security: SecurityOptions) {
+  const port = new InMemoryInspection();
+  port.accounts.set(account.accountId, account);
+  const app = await buildApp({ inspection: port }, { security });
+  t.teardown(() => app.close());
+  return { app, port };
+}
+
+const KEY = 'k3y-for-tests-0123456789';
+
+t.test('an API key guards the mutating routes: 401 without it, in the one shape', async (t) => {
+  const { app } = await secured(t, { ...OPEN_SECURITY, apiKey: KEY });
+  const url = '/accounts/ACC-1/suspense/BO-1/1/retry';
+  const none = await app.inject({ method: 'POST', url });
+  t.equal(none.statusCode, 401);
+  t.equal(none.headers['www-authenticate'], 'Bearer realm="blockfill"');
+  t.same(errorBody(none), {
+    error: 'UNAUTHORIZED',
+    message: 'an API key is required',
+    statusCode: 401,
+  });
+  const wrong = await app.inject({ method: 'POST', url, headers: { 'x-api-key': 'nope' } });
+  t.equal(wrong.statusCode, 401);
+  t.match(errorBody(wrong).message, /wrong/);
+  const bearer = await app.inject({
+    method: 'POST',
+    url,
+    headers: { authorization: `Bearer ${KEY}` },
+  });
+  t.equal(bearer.statusCode, 200, 'Bearer');
+  const header = await app.inject({ method: 'POST', url, headers: { 'x-api-key': KEY } });
+  t.equal(header.statusCode, 200, 'X-Api-Key');
+  const read = await app.inject({ method: 'GET', url: '/accounts/ACC-1' });
+  t.equal(read.statusCode, 200, 'reads need no key');
+  const faults = await app.inject({ method: 'DELETE', url: '/faults' });
+  t.equal(faults.statusCode, 401, 'fault injection is mutating too');
+});
+
+t.test('CORS only for the configured origins', async (t) => {
+  const { app } = await secured(t, { ...OPEN_SECURITY, corsOrigins: ['https://ops.example.com'] });
+  const allowed = await app.inject({
+    method: 'GET',
+    url: '/healthz',
+    headers: { origin: 'https://ops.example.com' },
+  });
+  t.equal(allowed.headers['access-control-allow-origin'], 'https://ops.example.com');
+  const other = await app.inject({
+    method: 'GET',
+    url: '/healthz',
+    headers: { origin: 'https://evil.example.com' },
+  });
+  t.notOk(other.headers['access-control-allow-origin'], 'no header for another origin');
+  const { app: closed } = await secured(t, OPEN_SECURITY);
+  const none = await closed.inject({
+    method: 'GET',
+    url: '/healthz',
+    headers: { origin: 'https://ops.example.com' },
+  });
+  t.notOk(none.headers['access-control-allow-origin'], 'none configured: none allowed');
+});
+
+t.test('a rate limit answers 429 with Retry-After, in the one shape', async (t) => {
+  const { app } = await secured(t, { ...OPEN_SECURITY, rateLimitPerMinute: 3 });
+  const codes: number[] = [];
+  let last;
+  for (let i = 0; i < 4; i++) {
+    last = await app.inject({ method: 'GET', url: '/accounts/ACC-1' });
+    codes.push(last.statusCode);
+  }
+  t.same(codes, [200, 200, 200, 429]);
+  t.ok(Number(last?.headers['retry-after']) > 0, 'Retry-After');
+  t.match(JSON.parse(last?.body ?? '{}'), {
+    error: 'TOO_MANY_REQUESTS',
+    statusCode: 429,
+    message: /more than 3 requests a minute/,
+  });
+});

@@ -61,6 +61,9 @@ const DEFAULTS: Config = {
   httpPort: 3000,
   logLevel: 'info',
   logFormat: 'auto',
+  apiKey: null,
+  corsOrigins: [],
+  rateLimitPerMinute: 0,
   faultInjection: false,
 };
 
@@ -155,6 +158,9 @@ t.test('every kind of invalid value throws a ConfigError naming the variable', a
     ['LOG_LEVEL', 'verbose', /must be one of fatal, error, warn, info, debug, trace, silent/],
     ['LOG_LEVEL', 'INFO', /must be one of/],
     ['LOG_FORMAT', 'xml', /must be one of json, pretty, auto/],
+    ['CORS_ORIGINS', 'ops.example.com', /must be http\(s\) origins/],
+    ['CORS_ORIGINS', 'https://ops.example.com/path', /must be http\(s\) origins/],
+    ['RATE_LIMIT_PER_MINUTE', '-1', /must be a whole number/],
     ['FAULT_INJECTION', 'yes', /must be on or off/],
   ];
   for (const [variable, value, rule] of cases) {
@@ -332,4 +338,24 @@ t.test('no accepted namespace shares subjects with another namespace', async (t)
   // ...so their streams must not claim the same subjects (JetStream refuses
   // to create a stream whose subjects overlap another's).
   t.strictSame(clashes(namespaces), [], 'no two namespaces share a stream or a subject');
+});
+
+t.test('a bad API_KEY is refused without repeating it', async (t) => {
+  for (const key of ['short', `${'k'.repeat(20)} space`]) {
+    const error = t.throws(() => loadConfig({ API_KEY: key })) as Error | undefined;
+    t.equal(error?.name, 'ConfigError');
+    t.match(error?.message, /API_KEY="\(hidden\)": must be 16 to 256 characters/);
+    t.notOk(error?.message.includes(key), 'the key is not in the message');
+  }
+});
+
+t.test('API_KEY, CORS_ORIGINS and RATE_LIMIT_PER_MINUTE when given', async (t) => {
+  const config = loadConfig({
+    API_KEY: 'k3y-for-tests-0123456789',
+    CORS_ORIGINS: 'https://ops.example.com, http://127.0.0.1:8080',
+    RATE_LIMIT_PER_MINUTE: '600',
+  });
+  t.equal(config.apiKey, 'k3y-for-tests-0123456789');
+  t.same(config.corsOrigins, ['https://ops.example.com', 'http://127.0.0.1:8080']);
+  t.equal(config.rateLimitPerMinute, 600);
 });
