@@ -540,3 +540,13 @@ t.test('a reserved byte 0xc1 anywhere is DECODE_FAILED, never a throw', async (t
   const result = decode(poisoned);
   t.match(result, { ok: false, reason: 'DECODE_FAILED', field: '(message)', rule: /0xc1|c1/ });
 });
+
+t.test('the README’s check values for other languages’ partition functions', async (t) => {
+  // README, "Publishing from another language": keep the two in step.
+  t.same([partitionOf('BUY1', 4), partitionOf('BUY1', 8)], [2, 6]);
+  t.same([partitionOf('BO-20261124-AAPL-BUY', 4), partitionOf('BO-20261124-AAPL-BUY', 8)], [1, 5]);
+  t.same(
+    [partitionOf('TDBO-20261120-AAHA-BUY', 4), partitionOf('TDBO-20261120-AAHA-BUY', 8)],
+    [2, 2],
+  );
+});
