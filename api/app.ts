@@ -2,6 +2,7 @@
  * The inspection API: read-only HTTP views of live actor state plus probes.
  *
  *   GET /accounts/:id       200 AccountView     | 404
+ *   GET /accounts/:id/events 200 a page of its journal, decoded | 404
  *   GET /block-orders/:id   200 BlockOrderView  | 404
  *   GET /healthz            200 { status: 'ok' }
  *   GET /readyz             200 Readiness       | 503 Readiness

@@ -24,6 +24,26 @@ export interface MetricsPort {
   observeRequest(method: string, route: string, status: number, seconds: number): void;
 }
 
+/** Events one page holds, at most, and by default. */
+export const EVENTS_PAGE_MAX = 500;
+export const EVENTS_PAGE_DEFAULT = 100;
+
+/** One journaled event of an account, decoded; amounts as decimal strings. */
+export interface JournalEventView {
+  seq: number;
+  type: string;
+  /** When it was journaled (ISO). */
+  at: string;
+  event: Record<string, unknown>;
+}
+
+export interface AccountEventsPage {
+  accountId: string;
+  events: JournalEventView[];
+  /** The `after` of the next page; null when this page is the last. */
+  nextAfter: number | null;
+}
+
 /** What the API needs from the running system. */
 export interface InspectionPort {
   /** undefined when no such account exists (404). */
@@ -43,6 +63,11 @@ export interface InspectionPort {
     blockOrderId: string,
     fillSeq: number,
   ): Promise<SuspenseRetryResult | undefined>;
+  /**
+   * The account's journal after seq `after`, oldest first, at most `limit`
+   * events (1..EVENTS_PAGE_MAX). undefined when no such account exists (404).
+   */
+  accountEvents(id: string, after: number, limit: number): Promise<AccountEventsPage | undefined>;
 }
 
 /**

@@ -16,6 +16,7 @@ import type {
 import {
   FAULT_COUNT_MAX,
   FAULT_DELAY_MAX_MS,
+  type AccountEventsPage,
   type ConsumerStatsView,
   type FaultPlanView,
   type Readiness,
@@ -167,6 +168,34 @@ export const SuspenseRetryParams = Type.Object(
   { additionalProperties: false },
 );
 
+/** `after`: a seq (default 0, the start); `limit`: 1 to 500 (default 100). Query strings: no coercion. */
+export const AccountEventsQuery = Type.Object(
+  {
+    after: Type.Optional(Type.String({ pattern: '^(0|[1-9][0-9]{0,14})$' })),
+    limit: Type.Optional(Type.String({ pattern: '^([1-9][0-9]?|[1-4][0-9]{2}|500)$' })),
+  },
+  { additionalProperties: false },
+);
+
+export const JournalEventViewSchema = Type.Object(
+  {
+    seq: Seq,
+    type: Type.String(),
+    at: Type.String(),
+    event: Type.Record(Type.String(), Type.Unknown()),
+  },
+  { additionalProperties: false },
+);
+
+export const AccountEventsPageSchema = Type.Object(
+  {
+    accountId: Type.String(),
+    events: Type.Array(JournalEventViewSchema),
+    nextAfter: Type.Union([Seq, Type.Null()]),
+  },
+  { additionalProperties: false },
+);
+
 export const SuspenseRetryResultSchema = Type.Object(
   {
     outcome: Type.Literal('APPLIED'),
@@ -261,4 +290,5 @@ type _SchemasMatchViews = [
   Assert<Equal<Static<typeof ReadinessCheckSchema>, ReadinessCheck>>,
   Assert<Equal<Static<typeof ReadinessSchema>, Readiness>>,
   Assert<Equal<Static<typeof ConsumerStatsSchema>, ConsumerStatsView>>,
+  Assert<Equal<Static<typeof AccountEventsPageSchema>, AccountEventsPage>>,
 ];

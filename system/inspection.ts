@@ -4,7 +4,8 @@
  * from a copy; readiness checks the database, NATS, the consumer and the
  * supervisors.
  */
-import { BlockfillError, ErrorCode } from '../actors/errors.ts';
+import { ACCOUNT_KIND } from '../actors/account/shell.ts';
+import { bigintsAsStrings, BlockfillError, ErrorCode, invariant } from '../actors/errors.ts';
 import type {
   AccountMessage,
   BlockOrderMessage,
@@ -13,19 +14,24 @@ import type {
 } from '../actors/protocol.ts';
 import type { AccountView, BlockOrderActorView } from '../actors/views.ts';
 import {
+  EVENTS_PAGE_MAX,
   SuspenseNotAppliedError,
+  type AccountEventsPage,
   type InspectionPort,
   type Readiness,
   type ReadinessCheck,
   type SuspenseRetryResult,
 } from '../api/ports.ts';
+import { decodeVersioned } from '../persistence/codec.ts';
 import type { Database } from '../persistence/db.ts';
+import type { Journal } from '../persistence/journal.ts';
 import { blockOrderSuspense } from '../persistence/suspense-ledger.ts';
 import type { EntityHost } from './entity-host.ts';
 import type { FillConsumer, NatsHandles } from './jetstream.ts';
 
 export interface InspectionDeps {
   db: Database;
+  journal: Pick<Journal, 'load'>;
   nats: NatsHandles;
   consumer: FillConsumer;
   accounts: EntityHost<unknown, AccountMessage, unknown>;
@@ -108,17 +114,51 @@ async function retrySuspense(
   }
 }
 
+/** Decoded, with amounts as decimal strings: what JSON carries exactly. */
+const jsonSafe = (value: unknown): Record<string, unknown> =>
+  JSON.parse(JSON.stringify(value, bigintsAsStrings)) as Record<string, unknown>;
+
+/**
+ * A page of the account's journal, read from the journal itself (not the
+ * actor). An empty first page asks the actor whether the account exists.
+ */
+async function accountEvents(
+  deps: InspectionDeps,
+  id: string,
+  after: number,
+  limit: number,
+): Promise<AccountEventsPage | undefined> {
+  invariant(limit >= 1 && limit <= EVENTS_PAGE_MAX, `a page of ${limit} events`);
+  invariant(Number.isSafeInteger(after) && after >= 0, `events after ${after}`);
+  const records = await deps.journal.load(`${ACCOUNT_KIND}-${id}`, after, limit);
+  if (records.length === 0 && after === 0) {
+    const exists = await inspectionView(deps, id);
+    if (exists === undefined) return undefined;
+  }
+  const events = records.map((r) => ({
+    seq: r.seq,
+    type: r.eventType,
+    at: new Date(r.createdAtMs).toISOString(),
+    event: jsonSafe(decodeVersioned(r.payload, `event ${r.key}#${r.seq}`)),
+  }));
+  const nextAfter = records.length === limit ? (records.at(-1)?.seq ?? null) : null;
+  return { accountId: id, events, nextAfter };
+}
+
+const inspectionView = async (deps: InspectionDeps, id: string) =>
+  viewOrThrow(
+    await deps.accounts.ask<ViewReply<AccountView>>(
+      id,
+      (replyTo) => ({ type: 'GetView', replyTo }),
+      deps.askTimeoutMs,
+    ),
+  );
+
 export function inspectionAdapter(deps: InspectionDeps): InspectionPort {
   const timeoutMs = deps.askTimeoutMs;
   return {
-    account: async (id) =>
-      viewOrThrow(
-        await deps.accounts.ask<ViewReply<AccountView>>(
-          id,
-          (replyTo) => ({ type: 'GetView', replyTo }),
-          timeoutMs,
-        ),
-      ),
+    account: (id) => inspectionView(deps, id),
+    accountEvents: (id, after, limit) => accountEvents(deps, id, after, limit),
     blockOrder: async (id) => {
       const view = viewOrThrow(
         await deps.blockOrders.ask<ViewReply<BlockOrderActorView>>(

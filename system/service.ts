@@ -334,6 +334,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     const askTimeoutMs = config.actorAskTimeoutMs;
     const inspection = inspectionAdapter({
       db: core.db,
+      journal: core.journal,
       nats,
       consumer,
       ...core.actors,

@@ -19,6 +19,7 @@ import {
 import type { AccountView, BlockOrderView } from '../actors/views.ts';
 import {
   SuspenseNotAppliedError,
+  type AccountEventsPage,
   type InspectionPort,
   type ConsumerStatsView,
   type Readiness,
@@ -45,6 +46,21 @@ class InMemoryInspection implements InspectionPort {
     this.calls.push(`blockOrder:${id}`);
     if (this.failure) throw this.failure;
     return this.blockOrders.get(id);
+  }
+
+  readonly events = new Map<string, AccountEventsPage['events']>();
+
+  async accountEvents(id: string, after: number, limit: number) {
+    this.calls.push(`accountEvents:${id}:${after}:${limit}`);
+    if (this.failure) throw this.failure;
+    const all = this.events.get(id);
+    if (all === undefined) return undefined;
+    const events = all.filter((e) => e.seq > after).slice(0, limit);
+    return {
+      accountId: id,
+      events,
+      nextAfter: events.length === limit ? events.at(-1)!.seq : null,
+    };
   }
 
   async readiness(): Promise<Readiness> {
@@ -709,3 +725,39 @@ t.test('a rate limit answers 429 with Retry-After, in the one shape', async (t) 
     message: /more than 3 requests a minute/,
   });
 });
+
+t.test(
+  'GET /accounts/:id/events: a page of the journal; bad query named; unknown 404',
+  async (t) => {
+    const { app, port } = await setup(t);
+    const event = (seq: number) => ({
+      seq,
+      type: 'AllocationApplied',
+      at: '2026-11-24T00:00:00.000Z',
+      event: { type: 'AllocationApplied', quantity: '300', price: '101250000' },
+    });
+    port.events.set('ACC-1', [event(1), event(2), event(3)]);
+    const first = await app.inject({ method: 'GET', url: '/accounts/ACC-1/events?limit=2' });
+    t.equal(first.statusCode, 200);
+    t.same(first.json(), { accountId: 'ACC-1', events: [event(1), event(2)], nextAfter: 2 });
+    const next = await app.inject({ method: 'GET', url: '/accounts/ACC-1/events?after=2&limit=2' });
+    t.same(next.json(), { accountId: 'ACC-1', events: [event(3)], nextAfter: null });
+    const byDefault = await app.inject({ method: 'GET', url: '/accounts/ACC-1/events' });
+    t.equal(byDefault.json<AccountEventsPage>().events.length, 3);
+    t.ok(port.calls.includes('accountEvents:ACC-1:0:100'), 'after 0, 100 by default');
+    for (const [query, field] of [
+      ['limit=0', 'limit'],
+      ['limit=501', 'limit'],
+      ['limit=x', 'limit'],
+      ['after=-1', 'after'],
+      ['after=1.5', 'after'],
+      ['cursor=abc', 'cursor'],
+    ] as const) {
+      const res = await app.inject({ method: 'GET', url: `/accounts/ACC-1/events?${query}` });
+      t.equal(res.statusCode, 400, query);
+      t.equal(errorBody(res).field, field, `${query} names ${field}`);
+    }
+    const unknown = await app.inject({ method: 'GET', url: '/accounts/ACC-9/events' });
+    t.equal(unknown.statusCode, 404);
+  },
+);

@@ -53,6 +53,30 @@ t.test(
     t.equal(a1.cashMinor, String(1_000_000_00n - 6_090_000n));
     t.same(a1.lastAppliedSeqByOrder, { BUY1: 2 });
 
+    // A1's journal through the API: decoded, exact, a page at a time.
+    const events = await service.app.inject({ method: 'GET', url: '/accounts/A1/events?limit=1' });
+    t.equal(events.statusCode, 200);
+    const page = events.json<{
+      accountId: string;
+      events: Array<{ seq: number; type: string; at: string; event: Record<string, unknown> }>;
+      nextAfter: number | null;
+    }>();
+    t.equal(page.accountId, 'A1');
+    t.equal(page.events.length, 1);
+    t.equal(page.events[0]?.seq, 1);
+    t.equal(page.events[0]?.type, page.events[0]?.event.type, 'the type is the event’s own');
+    t.match(page.events[0]?.at, /^\d{4}-\d\d-\d\dT/);
+    t.equal(page.nextAfter, 1);
+    const rest = await service.app.inject({ method: 'GET', url: '/accounts/A1/events?after=1' });
+    const all = [...page.events, ...rest.json<typeof page>().events];
+    t.same(
+      all.map((e) => e.seq),
+      all.map((_, i) => i + 1),
+      'seqs 1..n, no gap',
+    );
+    t.match(JSON.stringify(all), /"quantity":"300"/, 'a 300-share line, as a decimal string');
+    t.equal(rest.json<typeof page>().nextAfter, null, 'the last page');
+
     // The same run as Prometheus sees it.
     const scrape = await service.app.inject({ method: 'GET', url: '/metrics' });
     t.equal(scrape.statusCode, 200);

@@ -1,6 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ResourceNotFoundError } from '../errors.ts';
+import { EVENTS_PAGE_DEFAULT } from '../ports.ts';
 import {
+  AccountEventsPageSchema,
+  AccountEventsQuery,
   AccountViewSchema,
   IdParams,
   SuspenseRetryParams,
@@ -16,6 +19,25 @@ const accountRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       const view = await fastify.inspection.account(request.params.id);
       if (view === undefined) throw new ResourceNotFoundError('account', request.params.id);
       return view;
+    },
+  );
+
+  // The account's journal, decoded, a page at a time (keyset: after a seq).
+  fastify.get(
+    '/accounts/:id/events',
+    {
+      schema: {
+        params: IdParams,
+        querystring: AccountEventsQuery,
+        response: { 200: AccountEventsPageSchema },
+      },
+    },
+    async (request) => {
+      const after = Number(request.query.after ?? 0);
+      const limit = Number(request.query.limit ?? EVENTS_PAGE_DEFAULT);
+      const page = await fastify.inspection.accountEvents(request.params.id, after, limit);
+      if (page === undefined) throw new ResourceNotFoundError('account', request.params.id);
+      return page;
     },
   );
 
