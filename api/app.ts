@@ -19,7 +19,7 @@ import Fastify from 'fastify';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FaultPort, InspectionPort, MetricsPort } from './ports.ts';
-import { frameworkErrors, registerErrorHandling } from './errors.ts';
+import { frameworkErrors, refuseWhileClosing, registerErrorHandling } from './errors.ts';
 import {
   clientErrorHandler,
   REQUEST_ID_HEADER,
@@ -72,7 +72,8 @@ export async function buildApp(deps: ApiDeps, options: ApiOptions = {}): Promise
     keepAliveTimeout: 72_000,
     // Answer 503 (not a hung request) if an actor ask outlives every timeout of its own.
     handlerTimeout: 15_000,
-    return503OnClosing: true,
+    // Closing: our own 503 (onRequest below), in the one error shape with Retry-After.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
     // Router errors (bad URL encoding, over-long parameter) get the same JSON error body.
     frameworkErrors,
@@ -103,6 +104,7 @@ export async function buildApp(deps: ApiDeps, options: ApiOptions = {}): Promise
   });
   const routes = RouteTable.track(app);
   registerErrorHandling(app, routes);
+  refuseWhileClosing(app);
   await registerSecurity(app, options.security ?? OPEN_SECURITY);
   await registerOpenApi(app, API_VERSION);
   const { metrics } = deps;

@@ -157,6 +157,23 @@ export function frameworkErrors(
 }
 
 /**
+ * Once the app is closing, a request on a kept-alive connection gets 503
+ * with Retry-After in the one error shape (fastify's own closing 503 has
+ * neither).
+ */
+export function refuseWhileClosing(app: FastifyInstance): void {
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onRequest', async (_request, reply) => {
+    if (!closing) return;
+    sendError(reply, body(503, 'the service is shutting down'));
+    return reply;
+  });
+}
+
+/**
  * Installs the error and not-found handlers. Call on the root instance,
  * before routes. A path some route serves, asked with another method, is
  * 405 with `Allow` (`routes` knows every route); any other miss is 404.

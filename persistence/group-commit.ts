@@ -208,7 +208,7 @@ export class GroupCommit {
       if (fallback) this.stats.fallbacks++;
       const flushMs = performance.now() - startedMs;
       this.stats.flushMsTotal += flushMs;
-      this.#options.observeBatch?.(batch.length, flushMs / 1000);
+      this.#observe(batch.length, flushMs);
       this.stats.batchEventsLargest = Math.max(this.stats.batchEventsLargest, batch.length);
       batch.forEach((e, i) => {
         if (!notWritten.has(i)) return this.#succeed(e);
@@ -225,6 +225,15 @@ export class GroupCommit {
       for (const e of batch) this.#fail(e, failure);
     } finally {
       this.#landed(batch);
+    }
+  }
+
+  /** Metrics only: whatever the observer does, a committed batch stays committed. */
+  #observe(events: number, flushMs: number): void {
+    try {
+      this.#options.observeBatch?.(events, flushMs / 1000);
+    } catch {
+      // a failing metric is not a failed commit
     }
   }
 

@@ -288,9 +288,10 @@ export class SqlJournal extends GroupCommitJournal {
     invariant(limit >= 1 && limit <= 100_000, `page of ${limit} records`);
     let pages = this.#pages.get(limit);
     if (!pages) {
+      // Checked before adding: a caller passing many sizes fails without growing the map.
+      invariant(this.#pages.size < 16, 'a handful of page sizes at most');
       pages = new LookupBatcher((ids) => this.#loadPages(ids, limit), 200);
       this.#pages.set(limit, pages);
-      invariant(this.#pages.size <= 16, 'a handful of page sizes at most');
     }
     return pages.get(`${key}\u0000${afterSeq}`).then((page) => page ?? []);
   }

@@ -130,18 +130,19 @@ async function accountEvents(
 ): Promise<AccountEventsPage | undefined> {
   invariant(limit >= 1 && limit <= EVENTS_PAGE_MAX, `a page of ${limit} events`);
   invariant(Number.isSafeInteger(after) && after >= 0, `events after ${after}`);
-  const records = await deps.journal.load(`${ACCOUNT_KIND}-${id}`, after, limit);
-  if (records.length === 0 && after === 0) {
-    const exists = await inspectionView(deps, id);
-    if (exists === undefined) return undefined;
-  }
+  // One page size for every request: the journal keeps a batcher per size, so the
+  // client's `limit` only cuts what was read.
+  const read = await deps.journal.load(`${ACCOUNT_KIND}-${id}`, after, EVENTS_PAGE_MAX);
+  const records = read.slice(0, limit);
+  if (records.length === 0 && (await inspectionView(deps, id)) === undefined) return undefined;
   const events = records.map((r) => ({
     seq: r.seq,
     type: r.eventType,
     at: new Date(r.createdAtMs).toISOString(),
     event: jsonSafe(decodeVersioned(r.payload, `event ${r.key}#${r.seq}`)),
   }));
-  const nextAfter = records.length === limit ? (records.at(-1)?.seq ?? null) : null;
+  const more = read.length > limit || read.length === EVENTS_PAGE_MAX;
+  const nextAfter = more ? (records.at(-1)?.seq ?? null) : null;
   return { accountId: id, events, nextAfter };
 }
 

@@ -41,7 +41,8 @@ function plain(value: unknown, depth = 0): unknown {
   if (depth >= PLAIN_DEPTH_MAX || value === null || typeof value !== 'object') return value;
   if (value instanceof Error) {
     const { name, message, stack } = value;
-    return { name, message, code: (value as { code?: unknown }).code, stack };
+    const cause = value.cause === undefined ? {} : { cause: plain(value.cause, depth + 1) };
+    return { name, message, code: (value as { code?: unknown }).code, stack, ...cause };
   }
   if (Array.isArray(value)) return value.map((v) => plain(v, depth + 1));
   const proto: unknown = Object.getPrototypeOf(value);

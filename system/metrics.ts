@@ -171,11 +171,16 @@ function registerScrapedGauges(registers: Registry[], sources: MetricsSources): 
     (a) => a.live,
   );
   perKind('blockfill_actors_stopped', 'Actors their supervisor stopped', (a) => a.stopped);
-  perKind(
-    'blockfill_actor_restarts',
-    'Actor crashes answered by a restart, since start',
-    (a) => a.crashes,
-  );
+  new client.Counter({
+    name: 'blockfill_actor_restarts_total',
+    help: 'Actor crashes answered by a restart, since start',
+    labelNames: ['kind'],
+    registers,
+    collect() {
+      this.reset();
+      for (const a of sources.actors()) this.inc({ kind: a.kind }, a.crashes);
+    },
+  });
   new client.Gauge({
     name: 'blockfill_consumer_lag_messages',
     help: 'Per partition: messages not yet delivered plus delivered and not yet acked',

@@ -631,6 +631,9 @@ t.test(
     t.ok(spec.paths['/readyz']?.get);
     const page = await app.inject({ method: 'GET', url: '/docs/' });
     t.equal(page.statusCode, 200);
+    const csp = String(page.headers['content-security-policy']);
+    t.match(csp, /default-src 'self'/, 'a CSP');
+    t.notMatch(csp, /upgrade-insecure-requests/, 'no https upgrade: the API speaks plain HTTP');
     t.match(page.headers['content-type'], /text\/html/);
     // Every script and stylesheet the page loads is served here: no network needed.
     const assets = [...page.body.matchAll(/(?:src|href)="\.?\/?([^"]+\.(?:js|css))"/g)].map(

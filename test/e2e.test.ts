@@ -108,6 +108,26 @@ t.test(
       /blockfill_api_request_seconds_count\{method="GET",route="\/accounts\/:id",status="200"\} 1\n/,
       'request durations by route pattern, not raw URL',
     );
+
+    // The client picks any limit: the journal reads one page size whatever it is.
+    const limits = Array.from({ length: 20 }, (_, i) => i + 1);
+    const codes = await Promise.all(
+      limits.map(
+        async (limit) =>
+          (await service.app.inject({ method: 'GET', url: `/accounts/A1/events?limit=${limit}` }))
+            .statusCode,
+      ),
+    );
+    t.same(
+      codes,
+      limits.map(() => 200),
+      '20 distinct limits, all served',
+    );
+    const unknownLater = await service.app.inject({
+      method: 'GET',
+      url: '/accounts/NOPE/events?after=5',
+    });
+    t.equal(unknownLater.statusCode, 404, 'an unknown account is 404 at any `after`');
   },
 );
 

@@ -239,6 +239,7 @@ t.test('one format: ISO time, level by name, errors at any key with name and cod
     log.debug('not written at info');
     log.error('journal batch failed', {
       cause: new BlockfillError(ErrorCode.DbUnreachable, 'database unreachable'),
+      wrapped: new Error('decode failed', { cause: new Error('truncated payload') }),
     });
   });
   t.equal(lines.length, 1, 'debug is below info');
@@ -248,6 +249,7 @@ t.test('one format: ISO time, level by name, errors at any key with name and cod
     msg: 'journal batch failed',
     service: 'blockfill',
     cause: { name: String, message: 'database unreachable', code: ErrorCode.DbUnreachable },
+    wrapped: { message: 'decode failed', cause: { message: 'truncated payload' } },
   });
   t.match(String(line?.time), /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/, 'an ISO instant');
 });

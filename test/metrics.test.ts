@@ -49,6 +49,7 @@ t.test('a scrape reads the service’s own counters as they are now', async (t) 
   t.equal(line(first, 'blockfill_events_persisted_total'), '40');
   t.equal(line(first, 'blockfill_actors_live{kind="account"}'), '9');
   t.equal(line(first, 'blockfill_actors_stopped{kind="account"}'), '1');
+  t.equal(line(first, 'blockfill_actor_restarts_total{kind="account"}'), '2');
   t.equal(line(first, 'blockfill_consumer_lag_messages{partition="0"}'), '7', 'pending + unacked');
   t.equal(line(first, 'blockfill_consumer_lag_messages{partition="1"}'), '0');
   acked = 12;

@@ -27,8 +27,12 @@ export async function registerOpenApi(app: FastifyInstance, version: string): Pr
     routePrefix: DOCS_PREFIX,
     staticCSP: true,
     // Swagger UI sets one inline style; nothing is loaded from elsewhere.
+    // No upgrade-insecure-requests: the service speaks plain HTTP, and a browser not on
+    // localhost would fetch the page's own assets over https and draw nothing.
     transformStaticCSP: (header: string) =>
-      header.replace("style-src 'self' https:", "style-src 'self' 'unsafe-inline'"),
+      header
+        .replace("style-src 'self' https:", "style-src 'self' 'unsafe-inline'")
+        .replace(/;?\s*upgrade-insecure-requests/, ''),
     uiConfig: { docExpansion: 'list', deepLinking: false },
   });
 }
