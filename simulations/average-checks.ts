@@ -294,8 +294,9 @@ export class AverageBooks {
   accumulatedOf(id: string): { quantity: bigint; notional: bigint } {
     let quantity = 0n;
     let notional = 0n;
-    for (const fillId of this.#orders.get(id)?.accumulated ?? []) {
-      const f = this.#orders.get(id)!.fills.get(fillId)!;
+    const order = this.#orders.get(id);
+    for (const fillId of order?.accumulated ?? []) {
+      const f = order!.fills.get(fillId)!;
       quantity += f.quantity;
       notional += f.quantity * f.price;
     }

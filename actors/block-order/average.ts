@@ -63,6 +63,7 @@ import {
   type Entry,
   type Fill,
   type OpenState,
+  type PendingFill,
 } from './decider.ts';
 
 export const AllocationPolicyKind = {
@@ -428,27 +429,36 @@ export function withRelease(
   });
   const lines = release.lines.map((l) => ({ ...l, previousQuantity: 0n }));
   const moved = moveLines(state, lines, seq, false);
-  const entry = {
-    seq,
-    execution,
-    price: release.figures.averagePrice,
-    lines: moved.pendingLines,
-    linesKey: release.key,
-  };
+  const entry = { seq, execution, price: release.figures.averagePrice, linesKey: release.key };
+  return withReleaseLines(state, moved, entry, {
+    ...avg,
+    fills,
+    releases,
+    accumulation: emptyAccumulation,
+    accumulated: List(),
+    releasedQuantity: avg.releasedQuantity + accumulation.quantity,
+    residueMinor: avg.residueMinor + release.figures.residueMinor,
+  });
+}
+
+/**
+ * The order after a release's lines moved at `entry.seq` (a release, or an
+ * amendment of one): each account's remaining and last seq, the new
+ * average state, and the pending entry that carries the lines.
+ */
+function withReleaseLines(
+  state: OpenState,
+  moved: ReturnType<typeof moveLines>,
+  entry: Omit<PendingFill, 'lines'>,
+  average: AverageState,
+): OpenState {
+  invariant(entry.linesKey != null, `seq ${entry.seq}: release lines without their key`);
   return {
     ...state,
     remaining: moved.remaining,
     lastSeq: moved.lastSeq,
-    average: {
-      ...avg,
-      fills,
-      releases,
-      accumulation: emptyAccumulation,
-      accumulated: List(),
-      releasedQuantity: avg.releasedQuantity + accumulation.quantity,
-      residueMinor: avg.residueMinor + release.figures.residueMinor,
-    },
-    pending: [...state.pending, entry],
+    average,
+    pending: [...state.pending, { ...entry, lines: moved.pendingLines }],
   };
 }
 
@@ -526,22 +536,15 @@ function withChange(
     seq,
     execution: event.amendment,
     price: change.after.averagePrice,
-    lines: moved.pendingLines,
     amended: amendedFill,
     linesKey: r.key,
   };
-  return {
-    ...state,
-    remaining: moved.remaining,
-    lastSeq: moved.lastSeq,
-    average: {
-      ...avg,
-      releases,
-      releasedQuantity: avg.releasedQuantity - before + after,
-      residueMinor: avg.residueMinor - r.residueMinor + change.after.residueMinor,
-    },
-    pending: [...state.pending, entry],
-  };
+  return withReleaseLines(state, moved, entry, {
+    ...avg,
+    releases,
+    releasedQuantity: avg.releasedQuantity - before + after,
+    residueMinor: avg.residueMinor - r.residueMinor + change.after.residueMinor,
+  });
 }
 
 /** The state as a snapshot holds it: the maps as entry lists, the list as an array. */
