@@ -18,13 +18,22 @@
 import Fastify from 'fastify';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import type { FaultPort, InspectionPort, MetricsPort } from './ports.ts';
+import type {
+  ActorsPort,
+  DeadLettersPort,
+  ExecutionsPort,
+  FaultPort,
+  InspectionPort,
+  MetricsPort,
+} from './ports.ts';
 import { frameworkErrors, refuseWhileClosing, registerErrorHandling } from './errors.ts';
 import {
   clientErrorHandler,
   REQUEST_ID_HEADER,
+  legacyHeaders,
   requestIdOf,
   RouteTable,
+  versionedUrlOf,
 } from './http-conventions.ts';
 import { inspectionPlugin } from './plugins/inspection.ts';
 import { registerOpenApi } from './plugins/openapi.ts';
@@ -34,11 +43,18 @@ import blockOrderRoutes from './routes/block-orders.ts';
 import faultRoutes from './routes/faults.ts';
 import metricsRoutes from './routes/metrics.ts';
 import healthRoutes from './routes/health.ts';
+import consumerRoutes from './routes/consumer.ts';
+import actorRoutes from './routes/actors.ts';
+import deadLetterRoutes from './routes/dead-letters.ts';
+import executionRoutes from './routes/executions.ts';
 
 export type { ErrorBody } from './schemas.ts';
 
 /** The API's version, as the OpenAPI document states it. */
 export const API_VERSION = '1.0.0';
+
+/** Every resource route lives under it; probes, /metrics and /docs stay at the root. */
+export const API_PREFIX = '/api/v1';
 
 export interface ApiDeps {
   inspection: InspectionPort;
@@ -46,6 +62,10 @@ export interface ApiDeps {
   faults?: FaultPort;
   /** Absent: no /metrics route, and request durations are not recorded. */
   metrics?: MetricsPort;
+  /** Each absent port leaves its routes out (tests build the API with fakes). */
+  executions?: ExecutionsPort;
+  deadLetters?: DeadLettersPort;
+  actors?: ActorsPort;
 }
 
 export interface ApiOptions {
@@ -97,11 +117,14 @@ export async function buildApp(deps: ApiDeps, options: ApiOptions = {}): Promise
     genReqId: requestIdOf,
     // Parser errors (431 headers too large, malformed request) get the one error body.
     clientErrorHandler,
+    // Unversioned paths of before /api/v1 are served by their versioned routes.
+    rewriteUrl: versionedUrlOf(API_PREFIX),
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header(REQUEST_ID_HEADER, request.id);
   });
+  legacyHeaders(app, API_PREFIX);
   const routes = RouteTable.track(app);
   registerErrorHandling(app, routes);
   refuseWhileClosing(app);
@@ -117,8 +140,18 @@ export async function buildApp(deps: ApiDeps, options: ApiOptions = {}): Promise
     await app.register(metricsRoutes, { metrics });
   }
   await app.register(inspectionPlugin, { port: deps.inspection });
-  await app.register(accountRoutes);
-  await app.register(blockOrderRoutes);
+  await app.register(
+    async (v1) => {
+      await v1.register(accountRoutes);
+      await v1.register(blockOrderRoutes, deps.executions ? { executions: deps.executions } : {});
+      await v1.register(consumerRoutes);
+      const { executions, deadLetters, actors } = deps;
+      if (executions) await v1.register(executionRoutes, { executions });
+      if (deadLetters) await v1.register(deadLetterRoutes, { deadLetters });
+      if (actors) await v1.register(actorRoutes, { actors });
+    },
+    { prefix: API_PREFIX },
+  );
   await app.register(healthRoutes);
   await app.register(faultRoutes, { faults: deps.faults });
   return app;

@@ -18,7 +18,12 @@ import {
   RETRY_AFTER_UNAVAILABLE_S,
   type RouteTable,
 } from './http-conventions.ts';
-import { SuspenseNotAppliedError } from './ports.ts';
+import {
+  ConflictError,
+  ReplayRefusedError,
+  ReportTooLargeError,
+  SuspenseNotAppliedError,
+} from './ports.ts';
 import type { ErrorBody } from './schemas.ts';
 
 /** A client over the rate limit (the limiter throws it): 429, with the limiter's Retry-After. */
@@ -79,18 +84,33 @@ function validationBody(error: FastifyError): ErrorBody {
   return body(400, `${context} field "${field}" ${rule}`, { field, rule });
 }
 
-function toReply(error: unknown, request: FastifyRequest): ErrorBody {
-  if (error instanceof ResourceNotFoundError) {
-    return body(404, error.message);
-  }
+/** The API's own errors (the ports' and the routes'), each with its status; undefined: not one. */
+function apiErrorReply(error: unknown): ErrorBody | undefined {
+  if (error instanceof ResourceNotFoundError) return body(404, error.message);
   if (error instanceof TooManyRequestsError) return body(429, error.message);
-  if (error instanceof BlockfillError && error.code === ErrorCode.FaultInjectionDisabled) {
+  if (error instanceof BlockfillError && error.code === ErrorCode.FaultInjectionDisabled)
     return { error: error.code, message: error.message, statusCode: 403 };
-  }
   if (error instanceof SuspenseNotAppliedError) {
     const status = error.outcome === 'STILL_REFUSED' ? 409 : 404;
     return { error: error.outcome, message: error.message, statusCode: status };
   }
+  if (error instanceof ConflictError)
+    return { error: error.code, message: error.message, statusCode: 409 };
+  if (error instanceof ReportTooLargeError)
+    return { error: error.code, message: error.message, statusCode: 422 };
+  if (error instanceof ReplayRefusedError) {
+    const field = `execution.${clip(error.field)}`;
+    return body(400, `${field} ${clip(error.rule, FRAMEWORK_MESSAGE_CHARS_MAX)}`, {
+      field,
+      rule: error.rule,
+    });
+  }
+  return undefined;
+}
+
+function toReply(error: unknown, request: FastifyRequest): ErrorBody {
+  const known = apiErrorReply(error);
+  if (known) return known;
   if (error instanceof ValidationError) {
     request.log.info({ err: error }, 'rejected invalid input');
     return body(400, error.message, { field: error.field, rule: error.rule });

@@ -110,3 +110,30 @@ export function clientErrorHandler(error: Error & { code?: string }, socket: Soc
       body,
   );
 }
+
+/** Paths served before versioning, unprefixed: still answered, marked deprecated. */
+const LEGACY_PREFIXES = ['/accounts/', '/block-orders/', '/consumer/stats'] as const;
+const LEGACY = Symbol('blockfill.legacyPath');
+
+/**
+ * fastify's `rewriteUrl`: an unversioned resource path (before `/api/v1`)
+ * is served by its versioned route, so clients and scripts written against
+ * it keep working; `legacyHeaders` then marks the reply deprecated.
+ */
+export function versionedUrlOf(prefix: string) {
+  return (request: IncomingMessage): string => {
+    const url = request.url ?? '/';
+    if (!LEGACY_PREFIXES.some((p) => url.startsWith(p))) return url;
+    (request as IncomingMessage & { [LEGACY]?: true })[LEGACY] = true;
+    return `${prefix}${url}`;
+  };
+}
+
+/** RFC 9745's Deprecation, and the successor's path, on a reply to an unversioned path. */
+export function legacyHeaders(app: FastifyInstance, prefix: string): void {
+  app.addHook('onRequest', async (request, reply) => {
+    if (!(request.raw as IncomingMessage & { [LEGACY]?: true })[LEGACY]) return;
+    reply.header('deprecation', 'true');
+    reply.header('link', `<${prefix}>; rel="successor-version"`);
+  });
+}

@@ -127,3 +127,276 @@ export class SuspenseNotAppliedError extends Error {
     this.outcome = outcome;
   }
 }
+
+/** Items one list page holds, at most, and by default. */
+export const LIST_PAGE_MAX = 100;
+export const LIST_PAGE_DEFAULT = 25;
+
+/** A block order in a list: its terms and where it stands (from its live actor). */
+export interface BlockOrderSummary {
+  blockOrderId: string;
+  securityId: string;
+  side: 'BUY' | 'SELL';
+  tradeDate: string;
+  status: string;
+  targetQuantity: string;
+  filledQuantity: string;
+  remainingQuantity: string;
+  vwapPrice: string | null;
+}
+
+export interface BlockOrderListQuery {
+  status?: string;
+  securityId?: string;
+  tradeDate?: string;
+  side?: string;
+  /** Keyset: orders with ids after this one ('' = from the start). */
+  afterId: string;
+  limit: number;
+}
+
+export interface BlockOrderListPage {
+  items: BlockOrderSummary[];
+  /** The last id scanned (the next page starts after it); null when none remain. */
+  lastScannedId: string | null;
+}
+
+/** GET /execution/:orderId/status: filled, remaining, VWAP, status, last update. */
+export interface OrderExecutionStatus {
+  orderId: string;
+  securityId: string;
+  side: 'BUY' | 'SELL';
+  tradeDate: string;
+  status: string;
+  targetQuantity: string;
+  filledQuantity: string;
+  remainingQuantity: string;
+  vwapPrice: string | null;
+  fills: number;
+  busts: number;
+  corrections: number;
+  cancelledQuantity: string | null;
+  /** When the order's last event became durable (ISO); null before any. */
+  lastUpdate: string | null;
+  /** The market time of its last execution (ISO); null before any. */
+  lastExecutionAt: string | null;
+}
+
+/** One account's line of a fill version. */
+export interface FillLineView {
+  accountId: string;
+  quantity: string;
+  /** What the account had of the fill before this version (amendments only). */
+  previousQuantity?: string;
+}
+
+/** One version of a fill: the fill itself, or a bust or correction of it. */
+export interface FillVersionView {
+  seq: number;
+  kind: string;
+  /** The fill's id, or the amendment's. */
+  entryId: string;
+  quantity: string | null;
+  price: string | null;
+  executedAt: string;
+  journaledAt: string;
+  /** The lines this version set (empty while an average-price order accumulates). */
+  lines: FillLineView[];
+  /** Average price: the release this version fired or changed, if any. */
+  releaseKey: string | null;
+}
+
+export interface FillDetailsView {
+  fillId: string;
+  blockOrderId: string;
+  securityId: string | null;
+  side: string | null;
+  venue: string;
+  executedAt: string;
+  /** As it stands now: after its latest correction, or busted (quantity 0). */
+  current: { quantity: string; price: string; busted: boolean };
+  /** The lines it holds now, per account. */
+  lines: FillLineView[];
+  history: FillVersionView[];
+}
+
+export interface ReportAllocationView {
+  blockOrderId: string;
+  fillSeq: number;
+  tradeDate: string;
+  securityId: string;
+  side: string;
+  /** ALLOCATION, REVERSAL (a bust or correction took the previous line back) or SUSPENSE_APPLIED. */
+  type: string;
+  quantity: string;
+  price: string;
+  cashDeltaMinor: string;
+  journalSeq: number;
+  at: string;
+}
+
+export interface ReportTotalView {
+  securityId: string;
+  boughtQuantity: string;
+  soldQuantity: string;
+  netQuantity: string;
+  buyAveragePrice: string | null;
+  sellAveragePrice: string | null;
+  cashDeltaMinor: string;
+}
+
+export interface ExecutionReportView {
+  portfolioId: string;
+  startDate: string;
+  endDate: string;
+  allocations: ReportAllocationView[];
+  /** All allocations in the window; `allocations` lists at most REPORT_LINES_MAX. */
+  allocationCount: number;
+  truncated: boolean;
+  totals: ReportTotalView[];
+}
+
+/** Allocations one report lists; its totals always cover all of them. */
+export const REPORT_LINES_MAX = 5_000;
+/** Journal events one report reads, at most: a larger account gets 422, not an OOM. */
+export const REPORT_EVENTS_MAX = 200_000;
+
+export const IntakeStatus = { Created: 'CREATED', Duplicate: 'DUPLICATE', Error: 'ERROR' } as const;
+export type IntakeStatus = (typeof IntakeStatus)[keyof typeof IntakeStatus];
+
+export interface IntakeItemResult {
+  index: number;
+  id: string | null;
+  status: IntakeStatus;
+  field?: string;
+  rule?: string;
+  /** Its sequence in the executions stream (CREATED, DUPLICATE). */
+  streamSequence?: number;
+}
+
+export interface IntakeResult {
+  created: number;
+  duplicates: number;
+  errors: number;
+  items: IntakeItemResult[];
+}
+
+/** Executions intake at most per request. */
+export const INTAKE_ITEMS_MAX = 100;
+
+/** The executions and order read models, and the intake. */
+export interface ExecutionsPort {
+  listBlockOrders(query: BlockOrderListQuery): Promise<BlockOrderListPage>;
+  orderStatus(orderId: string): Promise<OrderExecutionStatus | undefined>;
+  fill(fillId: string): Promise<FillDetailsView | undefined>;
+  /** undefined: no such account. Throws ReportTooLargeError past REPORT_EVENTS_MAX. */
+  report(
+    portfolioId: string,
+    startDate: string,
+    endDate: string,
+  ): Promise<ExecutionReportView | undefined>;
+  /** Validates each item like a wire message and publishes it; replies after JetStream's ack. */
+  intake(items: readonly unknown[]): Promise<IntakeResult>;
+}
+
+export class ReportTooLargeError extends Error {
+  readonly code = 'REPORT_TOO_LARGE';
+  constructor(message: string) {
+    super(message);
+    this.name = 'ReportTooLargeError';
+  }
+}
+
+/** One message of the dead-letter stream, with why it is there. */
+export interface DeadLetterView {
+  /** Its sequence in the dead-letter stream. */
+  id: string;
+  reason: string;
+  field: string | null;
+  rule: string | null;
+  detail: string | null;
+  originalSubject: string | null;
+  originalSequence: number | null;
+  deadLetteredAt: string;
+  /** The execution as JSON when the bytes decode as one; null otherwise. */
+  execution: Record<string, string | number> | null;
+  /** The bytes as they arrived. */
+  bodyBase64: string;
+}
+
+export interface DeadLetterPage {
+  items: DeadLetterView[];
+  /** The last stream sequence scanned; null when none remain. */
+  lastScanned: number | null;
+}
+
+export interface ReplayResult {
+  id: string;
+  outcome: 'PUBLISHED' | 'DUPLICATE';
+  subject: string;
+  streamSequence: number;
+}
+
+export interface DeadLettersPort {
+  list(query: { reason?: string; afterSeq: number; limit: number }): Promise<DeadLetterPage>;
+  get(seq: number): Promise<DeadLetterView | undefined>;
+  /** undefined: no such dead letter. Throws ReplayRefusedError when the body is not an execution. */
+  replay(seq: number, corrected: unknown): Promise<ReplayResult | undefined>;
+}
+
+/** The replayed body is not a valid execution: 400 naming the field and the rule. */
+export class ReplayRefusedError extends Error {
+  readonly code = 'VALIDATION';
+  readonly field: string;
+  readonly rule: string;
+  constructor(field: string, rule: string) {
+    super(`execution.${field} ${rule}`);
+    this.name = 'ReplayRefusedError';
+    this.field = field;
+    this.rule = rule;
+  }
+}
+
+export const ACTOR_KINDS = ['account', 'block-order'] as const;
+export type ActorKind = (typeof ACTOR_KINDS)[number];
+
+export interface ActorKindStats {
+  kind: ActorKind;
+  live: number;
+  /** Woken since start and passivated since (their state is in the journal). */
+  passivated: number;
+  /** Stopped by their supervisor after repeated crashes (POST .../restart). */
+  stopped: number;
+  /** Commands queued over all live actors of the kind, and the deepest mailbox. */
+  mailboxDepth: number;
+  mailboxDepthMax: number;
+  /** Crashes since start (each one a reset, or the stop that ended a series). */
+  restarts: number;
+}
+
+export interface ActorStatusView {
+  kind: ActorKind;
+  id: string;
+  state: 'LIVE' | 'PASSIVATED' | 'STOPPED' | 'ABSENT';
+  mailboxDepth: number;
+  stoppedReason: string | null;
+  /** Its live view (null when stopped, or when no such entity exists). */
+  view: Record<string, unknown> | null;
+}
+
+export interface ActorsPort {
+  stats(): ActorKindStats[];
+  status(kind: ActorKind, id: string): Promise<ActorStatusView>;
+  /** false: the actor was not stopped (409). */
+  restart(kind: ActorKind, id: string): boolean;
+}
+
+/** The request conflicts with the state (a booking close in progress, a restart of a running actor): 409. */
+export class ConflictError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = 'ConflictError';
+    this.code = code;
+  }
+}

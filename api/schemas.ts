@@ -33,11 +33,11 @@ export const IdParams = Type.Object(
 );
 
 /** Exact integer as a decimal string (JSON numbers would lose precision). */
-const DecimalInteger = Type.String({ pattern: '^-?(0|[1-9][0-9]*)$' });
+export const DecimalInteger = Type.String({ pattern: '^-?(0|[1-9][0-9]*)$' });
 /** A price: fixed point with exactly 6 fraction digits, e.g. "187.123456". */
-const Price = Type.String({ pattern: '^-?(0|[1-9][0-9]*)\\.[0-9]{6}$' });
-const Seq = Type.Integer({ minimum: 0 });
-const Count = Type.Integer({ minimum: 0 });
+export const Price = Type.String({ pattern: '^-?(0|[1-9][0-9]*)\\.[0-9]{6}$' });
+export const Seq = Type.Integer({ minimum: 0 });
+export const Count = Type.Integer({ minimum: 0 });
 
 const Side = Type.Union([Type.Literal('BUY'), Type.Literal('SELL')]);
 

@@ -534,7 +534,7 @@ class Books {
 
   async checkAccountsApi(): Promise<void> {
     await inBatches(this.#args.seed.accounts, async (account) => {
-      const res = await getView(this.#args.app, `/accounts/${account.id}`);
+      const res = await getView(this.#args.app, `/api/v1/accounts/${account.id}`);
       this.#args.onViewChecked?.();
       this.check(res.statusCode === 200, () => `GET /accounts/${account.id}: ${res.statusCode}`);
       if (res.statusCode !== 200) return;
@@ -565,7 +565,7 @@ class Books {
 
   async checkOrdersApi(): Promise<void> {
     await inBatches(this.#args.seed.blockOrders, async (order) => {
-      const res = await getView(this.#args.app, `/block-orders/${order.id}`);
+      const res = await getView(this.#args.app, `/api/v1/block-orders/${order.id}`);
       this.#args.onViewChecked?.();
       this.check(res.statusCode === 200, () => `GET /block-orders/${order.id}: ${res.statusCode}`);
       if (res.statusCode !== 200) return;

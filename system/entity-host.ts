@@ -28,6 +28,7 @@ import { createRepeatLimiter, type Logger, type RepeatLimiter } from './log.ts';
 import { ask, registerHost, tell, unregisterHosts } from './messaging.ts';
 import {
   childCount,
+  mailboxDepths,
   childOf,
   CrashDecision,
   entityKind,
@@ -143,6 +144,9 @@ function failAll(commands: readonly unknown[], error: unknown): void {
   for (const c of commands) replyFailed(c, e.code ?? ErrorCode.ActorCrashed, e.message);
 }
 
+/** Ids tracked for the passivated count, at most (about 60 MB of ids at the bound). */
+const WOKEN_TRACKED_MAX = 2_000_000;
+
 export class EntityHost<S, C extends Replyable, E> {
   readonly #system: ActorSystem;
   readonly #behavior: PersistentBehavior<S, C, E>;
@@ -153,6 +157,8 @@ export class EntityHost<S, C extends Replyable, E> {
   readonly #crashes = new Map<string, number[]>();
   readonly #transientCrashes = new Map<string, number[]>();
   readonly #stopped = new Map<string, string>();
+  /** Ids woken since start (bounded): the passivated count is those not live now. */
+  readonly #woken = new Set<string>();
   readonly #timers = new Set<NodeJS.Timeout>();
   #snapshotsInFlight = 0;
   #closed = false;
@@ -197,6 +203,42 @@ export class EntityHost<S, C extends Replyable, E> {
     return childCount(this.#group);
   }
 
+  /** Woken since start and passivated since (not live, not stopped); untracked past the bound. */
+  passivatedActors(): number {
+    return Math.max(0, this.#woken.size - this.liveActors() - this.#stopped.size);
+  }
+
+  /** Queued commands over every live actor of this kind, and the deepest mailbox. */
+  mailboxDepths(): { total: number; max: number } {
+    return mailboxDepths(this.#group);
+  }
+
+  /** How actor `id` stands: live (with its mailbox depth), passivated, stopped (why) or never woken. */
+  actorState(id: string): {
+    state: 'LIVE' | 'PASSIVATED' | 'STOPPED' | 'ABSENT';
+    mailboxDepth: number;
+    stoppedReason: string | null;
+  } {
+    const stoppedReason = this.#stopped.get(id) ?? null;
+    if (stoppedReason !== null) return { state: 'STOPPED', mailboxDepth: 0, stoppedReason };
+    const child = childOf(this.#group, id);
+    if (child) return { state: 'LIVE', mailboxDepth: child.queued, stoppedReason };
+    return { state: this.#woken.has(id) ? 'PASSIVATED' : 'ABSENT', mailboxDepth: 0, stoppedReason };
+  }
+
+  /**
+   * An actor its supervisor stopped may run again (an operator fixed the
+   * cause): its crash history is forgotten and its next message recovers it
+   * from snapshot and journal. false when it was not stopped.
+   */
+  restart(id: string): boolean {
+    if (!this.#stopped.delete(id)) return false;
+    this.#crashes.delete(id);
+    this.#transientCrashes.delete(id);
+    this.#deps.log.warn('stopped actor restarted by an operator', { actor: `${this.kind}/${id}` });
+    return true;
+  }
+
   /** The live reference for `id`, spawning (and so recovering) the actor if needed. */
   refFor(id: string): Ref<C> {
     if (this.#stopped.has(id)) throw new ActorStoppedError(`${this.kind}/${id}`);
@@ -230,6 +272,7 @@ export class EntityHost<S, C extends Replyable, E> {
   }
 
   #spawn(id: string): Ref<C> {
+    if (this.#woken.size < WOKEN_TRACKED_MAX) this.#woken.add(id);
     return spawnEntity(this.#group, id, this.#kind, this.#options.idleMs) as Ref<C>;
   }
 

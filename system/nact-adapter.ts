@@ -116,6 +116,19 @@ export function childOf(groupRef: unknown, id: string): LiveActor | undefined {
   return child && !child.stopped ? live(child) : undefined;
 }
 
+/** Queued messages over a group's live children: the total and the deepest mailbox. */
+export function mailboxDepths(groupRef: unknown): { total: number; max: number } {
+  let total = 0;
+  let max = 0;
+  for (const child of concreteOf(groupRef)?.children.values() ?? []) {
+    if (child.stopped) continue;
+    const depth = child.mailbox.length;
+    total += depth;
+    if (depth > max) max = depth;
+  }
+  return { total, max };
+}
+
 export function childCount(groupRef: unknown): number {
   return concreteOf(groupRef)?.children.size ?? 0;
 }

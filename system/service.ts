@@ -29,6 +29,10 @@ import { SqlReferenceData } from '../persistence/reference.ts';
 import { SqlJournal } from '../persistence/sql-journal.ts';
 import { startActors, type Actors } from './actors.ts';
 import { natsStartupFailure, streamNames, type Config } from './config.ts';
+import { actorAdmin } from './actor-admin.ts';
+import { deadLetters } from './dead-letters.ts';
+import { executionsAdapter } from './execution-views.ts';
+import { executionReport } from './execution-report.ts';
 import { inspectionAdapter } from './inspection.ts';
 import {
   ensureConsumers,
@@ -275,6 +279,30 @@ function fillConsumer(
   return { consumer, allocate };
 }
 
+/** The operations API's ports: executions (read models and intake), dead letters, actors. */
+function operationPorts(
+  config: Config,
+  core: Core,
+  opened: OpenedNats,
+  inspection: InspectionPort,
+) {
+  const { db } = core;
+  const { js, jsm } = opened.nats;
+  const stream = { names: opened.names, partitions: config.partitions };
+  const blockOrderView = (id: string) => inspection.blockOrder(id);
+  return {
+    executions: executionsAdapter({
+      db,
+      blockOrderView,
+      intake: { js, ...stream },
+      report: (portfolioId, start, end) =>
+        executionReport({ db, journal: core.journal, inspection }, portfolioId, start, end),
+    }),
+    deadLetters: deadLetters({ js, jsm, ...stream }),
+    actors: actorAdmin({ ...core.actors, inspection }),
+  };
+}
+
 /** Listens if asked; with PORT=0 the OS picks the port, so the one it picked is returned. */
 async function listen(config: Config, options: ServiceOptions, app: FastifyInstance) {
   if (!options.listen) return undefined;
@@ -341,7 +369,12 @@ export async function startService(config: Config, options: ServiceOptions = {})
       askTimeoutMs,
     });
     const app = await buildApp(
-      { inspection, faults: core.faults, metrics },
+      {
+        inspection,
+        faults: core.faults,
+        metrics,
+        ...operationPorts(config, core, opened, inspection),
+      },
       appOptions(config, log),
     );
     stops.add('http', () => app.close());

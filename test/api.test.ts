@@ -105,7 +105,7 @@ function readiness(ready: boolean): Readiness {
       nats: ready ? { ok: true } : { ok: false, detail: 'connection refused' },
       consumer: { ok: ready },
     },
-    stoppedActors: ready ? [] : ['/accounts/ACC-7'],
+    stoppedActors: ready ? [] : ['/api/v1/accounts/ACC-7'],
   };
 }
 
@@ -223,7 +223,7 @@ function errorBody(res: { headers: Record<string, unknown>; body: string }): Err
 
 t.test('GET /accounts/:id returns the view, exact integer strings intact', async (t) => {
   const { app, port } = await setup(t);
-  const res = await app.inject({ method: 'GET', url: '/accounts/ACC-1' });
+  const res = await app.inject({ method: 'GET', url: '/api/v1/accounts/ACC-1' });
   t.equal(res.statusCode, 200);
   t.match(res.headers['content-type'], /^application\/json/);
   t.same(res.json(), account);
@@ -234,13 +234,13 @@ t.test('GET /accounts/:id returns the view, exact integer strings intact', async
 
 t.test('GET /block-orders/:id returns the view, with and without a VWAP', async (t) => {
   const { app } = await setup(t);
-  const filled = await app.inject({ method: 'GET', url: '/block-orders/BO-1' });
+  const filled = await app.inject({ method: 'GET', url: '/api/v1/block-orders/BO-1' });
   t.equal(filled.statusCode, 200);
   t.same(filled.json(), filledOrder);
   t.ok(filled.body.includes('"vwapPrice":"187123456789.012345"'));
   t.ok(filled.body.includes('"allocatedQuantity":"6007199254740993"'));
 
-  const fresh = await app.inject({ method: 'GET', url: '/block-orders/BO-2' });
+  const fresh = await app.inject({ method: 'GET', url: '/api/v1/block-orders/BO-2' });
   t.equal(fresh.statusCode, 200);
   t.same(fresh.json(), newOrder);
   t.ok(fresh.body.includes('"vwapPrice":null'));
@@ -260,10 +260,10 @@ t.test('response schemas drop properties the views do not declare', async (t) =>
       { ...filledOrder.accounts[0]!, password: 'hunter2' } as BlockOrderView['accounts'][0],
     ],
   });
-  const a = await app.inject({ method: 'GET', url: '/accounts/LEAKY' });
+  const a = await app.inject({ method: 'GET', url: '/api/v1/accounts/LEAKY' });
   t.equal(a.statusCode, 200);
   t.notOk(a.body.includes('internalMailbox'));
-  const b = await app.inject({ method: 'GET', url: '/block-orders/LEAKY' });
+  const b = await app.inject({ method: 'GET', url: '/api/v1/block-orders/LEAKY' });
   t.equal(b.statusCode, 200);
   t.notOk(b.body.includes('hunter2'));
   t.same(b.json().accounts, [filledOrder.accounts[0]]);
@@ -272,8 +272,8 @@ t.test('response schemas drop properties the views do not declare', async (t) =>
 t.test('unknown ids are 404 with a JSON body', async (t) => {
   const { app, port } = await setup(t);
   for (const [url, kind] of [
-    ['/accounts/NOPE', 'account'],
-    ['/block-orders/NOPE', 'block order'],
+    ['/api/v1/accounts/NOPE', 'account'],
+    ['/api/v1/block-orders/NOPE', 'block order'],
   ] as const) {
     const res = await app.inject({ method: 'GET', url });
     t.equal(res.statusCode, 404, url);
@@ -296,7 +296,7 @@ t.test(
       '.hidden',
       encodeURIComponent('a/b'),
     ];
-    for (const prefix of ['/accounts/', '/block-orders/']) {
+    for (const prefix of ['/api/v1/accounts/', '/api/v1/block-orders/']) {
       for (const id of cases) {
         const res = await app.inject({ method: 'GET', url: prefix + id });
         t.equal(res.statusCode, 400, prefix + id);
@@ -315,7 +315,7 @@ t.test(
 t.test('an id of exactly 64 characters is accepted', async (t) => {
   const { app, port } = await setup(t);
   const id = 'A' + 'b'.repeat(63);
-  const res = await app.inject({ method: 'GET', url: `/accounts/${id}` });
+  const res = await app.inject({ method: 'GET', url: `/api/v1/accounts/${id}` });
   t.equal(res.statusCode, 404);
   t.same(port.calls, [`account:${id}`]);
 });
@@ -323,7 +323,7 @@ t.test('an id of exactly 64 characters is accepted', async (t) => {
 t.test('router errors (absurdly long parameter) still get the JSON error body', async (t) => {
   const { app, port } = await setup(t);
   const id = 'a'.repeat(300);
-  const res = await app.inject({ method: 'GET', url: `/accounts/${id}` });
+  const res = await app.inject({ method: 'GET', url: `/api/v1/accounts/${id}` });
   t.equal(res.statusCode, 414);
   t.same(errorBody(res), { error: 'URI_TOO_LONG', message: 'URI Too Long', statusCode: 414 });
   t.same(port.calls, []);
@@ -332,7 +332,7 @@ t.test('router errors (absurdly long parameter) still get the JSON error body', 
 t.test('a ValidationError from the port is 400 with its field and rule', async (t) => {
   const { app, port } = await setup(t);
   port.failure = new ValidationError('tradeDate', 'must be an ISO date');
-  const res = await app.inject({ method: 'GET', url: '/block-orders/BO-1' });
+  const res = await app.inject({ method: 'GET', url: '/api/v1/block-orders/BO-1' });
   t.equal(res.statusCode, 400);
   t.same(errorBody(res), {
     error: 'BAD_REQUEST',
@@ -346,12 +346,12 @@ t.test('a ValidationError from the port is 400 with its field and rule', async (
 t.test('unavailable actors are 503 with their (safe) message', async (t) => {
   const { app, port } = await setup(t);
   for (const failure of [
-    new ActorTimeoutError('/accounts/ACC-1', 500),
-    new ActorStoppedError('/accounts/ACC-1'),
-    new MailboxFullError('/accounts/ACC-1', 1000),
+    new ActorTimeoutError('/api/v1/accounts/ACC-1', 500),
+    new ActorStoppedError('/api/v1/accounts/ACC-1'),
+    new MailboxFullError('/api/v1/accounts/ACC-1', 1000),
   ]) {
     port.failure = failure;
-    const res = await app.inject({ method: 'GET', url: '/accounts/ACC-1' });
+    const res = await app.inject({ method: 'GET', url: '/api/v1/accounts/ACC-1' });
     t.equal(res.statusCode, 503, failure.name);
     t.same(errorBody(res), {
       error: failure.code,
@@ -370,7 +370,7 @@ t.test('other errors are 500 without details, and the real error is logged', asy
   ]) {
     port.failure = failure;
     logLines.length = 0;
-    const res = await app.inject({ method: 'GET', url: '/block-orders/BO-1' });
+    const res = await app.inject({ method: 'GET', url: '/api/v1/block-orders/BO-1' });
     t.equal(res.statusCode, 500, failure.name);
     t.same(errorBody(res), { error: 'INTERNAL', message: 'internal error', statusCode: 500 });
     t.notOk(res.body.includes('s3cret'), 'no detail in the body');
@@ -409,11 +409,11 @@ t.test('GET /readyz is 200 when ready, 503 with the same body when not', async (
 
 t.test('GET /consumer/stats: the counters, exactly as the port has them', async (t) => {
   const { app, port } = await setup(t);
-  const res = await app.inject({ method: 'GET', url: '/consumer/stats' });
+  const res = await app.inject({ method: 'GET', url: '/api/v1/consumer/stats' });
   t.equal(res.statusCode, 200);
   t.same(res.json(), port.stats);
   port.stats = { ...port.stats, conflicts: 2, deadLettered: 3 };
-  t.same((await app.inject({ method: 'GET', url: '/consumer/stats' })).json(), port.stats);
+  t.same((await app.inject({ method: 'GET', url: '/api/v1/consumer/stats' })).json(), port.stats);
   t.same(port.calls, ['consumerStats', 'consumerStats']);
 });
 
@@ -434,7 +434,7 @@ t.test('unknown routes are 404 with a JSON body', async (t) => {
   for (const [method, url] of [
     ['GET', '/nope'],
     ['GET', '/accounts'],
-    ['DELETE', '/accounts/ACC-1/extra'],
+    ['DELETE', '/api/v1/accounts/ACC-1/extra'],
   ] as const) {
     const res = await app.inject({ method, url });
     t.equal(res.statusCode, 404, `${method} ${url}`);
@@ -468,7 +468,7 @@ t.test(
   'POST suspense retry: 200 applied, 409 still refused, 404 not in suspense or no account',
   async (t) => {
     const { app, port } = await setup(t);
-    const url = (account: string, seq: string) => `/accounts/${account}/suspense/BO-1/${seq}/retry`;
+    const url = (account: string, seq: string) => `/api/v1/accounts/${account}/suspense/BO-1/${seq}/retry`;
     const ok = await app.inject({ method: 'POST', url: url('ACC-1', '1') });
     t.equal(ok.statusCode, 200);
     t.strictSame(ok.json(), {
@@ -501,9 +501,9 @@ t.test(
 t.test('a known path with another method is 405 with Allow, not 404', async (t) => {
   const { app, port } = await setup(t);
   for (const [method, url, allow] of [
-    ['DELETE', '/accounts/ACC-1', 'GET, HEAD'],
-    ['POST', '/block-orders/BO-1?x=1', 'GET, HEAD'],
-    ['GET', '/accounts/ACC-1/suspense/BO-1/1/retry', 'POST'],
+    ['DELETE', '/api/v1/accounts/ACC-1', 'GET, HEAD'],
+    ['POST', '/api/v1/block-orders/BO-1?x=1', 'GET, HEAD'],
+    ['GET', '/api/v1/accounts/ACC-1/suspense/BO-1/1/retry', 'POST'],
     ['PUT', '/healthz', 'GET, HEAD'],
   ] as const) {
     const res = await app.inject({ method, url });
@@ -527,7 +527,7 @@ t.test('an error repeats at most a short prefix of the URL', async (t) => {
   const body = errorBody(res);
   t.ok(res.body.length < 300, `a ${res.body.length}-byte body for a 9 kB URL`);
   t.match(body.message, /^route GET \/nope\/x+… not found$/);
-  const long = await app.inject({ method: 'DELETE', url: `/accounts/${'y'.repeat(200)}` });
+  const long = await app.inject({ method: 'DELETE', url: `/api/v1/accounts/${'y'.repeat(200)}` });
   t.equal(long.statusCode, 405);
   t.ok(long.body.length < 300, 'the 405 too');
 });
@@ -535,7 +535,7 @@ t.test('an error repeats at most a short prefix of the URL', async (t) => {
 t.test('every 503 says when to retry', async (t) => {
   const { app, port } = await setup(t);
   port.failure = new ActorTimeoutError('account/ACC-1', 10_000);
-  const busy = await app.inject({ method: 'GET', url: '/accounts/ACC-1' });
+  const busy = await app.inject({ method: 'GET', url: '/api/v1/accounts/ACC-1' });
   t.equal(busy.statusCode, 503);
   t.equal(busy.headers['retry-after'], '1', 'an actor busy: a second');
   port.failure = undefined;
@@ -554,7 +554,7 @@ t.test('X-Request-Id: the client’s when sane, else generated; returned and log
   const { app } = await setup(t, logLines);
   const given = await app.inject({
     method: 'GET',
-    url: '/accounts/ACC-1',
+    url: '/api/v1/accounts/ACC-1',
     headers: { 'x-request-id': 'trace-42.a:b' },
   });
   t.equal(given.headers['x-request-id'], 'trace-42.a:b');
@@ -619,15 +619,15 @@ t.test(
     };
     t.match(spec.openapi, /^3\./);
     t.equal(spec.info.title, 'blockfill');
-    const account = spec.paths['/accounts/{id}']?.get;
+    const account = spec.paths['/api/v1/accounts/{id}']?.get;
     t.ok(account, 'GET /accounts/{id} is documented');
     t.same(
       account?.parameters?.map((p) => p.name),
       ['id'],
     );
     t.ok(account?.responses['200'], 'with its 200 schema');
-    t.ok(spec.paths['/block-orders/{id}']?.get, 'GET /block-orders/{id}');
-    t.ok(spec.paths['/accounts/{id}/suspense/{blockOrderId}/{fillSeq}/retry']?.post, 'the retry');
+    t.ok(spec.paths['/api/v1/block-orders/{id}']?.get, 'GET /block-orders/{id}');
+    t.ok(spec.paths['/api/v1/accounts/{id}/suspense/{blockOrderId}/{fillSeq}/retry']?.post, 'the retry');
     t.ok(spec.paths['/readyz']?.get);
     const page = await app.inject({ method: 'GET', url: '/docs/' });
     t.equal(page.statusCode, 200);
@@ -663,7 +663,7 @@ const KEY = 'k3y-for-tests-0123456789';
 
 t.test('an API key guards the mutating routes: 401 without it, in the one shape', async (t) => {
   const { app } = await secured(t, { ...OPEN_SECURITY, apiKey: KEY });
-  const url = '/accounts/ACC-1/suspense/BO-1/1/retry';
+  const url = '/api/v1/accounts/ACC-1/suspense/BO-1/1/retry';
   const none = await app.inject({ method: 'POST', url });
   t.equal(none.statusCode, 401);
   t.equal(none.headers['www-authenticate'], 'Bearer realm="blockfill"');
@@ -683,7 +683,7 @@ t.test('an API key guards the mutating routes: 401 without it, in the one shape'
   t.equal(bearer.statusCode, 200, 'Bearer');
   const header = await app.inject({ method: 'POST', url, headers: { 'x-api-key': KEY } });
   t.equal(header.statusCode, 200, 'X-Api-Key');
-  const read = await app.inject({ method: 'GET', url: '/accounts/ACC-1' });
+  const read = await app.inject({ method: 'GET', url: '/api/v1/accounts/ACC-1' });
   t.equal(read.statusCode, 200, 'reads need no key');
   const faults = await app.inject({ method: 'DELETE', url: '/faults' });
   t.equal(faults.statusCode, 401, 'fault injection is mutating too');
@@ -717,7 +717,7 @@ t.test('a rate limit answers 429 with Retry-After, in the one shape', async (t) 
   const codes: number[] = [];
   let last;
   for (let i = 0; i < 4; i++) {
-    last = await app.inject({ method: 'GET', url: '/accounts/ACC-1' });
+    last = await app.inject({ method: 'GET', url: '/api/v1/accounts/ACC-1' });
     codes.push(last.statusCode);
   }
   t.same(codes, [200, 200, 200, 429]);
@@ -740,12 +740,12 @@ t.test(
       event: { type: 'AllocationApplied', quantity: '300', price: '101250000' },
     });
     port.events.set('ACC-1', [event(1), event(2), event(3)]);
-    const first = await app.inject({ method: 'GET', url: '/accounts/ACC-1/events?limit=2' });
+    const first = await app.inject({ method: 'GET', url: '/api/v1/accounts/ACC-1/events?limit=2' });
     t.equal(first.statusCode, 200);
     t.same(first.json(), { accountId: 'ACC-1', events: [event(1), event(2)], nextAfter: 2 });
-    const next = await app.inject({ method: 'GET', url: '/accounts/ACC-1/events?after=2&limit=2' });
+    const next = await app.inject({ method: 'GET', url: '/api/v1/accounts/ACC-1/events?after=2&limit=2' });
     t.same(next.json(), { accountId: 'ACC-1', events: [event(3)], nextAfter: null });
-    const byDefault = await app.inject({ method: 'GET', url: '/accounts/ACC-1/events' });
+    const byDefault = await app.inject({ method: 'GET', url: '/api/v1/accounts/ACC-1/events' });
     t.equal(byDefault.json<AccountEventsPage>().events.length, 3);
     t.ok(port.calls.includes('accountEvents:ACC-1:0:100'), 'after 0, 100 by default');
     for (const [query, field] of [
@@ -756,11 +756,11 @@ t.test(
       ['after=1.5', 'after'],
       ['cursor=abc', 'cursor'],
     ] as const) {
-      const res = await app.inject({ method: 'GET', url: `/accounts/ACC-1/events?${query}` });
+      const res = await app.inject({ method: 'GET', url: `/api/v1/accounts/ACC-1/events?${query}` });
       t.equal(res.statusCode, 400, query);
       t.equal(errorBody(res).field, field, `${query} names ${field}`);
     }
-    const unknown = await app.inject({ method: 'GET', url: '/accounts/ACC-9/events' });
+    const unknown = await app.inject({ method: 'GET', url: '/api/v1/accounts/ACC-9/events' });
     t.equal(unknown.statusCode, 404);
   },
 );

@@ -28,7 +28,7 @@ t.test(
     ];
     for (const f of fills) await service.publisher.publishFill(f);
     const order = await eventually('BUY1 fully confirmed', async () => {
-      const res = await service.app.inject({ method: 'GET', url: '/block-orders/BUY1' });
+      const res = await service.app.inject({ method: 'GET', url: '/api/v1/block-orders/BUY1' });
       const view = res.json<BlockOrderView>();
       return view.fills === 2 && view.unconfirmedLines === 0 && view.confirmedThroughSeq === 2
         ? view
@@ -47,14 +47,14 @@ t.test(
     );
     // A1: 300 @ 101.25 + 300 @ 101.75 (pro-rata 60 % of each fill) = 30375 + 30525 = 60900.00
     const a1 = (
-      await service.app.inject({ method: 'GET', url: '/accounts/A1' })
+      await service.app.inject({ method: 'GET', url: '/api/v1/accounts/A1' })
     ).json<AccountView>();
     t.equal(a1.positions.SEC1, '1600');
     t.equal(a1.cashMinor, String(1_000_000_00n - 6_090_000n));
     t.same(a1.lastAppliedSeqByOrder, { BUY1: 2 });
 
     // A1's journal through the API: decoded, exact, a page at a time.
-    const events = await service.app.inject({ method: 'GET', url: '/accounts/A1/events?limit=1' });
+    const events = await service.app.inject({ method: 'GET', url: '/api/v1/accounts/A1/events?limit=1' });
     t.equal(events.statusCode, 200);
     const page = events.json<{
       accountId: string;
@@ -67,7 +67,7 @@ t.test(
     t.equal(page.events[0]?.type, page.events[0]?.event.type, 'the type is the event’s own');
     t.match(page.events[0]?.at, /^\d{4}-\d\d-\d\dT/);
     t.equal(page.nextAfter, 1);
-    const rest = await service.app.inject({ method: 'GET', url: '/accounts/A1/events?after=1' });
+    const rest = await service.app.inject({ method: 'GET', url: '/api/v1/accounts/A1/events?after=1' });
     const all = [...page.events, ...rest.json<typeof page>().events];
     t.same(
       all.map((e) => e.seq),
@@ -105,7 +105,7 @@ t.test(
     );
     t.match(
       scrape.body,
-      /blockfill_api_request_seconds_count\{method="GET",route="\/accounts\/:id",status="200"\} 1\n/,
+      /blockfill_api_request_seconds_count\{method="GET",route="\/api\/v1\/accounts\/:id",status="200"\} 1\n/,
       'request durations by route pattern, not raw URL',
     );
 
@@ -114,7 +114,7 @@ t.test(
     const codes = await Promise.all(
       limits.map(
         async (limit) =>
-          (await service.app.inject({ method: 'GET', url: `/accounts/A1/events?limit=${limit}` }))
+          (await service.app.inject({ method: 'GET', url: `/api/v1/accounts/A1/events?limit=${limit}` }))
             .statusCode,
       ),
     );
@@ -125,7 +125,7 @@ t.test(
     );
     const unknownLater = await service.app.inject({
       method: 'GET',
-      url: '/accounts/NOPE/events?after=5',
+      url: '/api/v1/accounts/NOPE/events?after=5',
     });
     t.equal(unknownLater.statusCode, 404, 'an unknown account is 404 at any `after`');
   },
@@ -135,7 +135,7 @@ t.test('reading an unknown id does not leave a live actor behind', async (t) => 
   const { service } = await startTestService(t, { seed: smallSeed() });
   const responses = await Promise.all(
     Array.from({ length: 50 }, (_, i) =>
-      service.app.inject({ method: 'GET', url: `/accounts/NOPE${i}` }),
+      service.app.inject({ method: 'GET', url: `/api/v1/accounts/NOPE${i}` }),
     ),
   );
   t.ok(responses.every((r) => r.statusCode === 404));

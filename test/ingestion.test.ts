@@ -129,7 +129,7 @@ t.test(
       { acked: 1, duplicates: 1, deadLettered: 1, conflicts: 1, nakked: 0 },
       'the exact duplicate is acked; the conflict is dead-lettered, counted, never retried',
     );
-    const stats = await service.app.inject({ method: 'GET', url: '/consumer/stats' });
+    const stats = await service.app.inject({ method: 'GET', url: '/api/v1/consumer/stats' });
     t.same(
       stats.json(),
       { acked: 1, duplicates: 1, deadLettered: 1, conflicts: 1, nakked: 0, heldFills: 0 },
@@ -516,16 +516,16 @@ t.test(
   'API errors are JSON: 404 for an unknown id, 400 naming the field for a bad one',
   async (t) => {
     const { service } = await startTestService(t, { seed: smallSeed() });
-    const missing = await service.app.inject({ method: 'GET', url: '/accounts/NOPE' });
+    const missing = await service.app.inject({ method: 'GET', url: '/api/v1/accounts/NOPE' });
     t.equal(missing.statusCode, 404);
     t.match(missing.headers['content-type'], /^application\/json/);
     t.match(missing.json(), { statusCode: 404, error: 'NOT_FOUND', message: /NOPE/ });
 
-    const missingOrder = await service.app.inject({ method: 'GET', url: '/block-orders/NOPE' });
+    const missingOrder = await service.app.inject({ method: 'GET', url: '/api/v1/block-orders/NOPE' });
     t.equal(missingOrder.statusCode, 404);
     t.match(missingOrder.json(), { statusCode: 404, error: 'NOT_FOUND' });
 
-    const bad = await service.app.inject({ method: 'GET', url: '/accounts/bad%20id' });
+    const bad = await service.app.inject({ method: 'GET', url: '/api/v1/accounts/bad%20id' });
     t.equal(bad.statusCode, 400);
     t.match(bad.headers['content-type'], /^application\/json/);
     t.match(bad.json(), { statusCode: 400, error: 'BAD_REQUEST', field: 'id', message: /id/ });

@@ -64,7 +64,7 @@ t.test('batches, dead letters and requests are observed as they happen', async (
   metrics.deadLettered('OVERFILL');
   metrics.deadLettered('OVERFILL');
   metrics.deadLettered('UNKNOWN_FILL');
-  metrics.observeRequest('GET', '/accounts/:id', 200, 0.002);
+  metrics.observeRequest('GET', '/api/v1/accounts/:id', 200, 0.002);
   const text = await metrics.render();
   t.equal(line(text, 'blockfill_journal_batch_events_count'), '2');
   t.equal(line(text, 'blockfill_journal_batch_events_sum'), '2120');
@@ -74,7 +74,7 @@ t.test('batches, dead letters and requests are observed as they happen', async (
   t.equal(
     line(
       text,
-      'blockfill_api_request_seconds_count{method="GET",route="/accounts/:id",status="200"}',
+      'blockfill_api_request_seconds_count{method="GET",route="/api/v1/accounts/:id",status="200"}',
     ),
     '1',
   );

@@ -233,7 +233,7 @@ t.test(
     });
     t.equal(a2.positions.SEC1, '800');
 
-    const stopped = await service.app.inject({ method: 'GET', url: '/accounts/A3' });
+    const stopped = await service.app.inject({ method: 'GET', url: '/api/v1/accounts/A3' });
     t.equal(stopped.statusCode, 503, 'the stopped account answers 503');
     t.match(stopped.json(), { error: 'ACTOR_STOPPED' });
   },
@@ -576,7 +576,7 @@ t.test(
     broken = false;
     const service = await handle.restart();
     const view = await eventually('BUY1 allocated after the restart', async () => {
-      const res = await service.app.inject({ method: 'GET', url: '/block-orders/BUY1' });
+      const res = await service.app.inject({ method: 'GET', url: '/api/v1/block-orders/BUY1' });
       const v = res.json<BlockOrderView>();
       return res.statusCode === 200 && v.fills === 1 && v.unconfirmedLines === 0 ? v : undefined;
     });
@@ -608,7 +608,7 @@ t.test(
     });
     await service.publisher.publishFill(fill(1, 500n));
     const view = await eventually('BUY1 allocated after the outage', async () => {
-      const res = await service.app.inject({ method: 'GET', url: '/block-orders/BUY1' });
+      const res = await service.app.inject({ method: 'GET', url: '/api/v1/block-orders/BUY1' });
       const v = res.json<BlockOrderView>();
       return res.statusCode === 200 && v.fills === 1 && v.unconfirmedLines === 0 ? v : undefined;
     });

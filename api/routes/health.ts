@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { ConsumerStatsSchema, HealthSchema, ReadinessSchema } from '../schemas.ts';
+import { HealthSchema, ReadinessSchema } from '../schemas.ts';
 import { RETRY_AFTER_NOT_READY_S } from '../http-conventions.ts';
 import { requiresInspection } from '../plugins/inspection.ts';
 
@@ -26,13 +26,6 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       if (!readiness.ready) reply.header('retry-after', String(RETRY_AFTER_NOT_READY_S));
       return reply.code(readiness.ready ? 200 : 503).send(readiness);
     },
-  );
-
-  // Exceptions an operator must see without reading logs: conflicts, dead letters, naks.
-  fastify.get(
-    '/consumer/stats',
-    { logLevel: PROBE_LOG_LEVEL, schema: { response: { 200: ConsumerStatsSchema } } },
-    async () => fastify.inspection.consumerStats(),
   );
 };
 

@@ -192,14 +192,14 @@ export function smallSeed(prefix = ''): SeedData {
 
 /** GET /accounts/:id through the running service's API; throws unless 200. */
 export async function accountView(service: Service, id: string): Promise<AccountView> {
-  const res = await service.app.inject({ method: 'GET', url: `/accounts/${id}` });
+  const res = await service.app.inject({ method: 'GET', url: `/api/v1/accounts/${id}` });
   if (res.statusCode !== 200) throw new Error(`GET /accounts/${id}: ${res.statusCode} ${res.body}`);
   return res.json<AccountView>();
 }
 
 /** GET /block-orders/:id through the running service's API; throws unless 200. */
 export async function blockOrderView(service: Service, id: string): Promise<BlockOrderView> {
-  const res = await service.app.inject({ method: 'GET', url: `/block-orders/${id}` });
+  const res = await service.app.inject({ method: 'GET', url: `/api/v1/block-orders/${id}` });
   if (res.statusCode !== 200) {
     throw new Error(`GET /block-orders/${id}: ${res.statusCode} ${res.body}`);
   }
