@@ -25,6 +25,9 @@ import type {
   FaultPort,
   InspectionPort,
   MetricsPort,
+  StreamPort,
+  BookingPort,
+  ReconciliationPort,
 } from './ports.ts';
 import { frameworkErrors, refuseWhileClosing, registerErrorHandling } from './errors.ts';
 import {
@@ -47,6 +50,10 @@ import consumerRoutes from './routes/consumer.ts';
 import actorRoutes from './routes/actors.ts';
 import deadLetterRoutes from './routes/dead-letters.ts';
 import executionRoutes from './routes/executions.ts';
+import streamRoutes from './routes/stream.ts';
+import bookingRoutes from './routes/bookings.ts';
+import reconciliationRoutes from './routes/reconciliation.ts';
+import websocket from '@fastify/websocket';
 
 export type { ErrorBody } from './schemas.ts';
 
@@ -66,6 +73,10 @@ export interface ApiDeps {
   executions?: ExecutionsPort;
   deadLetters?: DeadLettersPort;
   actors?: ActorsPort;
+  bookings?: BookingPort;
+  reconciliation?: ReconciliationPort;
+  /** The live feed (GET /api/v1/execution/stream) and how far behind a client may fall. */
+  stream?: { feed: StreamPort; bufferedBytesMax: number };
 }
 
 export interface ApiOptions {
@@ -140,6 +151,8 @@ export async function buildApp(deps: ApiDeps, options: ApiOptions = {}): Promise
     await app.register(metricsRoutes, { metrics });
   }
   await app.register(inspectionPlugin, { port: deps.inspection });
+  // Incoming frames are refused by the stream route; 4 KiB bounds what a client can make us parse.
+  if (deps.stream) await app.register(websocket, { options: { maxPayload: 4 * 1024 } });
   await app.register(
     async (v1) => {
       await v1.register(accountRoutes);
@@ -149,6 +162,10 @@ export async function buildApp(deps: ApiDeps, options: ApiOptions = {}): Promise
       if (executions) await v1.register(executionRoutes, { executions });
       if (deadLetters) await v1.register(deadLetterRoutes, { deadLetters });
       if (actors) await v1.register(actorRoutes, { actors });
+      if (deps.stream) await v1.register(streamRoutes, deps.stream);
+      if (deps.bookings) await v1.register(bookingRoutes, { bookings: deps.bookings });
+      if (deps.reconciliation)
+        await v1.register(reconciliationRoutes, { reconciliation: deps.reconciliation });
     },
     { prefix: API_PREFIX },
   );

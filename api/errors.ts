@@ -15,6 +15,7 @@ import {
   clip,
   errorBodyOf,
   FRAMEWORK_MESSAGE_CHARS_MAX,
+  REQUEST_ID_HEADER,
   RETRY_AFTER_UNAVAILABLE_S,
   type RouteTable,
 } from './http-conventions.ts';
@@ -32,6 +33,14 @@ export class TooManyRequestsError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'TooManyRequestsError';
+  }
+}
+
+/** A plain HTTP request to a WebSocket route: 426. */
+export class UpgradeRequiredError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UpgradeRequiredError';
   }
 }
 
@@ -88,6 +97,8 @@ function validationBody(error: FastifyError): ErrorBody {
 function apiErrorReply(error: unknown): ErrorBody | undefined {
   if (error instanceof ResourceNotFoundError) return body(404, error.message);
   if (error instanceof TooManyRequestsError) return body(429, error.message);
+  if (error instanceof UpgradeRequiredError)
+    return { error: 'UPGRADE_REQUIRED', message: error.message, statusCode: 426 };
   if (error instanceof BlockfillError && error.code === ErrorCode.FaultInjectionDisabled)
     return { error: error.code, message: error.message, statusCode: 403 };
   if (error instanceof SuspenseNotAppliedError) {
@@ -173,6 +184,8 @@ export function frameworkErrors(
   request: FastifyRequest,
   reply: FastifyReply,
 ): void {
+  // The onRequest hook that returns the request id has not run for these.
+  reply.header(REQUEST_ID_HEADER, request.id);
   sendError(reply, toReply(error, request));
 }
 
@@ -203,7 +216,7 @@ export function registerErrorHandling(app: FastifyInstance, routes: RouteTable):
   app.setErrorHandler((error: unknown, request, reply) => {
     sendError(reply, toReply(error, request));
   });
-  app.setNotFoundHandler((request, reply) => {
+  const notFound = (request: FastifyRequest, reply: FastifyReply) => {
     const path = request.url.split('?', 1)[0] ?? '';
     const allowed = routes.allowed(path);
     if (allowed.length > 0 && !allowed.includes(request.method)) {
@@ -212,5 +225,12 @@ export function registerErrorHandling(app: FastifyInstance, routes: RouteTable):
       return sendError(reply, body(405, message));
     }
     sendError(reply, body(404, `route ${request.method} ${clip(request.url)} not found`));
+  };
+  // Answered before the body is read: a wrong method is 405 whatever body it carries.
+  app.addHook('onRequest', async (request, reply) => {
+    if (!request.is404) return;
+    notFound(request, reply);
+    return reply;
   });
+  app.setNotFoundHandler(notFound);
 }

@@ -400,3 +400,152 @@ export class ConflictError extends Error {
     this.code = code;
   }
 }
+export const DataType = {
+  FillNotification: 'FILL_NOTIFICATION',
+  Allocation: 'ALLOCATION',
+  OrderUpdate: 'ORDER_UPDATE',
+  Bust: 'BUST',
+  Correction: 'CORRECTION',
+} as const;
+export type DataType = (typeof DataType)[keyof typeof DataType];
+export const DATA_TYPES: readonly DataType[] = Object.values(DataType);
+
+export interface ExecutionUpdate {
+  /** `<persistence key>@<first row seq>.<index>`: unique, and the same on every subscriber. */
+  eventId: string;
+  /** When the batch became durable (ISO). */
+  timestamp: string;
+  dataType: DataType;
+  orderId: string;
+  data: Record<string, string | number | boolean | null>;
+}
+
+export interface FeedFilter {
+  /** null: every order. */
+  orderIds: ReadonlySet<string> | null;
+  dataTypes: ReadonlySet<DataType>;
+}
+
+/** Subscribers at once, at most: each holds a socket and its buffers. */
+export const FEED_SUBSCRIBERS_MAX = 256;
+
+export class TooManySubscribersError extends Error {
+  readonly code = 'TOO_MANY_SUBSCRIBERS';
+  constructor() {
+    super(`the stream has its bound of ${FEED_SUBSCRIBERS_MAX} subscribers`);
+    this.name = 'TooManySubscribersError';
+  }
+}
+
+/** The live feed the stream route subscribes to. */
+export interface StreamPort {
+  /** Returns the unsubscribe; throws TooManySubscribersError at the bound. */
+  subscribe(filter: FeedFilter, deliver: (update: ExecutionUpdate) => void): () => void;
+}
+
+/** Booking batches (system/booking.ts): a close, a record, the file, and membership. */
+export interface BookingBatchView {
+  id: string;
+  batchNo: number;
+  /** The previous batch's close (null for the first); membership is decided by per-key marks. */
+  windowStart: string | null;
+  closedAt: string;
+  /** Rows in the file. */
+  lineCount: number;
+  /** Account line events booked (an amendment's reversal and new line are one). */
+  allocationCount: number;
+  accountCount: number;
+  /** Account journal rows read (rows that moved nothing too). */
+  journalRowCount: number;
+  /** The batch reached its bound: more lines wait for the next close. */
+  capped: boolean;
+  fileName: string;
+  checksumSha256: string;
+  fileKept: boolean;
+  /** The file could not be written after the commit: it is regenerated on request. */
+  fileError?: string;
+}
+
+export interface MembershipLineView {
+  batchId: string;
+  lineNo: number;
+  sourceId: string;
+  accountId: string;
+  securityId: string;
+  side: string;
+  movementKind: string;
+  transactionType: string;
+  quantity: string;
+  price: string;
+  cashDeltaMinor: string;
+  transactionDate: string;
+  blockOrderId: string;
+  fillSeq: number;
+  entrySeq: number;
+  fillId: string;
+  executionId: string;
+  persistenceKey: string;
+  sequenceNr: number;
+}
+
+export interface MembershipView {
+  fillId: string;
+  batches: Array<{ id: string; batchNo: number; closedAt: string }>;
+  lines: MembershipLineView[];
+  /** More than MEMBERSHIP_LINES_MAX lines: the oldest are shown. */
+  truncated: boolean;
+}
+
+export interface SecurityReconciliation {
+  securityId: string;
+  streetQuantity: string;
+  booksQuantity: string;
+  suspenseQuantity: string;
+  accumulatedQuantity: string;
+  inFlightQuantity: string;
+  /** The fills' notional for what is on the books, signed as cash, in cents (4 fraction digits). */
+  streetNotionalMinor: string;
+  booksCashMinor: string;
+  cashToleranceMinor: string;
+  /** Average-price orders' residue (their rounding account), signed cents. */
+  residueMinor: string;
+  /** False when some order's shares disagree or have lines in flight: its cash is not compared. */
+  cashChecked: boolean;
+  ok: boolean;
+}
+
+export const BreakKind = { Shares: 'SHARES', Cash: 'CASH' } as const;
+
+export type BreakKind = (typeof BreakKind)[keyof typeof BreakKind];
+
+export interface ReconciliationBreak {
+  kind: BreakKind;
+  securityId: string;
+  detail: string;
+  accounts: string[];
+  orders: string[];
+}
+
+export interface ReconciliationReport {
+  tradeDate: string | null;
+  clean: boolean;
+  checkedAt: string;
+  orders: number;
+  securities: SecurityReconciliation[];
+  breaks: ReconciliationBreak[];
+  /** More than BREAKS_MAX breaks: the first are shown. */
+  breaksTruncated: boolean;
+}
+
+export interface BookingPort {
+  /** Throws ConflictError when a close is in progress, or nothing is new since the last batch. */
+  close(options: { cleanup: boolean }): Promise<BookingBatchView>;
+  batch(id: string): Promise<BookingBatchView | undefined>;
+  file(id: string): Promise<{ fileName: string; csv: string } | undefined>;
+  membership(fillId: string): Promise<MembershipView>;
+}
+
+export interface ReconciliationPort {
+  /** Throws ValidationError on a bad trade date (400). */
+  reconcile(tradeDate: string | undefined): Promise<ReconciliationReport>;
+}

@@ -13,6 +13,9 @@ import {
   INTAKE_ITEMS_MAX,
   IntakeStatus,
   type ActorKindStats,
+  type BookingBatchView,
+  type MembershipView,
+  type ReconciliationReport,
   type ActorStatusView,
   type BlockOrderSummary,
   type DeadLetterView,
@@ -327,4 +330,128 @@ type _SchemasMatchViews = [
   Assert<Equal<Static<typeof ReplayResultSchema>, ReplayResult>>,
   Assert<Equal<Static<typeof ActorStatsSchema>['kinds'][number], ActorKindStats>>,
   Assert<Equal<Static<typeof ActorStatusSchema>, ActorStatusView>>,
+];
+
+export const BookingCloseBodySchema = Type.Union([
+  Type.Null(),
+  Type.Object({ cleanup: Type.Optional(Type.Boolean()) }, Closed),
+]);
+
+export const BookingBatchIdParams = Type.Object(
+  { id: Type.String({ pattern: '^BKG-[0-9]{10}$' }) },
+  Closed,
+);
+
+export const BookingBatchSchema = Type.Object(
+  {
+    id: Type.String(),
+    batchNo: Count,
+    windowStart: Nullable(Type.String()),
+    closedAt: Type.String(),
+    lineCount: Count,
+    allocationCount: Count,
+    accountCount: Count,
+    journalRowCount: Count,
+    capped: Type.Boolean(),
+    fileName: Type.String(),
+    checksumSha256: Type.String(),
+    fileKept: Type.Boolean(),
+    fileError: Type.Optional(Type.String()),
+  },
+  Closed,
+);
+
+export const MembershipQuerySchema = Type.Object({ fillId: Id }, Closed);
+
+export const MembershipSchema = Type.Object(
+  {
+    fillId: Type.String(),
+    batches: Type.Array(
+      Type.Object({ id: Type.String(), batchNo: Count, closedAt: Type.String() }, Closed),
+    ),
+    lines: Type.Array(
+      Type.Object(
+        {
+          batchId: Type.String(),
+          lineNo: Count,
+          sourceId: Type.String(),
+          accountId: Type.String(),
+          securityId: Type.String(),
+          side: Type.String(),
+          movementKind: Type.String(),
+          transactionType: Type.String(),
+          quantity: DecimalInteger,
+          price: Price,
+          cashDeltaMinor: DecimalInteger,
+          transactionDate: Type.String(),
+          blockOrderId: Type.String(),
+          fillSeq: Seq,
+          entrySeq: Seq,
+          fillId: Type.String(),
+          executionId: Type.String(),
+          persistenceKey: Type.String(),
+          sequenceNr: Seq,
+        },
+        Closed,
+      ),
+    ),
+    truncated: Type.Boolean(),
+  },
+  Closed,
+);
+
+export const ReconciliationQuerySchema = Type.Object(
+  { tradeDate: Type.Optional(Type.String({ pattern: DATE_PATTERN })) },
+  Closed,
+);
+
+/** Signed decimals: the notional columns carry 4 fraction digits of a cent. */
+const SignedDecimal = Type.String({ pattern: '^-?(0|[1-9][0-9]*)(\\.[0-9]+)?$' });
+
+export const ReconciliationSchema = Type.Object(
+  {
+    tradeDate: Nullable(Type.String()),
+    clean: Type.Boolean(),
+    checkedAt: Type.String(),
+    orders: Count,
+    securities: Type.Array(
+      Type.Object(
+        {
+          securityId: Type.String(),
+          streetQuantity: SignedDecimal,
+          booksQuantity: SignedDecimal,
+          suspenseQuantity: SignedDecimal,
+          accumulatedQuantity: SignedDecimal,
+          inFlightQuantity: SignedDecimal,
+          streetNotionalMinor: SignedDecimal,
+          booksCashMinor: SignedDecimal,
+          cashToleranceMinor: SignedDecimal,
+          residueMinor: SignedDecimal,
+          cashChecked: Type.Boolean(),
+          ok: Type.Boolean(),
+        },
+        Closed,
+      ),
+    ),
+    breaks: Type.Array(
+      Type.Object(
+        {
+          kind: Type.Union([Type.Literal('SHARES'), Type.Literal('CASH')]),
+          securityId: Type.String(),
+          detail: Type.String(),
+          accounts: Type.Array(Type.String()),
+          orders: Type.Array(Type.String()),
+        },
+        Closed,
+      ),
+    ),
+    breaksTruncated: Type.Boolean(),
+  },
+  Closed,
+);
+
+type _OperationsSchemasMatchViews = [
+  Assert<Equal<Static<typeof BookingBatchSchema>, BookingBatchView>>,
+  Assert<Equal<Static<typeof MembershipSchema>, MembershipView>>,
+  Assert<Equal<Static<typeof ReconciliationSchema>, ReconciliationReport>>,
 ];

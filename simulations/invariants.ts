@@ -61,6 +61,8 @@ export interface InvariantReport {
   /** Average-price releases (0 for pro-rata books), and the busts and corrections that amended one. */
   averageReleases: number;
   releaseAmendments: number;
+  /** Each account's cash and positions moved, as its journal says (checked against the API): not for JSON. */
+  accountDeltas: ReadonlyMap<string, { cash: bigint; positions: ReadonlyMap<string, bigint> }>;
 }
 
 interface JournalRow {
@@ -622,6 +624,7 @@ class Books {
       booksFairness: this.#fairness(),
       averageReleases: this.averages.releases,
       releaseAmendments: this.averages.releaseAmendments,
+      accountDeltas: this.deltas,
     };
   }
 

@@ -11,6 +11,8 @@
  * - otherwise fills are published while the service runs, at
  *   `publishRatePerSec` or as fast as JetStream takes them.
  */
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Entry } from '../actors/block-order/decider.ts';
 import { BLOCK_ORDER_KIND, UNCONFIRMED_EVENT_TYPES } from '../actors/block-order/shell.ts';
 import type { AllocationObserver, Clock } from '../actors/protocol.ts';
@@ -31,6 +33,7 @@ import { openDatabase, startService, type Service } from '../system/service.ts';
 import { percentiles, type LatencyMs } from './arms/common.ts';
 import { Permits } from '../system/permits.ts';
 import { checkInvariants, type InvariantReport } from './invariants.ts';
+import { checkBookingAndReconciliation, type BookingCheck } from './booking-check.ts';
 import type { Phase } from './progress.ts';
 import type { MemoryPoint } from './report/types.ts';
 
@@ -65,6 +68,8 @@ export interface RunOptions {
   latencyFromFill?: number;
   settleTimeoutMs: number;
   checkInvariants: boolean;
+  /** After the invariants: book the day through the API, fold the files back, and reconcile. */
+  checkBooking?: boolean;
   /** Runs after the service stopped, before the run's database is dropped (e.g. recovery figures). */
   afterStop?: (config: Config) => Promise<void>;
   env: Record<string, string | undefined>;
@@ -78,6 +83,8 @@ export interface RunOptions {
 export interface RunResult {
   invariantsOk: boolean;
   invariants?: InvariantReport;
+  /** The day's booking files folded back onto the books, and reconciliation (with the invariants). */
+  booking?: BookingCheck;
   /** Entries settled: fills, and amendments when the scenario has them. */
   fills: number;
   /** The run second by second (settled, lines, latency, lag). */
@@ -337,6 +344,8 @@ export async function runScenario(options: RunOptions): Promise<RunResult> {
         await nats.nc.close();
       }
       await dropDatabase(base.databaseUrl, databaseName);
+      // The run's booking files go with its database (service.ts: a folder per namespace).
+      await rm(join(base.bookingDir, namespace), { recursive: true, force: true });
     }
   }
 }
@@ -393,11 +402,29 @@ async function runService(
       ? await check(service, scenario, options)
       : undefined;
     if (invariants) memory.push(memoryAt('checked'));
+    const booking =
+      invariants && options.checkBooking
+        ? await checkBooking(service, invariants, options)
+        : undefined;
     const r = { progress, service, config, invariants, elapsedMs, publishMs, databaseName, memory };
-    return summarize(r);
+    return {
+      ...summarize(r),
+      ...(booking ? { booking, invariantsOk: invariants?.ok ?? false } : {}),
+    };
   } finally {
     await service.stop();
   }
+}
+
+/** The day booked and reconciled through the API; a difference fails the run's invariants. */
+async function checkBooking(service: Service, invariants: InvariantReport, options: RunOptions) {
+  options.progress('booking the day and reconciling it through the API ...');
+  const booking = await checkBookingAndReconciliation(service.app, invariants.accountDeltas);
+  if (booking.violations.length > 0) {
+    invariants.ok = false;
+    invariants.violations.push(...booking.violations);
+  }
+  return booking;
 }
 
 async function check(service: Service, scenario: Scenario, options: RunOptions) {

@@ -4,6 +4,7 @@
  * from the scenario, the run's result and the fairness of both allocation
  * policies on the day's final tape.
  */
+import type { BookingCheck } from './booking-check.ts';
 import type { AveragePricePolicy } from '../actors/domain/average-price.ts';
 import { invariant } from '../actors/errors.ts';
 import { percentiles } from './arms/common.ts';
@@ -159,6 +160,7 @@ export function summaryOf(
     pace: unknown;
     databaseName: string | null;
     namespace: string | null;
+    booking?: BookingCheck | undefined;
   },
 ) {
   const chosen = report.fairness.byPolicy[report.fairness.policy];
@@ -193,6 +195,20 @@ export function summaryOf(
     },
     peakRssBytes: report.peakRssBytes,
     violations: report.invariants.violations,
+    ...(extra.booking
+      ? {
+          booking: {
+            batches: extra.booking.batches,
+            lines: extra.booking.lines,
+            accounts: extra.booking.accounts,
+            matchesBooks: extra.booking.matchesBooks,
+          },
+          reconciliation: {
+            clean: extra.booking.reconciliationClean,
+            breaks: extra.booking.reconciliationBreaks,
+          },
+        }
+      : {}),
     reportPath: extra.reportPath,
     databaseName: extra.databaseName,
     namespace: extra.namespace,

@@ -102,6 +102,7 @@ const result = await runScenario({
   ...(args.pace ? { publishScheduleMs: (i: number) => day.sendOffsetsMs[i] ?? 0 } : {}),
   settleTimeoutMs: 1_800_000,
   checkInvariants: true,
+  checkBooking: true,
   env: process.env,
   progress: (line) => progress.line(line),
   phases: progress,
@@ -134,6 +135,7 @@ const summary = summaryOf(report, {
   pace: args.pace ?? 'as fast as possible',
   databaseName: args.keep ? names.databaseName : null,
   namespace: args.keep ? names.namespace : null,
+  booking: result.booking,
 });
 if (args.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
 else printTable(summary, say);

@@ -17,7 +17,7 @@ import type { PersistentBehavior, Replyable } from '../actors/kernel.ts';
 import { decodeVersioned, encodeVersioned } from '../persistence/codec.ts';
 import type { Journal } from '../persistence/journal.ts';
 import type { Config } from './config.ts';
-import { ActorSystem, EntityHost, type HostOptions } from './entity-host.ts';
+import { ActorSystem, EntityHost, type HostDeps, type HostOptions } from './entity-host.ts';
 import type { Faults } from './faults.ts';
 import type { Logger } from './log.ts';
 
@@ -73,10 +73,18 @@ export function startActors(
     log: Logger;
     /** Fault injection (tests and drills only); absent = none. */
     faults?: Faults;
+    /** Told each durable batch (the live feed); absent = none. */
+    onDurable?: HostDeps['onDurable'];
   },
   hostOptions: HostOptions = hostOptionsOf(config),
 ): Actors {
   const { journal, reference, clock, observer, log } = deps;
+  const hostDeps: HostDeps = {
+    codec,
+    journal,
+    log,
+    ...(deps.onDurable ? { onDurable: deps.onDurable } : {}),
+  };
   const faulty = <S, C extends Replyable, E>(b: PersistentBehavior<S, C, E>) =>
     deps.faults?.enabled ? withFaults(b, deps.faults) : b;
   const system = new ActorSystem(
@@ -86,7 +94,7 @@ export function startActors(
   const accounts = new EntityHost(
     system,
     faulty(accountBehavior({ reference, clock, observer })),
-    { codec, journal, log },
+    hostDeps,
     hostOptions,
   );
   const blockOrders = new EntityHost(
@@ -119,7 +127,7 @@ export function startActors(
           }),
       }),
     ),
-    { codec, journal, log },
+    hostDeps,
     hostOptions,
   );
   const close = () => {

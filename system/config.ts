@@ -65,6 +65,10 @@ export interface Config {
   corsOrigins: string[];
   /** RATE_LIMIT_PER_MINUTE: requests per client address per minute; 0: no limit. */
   rateLimitPerMinute: number;
+  /** STREAM_BUFFERED_BYTES_MAX: unsent bytes a stream client may fall behind before it is cut off. */
+  streamBufferedBytesMax: number;
+  /** BOOKING_DIR: where booking files are written (a folder per namespace below it). */
+  bookingDir: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** LOG_FORMAT: json lines, or pretty (pino-pretty); absent: pretty on a terminal, else json. */
   logFormat: 'json' | 'pretty' | 'auto';
@@ -232,6 +236,14 @@ export function loadConfig(env: Env = process.env): Config {
     apiKey: apiKeyOf(env),
     corsOrigins: originsOf(env),
     rateLimitPerMinute: int(env, 'RATE_LIMIT_PER_MINUTE', 0, 0, 1_000_000),
+    streamBufferedBytesMax: int(
+      env,
+      'STREAM_BUFFERED_BYTES_MAX',
+      1024 * 1024,
+      16 * 1024,
+      256 * 1024 * 1024,
+    ),
+    bookingDir: env.BOOKING_DIR ?? 'bookings',
     logLevel: logLevel as Config['logLevel'],
     logFormat: logFormat as Config['logFormat'],
   };

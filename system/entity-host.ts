@@ -73,6 +73,8 @@ export interface HostDeps {
   journal: Journal;
   codec: Codec;
   log: Logger;
+  /** Told each batch's events once durable (the live feed); must not throw, and never blocks. */
+  onDurable?: (kind: string, id: string, firstSeq: number, events: readonly unknown[]) => void;
 }
 
 /** One actor system: a nact system, and the recovery permits its hosts share. */
@@ -301,6 +303,7 @@ export class EntityHost<S, C extends Replyable, E> {
       failAll(batch, error);
       throw error;
     }
+    if (rows > 0) this.#tellDurable(id, state.seq + 1, decided.staged);
     runEffects(decided.effects);
     const next: Live<S> = {
       live: true,
@@ -311,6 +314,20 @@ export class EntityHost<S, C extends Replyable, E> {
     // Nothing durable (e.g. a view of an unknown id): stop as soon as it is idle.
     if (next.seq === 0) setImmediate(() => actor.busy || actor.queued > 0 || actor.stop());
     return this.#maybeSnapshot(key, next);
+  }
+
+  /** The feed is an observer: its failure is logged, never the actor's. */
+  #tellDurable(id: string, firstSeq: number, events: readonly E[]): void {
+    const onDurable = this.#deps.onDurable;
+    if (!onDurable) return;
+    try {
+      onDurable(this.kind, id, firstSeq, events);
+    } catch (error) {
+      this.#deps.log.warn('the live feed failed on a durable batch', {
+        actor: `${this.kind}/${id}`,
+        error,
+      });
+    }
   }
 
   async #recover(id: string, key: string): Promise<Live<S>> {

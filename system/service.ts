@@ -29,10 +29,14 @@ import { SqlReferenceData } from '../persistence/reference.ts';
 import { SqlJournal } from '../persistence/sql-journal.ts';
 import { startActors, type Actors } from './actors.ts';
 import { natsStartupFailure, streamNames, type Config } from './config.ts';
+import { join } from 'node:path';
 import { actorAdmin } from './actor-admin.ts';
+import { bookingAdapter } from './booking.ts';
+import { reconcile } from './reconciliation.ts';
 import { deadLetters } from './dead-letters.ts';
 import { executionsAdapter } from './execution-views.ts';
 import { executionReport } from './execution-report.ts';
+import { EventFeed } from './event-feed.ts';
 import { inspectionAdapter } from './inspection.ts';
 import {
   ensureConsumers,
@@ -71,6 +75,8 @@ export interface Service {
   inspection: InspectionPort;
   /** Fault injection: refuses every request unless FAULT_INJECTION=on. */
   faults: Faults;
+  /** The live feed behind the WebSocket stream. */
+  feed: EventFeed;
   allocate(entry: Entry): Promise<AllocateFillReply>;
   /** Wakes block orders whose journal ends with unconfirmed allocations; returns how many. */
   wakeUnconfirmed(): Promise<number>;
@@ -226,6 +232,7 @@ async function openCore(
   log: Logger,
   stops: Stops,
   metrics: Metrics,
+  feed: EventFeed,
 ) {
   const db = await openDatabase(config);
   stops.add('database close', () => db.close());
@@ -242,6 +249,7 @@ async function openCore(
     observer: options.observer ?? noopObserver,
     log,
     faults,
+    onDurable: (kind, id, firstSeq, events) => feed.durable(kind, id, firstSeq, events),
   });
   stops.add('actors', () => actors.close());
   const core: Core = { db, faults, journal, actors };
@@ -282,6 +290,7 @@ function fillConsumer(
 /** The operations API's ports: executions (read models and intake), dead letters, actors. */
 function operationPorts(
   config: Config,
+  log: Logger,
   core: Core,
   opened: OpenedNats,
   inspection: InspectionPort,
@@ -300,8 +309,20 @@ function operationPorts(
     }),
     deadLetters: deadLetters({ js, jsm, ...stream }),
     actors: actorAdmin({ ...core.actors, inspection }),
+    bookings: bookingAdapter({
+      db,
+      bookingDir: bookingDirOf(config),
+      nowMs: () => Date.now(),
+      log,
+    }),
+    reconciliation: {
+      reconcile: (tradeDate?: string) => reconcile({ db }, tradeDate ? { tradeDate } : {}),
+    },
   };
 }
+
+/** Booking files of a namespace live apart: test runs and demos never share a folder. */
+const bookingDirOf = (config: Config) => join(config.bookingDir, config.namespace || 'default');
 
 /** Listens if asked; with PORT=0 the OS picks the port, so the one it picked is returned. */
 async function listen(config: Config, options: ServiceOptions, app: FastifyInstance) {
@@ -352,7 +373,8 @@ export async function startService(config: Config, options: ServiceOptions = {})
   natsOpening.catch(() => undefined);
   stops.add('nats close', () => closeWhenOpen(natsOpening));
   try {
-    const core = await openCore(config, options, log, stops, metrics);
+    const feed = new EventFeed(() => Date.now());
+    const core = await openCore(config, options, log, stops, metrics, feed);
     wired.core = core;
     const opened = await natsOpening;
     wired.opened = opened;
@@ -373,7 +395,8 @@ export async function startService(config: Config, options: ServiceOptions = {})
         inspection,
         faults: core.faults,
         metrics,
-        ...operationPorts(config, core, opened, inspection),
+        ...operationPorts(config, log, core, opened, inspection),
+        stream: { feed, bufferedBytesMax: config.streamBufferedBytesMax },
       },
       appOptions(config, log),
     );
@@ -399,7 +422,19 @@ export async function startService(config: Config, options: ServiceOptions = {})
     const publisher = fillPublisher(nats.js, names, config.partitions);
     const { db, journal, faults, actors } = core;
     return {
-      ...{ config, db, journal, nats, consumer, publisher, app, inspection, faults, allocate },
+      ...{
+        config,
+        db,
+        journal,
+        nats,
+        consumer,
+        publisher,
+        app,
+        inspection,
+        faults,
+        allocate,
+        feed,
+      },
       ...{
         accounts: actors.accounts,
         blockOrders: actors.blockOrders,

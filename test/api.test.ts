@@ -468,7 +468,8 @@ t.test(
   'POST suspense retry: 200 applied, 409 still refused, 404 not in suspense or no account',
   async (t) => {
     const { app, port } = await setup(t);
-    const url = (account: string, seq: string) => `/api/v1/accounts/${account}/suspense/BO-1/${seq}/retry`;
+    const url = (account: string, seq: string) =>
+      `/api/v1/accounts/${account}/suspense/BO-1/${seq}/retry`;
     const ok = await app.inject({ method: 'POST', url: url('ACC-1', '1') });
     t.equal(ok.statusCode, 200);
     t.strictSame(ok.json(), {
@@ -627,7 +628,10 @@ t.test(
     );
     t.ok(account?.responses['200'], 'with its 200 schema');
     t.ok(spec.paths['/api/v1/block-orders/{id}']?.get, 'GET /block-orders/{id}');
-    t.ok(spec.paths['/api/v1/accounts/{id}/suspense/{blockOrderId}/{fillSeq}/retry']?.post, 'the retry');
+    t.ok(
+      spec.paths['/api/v1/accounts/{id}/suspense/{blockOrderId}/{fillSeq}/retry']?.post,
+      'the retry',
+    );
     t.ok(spec.paths['/readyz']?.get);
     const page = await app.inject({ method: 'GET', url: '/docs/' });
     t.equal(page.statusCode, 200);
@@ -743,7 +747,10 @@ t.test(
     const first = await app.inject({ method: 'GET', url: '/api/v1/accounts/ACC-1/events?limit=2' });
     t.equal(first.statusCode, 200);
     t.same(first.json(), { accountId: 'ACC-1', events: [event(1), event(2)], nextAfter: 2 });
-    const next = await app.inject({ method: 'GET', url: '/api/v1/accounts/ACC-1/events?after=2&limit=2' });
+    const next = await app.inject({
+      method: 'GET',
+      url: '/api/v1/accounts/ACC-1/events?after=2&limit=2',
+    });
     t.same(next.json(), { accountId: 'ACC-1', events: [event(3)], nextAfter: null });
     const byDefault = await app.inject({ method: 'GET', url: '/api/v1/accounts/ACC-1/events' });
     t.equal(byDefault.json<AccountEventsPage>().events.length, 3);
@@ -756,7 +763,10 @@ t.test(
       ['after=1.5', 'after'],
       ['cursor=abc', 'cursor'],
     ] as const) {
-      const res = await app.inject({ method: 'GET', url: `/api/v1/accounts/ACC-1/events?${query}` });
+      const res = await app.inject({
+        method: 'GET',
+        url: `/api/v1/accounts/ACC-1/events?${query}`,
+      });
       t.equal(res.statusCode, 400, query);
       t.equal(errorBody(res).field, field, `${query} names ${field}`);
     }

@@ -64,6 +64,8 @@ const DEFAULTS: Config = {
   apiKey: null,
   corsOrigins: [],
   rateLimitPerMinute: 0,
+  streamBufferedBytesMax: 1024 * 1024,
+  bookingDir: 'bookings',
   faultInjection: false,
 };
 

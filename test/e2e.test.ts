@@ -54,7 +54,10 @@ t.test(
     t.same(a1.lastAppliedSeqByOrder, { BUY1: 2 });
 
     // A1's journal through the API: decoded, exact, a page at a time.
-    const events = await service.app.inject({ method: 'GET', url: '/api/v1/accounts/A1/events?limit=1' });
+    const events = await service.app.inject({
+      method: 'GET',
+      url: '/api/v1/accounts/A1/events?limit=1',
+    });
     t.equal(events.statusCode, 200);
     const page = events.json<{
       accountId: string;
@@ -67,7 +70,10 @@ t.test(
     t.equal(page.events[0]?.type, page.events[0]?.event.type, 'the type is the event’s own');
     t.match(page.events[0]?.at, /^\d{4}-\d\d-\d\dT/);
     t.equal(page.nextAfter, 1);
-    const rest = await service.app.inject({ method: 'GET', url: '/api/v1/accounts/A1/events?after=1' });
+    const rest = await service.app.inject({
+      method: 'GET',
+      url: '/api/v1/accounts/A1/events?after=1',
+    });
     const all = [...page.events, ...rest.json<typeof page>().events];
     t.same(
       all.map((e) => e.seq),
@@ -114,8 +120,12 @@ t.test(
     const codes = await Promise.all(
       limits.map(
         async (limit) =>
-          (await service.app.inject({ method: 'GET', url: `/api/v1/accounts/A1/events?limit=${limit}` }))
-            .statusCode,
+          (
+            await service.app.inject({
+              method: 'GET',
+              url: `/api/v1/accounts/A1/events?limit=${limit}`,
+            })
+          ).statusCode,
       ),
     );
     t.same(

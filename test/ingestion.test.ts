@@ -521,7 +521,10 @@ t.test(
     t.match(missing.headers['content-type'], /^application\/json/);
     t.match(missing.json(), { statusCode: 404, error: 'NOT_FOUND', message: /NOPE/ });
 
-    const missingOrder = await service.app.inject({ method: 'GET', url: '/api/v1/block-orders/NOPE' });
+    const missingOrder = await service.app.inject({
+      method: 'GET',
+      url: '/api/v1/block-orders/NOPE',
+    });
     t.equal(missingOrder.statusCode, 404);
     t.match(missingOrder.json(), { statusCode: 404, error: 'NOT_FOUND' });
 

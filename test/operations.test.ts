@@ -348,3 +348,68 @@ t.test('unversioned paths of before /api/v1 still answer, marked deprecated', as
   t.equal(current.headers.deprecation, undefined);
   t.same(res.json(), current.json());
 });
+
+t.test('booking and reconciliation through the API', async (t) => {
+  const { service, db } = await startTestService(t, { seed: smallSeed() });
+  const post = (url: string, payload?: Json) =>
+    service.app.inject({ method: 'POST', url, ...(payload ? { payload } : {}) });
+  const get = (url: string) => service.app.inject({ method: 'GET', url });
+  t.match(
+    (await post('/api/v1/bookings/batches')).json(),
+    { error: 'BOOKING_CONFLICT' },
+    'nothing yet',
+  );
+  await post('/api/v1/executions', [fill('F1', 1, '500', '101.25')] as unknown as Json);
+  await confirmedThrough(service, 'BUY1', 1);
+  const clean = await get('/api/v1/reconciliation?tradeDate=2026-11-20');
+  t.match(clean.json(), {
+    tradeDate: '2026-11-20',
+    clean: true,
+    breaks: [],
+    securities: [{ securityId: 'SEC1', streetQuantity: '500', booksQuantity: '500' }],
+  });
+  t.match((await get('/api/v1/reconciliation?tradeDate=2026-13-01')).json(), {
+    field: 'tradeDate',
+  });
+
+  const closed = await post('/api/v1/bookings/batches', { cleanup: true });
+  t.equal(closed.statusCode, 201);
+  const batch = closed.json<Json>();
+  t.match(batch, { id: 'BKG-0000000001', batchNo: 1, lineCount: 3, fileKept: false });
+  t.equal(closed.headers.location, `/api/v1/bookings/batches/${String(batch.id)}`);
+  const again = await post('/api/v1/bookings/batches');
+  t.equal(again.statusCode, 409, 'a duplicate close: nothing new');
+  t.same((await get(`/api/v1/bookings/batches/${String(batch.id)}`)).json(), batch);
+  const file = await get(`/api/v1/bookings/batches/${String(batch.id)}/file`);
+  t.equal(file.statusCode, 200);
+  t.match(file.headers['content-type'], /^text\/csv/);
+  t.equal(
+    file.body,
+    [
+      'portfolio_id,security_id,source_id,transaction_type,quantity,price,transaction_date',
+      'A1,SEC1,AC.BUY1.1.A1,BUY,300,101.250000,2026-09-21',
+      'A2,SEC1,AC.BUY1.1.A2,BUY,150,101.250000,2026-09-21',
+      'A3,SEC1,AC.BUY1.1.A3,BUY,50,101.250000,2026-09-21',
+      '',
+    ].join('\n'),
+    'regenerated after cleanup, byte for byte',
+  );
+  const membership = await get('/api/v1/bookings/membership?fillId=F1');
+  t.match(membership.json(), { fillId: 'F1', batches: [{ id: batch.id }], truncated: false });
+  t.equal(
+    membership.json<{ lines: unknown[] }>().lines.length,
+    3,
+    'every line of the fill, in its batch',
+  );
+  t.equal((await get('/api/v1/bookings/batches/BKG-0000000009')).statusCode, 404);
+  t.equal((await get('/api/v1/bookings/batches/nope')).statusCode, 400);
+
+  // A break: the street has a fill no account got.
+  await db.query(
+    `INSERT INTO executions (fill_id, block_order_id, fill_seq, quantity, price, venue, executed_at_ms, persistence_key, sequence_nr, kind, lines_key)
+     VALUES ('FAKE', 'BUY1', 99, 100, 101000000, 'XNYS', 1, 'block-order-BUY1', 99, 'FILL', 'FAKE')`,
+  );
+  const broken = (await get('/api/v1/reconciliation')).json<{ clean: boolean; breaks: Json[] }>();
+  t.equal(broken.clean, false);
+  t.match(broken.breaks, [{ kind: 'SHARES', securityId: 'SEC1', orders: ['BUY1'] }]);
+});

@@ -125,7 +125,10 @@ t.test('under avg-price, releases and their amendments leave exact books', async
     invariantsOk: true,
     violations: [],
     fairness: { policy: 'avg-price', 'avg-price': Object, 'pro-rata': Object },
+    booking: { matchesBooks: true },
+    reconciliation: { clean: true, breaks: 0 },
   });
+  t.ok((out.booking as { lines: number }).lines > 0, 'the day was booked');
   t.ok(Number(out.busts) > 0 && Number(out.corrections) > 0, `${out.busts}/${out.corrections}`);
   const report = JSON.parse(
     readFileSync(join(dirname(String(out.reportPath)), 'report.json'), 'utf8'),
@@ -162,7 +165,13 @@ t.test('the smoke scenario, end to end: one JSON object, a report, exact books',
     fairness: { policy: 'pro-rata', 'pro-rata': Object, 'avg-price': Object },
     peakRssBytes: Number,
     reportPath: String,
+    booking: { batches: 1, matchesBooks: true },
+    reconciliation: { clean: true, breaks: 0 },
   });
+  t.ok(
+    (out.booking as { lines: number }).lines >= Number(out.lines) - 0,
+    'every allocation line booked (a reversal and its new line count twice)',
+  );
   t.ok(Number(out.lines) > Number(out.fills), 'fills, fanned out to lines');
   const reportPath = String(out.reportPath);
   t.ok(reportPath.startsWith(reportsDir), 'the report is under --reports-dir');

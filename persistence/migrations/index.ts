@@ -152,6 +152,61 @@ export const migrations: Migration[] = [
       `DROP INDEX IF EXISTS executions_amends`,
     ],
   },
+  {
+    // Booking (system/booking.ts): what was sent to portfolio accounting.
+    // A batch takes, per account journal key, the rows above its mark and
+    // advances the mark in the same transaction: per-key sequence numbers,
+    // not commit times, decide what is in a batch. The unique batch_no makes
+    // a concurrent close collide; the unique source_id books a line once.
+    version: 6,
+    name: 'booking_batches',
+    statements: [
+      `CREATE TABLE IF NOT EXISTS booking_marks (
+        persistence_key TEXT NOT NULL PRIMARY KEY,
+        booked_through_seq BIGINT NOT NULL,
+        batch_id TEXT
+      )`,
+      `CREATE TABLE IF NOT EXISTS booking_batches (
+        id TEXT NOT NULL PRIMARY KEY,
+        batch_no BIGINT NOT NULL UNIQUE,
+        window_start TIMESTAMPTZ,
+        closed_at TIMESTAMPTZ NOT NULL,
+        line_count BIGINT NOT NULL,
+        allocation_count BIGINT NOT NULL,
+        account_count BIGINT NOT NULL,
+        journal_row_count BIGINT NOT NULL,
+        capped BOOLEAN NOT NULL,
+        file_name TEXT NOT NULL,
+        checksum_sha256 TEXT NOT NULL,
+        file_kept BOOLEAN NOT NULL
+      )`,
+      `CREATE TABLE IF NOT EXISTS booking_lines (
+        batch_id TEXT NOT NULL,
+        line_no BIGINT NOT NULL,
+        source_id TEXT NOT NULL UNIQUE,
+        account_id TEXT NOT NULL,
+        security_id TEXT NOT NULL,
+        side TEXT NOT NULL,
+        movement_kind TEXT NOT NULL,
+        transaction_type TEXT NOT NULL,
+        quantity BIGINT NOT NULL,
+        price BIGINT NOT NULL,
+        cash_delta_minor BIGINT NOT NULL,
+        transaction_date TEXT NOT NULL,
+        block_order_id TEXT NOT NULL,
+        fill_seq BIGINT NOT NULL,
+        entry_seq BIGINT NOT NULL,
+        fill_id TEXT NOT NULL,
+        execution_id TEXT NOT NULL,
+        persistence_key TEXT NOT NULL,
+        sequence_nr BIGINT NOT NULL,
+        PRIMARY KEY (batch_id, line_no)
+      )`,
+      `CREATE INDEX IF NOT EXISTS booking_lines_fill ON booking_lines (fill_id)`,
+      `CREATE INDEX IF NOT EXISTS booking_lines_execution ON booking_lines (execution_id)`,
+      `CREATE INDEX IF NOT EXISTS booking_lines_order_seq ON booking_lines (block_order_id, fill_seq)`,
+    ],
+  },
 ];
 
 /**

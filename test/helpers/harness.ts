@@ -2,6 +2,9 @@
  * Test isolation against the real PostgreSQL and NATS: every test gets its
  * own database and its own stream namespace, and removes both afterwards.
  */
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { AllocationObserver, Clock, ReferencePort } from '../../actors/protocol.ts';
 import type { AccountView, BlockOrderView } from '../../actors/views.ts';
@@ -34,6 +37,8 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
     SUPERVISOR_BACKOFF_MIN_MS: '1',
     SUPERVISOR_BACKOFF_MAX_MS: '20',
     REDELIVERY_BACKOFF_MS: '5',
+    // Booking files of test runs stay out of the work tree (a folder per namespace, removed at teardown).
+    BOOKING_DIR: join(tmpdir(), 'blockfill-test-bookings'),
     ...overrides,
   });
 }
@@ -112,6 +117,7 @@ export async function startTestService(
   };
   cleanups.push(async () => {
     await handle.service.stop().catch(() => undefined);
+    await rm(join(config.bookingDir, config.namespace), { recursive: true, force: true });
     const nats = await openJetStream(config, 'blockfill-test-cleanup');
     try {
       await deleteStreams(nats.jsm, config.namespace);

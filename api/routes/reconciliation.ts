@@ -1,0 +1,16 @@
+/** Reconciliation: per security, the books against the street (the fills), with every break. */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { ReconciliationPort } from '../ports.ts';
+import { ReconciliationQuerySchema, ReconciliationSchema } from '../schemas-operations.ts';
+
+const reconciliationRoutes: FastifyPluginAsyncTypebox<{
+  reconciliation: ReconciliationPort;
+}> = async (fastify, { reconciliation }) => {
+  fastify.get(
+    '/reconciliation',
+    { schema: { querystring: ReconciliationQuerySchema, response: { 200: ReconciliationSchema } } },
+    async (request) => reconciliation.reconcile(request.query.tradeDate),
+  );
+};
+
+export default reconciliationRoutes;
