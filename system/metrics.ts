@@ -17,8 +17,17 @@ import type { ConsumerStatsView } from '../api/ports.ts';
 export interface MetricsSources {
   consumer: () => ConsumerStatsView;
   journal: () => { events: number; batches: number; conflicts: number; fallbacks: number };
-  /** Per actor kind: live now, stopped by their supervisor, crashes so far. */
-  actors: () => Array<{ kind: string; live: number; stopped: number; crashes: number }>;
+  /** Per actor kind: live now, passivated, stopped by their supervisor, crashes so far, queued commands. */
+  actors: () => Array<{
+    kind: string;
+    live: number;
+    passivated: number;
+    stopped: number;
+    crashes: number;
+    mailboxDepth: number;
+  }>;
+  /** Allocation lines durable on their accounts (applied, or refused into suspense). */
+  linesApplied: () => number;
   /** Per partition: messages not yet delivered plus delivered and not acked. */
   consumerLag: () => Promise<Array<{ partition: number; pending: number; unacked: number }>>;
 }
@@ -123,6 +132,11 @@ function registerScraped(registers: Registry[], sources: MetricsSources): void {
     () => sources.consumer().nakked,
   );
   counter(
+    'blockfill_lines_applied_total',
+    'Allocation lines durable on their accounts (applied, or refused into suspense)',
+    sources.linesApplied,
+  );
+  counter(
     'blockfill_events_persisted_total',
     'Journal events durably written',
     () => sources.journal().events,
@@ -171,6 +185,16 @@ function registerScrapedGauges(registers: Registry[], sources: MetricsSources): 
     (a) => a.live,
   );
   perKind('blockfill_actors_stopped', 'Actors their supervisor stopped', (a) => a.stopped);
+  perKind(
+    'blockfill_actors_passivated',
+    'Actors woken since start and passivated since (their state is in the journal)',
+    (a) => a.passivated,
+  );
+  perKind(
+    'blockfill_mailbox_depth',
+    'Commands queued over all live actors of the kind',
+    (a) => a.mailboxDepth,
+  );
   new client.Counter({
     name: 'blockfill_actor_restarts_total',
     help: 'Actor crashes answered by a restart, since start',

@@ -148,13 +148,16 @@ function metricsSources(wired: Wired): MetricsSources {
       return c ? { ...c.stats, heldFills: c.heldFills } : { ...zeroConsumer, heldFills: 0 };
     },
     journal: () => wired.core?.journal.stats ?? zeroJournal,
+    linesApplied: () => wired.linesApplied,
     actors: () => {
       const a = wired.core?.actors;
       return (a ? [a.accounts, a.blockOrders] : []).map((host) => ({
         kind: host.kind,
         live: host.liveActors(),
+        passivated: host.passivatedActors(),
         stopped: host.stoppedActors().length,
         crashes: host.crashCount,
+        mailboxDepth: host.mailboxDepths().total,
       }));
     },
     consumerLag: async () => {
@@ -177,6 +180,8 @@ function metricsSources(wired: Wired): MetricsSources {
 
 /** The parts metrics read, set as start-up brings each one up. */
 interface Wired {
+  /** Counted by the observer the actors report durable lines to. */
+  linesApplied: number;
   core?: Core;
   opened?: OpenedNats;
   consumer?: FillConsumer;
@@ -365,7 +370,7 @@ const closeWhenOpen = (opening: Promise<OpenedNats>): Promise<void> =>
 export async function startService(config: Config, options: ServiceOptions = {}): Promise<Service> {
   const log = options.log ?? createLogger(config.logLevel, { service: 'blockfill' });
   const stops = new Stops(log);
-  const wired: Wired = {};
+  const wired: Wired = { linesApplied: 0 };
   const metrics = new Metrics(metricsSources(wired));
   // NATS connects while the database opens: both are on the restart path.
   const natsOpening = openNats(config);
@@ -374,7 +379,16 @@ export async function startService(config: Config, options: ServiceOptions = {})
   stops.add('nats close', () => closeWhenOpen(natsOpening));
   try {
     const feed = new EventFeed(() => Date.now());
-    const core = await openCore(config, options, log, stops, metrics, feed);
+    // Lines durable on accounts, for /metrics: counted on their way to the caller's observer.
+    const observer = options.observer ?? noopObserver;
+    const counted = {
+      fillSettled: observer.fillSettled.bind(observer),
+      accountLineDurable: () => {
+        wired.linesApplied++;
+        observer.accountLineDurable();
+      },
+    };
+    const core = await openCore(config, { ...options, observer: counted }, log, stops, metrics, feed);
     wired.core = core;
     const opened = await natsOpening;
     wired.opened = opened;

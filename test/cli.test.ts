@@ -21,6 +21,7 @@ import {
 } from '../system/cli/publish.ts';
 import {
   blockOrderView,
+  confirmedThrough,
   eventually,
   smallSeed,
   startTestService,
@@ -744,4 +745,46 @@ t.test('transport failures: unreachable, timeout, a non-JSON error body', async 
   t.equal(broken.code, 1);
   t.match(broken.stderr, 'HTTP 500 HTTP_500: upstream exploded');
   t.match(JSON.parse(broken.stdout), { status: 500, error: { code: 'HTTP_500' } });
+});
+
+t.test('the API commands against the real service', async (t) => {
+  const { service } = await startTestService(t, { seed: smallSeed() });
+  await service.app.listen({ port: 0, host: '127.0.0.1' });
+  const address = service.app.server.address() as { port: number };
+  const env = { BLOCKFILL_API: `http://127.0.0.1:${address.port}` };
+  const json = async (args: string[], code = 0) => {
+    const run = await inProcess([...args, '--json'], env);
+    t.equal(run.code, code, `${args.join(' ')}: exit ${code} ${run.stderr}`);
+    return JSON.parse(run.stdout) as Record<string, unknown>;
+  };
+  t.match(await json(['booking', 'close'], 1), {
+    status: 409,
+    error: { code: 'BOOKING_CONFLICT' },
+  });
+  await service.app.inject({
+    method: 'POST',
+    url: '/api/v1/executions',
+    payload: [JSON.parse(fill(1)) as Record<string, unknown>],
+  });
+  await confirmedThrough(service, 'BUY1', 1);
+  t.match(await json(['actor', 'show', 'block-order', 'BUY1']), {
+    kind: 'block-order',
+    id: 'BUY1',
+    state: 'LIVE',
+    view: { blockOrderId: 'BUY1', filledQuantity: '500' },
+  });
+  t.match(await json(['actor', 'list']), { kinds: [{ kind: 'account' }, { kind: 'block-order' }] });
+  t.match(await json(['reconcile']), { clean: true, breaks: [] });
+  const batch = await json(['booking', 'close']);
+  t.match(batch, { id: 'BKG-0000000001', lineCount: 3 });
+  const csv = await inProcess(['booking', 'show', 'BKG-0000000001', '--csv'], env);
+  t.match(
+    csv.stdout,
+    /^portfolio_id,security_id,source_id,transaction_type,quantity,price,transaction_date\n/,
+  );
+  t.match(await json(['dlq', 'list']), { items: [], nextCursor: null });
+  t.match(await json(['actor', 'restart', 'account', 'A1'], 1), {
+    status: 409,
+    error: { code: 'NOT_STOPPED' },
+  });
 });

@@ -92,6 +92,9 @@ t.test(
       return line === undefined ? undefined : Number(line.slice(series.length + 1));
     };
     t.equal(value('blockfill_fills_consumed_total'), 2, 'both fills consumed');
+    t.equal(value('blockfill_lines_applied_total'), 6, 'two fills, three accounts each');
+    t.equal(value('blockfill_actors_live{kind="account"}'), 3);
+    t.equal(value('blockfill_actors_passivated{kind="account"}'), 0);
     t.ok(
       Number(value('blockfill_events_persisted_total')) >= 2 + 3 * 2,
       'order and account events',

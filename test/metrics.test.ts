@@ -13,7 +13,10 @@ function sources(over: Partial<MetricsSources> = {}): MetricsSources {
       heldFills: 4,
     }),
     journal: () => ({ events: 40, batches: 5, conflicts: 0, fallbacks: 0 }),
-    actors: () => [{ kind: 'account', live: 9, stopped: 1, crashes: 2 }],
+    actors: () => [
+      { kind: 'account', live: 9, passivated: 30, stopped: 1, crashes: 2, mailboxDepth: 6 },
+    ],
+    linesApplied: () => 123,
     consumerLag: async () => [
       { partition: 0, pending: 5, unacked: 2 },
       { partition: 1, pending: 0, unacked: 0 },
@@ -50,6 +53,9 @@ t.test('a scrape reads the service’s own counters as they are now', async (t) 
   t.equal(line(first, 'blockfill_actors_live{kind="account"}'), '9');
   t.equal(line(first, 'blockfill_actors_stopped{kind="account"}'), '1');
   t.equal(line(first, 'blockfill_actor_restarts_total{kind="account"}'), '2');
+  t.equal(line(first, 'blockfill_actors_passivated{kind="account"}'), '30');
+  t.equal(line(first, 'blockfill_mailbox_depth{kind="account"}'), '6');
+  t.equal(line(first, 'blockfill_lines_applied_total'), '123');
   t.equal(line(first, 'blockfill_consumer_lag_messages{partition="0"}'), '7', 'pending + unacked');
   t.equal(line(first, 'blockfill_consumer_lag_messages{partition="1"}'), '0');
   acked = 12;
