@@ -88,6 +88,20 @@ export interface ApiOptions {
   loggerInstance?: FastifyServerOptions['loggerInstance'];
 }
 
+/** The resource routes, under API_PREFIX; a route whose port is absent is left out. */
+async function registerV1(v1: FastifyInstance, deps: ApiDeps): Promise<void> {
+  const { executions, deadLetters, actors, stream, bookings, reconciliation } = deps;
+  await v1.register(accountRoutes);
+  await v1.register(blockOrderRoutes, executions ? { executions } : {});
+  await v1.register(consumerRoutes);
+  if (executions) await v1.register(executionRoutes, { executions });
+  if (deadLetters) await v1.register(deadLetterRoutes, { deadLetters });
+  if (actors) await v1.register(actorRoutes, { actors });
+  if (stream) await v1.register(streamRoutes, stream);
+  if (bookings) await v1.register(bookingRoutes, { bookings });
+  if (reconciliation) await v1.register(reconciliationRoutes, { reconciliation });
+}
+
 /** Builds the app, not yet listening: call `listen()`, or `inject()` in tests. */
 export async function buildApp(deps: ApiDeps, options: ApiOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
@@ -153,22 +167,7 @@ export async function buildApp(deps: ApiDeps, options: ApiOptions = {}): Promise
   await app.register(inspectionPlugin, { port: deps.inspection });
   // Incoming frames are refused by the stream route; 4 KiB bounds what a client can make us parse.
   if (deps.stream) await app.register(websocket, { options: { maxPayload: 4 * 1024 } });
-  await app.register(
-    async (v1) => {
-      await v1.register(accountRoutes);
-      await v1.register(blockOrderRoutes, deps.executions ? { executions: deps.executions } : {});
-      await v1.register(consumerRoutes);
-      const { executions, deadLetters, actors } = deps;
-      if (executions) await v1.register(executionRoutes, { executions });
-      if (deadLetters) await v1.register(deadLetterRoutes, { deadLetters });
-      if (actors) await v1.register(actorRoutes, { actors });
-      if (deps.stream) await v1.register(streamRoutes, deps.stream);
-      if (deps.bookings) await v1.register(bookingRoutes, { bookings: deps.bookings });
-      if (deps.reconciliation)
-        await v1.register(reconciliationRoutes, { reconciliation: deps.reconciliation });
-    },
-    { prefix: API_PREFIX },
-  );
+  await app.register((v1) => registerV1(v1, deps), { prefix: API_PREFIX });
   await app.register(healthRoutes);
   await app.register(faultRoutes, { faults: deps.faults });
   return app;

@@ -162,16 +162,8 @@ export interface BlockOrderListPage {
 }
 
 /** GET /execution/:orderId/status: filled, remaining, VWAP, status, last update. */
-export interface OrderExecutionStatus {
+export interface OrderExecutionStatus extends Omit<BlockOrderSummary, 'blockOrderId'> {
   orderId: string;
-  securityId: string;
-  side: 'BUY' | 'SELL';
-  tradeDate: string;
-  status: string;
-  targetQuantity: string;
-  filledQuantity: string;
-  remainingQuantity: string;
-  vwapPrice: string | null;
   fills: number;
   busts: number;
   corrections: number;

@@ -25,7 +25,15 @@ import {
   type OrderExecutionStatus,
   type ReplayResult,
 } from './ports.ts';
-import { Count, DecimalInteger, ID_PATTERN, Price, Seq } from './schemas.ts';
+import {
+  Count,
+  DecimalInteger,
+  ID_PATTERN,
+  Price,
+  Seq,
+  type Assert,
+  type Equal,
+} from './schemas.ts';
 
 const Id = Type.String({ pattern: ID_PATTERN });
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) =>
@@ -317,9 +325,6 @@ export const ActorRestartSchema = Type.Object(
 );
 
 // Compile-time proof that each schema describes exactly its view type.
-type Equal<A, B> =
-  (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
-type Assert<T extends true> = T;
 type _SchemasMatchViews = [
   Assert<Equal<Static<typeof BlockOrderSummarySchema>, BlockOrderSummary>>,
   Assert<Equal<Static<typeof OrderExecutionStatusSchema>, OrderExecutionStatus>>,

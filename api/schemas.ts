@@ -277,9 +277,9 @@ export const ErrorBodySchema = Type.Object(
 export type ErrorBody = Static<typeof ErrorBodySchema>;
 
 // Compile-time proof that each schema describes exactly its view type.
-type Equal<A, B> =
+export type Equal<A, B> =
   (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
-type Assert<T extends true> = T;
+export type Assert<T extends true> = T;
 type _SchemasMatchViews = [
   Assert<Equal<Static<typeof AccountViewSchema>, AccountView>>,
   Assert<Equal<Static<typeof BlockOrderAccountViewSchema>, BlockOrderAccountView>>,

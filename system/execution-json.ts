@@ -29,19 +29,19 @@ export type ExecutionJson = Record<string, string | number>;
 export type ExecutionJsonResult =
   { ok: true; entry: Entry } | { ok: false; field: string; rule: string };
 
-/** Fields a JSON execution may carry; any other is refused (a typo must not pass silently). */
-const KNOWN_FIELDS: ReadonlySet<string> = new Set([
-  'v',
+/** Fields a JSON execution may carry besides `v`; any other is refused (a typo must not pass silently). */
+export const EXECUTION_JSON_FIELDS = [
   'kind',
-  'fillId',
   'amendmentId',
+  'fillId',
   'blockOrderId',
   'seq',
   'quantity',
   'price',
   'venue',
   'executedAtMs',
-]);
+] as const;
+const KNOWN_FIELDS: ReadonlySet<string> = new Set(['v', ...EXECUTION_JSON_FIELDS]);
 
 const INTEGER_TEXT = /^(0|[1-9][0-9]{0,19})$/;
 const PRICE_TEXT = new RegExp(`^(0|[1-9][0-9]{0,18})(\\.[0-9]{1,${PRICE_DECIMALS}})?$`);

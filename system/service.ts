@@ -367,6 +367,49 @@ const closeWhenOpen = (opening: Promise<OpenedNats>): Promise<void> =>
     () => undefined,
   );
 
+/** Lines durable on accounts, for /metrics: counted on their way to the caller's observer. */
+function countingLines(observer: AllocationObserver, wired: Wired): AllocationObserver {
+  return {
+    fillSettled: observer.fillSettled.bind(observer),
+    accountLineDurable: () => {
+      wired.linesApplied++;
+      observer.accountLineDurable();
+    },
+  };
+}
+
+/** The API on the running parts: inspection, metrics, the operations ports and the live feed. */
+async function serviceApp(
+  config: Config,
+  log: Logger,
+  parts: {
+    core: Core;
+    opened: OpenedNats;
+    consumer: FillConsumer;
+    metrics: Metrics;
+    feed: EventFeed;
+  },
+) {
+  const { core, opened, consumer, metrics, feed } = parts;
+  const inspection = inspectionAdapter({
+    db: core.db,
+    journal: core.journal,
+    nats: opened.nats,
+    consumer,
+    ...core.actors,
+    askTimeoutMs: config.actorAskTimeoutMs,
+  });
+  const app = await buildApp(
+    {
+      ...{ inspection, faults: core.faults, metrics },
+      ...operationPorts(config, log, core, opened, inspection),
+      stream: { feed, bufferedBytesMax: config.streamBufferedBytesMax },
+    },
+    appOptions(config, log),
+  );
+  return { inspection, app };
+}
+
 export async function startService(config: Config, options: ServiceOptions = {}): Promise<Service> {
   const log = options.log ?? createLogger(config.logLevel, { service: 'blockfill' });
   const stops = new Stops(log);
@@ -379,16 +422,8 @@ export async function startService(config: Config, options: ServiceOptions = {})
   stops.add('nats close', () => closeWhenOpen(natsOpening));
   try {
     const feed = new EventFeed(() => Date.now());
-    // Lines durable on accounts, for /metrics: counted on their way to the caller's observer.
-    const observer = options.observer ?? noopObserver;
-    const counted = {
-      fillSettled: observer.fillSettled.bind(observer),
-      accountLineDurable: () => {
-        wired.linesApplied++;
-        observer.accountLineDurable();
-      },
-    };
-    const core = await openCore(config, { ...options, observer: counted }, log, stops, metrics, feed);
+    const observer = countingLines(options.observer ?? noopObserver, wired);
+    const core = await openCore(config, { ...options, observer }, log, stops, metrics, feed);
     wired.core = core;
     const opened = await natsOpening;
     wired.opened = opened;
@@ -396,24 +431,13 @@ export async function startService(config: Config, options: ServiceOptions = {})
     const { consumer, allocate } = fillConsumer(config, log, core, opened, metrics);
     wired.consumer = consumer;
     const askTimeoutMs = config.actorAskTimeoutMs;
-    const inspection = inspectionAdapter({
-      db: core.db,
-      journal: core.journal,
-      nats,
+    const { inspection, app } = await serviceApp(config, log, {
+      core,
+      opened,
       consumer,
-      ...core.actors,
-      askTimeoutMs,
+      metrics,
+      feed,
     });
-    const app = await buildApp(
-      {
-        inspection,
-        faults: core.faults,
-        metrics,
-        ...operationPorts(config, log, core, opened, inspection),
-        stream: { feed, bufferedBytesMax: config.streamBufferedBytesMax },
-      },
-      appOptions(config, log),
-    );
     stops.add('http', () => app.close());
     const port = await listen(config, options, app);
     // Stopping consumption first: every fill in flight is answered and acked,

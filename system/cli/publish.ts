@@ -14,7 +14,7 @@ import cliProgress from 'cli-progress';
 import { entryIdOf, type Entry } from '../../actors/block-order/decider.ts';
 import { loadConfig, streamNames, type Config } from '../config.ts';
 import type { NatsHandles, StreamNames } from '../jetstream.ts';
-import { entryFromJson } from '../execution-json.ts';
+import { entryFromJson, EXECUTION_JSON_FIELDS } from '../execution-json.ts';
 import { encodeEntry, fillSubject } from '../fill-wire.ts';
 import { Permits } from '../permits.ts';
 import {
@@ -34,17 +34,7 @@ export const FORMATS = ['jsonl', 'csv'] as const;
 export type Format = (typeof FORMATS)[number];
 
 /** The columns a CSV file may have (any subset, any order). */
-export const CSV_FIELDS = [
-  'kind',
-  'amendmentId',
-  'fillId',
-  'blockOrderId',
-  'seq',
-  'quantity',
-  'price',
-  'venue',
-  'executedAtMs',
-] as const;
+export const CSV_FIELDS = EXECUTION_JSON_FIELDS;
 export type CsvField = (typeof CSV_FIELDS)[number];
 /** CSV columns carried as JSON numbers; the rest stay strings (exact decimals). */
 const NUMBER_FIELDS: ReadonlySet<string> = new Set(['seq', 'executedAtMs']);
