@@ -166,7 +166,16 @@ export async function buildApp(deps: ApiDeps, options: ApiOptions = {}): Promise
   }
   await app.register(inspectionPlugin, { port: deps.inspection });
   // Incoming frames are refused by the stream route; 4 KiB bounds what a client can make us parse.
-  if (deps.stream) await app.register(websocket, { options: { maxPayload: 4 * 1024 } });
+  if (deps.stream)
+    await app.register(websocket, {
+      options: { maxPayload: 4 * 1024 },
+      // Shutting down: 1001 Going Away, so a client knows to reconnect elsewhere or later.
+      preClose: async () => {
+        for (const socket of app.websocketServer.clients)
+          socket.close(1001, 'the service is stopping');
+        await new Promise((resolve) => app.websocketServer.close(resolve));
+      },
+    });
   await app.register((v1) => registerV1(v1, deps), { prefix: API_PREFIX });
   await app.register(healthRoutes);
   await app.register(faultRoutes, { faults: deps.faults });

@@ -4,12 +4,14 @@
  * another list, or a tampered one, is a 400 naming `cursor`, never a 500.
  */
 import { ValidationError } from '../actors/errors.ts';
+import { ID_PATTERN } from './schemas.ts';
 
 /** Longer than any cursor we make (an id is at most 64 characters). */
 export const CURSOR_CHARS_MAX = 200;
 export const CURSOR_PATTERN = `^[A-Za-z0-9_-]{1,${CURSOR_CHARS_MAX}}$`;
 
 const RULE = 'must be a cursor this list returned (opaque, unaltered)';
+const KEY_PATTERN = new RegExp(ID_PATTERN);
 
 export function encodeCursor(list: string, after: string | number): string {
   return Buffer.from(JSON.stringify([list, after]), 'utf8').toString('base64url');
@@ -32,7 +34,8 @@ export function decodeCursor(list: string, text: string, kind: 'string' | 'seq')
   if (!Array.isArray(value) || value.length !== 2 || value[0] !== list)
     throw new ValidationError('cursor', RULE);
   const after: unknown = value[1];
-  if (kind === 'string' && typeof after === 'string' && after.length <= 64) return after;
+  // An id as the API makes them: no NUL or other byte the database refuses in a comparison.
+  if (kind === 'string' && typeof after === 'string' && KEY_PATTERN.test(after)) return after;
   if (kind === 'seq' && typeof after === 'number' && Number.isSafeInteger(after) && after >= 0)
     return after;
   throw new ValidationError('cursor', RULE);

@@ -52,10 +52,14 @@ export class ResourceNotFoundError extends Error {
   }
 }
 
+/** The infrastructure is having a moment: 503 with Retry-After, never the client's fault. */
 const UNAVAILABLE: ReadonlySet<string> = new Set([
   ErrorCode.ActorTimeout,
   ErrorCode.ActorStopped,
   ErrorCode.MailboxFull,
+  ErrorCode.DbRetriesExhausted,
+  ErrorCode.DbUnavailable,
+  ErrorCode.NatsUnreachable,
 ]);
 
 /** Router errors whose message repeats the (possibly huge) URL. */
@@ -127,7 +131,7 @@ function toReply(error: unknown, request: FastifyRequest): ErrorBody {
     return body(400, error.message, { field: error.field, rule: error.rule });
   }
   if (error instanceof BlockfillError && UNAVAILABLE.has(error.code)) {
-    request.log.warn({ err: error }, 'actor unavailable');
+    request.log.warn({ err: error }, 'unavailable: asked to retry');
     return { error: error.code, message: error.message, statusCode: 503 };
   }
   if (error instanceof Error) {

@@ -114,6 +114,7 @@ export function clientErrorHandler(error: Error & { code?: string }, socket: Soc
 /** Paths served before versioning, unprefixed: still answered, marked deprecated. */
 const LEGACY_PREFIXES = ['/accounts/', '/block-orders/', '/consumer/stats'] as const;
 const LEGACY = Symbol('blockfill.legacyPath');
+const LINK_URL_CHARS_MAX = 200;
 
 /**
  * fastify's `rewriteUrl`: an unversioned resource path (before `/api/v1`)
@@ -134,6 +135,8 @@ export function legacyHeaders(app: FastifyInstance, prefix: string): void {
   app.addHook('onRequest', async (request, reply) => {
     if (!(request.raw as IncomingMessage & { [LEGACY]?: true })[LEGACY]) return;
     reply.header('deprecation', 'true');
-    reply.header('link', `<${prefix}>; rel="successor-version"`);
+    // request.url is the rewritten (versioned) one already; a long one points at the prefix.
+    const successor = request.url.length <= LINK_URL_CHARS_MAX ? request.url : prefix;
+    reply.header('link', `<${successor}>; rel="successor-version"`);
   });
 }

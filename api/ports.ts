@@ -432,7 +432,11 @@ export class TooManySubscribersError extends Error {
 /** The live feed the stream route subscribes to. */
 export interface StreamPort {
   /** Returns the unsubscribe; throws TooManySubscribersError at the bound. */
-  subscribe(filter: FeedFilter, deliver: (update: ExecutionUpdate) => void): () => void;
+  /** `deliver` gets the update and its JSON (serialized once for every subscriber). */
+  subscribe(
+    filter: FeedFilter,
+    deliver: (update: ExecutionUpdate, json: string) => void,
+  ): () => void;
 }
 
 /** Booking batches (system/booking.ts): a close, a record, the file, and membership. */

@@ -8,6 +8,7 @@ import { Type } from 'typebox';
 import type { Static } from 'typebox';
 import { BlockOrderStatus } from '../actors/views.ts';
 import { CURSOR_PATTERN } from './cursor.ts';
+import { DATE_PATTERN } from './dates.ts';
 import {
   ACTOR_KINDS,
   INTAKE_ITEMS_MAX,
@@ -38,10 +39,9 @@ import {
 const Id = Type.String({ pattern: ID_PATTERN });
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) =>
   Type.Union([t, Type.Null()]);
-const DATE_PATTERN = '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$';
 const Side = Type.Union([Type.Literal('BUY'), Type.Literal('SELL')]);
 const Cursor = Type.String({ pattern: CURSOR_PATTERN });
-/** "1".."100" */
+/** "1".."100" (LIST_PAGE_MAX) */
 const LIMIT_PATTERN = '^([1-9][0-9]?|100)$';
 const Closed = { additionalProperties: false } as const;
 

@@ -169,17 +169,3 @@ export async function lastActivity(
     executedAtMs: exec ? Number(exec.executed_at_ms) : null,
   };
 }
-
-/** Trade dates of `ids` (reference data); ids not found are absent. */
-export async function tradeDatesOf(
-  db: Database,
-  ids: readonly string[],
-): Promise<Map<string, string>> {
-  if (ids.length === 0) return new Map();
-  invariant(ids.length <= 10_000, `trade dates of ${ids.length} orders in one query`);
-  const rows = await db.query<{ id: string; trade_date: string }>(
-    `SELECT id, trade_date FROM block_orders WHERE id = ANY($1)`,
-    [ids],
-  );
-  return new Map(rows.map((r) => [r.id, r.trade_date]));
-}

@@ -94,7 +94,12 @@ const ACCOUNT_PREFIX = `${ACCOUNT_KIND}-`;
 /** A close that cannot be: nothing new to book, or another close got there first (HTTP 409). */
 export class BookingConflictError extends Error {
   override name = 'BookingConflictError';
-  readonly code = 'BOOKING_CONFLICT';
+  /** BOOKING_CONFLICT: another close got there first; BOOKING_EMPTY: nothing new to book. */
+  readonly code: 'BOOKING_CONFLICT' | 'BOOKING_EMPTY';
+  constructor(message: string, options?: { cause?: unknown; code?: 'BOOKING_EMPTY' }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = options?.code ?? 'BOOKING_CONFLICT';
+  }
 }
 
 export interface BookingDeps {
@@ -269,25 +274,34 @@ function executionPairs(lines: readonly UnbookedLine[]) {
   return [...pairs.values()];
 }
 
-type Recorded =
-  | { kind: 'closed'; batch: BatchRecord; csv: string }
-  | { kind: 'nothing'; last: BatchRecord | undefined };
-
 interface RecordArgs {
   closedAtMs: number;
   linesMax: number;
   cleanup: boolean;
 }
 
-/** The transaction: read above the marks, record batch and lines, advance the marks. Re-runnable. */
-async function recordBatch(q: Query, args: RecordArgs): Promise<Recorded> {
+type Prepared =
+  | {
+      kind: 'closed';
+      last: BatchRecord | undefined;
+      batch: BatchRecord;
+      lines: BookedLine[];
+      csv: string;
+      marks: Map<string, number>;
+    }
+  | { kind: 'nothing'; last: BatchRecord | undefined; marks: Map<string, number> };
+
+/**
+ * Outside any transaction: read above the marks and build the batch. A long
+ * read inside a write transaction would be re-validated at commit (and on
+ * CockroachDB retried while accounts keep trading); the commit step instead
+ * checks that no batch was recorded meanwhile, the only way marks move.
+ */
+async function prepareBatch(db: Database, args: RecordArgs): Promise<Prepared> {
+  const q: Query = (sql, params) => db.query(sql, params);
   const last = await lastBatch(q);
   const unbooked = await readUnbooked(q, args.linesMax);
-  if (unbooked.lines.length === 0) {
-    // Rows that moved nothing (an opening, a refusal) are booked as nothing: later closes skip them.
-    await advanceMarks(q, unbooked.marks, null);
-    return { kind: 'nothing', last };
-  }
+  if (unbooked.lines.length === 0) return { kind: 'nothing', last, marks: unbooked.marks };
   const refs = await executionsAt(q, executionPairs(unbooked.lines));
   const lines = bookLines(unbooked.lines, refs);
   const csv = bookingCsv(lines);
@@ -309,15 +323,32 @@ async function recordBatch(q: Query, args: RecordArgs): Promise<Recorded> {
     checksumSha256: sha256Of(csv),
     fileKept: !args.cleanup,
   };
-  await insertBatch(q, batch);
-  await insertLines(q, id, lines);
-  await advanceMarks(q, unbooked.marks, id);
-  return { kind: 'closed', batch, csv };
+  return { kind: 'closed', last, batch, lines, csv, marks: unbooked.marks };
 }
 
-const isUniqueViolation = (error: unknown): boolean => {
-  const e = error as { code?: unknown; cause?: { code?: unknown } } | null;
-  return e?.code === UNIQUE_VIOLATION || e?.cause?.code === UNIQUE_VIOLATION;
+/** The short transaction: still after the same batch, then record it and advance the marks. Re-runnable. */
+async function commitBatch(q: Query, prepared: Prepared): Promise<void> {
+  const last = await lastBatch(q);
+  if (last?.id !== prepared.last?.id)
+    throw new BookingConflictError(`another close recorded ${last?.id ?? 'a batch'} meanwhile`);
+  if (prepared.kind === 'nothing') {
+    // Rows that moved nothing (an opening, a refusal) are booked as nothing: later closes skip them.
+    await advanceMarks(q, prepared.marks, null);
+    return;
+  }
+  await insertBatch(q, prepared.batch);
+  await insertLines(q, prepared.batch.id, prepared.lines);
+  await advanceMarks(q, prepared.marks, prepared.batch.id);
+}
+
+/** Only the batch number's uniqueness means "another close got there first"; any other is a fault. */
+const isBatchNoTaken = (error: unknown): boolean => {
+  for (let e = error as { code?: unknown; constraint?: unknown; cause?: unknown } | undefined; e;) {
+    if (e.code === UNIQUE_VIOLATION)
+      return typeof e.constraint !== 'string' || /booking_batches/.test(e.constraint);
+    e = e.cause as typeof e;
+  }
+  return false;
 };
 
 /**
@@ -332,18 +363,18 @@ export async function closeBookingBatch(
   const linesMax = options.linesMax ?? BOOKING_LINES_MAX;
   invariant(Number.isSafeInteger(linesMax) && linesMax > 0, `a bound of ${linesMax} lines`);
   const args = { closedAtMs: deps.nowMs(), linesMax, cleanup: options.cleanup };
-  let recorded: Recorded;
+  const prepared = await prepareBatch(deps.db, args);
   try {
-    recorded = await deps.db.serializable((q) => recordBatch(q, args));
+    await deps.db.serializable((q) => commitBatch(q, prepared));
   } catch (error) {
-    if (!isUniqueViolation(error)) throw error;
+    if (!isBatchNoTaken(error)) throw error;
     throw new BookingConflictError('another close recorded this batch first', { cause: error });
   }
-  if (recorded.kind === 'nothing') {
-    const since = recorded.last ? `batch ${recorded.last.id}` : 'the start (no batch yet)';
-    throw new BookingConflictError(`nothing to book since ${since}`);
+  if (prepared.kind === 'nothing') {
+    const since = prepared.last ? `batch ${prepared.last.id}` : 'the start (no batch yet)';
+    throw new BookingConflictError(`nothing to book since ${since}`, { code: 'BOOKING_EMPTY' });
   }
-  const { batch, csv } = recorded;
+  const { batch, csv } = prepared;
   const fileError = await writeBatchFile(deps, batch, csv, options.cleanup);
   deps.log?.info('booking batch closed', {
     batchId: batch.id,

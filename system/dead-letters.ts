@@ -2,13 +2,14 @@
  * The dead-letter stream, for operators: a page of what was dead-lettered
  * (scanning stream sequences, optionally one reason), one message, and a
  * replay to its order's subject, as it was or with a corrected body. A replay
- * is published with its own message id (`<id>:replay:<dlq seq>`), so a client
- * retrying it is deduplicated by JetStream, and a later copy by the
- * consumer's execution index.
+ * is published with its own message id (`<id>:replay:<dlq seq>:<body digest>`),
+ * so a client retrying it is deduplicated by JetStream (a different
+ * correction is not), and a later copy by the consumer's execution index.
  */
+import { createHash } from 'node:crypto';
 import type { JetStreamClient, JetStreamManager, StoredMsg } from '@nats-io/jetstream';
 import { entryIdOf, type Entry } from '../actors/block-order/decider.ts';
-import { invariant } from '../actors/errors.ts';
+import { BlockfillError, ErrorCode, invariant } from '../actors/errors.ts';
 import {
   ReplayRefusedError,
   type DeadLetterPage,
@@ -110,8 +111,11 @@ async function replay(
   if (m === undefined) return undefined;
   const entry = entryToReplay(deps, m, corrected);
   const subject = fillSubject(deps.names.subjectRoot, entry.blockOrderId, deps.partitions);
-  const ack = await deps.js.publish(subject, encodeEntry(entry), {
-    msgID: `${entryIdOf(entry)}:replay:${seq}`,
+  const bytes = encodeEntry(entry);
+  // One message id per dead letter and body: a retried replay is deduplicated, a new correction is not.
+  const digest = createHash('sha256').update(bytes).digest('hex').slice(0, 16);
+  const ack = await deps.js.publish(subject, bytes, {
+    msgID: `${entryIdOf(entry)}:replay:${seq}:${digest}`,
     expect: { streamName: deps.names.executions },
   });
   return {
@@ -122,13 +126,25 @@ async function replay(
   };
 }
 
+/** A NATS failure (timeout, no responders, a closed connection) is the service's moment: 503. */
+async function nats<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (error) {
+    if (error instanceof ReplayRefusedError || error instanceof BlockfillError) throw error;
+    throw new BlockfillError(ErrorCode.NatsUnreachable, `JetStream: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+}
+
 export function deadLetters(deps: DeadLettersDeps): DeadLettersPort {
   return {
-    list: (query) => list(deps, query),
+    list: (query) => nats(list(deps, query)),
     get: async (seq) => {
-      const m = await message(deps, seq);
+      const m = await nats(message(deps, seq));
       return m && viewOf(deps, m);
     },
-    replay: (seq, corrected) => replay(deps, seq, corrected),
+    replay: (seq, corrected) => nats(replay(deps, seq, corrected)),
   };
 }

@@ -159,7 +159,7 @@ export class EntityHost<S, C extends Replyable, E> {
   readonly #crashes = new Map<string, number[]>();
   readonly #transientCrashes = new Map<string, number[]>();
   readonly #stopped = new Map<string, string>();
-  /** Ids woken since start (bounded): the passivated count is those not live now. */
+  /** Ids with a journal woken since start (bounded): the passivated count is those not live now. */
   readonly #woken = new Set<string>();
   readonly #timers = new Set<NodeJS.Timeout>();
   #snapshotsInFlight = 0;
@@ -274,7 +274,6 @@ export class EntityHost<S, C extends Replyable, E> {
   }
 
   #spawn(id: string): Ref<C> {
-    if (this.#woken.size < WOKEN_TRACKED_MAX) this.#woken.add(id);
     return spawnEntity(this.#group, id, this.#kind, this.#options.idleMs) as Ref<C>;
   }
 
@@ -313,6 +312,8 @@ export class EntityHost<S, C extends Replyable, E> {
     };
     // Nothing durable (e.g. a view of an unknown id): stop as soon as it is idle.
     if (next.seq === 0) setImmediate(() => actor.busy || actor.queued > 0 || actor.stop());
+    // Only an actor with a journal can be passivated: a lookup of an unknown id is not one.
+    else if (this.#woken.size < WOKEN_TRACKED_MAX) this.#woken.add(id);
     return this.#maybeSnapshot(key, next);
   }
 

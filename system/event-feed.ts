@@ -21,7 +21,7 @@ import {
 
 interface Subscriber {
   filter: FeedFilter;
-  deliver: (update: ExecutionUpdate) => void;
+  deliver: (update: ExecutionUpdate, json: string) => void;
 }
 
 type Draft = Omit<ExecutionUpdate, 'eventId' | 'timestamp'>;
@@ -125,9 +125,12 @@ function accountUpdates(accountId: string, event: AccountEvent): Draft[] {
 export class EventFeed implements StreamPort {
   readonly #subscribers = new Set<Subscriber>();
   readonly #nowMs: () => number;
+  readonly #onDeliveryFailed: (error: unknown) => void;
 
-  constructor(nowMs: () => number) {
+  /** `onDeliveryFailed`: told when a subscriber threw (it is dropped; the others go on). */
+  constructor(nowMs: () => number, onDeliveryFailed: (error: unknown) => void = () => {}) {
     this.#nowMs = nowMs;
+    this.#onDeliveryFailed = onDeliveryFailed;
   }
 
   get active(): boolean {
@@ -139,7 +142,10 @@ export class EventFeed implements StreamPort {
   }
 
   /** Returns the unsubscribe; throws TooManySubscribersError at the bound. */
-  subscribe(filter: FeedFilter, deliver: (update: ExecutionUpdate) => void): () => void {
+  subscribe(
+    filter: FeedFilter,
+    deliver: (update: ExecutionUpdate, json: string) => void,
+  ): () => void {
     invariant(filter.dataTypes.size > 0, 'a subscription to no data type');
     if (this.#subscribers.size >= FEED_SUBSCRIBERS_MAX) throw new TooManySubscribersError();
     const subscriber = { filter, deliver };
@@ -157,11 +163,19 @@ export class EventFeed implements StreamPort {
     const timestamp = new Date(this.#nowMs()).toISOString();
     drafts.forEach((draft, i) => {
       const update = { eventId: `${kind}-${id}@${firstSeq}.${i}`, timestamp, ...draft };
+      let json: string | undefined;
       for (const s of this.#subscribers) {
         const { orderIds, dataTypes } = s.filter;
         if (!dataTypes.has(update.dataType) || (orderIds && !orderIds.has(update.orderId)))
           continue;
-        s.deliver(update);
+        // Serialized once for all subscribers; one subscriber's failure is its own.
+        json ??= JSON.stringify(update);
+        try {
+          s.deliver(update, json);
+        } catch (error) {
+          this.#subscribers.delete(s);
+          this.#onDeliveryFailed(error);
+        }
       }
     });
   }

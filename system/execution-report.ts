@@ -1,6 +1,6 @@
 /**
  * GET /execution/reports/:portfolioId: every allocation to one account whose
- * block order's trade date is in a window, read from the account's journal
+ * trade date (US Eastern, as booking has it) is in a window, read from the account's journal
  * (the books themselves), with totals and average prices per security. A bust
  * or correction shows as the REVERSAL of the line it replaced (and the new
  * line, if any), so the totals are exactly what the books moved.
@@ -23,7 +23,8 @@ import {
 import { decodeVersioned } from '../persistence/codec.ts';
 import type { Database } from '../persistence/db.ts';
 import type { Journal, StoredRecord } from '../persistence/journal.ts';
-import { tradeDatesOf } from '../persistence/queries.ts';
+import { executionRefKey, executionsAt } from '../persistence/booking-sql.ts';
+import { tradeDateNewYork } from './booking.ts';
 
 export interface ReportDeps {
   db: Database;
@@ -89,6 +90,21 @@ function totalsOf(totals: Map<string, Sums>): ReportTotalView[] {
     }));
 }
 
+/**
+ * The trade date of each line, as the booking file has it: the US Eastern
+ * date of the execution that made the line (a reversal: the line it takes back).
+ */
+async function tradeDatesOfLines(db: Database, moves: readonly Movement[]) {
+  const pairs = new Map<string, { blockOrderId: string; seq: number }>();
+  for (const m of moves)
+    pairs.set(executionRefKey(m.blockOrderId, m.fillSeq), {
+      blockOrderId: m.blockOrderId,
+      seq: m.fillSeq,
+    });
+  const refs = await executionsAt((sql, params) => db.query(sql, params), [...pairs.values()]);
+  return new Map([...refs].map(([key, ref]) => [key, tradeDateNewYork(ref.executedAtMs)]));
+}
+
 export async function executionReport(
   deps: ReportDeps,
   portfolioId: string,
@@ -104,14 +120,16 @@ export async function executionReport(
     record: r,
     moves: movementsOf(decodeVersioned(r.payload, `${key}#${r.seq}`) as AccountEvent),
   }));
-  const orderIds = [...new Set(decoded.flatMap((d) => d.moves.map((m) => m.blockOrderId)))];
-  const tradeDates = await tradeDatesOf(deps.db, orderIds);
+  const tradeDates = await tradeDatesOfLines(
+    deps.db,
+    decoded.flatMap((d) => d.moves),
+  );
   const allocations: ReportAllocationView[] = [];
   const totals = new Map<string, Sums>();
   let count = 0;
   for (const { record, moves } of decoded) {
     for (const m of moves) {
-      const tradeDate = tradeDates.get(m.blockOrderId) ?? '';
+      const tradeDate = tradeDates.get(executionRefKey(m.blockOrderId, m.fillSeq)) ?? '';
       if (tradeDate < startDate || tradeDate > endDate) continue;
       count++;
       addTo(totals, m);

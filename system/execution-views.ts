@@ -89,15 +89,17 @@ export async function listBlockOrders(
       refs.map((r) => r.id),
     );
     for (const [i, ref] of refs.entries()) {
+      if (items.length === query.limit) break;
       afterId = ref.id;
       scanned++;
       const view = views[i];
       if (view === undefined || (query.status !== undefined && view.status !== query.status))
         continue;
       items.push(summaryOf(view));
-      if (items.length === query.limit) break;
     }
-    if (refs.length < want) return { items, lastScannedId: null };
+    // The end only when this read came up short and every row of it was taken.
+    if (refs.length < want && afterId === (refs.at(-1)?.id ?? afterId))
+      return { items, lastScannedId: null };
   }
   return { items, lastScannedId: afterId };
 }

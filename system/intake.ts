@@ -8,7 +8,7 @@
  */
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { entryIdOf } from '../actors/block-order/decider.ts';
-import { invariant } from '../actors/errors.ts';
+import { BlockfillError, ErrorCode, invariant } from '../actors/errors.ts';
 import {
   INTAKE_ITEMS_MAX,
   IntakeStatus,
@@ -26,6 +26,7 @@ export interface IntakeDeps {
 }
 
 /** A publish JetStream did not acknowledge: the item's error, never a 5xx for the batch. */
+const PUBLISH_FIELD = '(publish)';
 const PUBLISH_RULE = 'must be acknowledged by JetStream (not durable: send it again)';
 
 async function intakeOne(
@@ -55,7 +56,7 @@ async function intakeOne(
     return { index, id, status, streamSequence: ack.seq };
   } catch (error) {
     const rule = `${PUBLISH_RULE}: ${(error as Error).message}`.slice(0, 200);
-    return { index, id, status: IntakeStatus.Error, field: '(publish)', rule };
+    return { index, id, status: IntakeStatus.Error, field: PUBLISH_FIELD, rule };
   }
 }
 
@@ -64,6 +65,12 @@ export async function intake(deps: IntakeDeps, items: readonly unknown[]): Promi
   invariant(items.length <= INTAKE_ITEMS_MAX, `${items.length} items in one intake`);
   const results = await Promise.all(items.map((item, index) => intakeOne(deps, item, index)));
   invariant(results.length === items.length, 'an intake item was left unanswered');
+  // JetStream took none of them: the service's moment (503, Retry-After), not the items' fault.
+  if (results.every((r) => r.field === PUBLISH_FIELD))
+    throw new BlockfillError(
+      ErrorCode.NatsUnreachable,
+      `JetStream took none: ${results[0]?.rule ?? ''}`,
+    );
   const count = (status: IntakeStatus) => results.filter((r) => r.status === status).length;
   return {
     created: count(IntakeStatus.Created),

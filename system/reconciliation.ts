@@ -38,6 +38,7 @@
  */
 import {
   BreakKind,
+  ReportTooLargeError,
   type ReconciliationBreak,
   type ReconciliationReport,
   type SecurityReconciliation,
@@ -121,9 +122,8 @@ async function readOrders(q: Query, tradeDate: string | null): Promise<Map<strin
     [tradeDate, ORDERS_MAX + 1],
   );
   if (rows.length > ORDERS_MAX)
-    throw new ValidationError(
-      'tradeDate',
-      `selects more than ${ORDERS_MAX} orders: give a trade date`,
+    throw new ReportTooLargeError(
+      `more than ${ORDERS_MAX} orders to reconcile${tradeDate ? ` on ${tradeDate}` : ''}: give a trade date`,
     );
   const orders = new Map<string, OrderFigures>();
   for (const r of rows)

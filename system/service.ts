@@ -421,7 +421,10 @@ export async function startService(config: Config, options: ServiceOptions = {})
   natsOpening.catch(() => undefined);
   stops.add('nats close', () => closeWhenOpen(natsOpening));
   try {
-    const feed = new EventFeed(() => Date.now());
+    const feed = new EventFeed(
+      () => Date.now(),
+      (error) => log.warn('a stream subscriber failed and was dropped', { error }),
+    );
     const observer = countingLines(options.observer ?? noopObserver, wired);
     const core = await openCore(config, { ...options, observer }, log, stops, metrics, feed);
     wired.core = core;

@@ -241,7 +241,7 @@ async function conflicts({ t, service, deps, publish }: Ctx, first: BookingBatch
   const nothing = await closeBookingBatch(deps, { cleanup: false }).catch((e: unknown) => e);
   t.type(nothing, BookingConflictError);
   t.match(nothing, {
-    code: 'BOOKING_CONFLICT',
+    code: 'BOOKING_EMPTY',
     message: /nothing to book since batch BKG-0000000001/,
   });
   await publish(fill('F3', 'BUY1', 4, 100n, 101_000_000n, '2026-11-20T16:00:00Z'));
@@ -253,7 +253,10 @@ async function conflicts({ t, service, deps, publish }: Ctx, first: BookingBatch
   t.equal(lost.length, 1, 'the other loses');
   t.type(lost[0], BookingConflictError);
   // PostgreSQL says 23505; a 40001 instead is retried and finds nothing left to book.
-  t.match(lost[0], { message: /another close recorded this batch first|nothing to book/ });
+  t.match(lost[0], {
+    code: 'BOOKING_CONFLICT',
+    message: /another close recorded (this batch first|BKG-0000000002 meanwhile)/,
+  });
   t.match(won[0], { id: 'BKG-0000000002', lineCount: 3, windowStart: first.closedAt });
 }
 

@@ -759,7 +759,7 @@ t.test('the API commands against the real service', async (t) => {
   };
   t.match(await json(['booking', 'close'], 1), {
     status: 409,
-    error: { code: 'BOOKING_CONFLICT' },
+    error: { code: 'BOOKING_EMPTY' },
   });
   await service.app.inject({
     method: 'POST',

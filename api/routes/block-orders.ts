@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { decodeCursor, encodeCursor } from '../cursor.ts';
+import { realDateMs } from '../dates.ts';
 import { ResourceNotFoundError } from '../errors.ts';
 import { LIST_PAGE_DEFAULT, type ExecutionsPort } from '../ports.ts';
 import { BlockOrderViewSchema, IdParams } from '../schemas.ts';
@@ -31,6 +32,7 @@ const blockOrderRoutes: FastifyPluginAsyncTypebox<{ executions?: ExecutionsPort 
     { schema: { querystring: BlockOrderListQuerySchema, response: { 200: BlockOrderListSchema } } },
     async (request) => {
       const { status, security, tradeDate, side, cursor, limit } = request.query;
+      if (tradeDate !== undefined) realDateMs('tradeDate', tradeDate);
       const page = await executions.listBlockOrders({
         ...(status === undefined ? {} : { status }),
         ...(security === undefined ? {} : { securityId: security }),

@@ -5,6 +5,7 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ValidationError } from '../../actors/errors.ts';
+import { realDateMs } from '../dates.ts';
 import { ResourceNotFoundError } from '../errors.ts';
 import type { ExecutionsPort } from '../ports.ts';
 import {
@@ -27,12 +28,8 @@ export const INTAKE_BODY_BYTES_MAX = 128 * 1024;
 
 /** start ≤ end, both real dates, at most REPORT_WINDOW_DAYS_MAX apart. */
 function checkWindow(start: string, end: string): void {
-  const startMs = Date.parse(`${start}T00:00:00Z`);
-  const endMs = Date.parse(`${end}T00:00:00Z`);
-  const real = (text: string, ms: number) => new Date(ms).toISOString().slice(0, 10) === text;
-  if (!real(start, startMs))
-    throw new ValidationError('start_date', 'must be a real date (YYYY-MM-DD)');
-  if (!real(end, endMs)) throw new ValidationError('end_date', 'must be a real date (YYYY-MM-DD)');
+  const startMs = realDateMs('start_date', start);
+  const endMs = realDateMs('end_date', end);
   if (endMs < startMs) throw new ValidationError('end_date', 'must not be before start_date');
   if ((endMs - startMs) / DAY_MS >= REPORT_WINDOW_DAYS_MAX)
     throw new ValidationError(

@@ -1,5 +1,6 @@
 /** Reconciliation: per security, the books against the street (the fills), with every break. */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { realDateMs } from '../dates.ts';
 import type { ReconciliationPort } from '../ports.ts';
 import { ReconciliationQuerySchema, ReconciliationSchema } from '../schemas-operations.ts';
 
@@ -9,7 +10,11 @@ const reconciliationRoutes: FastifyPluginAsyncTypebox<{
   fastify.get(
     '/reconciliation',
     { schema: { querystring: ReconciliationQuerySchema, response: { 200: ReconciliationSchema } } },
-    async (request) => reconciliation.reconcile(request.query.tradeDate),
+    async (request) => {
+      const { tradeDate } = request.query;
+      if (tradeDate !== undefined) realDateMs('tradeDate', tradeDate);
+      return reconciliation.reconcile(tradeDate);
+    },
   );
 };
 

@@ -70,14 +70,14 @@ function serve(socket: WebSocket, feed: StreamPort, filter: FeedFilter, buffered
     setTimeout(() => socket.terminate(), CLOSE_GRACE_MS).unref();
   };
   try {
-    unsubscribe = feed.subscribe(filter, (update) => {
+    unsubscribe = feed.subscribe(filter, (_update, json) => {
       if (!open) return;
       if (socket.bufferedAmount > bufferedBytesMax)
         return closeWith(
           StreamClose.TryAgainLater,
           `slow consumer: over ${bufferedBytesMax} bytes behind`,
         );
-      socket.send(JSON.stringify(update));
+      socket.send(json);
     });
   } catch (error) {
     if (!(error instanceof TooManySubscribersError)) throw error;
