@@ -193,6 +193,22 @@ export async function executionsAt(
   return out;
 }
 
+/** Of `sourceIds`, those already in some batch. */
+export async function bookedSourceIds(
+  q: Query,
+  sourceIds: readonly string[],
+): Promise<Set<string>> {
+  const out = new Set<string>();
+  for (let i = 0; i < sourceIds.length; i += INSERT_ROWS_MAX) {
+    const rows = await q<{ source_id: string }>(
+      `SELECT source_id FROM booking_lines WHERE source_id = ANY($1::text[])`,
+      [sourceIds.slice(i, i + INSERT_ROWS_MAX)],
+    );
+    for (const r of rows) out.add(r.source_id);
+  }
+  return out;
+}
+
 export async function insertBatch(q: Query, b: BatchRecord): Promise<void> {
   await q(
     `INSERT INTO booking_batches (${BATCH_COLUMNS})

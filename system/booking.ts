@@ -64,6 +64,7 @@ import {
   batchById,
   batchLinesPage,
   executionRefKey,
+  bookedSourceIds,
   executionsAt,
   insertBatch,
   insertLines,
@@ -301,9 +302,16 @@ async function prepareBatch(db: Database, args: RecordArgs): Promise<Prepared> {
   const q: Query = (sql, params) => db.query(sql, params);
   const last = await lastBatch(q);
   const unbooked = await readUnbooked(q, args.linesMax);
-  if (unbooked.lines.length === 0) return { kind: 'nothing', last, marks: unbooked.marks };
-  const refs = await executionsAt(q, executionPairs(unbooked.lines));
-  const lines = bookLines(unbooked.lines, refs);
+  // A line booked before is never booked again, whatever journal row carries it now (after a
+  // rebuild from JetStream, rows are numbered anew and the marks start over).
+  const booked = await bookedSourceIds(
+    q,
+    unbooked.lines.map((l) => sourceIdOf(l.accountId, l.movement)),
+  );
+  const fresh = unbooked.lines.filter((l) => !booked.has(sourceIdOf(l.accountId, l.movement)));
+  if (fresh.length === 0) return { kind: 'nothing', last, marks: unbooked.marks };
+  const refs = await executionsAt(q, executionPairs(fresh));
+  const lines = bookLines(fresh, refs);
   const csv = bookingCsv(lines);
   const batchNo = (last?.batchNo ?? 0) + 1;
   const id = batchIdOf(batchNo);

@@ -210,9 +210,12 @@ export const migrations: Migration[] = [
 ];
 
 /**
- * Tables that hold reference data (what rebalancing decided) and the
- * migration record: everything else is derived from the EXECUTIONS stream
- * and can be rebuilt by replaying it (the replay drill truncates it).
+ * Tables that hold reference data (what rebalancing decided), what was sent
+ * to booking (a fact outside blockfill: replaying the stream cannot undo it)
+ * and the migration record: everything else is derived from the EXECUTIONS
+ * stream and can be rebuilt by replaying it (the replay drill truncates it).
+ * The booking marks are derived: they number journal rows, which a rebuild
+ * numbers anew; a line already in booking_lines is never booked again.
  */
 export const NOT_DERIVED_TABLES: readonly string[] = [
   'schema_migrations',
@@ -221,4 +224,6 @@ export const NOT_DERIVED_TABLES: readonly string[] = [
   'account_positions',
   'block_orders',
   'block_order_targets',
+  'booking_batches',
+  'booking_lines',
 ];
