@@ -61,6 +61,8 @@ export interface Config {
   httpPort: number;
   /** API_KEY: required (Bearer or X-Api-Key) on every mutating route; absent: they are open. */
   apiKey: string | null;
+  /** API_KEY_READS: the key guards the reads under /api/v1 too (probes, /metrics, /docs stay open). */
+  apiKeyReads: boolean;
   /** CORS_ORIGINS: origins browsers may call the API from (comma-separated); empty: none. */
   corsOrigins: string[];
   /** RATE_LIMIT_PER_MINUTE: requests per client address per minute; 0: no limit. */
@@ -234,6 +236,7 @@ export function loadConfig(env: Env = process.env): Config {
     httpHost: str(env, 'HOST', '127.0.0.1'),
     httpPort: int(env, 'PORT', 3000, 0, 65_535),
     apiKey: apiKeyOf(env),
+    apiKeyReads: onOff(env, 'API_KEY_READS', 'off'),
     corsOrigins: originsOf(env),
     rateLimitPerMinute: int(env, 'RATE_LIMIT_PER_MINUTE', 0, 0, 1_000_000),
     streamBufferedBytesMax: int(
@@ -260,6 +263,8 @@ function onOff(env: Env, name: string, fallback: 'on' | 'off'): boolean {
 
 /** Rules between settings, each named by the setting that breaks it. */
 function checkRelations(config: Config): void {
+  if (config.apiKeyReads && config.apiKey === null)
+    throw new ConfigError('API_KEY_READS', 'needs API_KEY: there is no key to ask for', 'on');
   if (config.supervisorBackoffMinMs > config.supervisorBackoffMaxMs) {
     throw new ConfigError(
       'SUPERVISOR_BACKOFF_MIN_MS',

@@ -215,6 +215,7 @@ async function openNats(config: Config) {
 function appOptions(config: Config, log: Logger) {
   const security = {
     apiKey: config.apiKey,
+    protectReads: config.apiKeyReads,
     corsOrigins: config.corsOrigins,
     rateLimitPerMinute: config.rateLimitPerMinute,
   };

@@ -693,6 +693,17 @@ t.test('an API key guards the mutating routes: 401 without it, in the one shape'
   t.equal(faults.statusCode, 401, 'fault injection is mutating too');
 });
 
+t.test('API_KEY_READS: the key guards the reads of client data too, not the probes', async (t) => {
+  const { app } = await secured(t, { ...OPEN_SECURITY, apiKey: KEY, protectReads: true });
+  const get = (url: string, headers: Record<string, string> = {}) =>
+    app.inject({ method: 'GET', url, headers });
+  t.equal((await get('/api/v1/accounts/ACC-1')).statusCode, 401, 'a read without the key');
+  t.equal((await get('/accounts/ACC-1')).statusCode, 401, 'its unversioned path too');
+  t.equal((await get('/api/v1/accounts/ACC-1', { 'x-api-key': KEY })).statusCode, 200);
+  for (const open of ['/healthz', '/readyz', '/docs/json'])
+    t.equal((await get(open)).statusCode, 200, `${open} stays open`);
+});
+
 t.test('CORS only for the configured origins', async (t) => {
   const { app } = await secured(t, { ...OPEN_SECURITY, corsOrigins: ['https://ops.example.com'] });
   const allowed = await app.inject({

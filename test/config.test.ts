@@ -64,6 +64,7 @@ const DEFAULTS: Config = {
   apiKey: null,
   corsOrigins: [],
   rateLimitPerMinute: 0,
+  apiKeyReads: false,
   streamBufferedBytesMax: 1024 * 1024,
   bookingDir: 'bookings',
   faultInjection: false,
@@ -163,6 +164,7 @@ t.test('every kind of invalid value throws a ConfigError naming the variable', a
     ['CORS_ORIGINS', 'ops.example.com', /must be http\(s\) origins/],
     ['CORS_ORIGINS', 'https://ops.example.com/path', /must be http\(s\) origins/],
     ['RATE_LIMIT_PER_MINUTE', '-1', /must be a whole number/],
+    ['API_KEY_READS', 'on', /API_KEY_READS="on": needs API_KEY/],
     ['FAULT_INJECTION', 'yes', /must be on or off/],
   ];
   for (const [variable, value, rule] of cases) {

@@ -1,7 +1,8 @@
 /**
  * Who may call the API, and how often:
  * - an API key, when configured, guards every mutating route (any method but
- *   GET, HEAD and OPTIONS): `Authorization: Bearer <key>` or `X-Api-Key`. A
+ *   GET, HEAD and OPTIONS), and with `protectReads` every read under /api/
+ *   too: `Authorization: Bearer <key>` or `X-Api-Key`. A
  *   missing or wrong key is 401 with `WWW-Authenticate`, compared in
  *   constant time. Without a key the mutating routes are open (a local run).
  * - CORS for the configured origins only (@fastify/cors); none by default.
@@ -18,6 +19,8 @@ import { errorBodyOf } from '../http-conventions.ts';
 
 export interface SecurityOptions {
   apiKey: string | null;
+  /** The key guards reads of the resources (API_READ_PREFIX) too; probes, /metrics, /docs stay open. */
+  protectReads?: boolean;
   corsOrigins: readonly string[];
   /** 0: no limit. */
   rateLimitPerMinute: number;
@@ -30,6 +33,8 @@ export const OPEN_SECURITY: SecurityOptions = {
 };
 
 const READ_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** Reads of client data (trades, bookings, dead letters): guarded when protectReads is set. */
+const API_READ_PREFIX = '/api/';
 
 /** Client addresses the rate limiter tracks at once (a limit on its memory). */
 const RATE_LIMIT_CLIENTS_MAX = 10_000;
@@ -67,8 +72,13 @@ export async function registerSecurity(
   const { apiKey } = options;
   if (apiKey === null) return;
   const expected = digest(apiKey);
+  const readsOpen = (request: FastifyRequest) =>
+    READ_METHODS.has(request.method) &&
+    (!options.protectReads ||
+      request.method === 'OPTIONS' ||
+      !request.url.startsWith(API_READ_PREFIX));
   app.addHook('onRequest', async (request, reply) => {
-    if (READ_METHODS.has(request.method)) return;
+    if (readsOpen(request)) return;
     const given = presentedKey(request);
     if (given !== undefined && timingSafeEqual(digest(given), expected)) return;
     const message = given === undefined ? 'an API key is required' : 'the API key is wrong';
