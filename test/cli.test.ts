@@ -672,7 +672,7 @@ t.test('actor, booking and reconcile over the REST contract', async (t) => {
   t.equal(actor.code, 0, actor.stderr);
   t.match(actor.stdout, /state: +LIVE/);
   t.match(actor.stdout, /"fills": 2/);
-  t.equal(stub.requests.at(-1)?.authorization, undefined, 'no key on a GET');
+  t.equal(stub.requests.at(-1)?.authorization, `Bearer ${API_KEY}`, 'the key on a GET too');
   const list = await inProcess(['actor', 'list'], env);
   t.match(
     list.stdout,

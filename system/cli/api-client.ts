@@ -1,6 +1,6 @@
 /**
  * A thin client of the service's REST API (`/api/v1`): global fetch with a
- * timeout, the API key as a Bearer token on POSTs, and every non-2xx answer
+ * timeout, the API key as a Bearer token on every call, and every non-2xx answer
  * turned into an ApiError carrying the one error shape
  * `{ error: CODE, message, field?, rule?, statusCode }` (api/schemas.ts ErrorBody).
  */
@@ -15,7 +15,7 @@ const TIMEOUT_MS_MAX = 600_000;
 export interface ApiClientOptions {
   /** Without a trailing slash: `http://127.0.0.1:3000`. */
   baseUrl: string;
-  /** Sent as `Authorization: Bearer` on POSTs; null: none. */
+  /** Sent as `Authorization: Bearer` on every call; null: none. */
   apiKey: string | null;
   timeoutMs: number;
 }
@@ -162,10 +162,11 @@ export async function apiRequest(
   const headers: Record<string, string> = {
     accept: request.accept === 'text' ? 'text/csv, text/plain, */*' : 'application/json',
   };
+  // On every call: with API_KEY_READS=on the service asks for it on reads too.
+  if (options.apiKey !== null) headers.authorization = `Bearer ${options.apiKey}`;
   let body: string | undefined;
   if (request.method === 'POST') {
     headers['content-type'] = 'application/json';
-    if (options.apiKey !== null) headers.authorization = `Bearer ${options.apiKey}`;
     body = JSON.stringify(request.body ?? {});
   }
   let response: Response;
