@@ -45,7 +45,13 @@ export interface PhaseBoard {
 const noPhase: Phase = { update: () => {}, increment: () => {}, stop: () => {} };
 const phaseOf = (options: RunOptions, name: string, total: number): Phase =>
   options.phases?.phase(name, total) ?? noPhase;
-import { generateScenario, type Scenario, type ScenarioOptions } from './scenario.ts';
+import {
+  entriesByOrderOf,
+  entriesOf,
+  generateScenario,
+  type Scenario,
+  type ScenarioOptions,
+} from './scenario.ts';
 import { claimNamespace, deleteStreams, dropDatabase, freshDatabase, runNames } from './support.ts';
 
 export interface RunOptions {
@@ -125,9 +131,6 @@ export function memoryAt(phase: string): MemoryPoint {
 export const monotonicClock: Clock = { nowMs: () => performance.timeOrigin + performance.now() };
 
 /** What was published: the fills, or with the market's amendments, every entry. */
-export const entriesOf = (scenario: Scenario): readonly Entry[] =>
-  scenario.amended?.publishOrder ?? scenario.publishOrder;
-
 /** One second of a run: what settled in it, how fast, and what was still waiting at its end. */
 export interface SeriesPoint {
   tSec: number;
@@ -436,7 +439,7 @@ async function check(service: Service, scenario: Scenario, options: RunOptions) 
     db: service.db,
     app: service.app,
     seed: scenario.seed,
-    fillsByOrder: scenario.amended?.entriesByOrder ?? scenario.fillsByOrder,
+    fillsByOrder: entriesByOrderOf(scenario),
     idPrefix: scenario.options.idPrefix,
     ...(scenario.rebalancePrices ? { rebalancePrices: scenario.rebalancePrices } : {}),
     onViewChecked: () => checking.increment(),

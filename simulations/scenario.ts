@@ -58,6 +58,14 @@ export interface Scenario {
   };
 }
 
+/** What a scenario publishes: its fills, or its fills and amendments when it has the market's. */
+export const entriesOf = (scenario: Scenario): readonly Entry[] =>
+  scenario.amended?.publishOrder ?? scenario.publishOrder;
+
+/** Per block order, what it publishes in seq order (fills, and amendments when there are). */
+export const entriesByOrderOf = (scenario: Scenario): Map<string, Entry[]> =>
+  scenario.amended?.entriesByOrder ?? scenario.fillsByOrder;
+
 /** mulberry32: small, fast, good enough for simulations; deterministic per seed. */
 export function prng(seed: number): () => number {
   let a = seed >>> 0;

@@ -12,7 +12,7 @@ import { counterfactualFairness, type TapeOrder } from './fairness.ts';
 import type { RunReport } from './report/types.ts';
 import { machineInfo } from './report/write.ts';
 import type { RunResult } from './run.ts';
-import { liveFillsOf } from './scenario.ts';
+import { entriesByOrderOf, liveFillsOf } from './scenario.ts';
 import type { TradingDayScenario } from './trading-day/scenario.ts';
 
 export type AllocationPolicy = 'pro-rata' | 'avg-price';
@@ -30,7 +30,7 @@ export const REPORTED_AVG_PRICE = { everyFills: null, everyMarketMs: 30 * 60_000
  */
 export function* finalTape(day: TradingDayScenario): Generator<TapeOrder> {
   const { scenario } = day;
-  const byOrder = scenario.amended?.entriesByOrder ?? scenario.fillsByOrder;
+  const byOrder = entriesByOrderOf(scenario);
   const lots = new Map(scenario.seed.securities.map((s) => [s.id, s.lotSize]));
   for (const order of scenario.seed.blockOrders) {
     const lotSize = lots.get(order.securityId);

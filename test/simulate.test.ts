@@ -13,6 +13,7 @@ import { dirname, join } from 'node:path';
 import { validateReport } from '../simulations/report/types.ts';
 import { parseSimulateArgs } from '../simulations/simulate-args.ts';
 import { tradingDayScenario } from '../simulations/trading-day/scenario.ts';
+import { entriesByOrderOf } from '../simulations/scenario.ts';
 import { loadConfig } from '../system/config.ts';
 import { assertNamespaceFree, deleteStreams, withMaintenance } from '../simulations/support.ts';
 import { streamNames } from '../system/config.ts';
@@ -37,7 +38,7 @@ t.test('given a small world, the scenario holds the tape and the accounts it ser
   const perOrder = [...scenario.fillsByOrder.values()].reduce((n, fills) => n + fills.length, 0);
   t.equal(perOrder, scenario.publishOrder.length, 'every fill is in its order');
   // Fills and amendments share each order's sequence: 1..n with no gap, in publish order.
-  const entriesByOrder = scenario.amended?.entriesByOrder ?? scenario.fillsByOrder;
+  const entriesByOrder = entriesByOrderOf(scenario);
   for (const [id, entries] of entriesByOrder)
     t.same(
       entries.map((f) => f.seq),

@@ -27,8 +27,7 @@ import { DeadLetterHeader, type NatsHandles, type StreamNames } from '../../syst
 import { createLogger } from '../../system/log.ts';
 import { startService } from '../../system/service.ts';
 import { checkInvariants, readJournal, type InvariantReport } from '../invariants.ts';
-import { entriesOf } from '../run.ts';
-import type { Scenario } from '../scenario.ts';
+import { entriesByOrderOf, entriesOf, type Scenario } from '../scenario.ts';
 import type { DrillIO } from './common.ts';
 import { untilAborted } from './harness.ts';
 
@@ -169,7 +168,7 @@ async function checkBooks(config: Config, db: Database, scenario: Scenario) {
       db: service.db,
       app: service.app,
       seed: scenario.seed,
-      fillsByOrder: scenario.amended?.entriesByOrder ?? scenario.fillsByOrder,
+      fillsByOrder: entriesByOrderOf(scenario),
       idPrefix: scenario.options.idPrefix,
     });
     return { report, rowsWrittenByChecker: (await countJournalRows(db)) - rowsBefore };

@@ -25,8 +25,7 @@ import { loadConfig, streamNames, type Config } from '../../system/config.ts';
 import { ensureStreams, openJetStream, type NatsHandles } from '../../system/jetstream.ts';
 import { openDatabase } from '../../system/service.ts';
 import { percentiles, round3 } from '../arms/common.ts';
-import { entriesOf } from '../run.ts';
-import { prng, type Scenario } from '../scenario.ts';
+import { entriesOf, prng, type Scenario } from '../scenario.ts';
 import {
   claimNamespace,
   deleteStreams,

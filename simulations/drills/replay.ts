@@ -23,8 +23,8 @@ import { ensureConsumers, openJetStream, type NatsHandles } from '../../system/j
 import { createLogger } from '../../system/log.ts';
 import { openDatabase, startService } from '../../system/service.ts';
 import { checkInvariants } from '../invariants.ts';
-import { entriesOf, monotonicClock, runScenario } from '../run.ts';
-import { generateScenario, type Scenario } from '../scenario.ts';
+import { monotonicClock, runScenario } from '../run.ts';
+import { entriesByOrderOf, entriesOf, generateScenario, type Scenario } from '../scenario.ts';
 import {
   parseDrillOptions,
   round1,
@@ -450,7 +450,7 @@ class SettleCounter implements AllocationObserver {
   lastSettledAtMs = 0;
 
   constructor(scenario: Scenario) {
-    this.#entriesByOrder = scenario.amended?.entriesByOrder ?? scenario.fillsByOrder;
+    this.#entriesByOrder = entriesByOrderOf(scenario);
   }
 
   fillSettled(blockOrderId: string, seq: number, atMs: number): void {
@@ -572,7 +572,7 @@ async function replayService(
           db: service.db,
           app: service.app,
           seed: scenario.seed,
-          fillsByOrder: scenario.amended?.entriesByOrder ?? scenario.fillsByOrder,
+          fillsByOrder: entriesByOrderOf(scenario),
           idPrefix: '',
         });
     return { settled: { ...counter.counts }, seconds, drained, invariantsAfter };
