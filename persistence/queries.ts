@@ -63,6 +63,18 @@ export async function blockOrderRefs(
   }));
 }
 
+/** One block order of the reference data, or undefined. */
+export async function blockOrderRef(
+  db: Database,
+  id: string,
+): Promise<BlockOrderRefRow | undefined> {
+  const [r] = await db.query<{ id: string; security_id: string; side: string; trade_date: string }>(
+    `SELECT id, security_id, side, trade_date FROM block_orders WHERE id = $1`,
+    [id],
+  );
+  return r && { id: r.id, securityId: r.security_id, side: r.side, tradeDate: r.trade_date };
+}
+
 export interface ExecutionVersionRow {
   fillId: string;
   blockOrderId: string;

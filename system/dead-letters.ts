@@ -30,6 +30,8 @@ export interface DeadLettersDeps {
 
 /** Stream sequences one list request reads, at most (a page may then hold fewer). */
 export const DEAD_LETTER_SCAN_MAX = 500;
+/** Gets in flight at once while scanning. */
+const GETS_IN_FLIGHT_MAX = 16;
 
 const header = (m: StoredMsg, name: string): string | null => {
   const value = m.header?.get(name);
@@ -79,10 +81,18 @@ async function list(
   let seq = Math.max(query.afterSeq, info.state.first_seq - 1);
   const scanEnd = Math.min(lastSeq, seq + DEAD_LETTER_SCAN_MAX);
   while (seq < scanEnd && items.length < query.limit) {
-    seq++;
-    const m = await message(deps, seq);
-    if (m === undefined || (subject && m.subject !== subject)) continue;
-    items.push(viewOf(deps, m));
+    // A few sequences at a time (the server answers each get on its own), in order.
+    const seqs = Array.from(
+      { length: Math.min(GETS_IN_FLIGHT_MAX, scanEnd - seq) },
+      (_, i) => seq + i + 1,
+    );
+    const got = await Promise.all(seqs.map((s) => message(deps, s)));
+    for (const [i, m] of got.entries()) {
+      seq = seqs[i] ?? seq;
+      if (m === undefined || (subject && m.subject !== subject)) continue;
+      items.push(viewOf(deps, m));
+      if (items.length === query.limit) break;
+    }
   }
   return { items, lastScanned: seq >= lastSeq ? null : seq };
 }

@@ -22,6 +22,7 @@ import type {
 import { decodeVersioned } from '../persistence/codec.ts';
 import type { Database } from '../persistence/db.ts';
 import {
+  blockOrderRef,
   blockOrderRefs,
   executionHistory,
   journalRow,
@@ -205,13 +206,14 @@ export async function fillDetails(
   const busted = latest.kind === 'BUST';
   const priced =
     [...rows].reverse().find((r) => r.kind === 'FILL' || r.kind === 'CORRECTION') ?? first;
-  const view = await deps.blockOrderView(first.blockOrderId);
+  // From the reference data: reading a fill does not wake its order's actor.
+  const ref = await blockOrderRef(deps.db, first.blockOrderId);
   const withLines = [...history].reverse().find((v) => v.lines.length > 0);
   return {
     fillId,
     blockOrderId: first.blockOrderId,
-    securityId: view?.securityId ?? null,
-    side: view?.side ?? null,
+    securityId: ref?.securityId ?? null,
+    side: ref?.side ?? null,
     venue: first.venue,
     executedAt: iso(first.executedAtMs),
     current: {

@@ -239,6 +239,33 @@ t.test('dead letters: listed with their reason, replayed with a corrected body',
     url: '/api/v1/dead-letters?reason=DECODE_FAILED',
   });
   t.same(none.json(), { items: [], nextCursor: null }, 'filtered by reason');
+  // Two more, then pages of two: every one once, in order, and the end.
+  for (const n of [2, 3])
+    await service.nats.js.publish(subject, packWire({ ...broken, fillId: `S${n}`, seq: n }), {
+      msgID: `S${n}`,
+    });
+  await eventually('three dead letters', async () => {
+    const res = await service.app.inject({ method: 'GET', url: '/api/v1/dead-letters' });
+    return res.json<{ items: unknown[] }>().items.length === 3 ? true : undefined;
+  });
+  const p1 = (
+    await service.app.inject({ method: 'GET', url: '/api/v1/dead-letters?limit=2' })
+  ).json<{ items: Json[]; nextCursor: string | null }>();
+  t.same(
+    p1.items.map((d) => d.id),
+    ['1', '2'],
+  );
+  const p2 = (
+    await service.app.inject({
+      method: 'GET',
+      url: `/api/v1/dead-letters?limit=2&cursor=${String(p1.nextCursor)}`,
+    })
+  ).json<{ items: Json[]; nextCursor: string | null }>();
+  t.same(
+    p2.items.map((d) => d.id),
+    ['3'],
+  );
+  t.equal(p2.nextCursor, null, 'the end');
   const one = await service.app.inject({ method: 'GET', url: '/api/v1/dead-letters/1' });
   t.match(one.json(), { id: '1', bodyBase64: Buffer.from(packWire(broken)).toString('base64') });
   t.equal(
