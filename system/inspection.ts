@@ -69,7 +69,10 @@ async function readiness(deps: InspectionDeps): Promise<Readiness> {
   const natsCheck = nats.nc.isClosed()
     ? { ok: false, detail: 'connection closed' }
     : await check(nats.nc.rtt().then((ms) => `rtt ${ms.toFixed(1)} ms`));
-  const consumerCheck = consumer.running ? { ok: true } : { ok: false, detail: 'not consuming' };
+  const down = consumer.downPartitions;
+  const consumerCheck = consumer.running
+    ? { ok: true }
+    : { ok: false, detail: down.length > 0 ? `restarting ${down.join(', ')}` : 'not consuming' };
   const stoppedActors = [...deps.accounts.stoppedActors(), ...deps.blockOrders.stoppedActors()];
   return {
     ready: database.ok && natsCheck.ok && consumerCheck.ok && stoppedActors.length === 0,

@@ -11,6 +11,7 @@
  * validated, or that the block order rejects for good, goes to the
  * dead-letter stream with its reason and original bytes, and is then acked.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   AckPolicy,
   DeliverPolicy,
@@ -66,6 +67,9 @@ const DUPLICATE_WINDOW_MS = 120_000;
 const HELD_RETRY_AFTER_MS = 1_000;
 /** A nak's delay grows with the delivery count up to this many × CONSUMER_NAK_DELAY_MS. */
 const NAK_DELAY_STEPS_MAX = 25;
+/** A failed partition loop is made again after 100 ms, doubling up to 2 s (stop waits for it). */
+const LOOP_RESTART_BACKOFF_MS = 100;
+const LOOP_RESTART_BACKOFF_MAX_MS = 2_000;
 
 /** Creates or updates the streams; idempotent. */
 export class PartitionCountError extends BlockfillError {
@@ -217,7 +221,9 @@ export interface FillConsumerDeps {
 export class FillConsumer {
   readonly #deps: FillConsumerDeps;
   readonly #slots: Permits;
-  readonly #iterators: ConsumerMessages[] = [];
+  /** The live subscription of each partition, by durable. */
+  readonly #iterators = new Map<string, ConsumerMessages>();
+  readonly #down = new Set<string>();
   readonly #loops: Promise<void>[] = [];
   /** Messages being handled, with when that started (for in-progress acks). */
   readonly #working = new Map<JsMsg, number>();
@@ -262,50 +268,91 @@ export class FillConsumer {
     this.#ticker.unref();
   }
 
+  /** Consuming on every partition (a partition whose loop is restarting is not). */
   get running(): boolean {
-    return this.#running;
+    return this.#running && this.#down.size === 0;
+  }
+
+  /** Partitions whose loop failed and is being restarted, by durable. */
+  get downPartitions(): string[] {
+    return [...this.#down];
   }
 
   async start(durables: string[]): Promise<void> {
-    invariant(!this.#running && this.#iterators.length === 0, 'the consumer starts once');
+    invariant(!this.#running && this.#iterators.size === 0, 'the consumer starts once');
     invariant(durables.length > 0, 'the consumer needs at least one durable');
-    // A quarter of the in-flight bound waits in the client per partition: a
-    // buffered message's ack wait runs before we see it (no in-progress ack).
-    const perPartitionBuffer = Math.max(
-      1,
-      Math.ceil(this.#deps.config.consumerInFlightMax / durables.length / 4),
-    );
-    for (const durable of durables) {
-      const consumer = await this.#deps.js.consumers.get(this.#deps.names.executions, durable);
-      const messages = await consumer.consume({ max_messages: perPartitionBuffer, expires: 5_000 });
-      this.#iterators.push(messages);
-      this.#loops.push(this.#loop(messages, durable));
-    }
+    for (const durable of durables) this.#iterators.set(durable, await this.#consume(durable));
     this.#running = true;
+    for (const durable of durables) this.#loops.push(this.#loop(durable));
   }
 
-  async #loop(messages: ConsumerMessages, durable: string): Promise<void> {
-    try {
-      let waited = false;
-      for await (const m of messages) {
-        // After a wait for a slot, this message sat in the client's buffer
-        // with its ack-wait timer running: restart it now.
-        if (waited) m.working();
-        // From receipt on: a message waiting for a slot gets in-progress acks too.
-        this.#working.set(m, Date.now());
-        waited = this.#slots.available === 0;
-        await this.#slots.acquire();
-        // #handle dispatches to the actor synchronously, so per-order order is kept.
-        void this.#handle(m).finally(() => {
-          this.#working.delete(m);
-          this.#slots.release();
-        });
+  /** A pull subscription on one partition's durable. */
+  async #consume(durable: string): Promise<ConsumerMessages> {
+    // A quarter of the in-flight bound waits in the client per partition: a
+    // buffered message's ack wait runs before we see it (no in-progress ack).
+    const { config, js, names } = this.#deps;
+    const perPartitionBuffer = Math.max(
+      1,
+      Math.ceil(config.consumerInFlightMax / config.partitions / 4),
+    );
+    const consumer = await js.consumers.get(names.executions, durable);
+    // A deleted durable or stream ends the subscription (rather than a silent
+    // wait for it): the loop then counts the partition down and makes it again.
+    return consumer.consume({
+      max_messages: perPartitionBuffer,
+      expires: 5_000,
+      abort_on_missing_resource: true,
+    });
+  }
+
+  /**
+   * One partition, for as long as the consumer runs: a subscription that ends
+   * or fails (its durable deleted, the server gone) is made again with backoff,
+   * and the partition counts as down meanwhile (readiness says so). Held
+   * fills stay held: their predecessor comes back on the same partition.
+   */
+  async #loop(durable: string): Promise<void> {
+    for (let attempt = 0; this.#running; attempt++) {
+      const messages = this.#iterators.get(durable);
+      if (messages) {
+        try {
+          await this.#drain(messages);
+        } catch (error) {
+          this.#deps.log.error('consumer loop failed; restarting it', { durable, error });
+        }
       }
-    } catch (error) {
-      this.#deps.log.error('consumer loop ended', { durable, error });
-      this.#running = false;
-      // Nothing dispatches held fills any more: back to the server, for the next process.
-      for (const { m } of this.#held.takeAll()) m.nak();
+      if (!this.#running) return;
+      this.#down.add(durable);
+      this.#iterators.delete(durable);
+      await sleep(Math.min(LOOP_RESTART_BACKOFF_MAX_MS, LOOP_RESTART_BACKOFF_MS * 2 ** attempt));
+      if (!this.#running) return;
+      try {
+        this.#iterators.set(durable, await this.#consume(durable));
+        this.#down.delete(durable);
+        this.#deps.log.warn('consumer loop restarted', { durable, attempt });
+        attempt = -1;
+      } catch (error) {
+        this.#deps.log.error('consumer loop could not restart; trying again', { durable, error });
+      }
+    }
+  }
+
+  /** Takes messages until the subscription ends; each is dispatched while a slot is free. */
+  async #drain(messages: ConsumerMessages): Promise<void> {
+    let waited = false;
+    for await (const m of messages) {
+      // After a wait for a slot, this message sat in the client's buffer
+      // with its ack-wait timer running: restart it now.
+      if (waited) m.working();
+      // From receipt on: a message waiting for a slot gets in-progress acks too.
+      this.#working.set(m, Date.now());
+      waited = this.#slots.available === 0;
+      await this.#slots.acquire();
+      // #handle dispatches to the actor synchronously, so per-order order is kept.
+      void this.#handle(m).finally(() => {
+        this.#working.delete(m);
+        this.#slots.release();
+      });
     }
   }
 
@@ -527,7 +574,7 @@ export class FillConsumer {
   /** Stops pulling, waits for every in-flight fill to be answered (and acked). */
   async stop(): Promise<void> {
     this.#running = false;
-    for (const it of this.#iterators) it.stop();
+    for (const it of this.#iterators.values()) it.stop();
     await Promise.allSettled(this.#loops);
     await this.#slots.idle();
     await Promise.allSettled([...this.#redispatches]);
