@@ -78,7 +78,7 @@ export type RetrySuspenseReply =
   | { type: 'SuspenseApplied'; cashDeltaMinor: bigint }
   | {
       type: 'NotApplied';
-      outcome: 'NOT_IN_SUSPENSE' | 'STILL_REFUSED' | 'NOT_OPEN';
+      outcome: 'NOT_IN_SUSPENSE' | 'STILL_REFUSED';
       detail: string;
     }
   | { type: 'NotFound' }

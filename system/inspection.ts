@@ -105,7 +105,7 @@ async function retrySuspense(
       return undefined;
     case 'NotApplied':
       throw new SuspenseNotAppliedError(
-        reply.outcome === 'STILL_REFUSED' ? 'STILL_REFUSED' : 'NOT_IN_SUSPENSE',
+        reply.outcome,
         `${accountId}: ${blockOrderId} seq ${fillSeq}: ${reply.detail}`,
       );
     case 'Failed':
