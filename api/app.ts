@@ -102,6 +102,20 @@ async function registerV1(v1: FastifyInstance, deps: ApiDeps): Promise<void> {
   if (reconciliation) await v1.register(reconciliationRoutes, { reconciliation });
 }
 
+/** WebSocket routes: frames from clients bounded, and a clean close on shutdown. */
+async function registerWebSocket(app: FastifyInstance): Promise<void> {
+  await app.register(websocket, {
+    // Incoming frames are refused by the stream route; 4 KiB bounds what a client can make us parse.
+    options: { maxPayload: 4 * 1024 },
+    // Shutting down: 1001 Going Away, so a client knows to reconnect elsewhere or later.
+    preClose: async () => {
+      for (const socket of app.websocketServer.clients)
+        socket.close(1001, 'the service is stopping');
+      await new Promise((resolve) => app.websocketServer.close(resolve));
+    },
+  });
+}
+
 /** Builds the app, not yet listening: call `listen()`, or `inject()` in tests. */
 export async function buildApp(deps: ApiDeps, options: ApiOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
@@ -165,17 +179,7 @@ export async function buildApp(deps: ApiDeps, options: ApiOptions = {}): Promise
     await app.register(metricsRoutes, { metrics });
   }
   await app.register(inspectionPlugin, { port: deps.inspection });
-  // Incoming frames are refused by the stream route; 4 KiB bounds what a client can make us parse.
-  if (deps.stream)
-    await app.register(websocket, {
-      options: { maxPayload: 4 * 1024 },
-      // Shutting down: 1001 Going Away, so a client knows to reconnect elsewhere or later.
-      preClose: async () => {
-        for (const socket of app.websocketServer.clients)
-          socket.close(1001, 'the service is stopping');
-        await new Promise((resolve) => app.websocketServer.close(resolve));
-      },
-    });
+  if (deps.stream) await registerWebSocket(app);
   await app.register((v1) => registerV1(v1, deps), { prefix: API_PREFIX });
   await app.register(healthRoutes);
   await app.register(faultRoutes, { faults: deps.faults });

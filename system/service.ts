@@ -368,6 +368,21 @@ const closeWhenOpen = (opening: Promise<OpenedNats>): Promise<void> =>
     () => undefined,
   );
 
+function logStarted(log: Logger, config: Config, stream: string, port: number | undefined): void {
+  log.info('blockfill started', {
+    ...{ partitions: config.partitions, stream },
+    http: port === undefined ? 'inject-only' : `${config.httpHost}:${port}`,
+    ...(port === undefined ? {} : { port }),
+  });
+}
+
+/** The feed of durable batches behind the WebSocket stream; a failing subscriber is dropped, and logged. */
+const liveFeed = (log: Logger) =>
+  new EventFeed(
+    () => Date.now(),
+    (error) => log.warn('a stream subscriber failed and was dropped', { error }),
+  );
+
 /** Lines durable on accounts, for /metrics: counted on their way to the caller's observer. */
 function countingLines(observer: AllocationObserver, wired: Wired): AllocationObserver {
   return {
@@ -422,10 +437,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
   natsOpening.catch(() => undefined);
   stops.add('nats close', () => closeWhenOpen(natsOpening));
   try {
-    const feed = new EventFeed(
-      () => Date.now(),
-      (error) => log.warn('a stream subscriber failed and was dropped', { error }),
-    );
+    const feed = liveFeed(log);
     const observer = countingLines(options.observer ?? noopObserver, wired);
     const core = await openCore(config, { ...options, observer }, log, stops, metrics, feed);
     wired.core = core;
@@ -453,11 +465,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     stops.add('consumer', () => consumer.stop(), askTimeoutMs + STOP_STEP_MS);
     await consumer.start(opened.durables);
     const sweep = startSweep(config, log, core);
-    log.info('blockfill started', {
-      ...{ partitions: config.partitions, stream: names.executions },
-      http: port === undefined ? 'inject-only' : `${config.httpHost}:${port}`,
-      ...(port === undefined ? {} : { port }),
-    });
+    logStarted(log, config, names.executions, port);
     let stopping: Promise<void> | undefined;
     const stop = () =>
       (stopping ??= stops.run().then(() => log.info('blockfill stopped', { ...consumer.stats })));
