@@ -15,6 +15,13 @@ import {
   MembershipSchema,
 } from '../schemas-operations.ts';
 
+/**
+ * A close reads every journal row past the marks and writes up to 250,000
+ * lines (a million-account day takes minutes), and a regenerated file reads
+ * them back: far beyond the app's 15 s bound for an ask, but still bounded.
+ */
+export const LONG_HANDLER_TIMEOUT_MS = 600_000;
+
 const bookingRoutes: FastifyPluginAsyncTypebox<{ bookings: BookingPort }> = async (
   fastify,
   { bookings },
@@ -22,7 +29,10 @@ const bookingRoutes: FastifyPluginAsyncTypebox<{ bookings: BookingPort }> = asyn
   // 201 with the batch; 409 when another close is running or nothing is new.
   fastify.post(
     '/bookings/batches',
-    { schema: { body: BookingCloseBodySchema, response: { 201: BookingBatchSchema } } },
+    {
+      handlerTimeout: LONG_HANDLER_TIMEOUT_MS,
+      schema: { body: BookingCloseBodySchema, response: { 201: BookingBatchSchema } },
+    },
     async (request, reply) => {
       const batch = await bookings.close({ cleanup: request.body?.cleanup ?? false });
       return reply.code(201).header('location', `${request.url}/${batch.id}`).send(batch);
@@ -43,6 +53,7 @@ const bookingRoutes: FastifyPluginAsyncTypebox<{ bookings: BookingPort }> = asyn
   fastify.get(
     '/bookings/batches/:id/file',
     {
+      handlerTimeout: LONG_HANDLER_TIMEOUT_MS,
       schema: {
         params: BookingBatchIdParams,
         produces: ['text/csv'],

@@ -66,6 +66,8 @@ const executionRoutes: FastifyPluginAsyncTypebox<{ executions: ExecutionsPort }>
   fastify.get(
     '/execution/reports/:portfolioId',
     {
+      // A whole account journal (up to 200,000 rows) and its executions.
+      handlerTimeout: 120_000,
       schema: {
         params: PortfolioIdParams,
         querystring: ExecutionReportQuerySchema,
