@@ -21,7 +21,7 @@ import {
   validateAveragePricePolicy,
   type AveragePricePolicy,
 } from '../actors/domain/average-price.ts';
-import { roundHalfEven, type Side } from '../actors/domain/money.ts';
+import { absBig, roundHalfEven, type Side } from '../actors/domain/money.ts';
 import { assertNever, invariant } from '../actors/errors.ts';
 
 import type { FairnessFigures } from './report/types.ts';
@@ -102,8 +102,6 @@ export const HISTOGRAM_UPPER_BPS: readonly number[] = [
 const REPORT_SCALE = 10n ** 12n;
 const BPS = 10_000n;
 
-const abs = (x: bigint): bigint => (x < 0n ? -x : x);
-
 /** num / den as a number, rounded at REPORT_SCALE: exact first, a float last. */
 function ratioToNumber(num: bigint, den: bigint): number {
   return Number(roundHalfEven(num * REPORT_SCALE, den)) / Number(REPORT_SCALE);
@@ -130,10 +128,10 @@ export function orderFairness(order: OrderOutcome): OrderFairness {
     targetSum += a.target;
     if (a.quantity > 0n) {
       // |n_i / q_i - n / q| / (n / q) = |n_i q - n q_i| / (q_i n)
-      const deviation = abs(a.notional * q - n * a.quantity);
+      const deviation = absBig(a.notional * q - n * a.quantity);
       priceDeviationsBps.push(ratioToNumber(deviation * BPS, a.quantity * n));
     }
-    const rateNum = abs(a.quantity * t - q * a.target);
+    const rateNum = absBig(a.quantity * t - q * a.target);
     const rateDen = a.target * t;
     if (rateNum * worstDen > worstNum * rateDen) {
       worstNum = rateNum;

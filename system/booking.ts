@@ -55,7 +55,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AccountEvent } from '../actors/account/decider.ts';
-import { MovementKind, movementsOf, type Movement } from '../actors/account/movements.ts';
+import {
+  lineShares,
+  MovementKind,
+  movementsOf,
+  type Movement,
+} from '../actors/account/movements.ts';
 import { ACCOUNT_KIND } from '../actors/account/shell.ts';
 import { formatPrice } from '../actors/domain/money.ts';
 import { assertNever, invariant } from '../actors/errors.ts';
@@ -252,7 +257,7 @@ function bookLines(lines: readonly UnbookedLine[], refs: Map<string, ExecutionRe
       side: m.side,
       movementKind: m.kind,
       transactionType: transactionTypeOf(m),
-      quantity: m.quantity < 0n ? -m.quantity : m.quantity,
+      quantity: lineShares(m),
       price: m.price,
       cashDeltaMinor: m.cashDeltaMinor,
       transactionDate: tradeDateNewYork(booked.executedAtMs),

@@ -7,7 +7,7 @@
  */
 import { ACCOUNT_KIND } from '../actors/account/shell.ts';
 import type { AccountEvent } from '../actors/account/decider.ts';
-import { movementsOf, type Movement } from '../actors/account/movements.ts';
+import { lineShares, movementsOf, type Movement } from '../actors/account/movements.ts';
 import { formatPrice, vwap } from '../actors/domain/money.ts';
 import { invariant } from '../actors/errors.ts';
 import {
@@ -151,7 +151,7 @@ const lineOf = (m: Movement, tradeDate: string, record: StoredRecord): ReportAll
   side: m.side,
   type: m.kind,
   // The line's shares; `type` says whether they were booked or taken back.
-  quantity: (m.quantity < 0n ? -m.quantity : m.quantity).toString(),
+  quantity: lineShares(m).toString(),
   price: formatPrice(m.price),
   cashDeltaMinor: m.cashDeltaMinor.toString(),
   journalSeq: record.seq,

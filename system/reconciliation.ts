@@ -54,7 +54,7 @@ import {
   type BlockOrderState,
 } from '../actors/block-order/decider.ts';
 import { BLOCK_ORDER_KIND } from '../actors/block-order/shell.ts';
-import { PRICE_TO_CASH_DIVISOR, formatDecimal, type Side } from '../actors/domain/money.ts';
+import { absBig, PRICE_TO_CASH_DIVISOR, formatDecimal, type Side } from '../actors/domain/money.ts';
 import { ValidationError, invariant } from '../actors/errors.ts';
 import { decodeVersioned } from '../persistence/codec.ts';
 import type { Database, Query } from '../persistence/db.ts';
@@ -321,7 +321,6 @@ const sumOf = (values: Iterable<bigint>): bigint => {
   for (const v of values) s += v;
   return s;
 };
-const abs = (v: bigint): bigint => (v < 0n ? -v : v);
 
 function accountsOff(f: OrderFigures): string[] {
   const accounts = new Set([...f.held.keys(), ...f.books.keys(), ...f.suspense.keys()]);
@@ -352,7 +351,7 @@ function judgeOrder(f: OrderFigures): OrderVerdict {
   // Half a cent per line, Q/2 price units per average-price release: floor, as the difference is whole.
   const tolerance = ((lines > 0n ? lines : 0n) * D + f.releasedQuantity) / 2n;
   const cashChecked = sharesOk && offAccounts.length === 0 && f.inFlight.size === 0;
-  const cashOk = !cashChecked || abs(booksCash * D - streetOnBooks) <= tolerance;
+  const cashOk = !cashChecked || absBig(booksCash * D - streetOnBooks) <= tolerance;
   return {
     ...{ f, books, suspense, inFlight, sharesOk, offAccounts },
     ...{ booksCash, streetOnBooks, tolerance, cashChecked, cashOk },

@@ -19,7 +19,7 @@
  * cash is its line's cash rounded as a line is (money.ts), so the movements
  * of an event sum exactly to the event's own cashDeltaMinor (asserted).
  */
-import { cashDelta, type Side } from '../domain/money.ts';
+import { absBig, cashDelta, type Side } from '../domain/money.ts';
 import { assertNever, invariant } from '../errors.ts';
 import type { AccountEvent, Allocation, LineEvent } from './decider.ts';
 
@@ -47,6 +47,9 @@ export interface Movement {
   /** Signed cents, as cashDelta. */
   cashDeltaMinor: bigint;
 }
+
+/** The shares of the line a movement books or takes back (its quantity is signed by its effect). */
+export const lineShares = (m: Pick<Movement, 'quantity'>): bigint => absBig(m.quantity);
 
 export function movementsOf(event: AccountEvent): Movement[] {
   switch (event.type) {

@@ -98,6 +98,9 @@ export function formatDecimal(value: bigint, decimals: number): string {
   return `${sign}${digits.slice(0, cut)}.${digits.slice(cut)}`;
 }
 
+/** |value|, exact. */
+export const absBig = (value: bigint): bigint => (value < 0n ? -value : value);
+
 /** A price as text with all PRICE_DECIMALS digits: 123456789n -> "123.456789". */
 export function formatPrice(price: bigint): string {
   return formatDecimal(price, PRICE_DECIMALS);

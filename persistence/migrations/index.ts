@@ -154,8 +154,8 @@ export const migrations: Migration[] = [
   },
   {
     // Booking (system/booking.ts): what was sent to portfolio accounting.
-    // A batch takes, per account journal key, the rows above its mark and
-    // advances the mark in the same transaction: per-key sequence numbers,
+    // A batch takes, per account journal key, the rows above its mark, and
+    // advances the mark in the transaction that records it: per-key sequence numbers,
     // not commit times, decide what is in a batch. The unique batch_no makes
     // a concurrent close collide; the unique source_id books a line once.
     version: 6,
